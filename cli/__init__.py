@@ -1,0 +1,1 @@
+"""The `aoc` command: demo, run a service, replay a consumer group."""

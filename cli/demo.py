@@ -1,0 +1,144 @@
+"""`aoc demo`: collector (replay), normalizer, store sink and API in one process, no servers needed.
+
+It uses the embedded engines whatever the environment says (the demo must never write into a production
+Kafka or MongoDB), reports what happened to every record — stored, merged as a duplicate, or dead-lettered
+with its reason — and then serves the UI until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from aoc_api.app import create_app
+from aoc_api.server import serve
+from aoc_collector.__main__ import publish_replay
+from aoc_collector.replay import bundled_sample_dir
+from aoc_common import topics
+from aoc_common.codec import decode
+from aoc_common.event_store.sqlite import SqliteEventStore
+from aoc_common.logging import configure_logging
+from aoc_common.message_log.base import MessageLog
+from aoc_common.message_log.consumer import record_lag
+from aoc_common.message_log.embedded import EmbeddedMessageLog
+from aoc_common.settings import ConfigurationError, Settings, load_settings
+from aoc_normalizer.runtime import Normalizer
+from aoc_store.runtime import StoreSink
+
+INGEST_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path(".aoc-data/demo")
+    samples: Path | None = None
+    include_malformed: bool = True
+    exit_when_ingested: bool = False
+
+
+def run_demo(options: DemoOptions) -> int:
+    try:
+        settings = load_settings(
+            log_engine="embedded",
+            store_engine="embedded",
+            data_dir=options.data_dir,
+            api_host=options.host,
+            api_port=options.port,
+        )
+    except ConfigurationError as error:
+        print(error.code, file=sys.stderr)
+        return 2
+    configure_logging("demo", "WARNING" if settings.log_level == "INFO" else settings.log_level)
+    try:
+        return asyncio.run(_demo(settings, options))
+    except RuntimeError as error:
+        print(f"aoc demo: {error}", file=sys.stderr)
+        return 1
+
+
+async def _wait_until_ingested(message_log: MessageLog) -> None:
+    """Until both consumer groups have committed everything published so far."""
+    deadline = time.monotonic() + INGEST_TIMEOUT_S
+    while time.monotonic() < deadline:
+        raw_lag = await record_lag(message_log, topics.NORMALIZER_GROUP, topics.RAW_TOPICS)
+        store_lag = await record_lag(message_log, topics.STORE_GROUP, [topics.EVENTS])
+        if raw_lag == 0 and store_lag == 0:
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"the pipeline did not catch up within {INGEST_TIMEOUT_S:.0f} s")
+
+
+async def _dead_letter_reasons(message_log: MessageLog, start: dict[int, int]) -> list[str]:
+    """Reasons of the dead letters this run produced (read back from the DLQ topic itself)."""
+    reasons: list[str] = []
+    group = f"aoc-demo-report-{time.time_ns()}"
+    await message_log.reset_group(group, topics.DLQ, to_offset=min(start.values(), default=0))
+    ends = await message_log.end_offsets(topics.DLQ)
+    wanted = sum(ends.values()) - sum(start.values())
+    async with message_log.subscribe([topics.DLQ], group) as subscription:
+        while len(reasons) < wanted:
+            records = await subscription.fetch(500, 1.0)
+            if not records:
+                break
+            reasons += [decode(r.value)["reason"] for r in records]
+    return reasons
+
+
+async def _demo(settings: Settings, options: DemoOptions) -> int:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    message_log = EmbeddedMessageLog(settings.data_dir / "log.sqlite3")
+    store = SqliteEventStore(
+        settings.data_dir / "events.sqlite3", retention_days=settings.retention_days
+    )
+    await message_log.start()
+    await store.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await message_log.ensure_topics(topics.ALL_TOPICS)
+        dlq_start = await message_log.end_offsets(topics.DLQ)
+        app = create_app(settings, store=store, message_log=message_log)
+        api = asyncio.create_task(serve(app, settings.api_host, settings.api_port, stop))
+        workers = [
+            asyncio.create_task(Normalizer.from_settings(message_log, settings).run(stop)),
+            asyncio.create_task(StoreSink(message_log, store).run(stop)),
+        ]
+        samples = options.samples or bundled_sample_dir()
+        published = await publish_replay(
+            message_log, settings, samples, include_malformed=options.include_malformed
+        )
+        await _wait_until_ingested(message_log)
+        reasons = await _dead_letter_reasons(message_log, dlq_start)
+        stored = await store.count_events()
+        if api.done():
+            await api  # the API could not start (port in use…): report that, not "serving"
+        url = f"http://{settings.api_host}:{settings.api_port}"
+        print(f"AOC demo: published {published} raw records from {samples}")
+        print(f"AOC demo: {stored} events in the store; {len(reasons)} dead letters this run:")
+        for reason in reasons:
+            print(f"  - {reason[:160]}")
+        print(
+            f"AOC demo: serving {url}  (UI: {url}/ · API: {url}/api/events · Ctrl-C to stop)",
+            flush=True,
+        )
+        if options.exit_when_ingested:
+            stop.set()
+        await asyncio.wait([api, *workers], return_when=asyncio.FIRST_EXCEPTION)
+        stop.set()
+        for task in (api, *workers):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        return 0
+    finally:
+        stop.set()
+        await store.stop()
+        await message_log.stop()

@@ -1,0 +1,168 @@
+"""The `aoc` command: the one entry point for people and containers.
+
+- `aoc demo`: the whole pipeline in one process on the embedded engines, fed with the bundled samples.
+- `aoc run <service>`: one service in the foreground (what each container runs).
+- `aoc topics`: create every topic (a one-shot step before the consumers start).
+- `aoc replay`: move a stopped consumer group to an offset or a time, to backfill or re-process.
+
+This module is the composition root: the only place that imports several services at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from aoc_common import topics
+from aoc_common.logging import configure_logging
+from aoc_common.message_log import open_message_log
+from aoc_common.service import run_service
+from aoc_common.settings import ConfigurationError, Settings, load_settings
+
+SERVICES = ("collector", "normalizer", "store", "api")
+
+
+def _settings_or_exit() -> Settings:
+    try:
+        return load_settings()
+    except ConfigurationError as error:
+        print(error.code, file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _parse_time(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an ISO 8601 time") from None
+    return parsed
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aoc", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="run the whole pipeline on the bundled sample data")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(".aoc-data/demo"),
+        help="where the embedded log and store keep their files",
+    )
+    demo.add_argument(
+        "--samples",
+        type=Path,
+        default=None,
+        help="folder of saved API answers (default: the bundled samples)",
+    )
+    demo.add_argument(
+        "--no-malformed",
+        action="store_true",
+        help="skip the bad-input drill (malformed_inputs.json)",
+    )
+    demo.add_argument(
+        "--exit-when-ingested",
+        action="store_true",
+        help="stop once everything is stored instead of serving until Ctrl-C",
+    )
+
+    run = commands.add_parser("run", help="run one service in the foreground")
+    run.add_argument("service", choices=SERVICES)
+
+    commands.add_parser("topics", help="create every AOC topic")
+
+    replay = commands.add_parser(
+        "replay", help="move a stopped consumer group to an offset or a time (re-processing)"
+    )
+    replay.add_argument("--group", required=True, help="e.g. aoc-store, aoc-normalizer")
+    replay.add_argument("--topic", required=True, help="e.g. aoc.events")
+    target = replay.add_mutually_exclusive_group(required=True)
+    target.add_argument("--offset", type=int, help="offset to restart from on every partition")
+    target.add_argument(
+        "--timestamp",
+        type=_parse_time,
+        help="restart from the first message at or after this time (ISO 8601)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "demo":
+        from aoc_cli.demo import DemoOptions, run_demo
+
+        return run_demo(
+            DemoOptions(
+                host=args.host,
+                port=args.port,
+                data_dir=args.data_dir,
+                samples=args.samples,
+                include_malformed=not args.no_malformed,
+                exit_when_ingested=args.exit_when_ingested,
+            )
+        )
+    if args.command == "run":
+        return _run(args.service)
+    settings = _settings_or_exit()
+    configure_logging("aoc", settings.log_level)
+    if args.command == "topics":
+        return asyncio.run(_create_topics(settings))
+    return asyncio.run(_replay(settings, args.group, args.topic, args.offset, args.timestamp))
+
+
+def _run(service: str) -> int:
+    if service == "collector":
+        from aoc_collector.__main__ import main as collector_main
+
+        return run_service("collector", collector_main)
+    if service == "normalizer":
+        from aoc_normalizer.__main__ import main as normalizer_main
+
+        return run_service("normalizer", normalizer_main)
+    if service == "store":
+        from aoc_store.__main__ import main as store_main
+
+        return run_service("store", store_main)
+    from aoc_api.__main__ import main as api_main
+
+    return run_service("api", api_main)
+
+
+async def _create_topics(settings: Settings) -> int:
+    message_log = open_message_log(settings, client_id="aoc-topics")
+    await message_log.start()
+    try:
+        await message_log.ensure_topics(topics.ALL_TOPICS)
+    finally:
+        await message_log.stop()
+    print("topics ready: " + ", ".join(topics.ALL_TOPICS))
+    return 0
+
+
+async def _replay(
+    settings: Settings, group: str, topic: str, offset: int | None, timestamp: datetime | None
+) -> int:
+    message_log = open_message_log(settings, client_id="aoc-replay")
+    await message_log.start()
+    try:
+        positions = await message_log.reset_group(
+            group, topic, to_offset=offset, to_timestamp=timestamp
+        )
+    except (ValueError, RuntimeError) as error:
+        print(f"replay refused: {error}", file=sys.stderr)
+        return 1
+    finally:
+        await message_log.stop()
+    for partition, position in sorted(positions.items()):
+        print(f"{group} on {topic}[{partition}] will resume at offset {position}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

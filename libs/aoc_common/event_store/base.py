@@ -1,0 +1,92 @@
+"""The event store interface: what the store sink and the API need from a database.
+
+Two implementations pass one contract suite (tests/contract/test_event_store_contract.py): MongoDB
+through motor for production, and SQLite for one machine. For the same query both return the same
+events in the same order: newest first by (timestamp, id), with the filter semantics documented on
+`EventQuery`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from aoc_common.events import CanonicalEvent, Comment
+from aoc_common.query import EventPage, EventQuery, FilterOptions, UpsertResult
+
+# Filter-option lists are for dropdowns: bounded so that a tenant with 100k actors answers fast.
+MAX_FILTER_OPTIONS = 500
+
+
+class StoreError(RuntimeError):
+    """The store could not be reached or refused the operation."""
+
+
+class EventStore(ABC):
+    """A connection to the event database. `start` creates indexes and applies retention."""
+
+    engine: str
+
+    @abstractmethod
+    async def start(self) -> None: ...
+
+    @abstractmethod
+    async def stop(self) -> None: ...
+
+    @abstractmethod
+    async def ping(self) -> None:
+        """Raise StoreError when the database cannot be reached."""
+
+    @abstractmethod
+    async def upsert_events(self, events: Sequence[CanonicalEvent]) -> UpsertResult:
+        """Insert or update by `dedupe_key`, in one round trip per batch.
+
+        An update replaces what Microsoft reported but keeps what analysts added (tags, comments)
+        and the event's `id`. Within one batch, a later event with the same key wins.
+        """
+
+    @abstractmethod
+    async def query_events(self, query: EventQuery) -> EventPage: ...
+
+    @abstractmethod
+    async def get_event(self, event_id: str) -> CanonicalEvent | None: ...
+
+    @abstractmethod
+    async def count_events(self) -> int: ...
+
+    @abstractmethod
+    async def filter_options(self) -> FilterOptions:
+        """Distinct services, operations, results, sources, actors and tags, sorted."""
+
+    @abstractmethod
+    async def set_tags(self, event_id: str, tags: Sequence[str]) -> CanonicalEvent | None:
+        """Replace an event's tags; None when there is no such event."""
+
+    @abstractmethod
+    async def add_comment(self, event_id: str, comment: Comment) -> CanonicalEvent | None:
+        """Append a comment; None when there is no such event."""
+
+    @abstractmethod
+    async def purge_expired(self, now: datetime | None = None) -> int:
+        """Delete events ingested more than RETENTION_DAYS ago; returns how many went.
+
+        MongoDB's TTL index does this by itself (this method then only reports 0); SQLite needs a
+        call.
+        """
+
+    @abstractmethod
+    async def get_state(self, key: str) -> dict[str, Any] | None:
+        """Small service state (collector watermarks, fetched content ids) beside the events."""
+
+    @abstractmethod
+    async def put_state(self, key: str, value: dict[str, Any]) -> None: ...
+
+
+def dedupe_last_wins(events: Sequence[CanonicalEvent]) -> list[CanonicalEvent]:
+    """Keep the last event per dedupe_key, in first-seen order."""
+    latest: dict[str, CanonicalEvent] = {}
+    for event in events:
+        latest[event.dedupe_key] = event
+    return list(latest.values())

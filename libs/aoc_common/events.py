@@ -1,0 +1,123 @@
+"""The canonical event and the raw envelope: the two message shapes every service agrees on.
+
+`aoc.events` is a product that downstream teams subscribe to, so `CanonicalEvent` changes only
+together with `SCHEMA_VERSION`. Timestamps are UTC and truncated to milliseconds, because that is
+what MongoDB keeps: every store then sorts and pages on exactly the same values.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SCHEMA_VERSION = 1
+
+Source = Literal["directory", "intune", "unified"]
+SOURCES: tuple[Source, ...] = ("directory", "intune", "unified")
+
+# Namespace for event ids derived from dedupe keys: the same record always gets the same id.
+_EVENT_ID_NAMESPACE = uuid.UUID("6f1f8e52-4f0c-4d2e-9c1a-0a0c0a0c0a0c")
+
+
+def to_utc_millis(value: datetime) -> datetime:
+    """UTC, millisecond precision; naive datetimes are taken to be UTC (as Microsoft's APIs
+    mean)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    value = value.astimezone(UTC)
+    return value.replace(microsecond=value.microsecond - value.microsecond % 1000)
+
+
+def utc_now() -> datetime:
+    return to_utc_millis(datetime.now(UTC))
+
+
+def event_id_for(dedupe_key: str) -> str:
+    """A stable, URL-safe id: re-ingesting a record never changes the id analysts bookmarked."""
+    return str(uuid.uuid5(_EVENT_ID_NAMESPACE, dedupe_key))
+
+
+class Actor(BaseModel):
+    """Who did it: a user (UPN) or an application / service principal."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["user", "app", "system", "unknown"] = "unknown"
+    id: str | None = None
+    display_name: str | None = None
+    user_principal_name: str | None = None
+    app_id: str | None = None
+    ip_address: str | None = None
+
+
+class Target(BaseModel):
+    """What it was done to; `modified_properties` keeps old/new values as Microsoft reports them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str | None = None
+    id: str | None = None
+    display_name: str | None = None
+    user_principal_name: str | None = None
+    modified_properties: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class Comment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    author: str
+    text: str
+    created_at: datetime
+
+    @field_validator("created_at")
+    @classmethod
+    def _utc_millis(cls, value: datetime) -> datetime:
+        # Same precision as the event's timestamps: MongoDB keeps milliseconds, so a comment must
+        # read back identically from either store.
+        return to_utc_millis(value)
+
+
+class CanonicalEvent(BaseModel):
+    """One admin action, whatever Microsoft API reported it. Published on `aoc.events`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+    id: str
+    dedupe_key: str
+    source: Source
+    tenant_id: str | None = None
+    timestamp: datetime
+    ingested_at: datetime
+    service: str
+    category: str
+    operation: str
+    result: Literal["success", "failure", "unknown"]
+    actor_display: str
+    target_displays: list[str] = Field(default_factory=list)
+    display_summary: str
+    actor: Actor
+    targets: list[Target] = Field(default_factory=list)
+    raw: dict[str, Any]
+    raw_text: str
+    tags: list[str] = Field(default_factory=list)
+    comments: list[Comment] = Field(default_factory=list)
+
+    @field_validator("timestamp", "ingested_at")
+    @classmethod
+    def _utc_millis(cls, value: datetime) -> datetime:
+        return to_utc_millis(value)
+
+
+class RawEnvelope(BaseModel):
+    """What a collector publishes on `aoc.raw.<source>`: one record as Microsoft returned it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: Source
+    tenant_id: str | None = None
+    fetched_at: datetime
+    payload: Any = Field(description="The record as the API returned it (a JSON object when valid)")

@@ -1,0 +1,39 @@
+"""Prometheus metrics every service exposes, declared once so that names and labels stay consistent.
+
+Each service labels its series with `service`; an operator can then compare the normalizer, the store sink,
+the alerter and the SIEM forwarder on one dashboard.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+MESSAGES_CONSUMED = Counter(
+    "aoc_messages_consumed_total", "Messages read from a topic", ["service", "topic"]
+)
+MESSAGES_PUBLISHED = Counter(
+    "aoc_messages_published_total", "Messages acknowledged by the message log", ["service", "topic"]
+)
+DEAD_LETTERS = Counter(
+    "aoc_dead_letters_total", "Messages sent to the dead-letter topic", ["service", "stage"]
+)
+EVENTS_STORED = Counter(
+    "aoc_events_stored_total", "Events written to the store", ["service", "outcome"]
+)
+CONSUMER_LAG = Gauge(
+    "aoc_consumer_lag_messages",
+    "Messages not yet committed by a consumer group",
+    ["group", "topic"],
+)
+BATCH_SECONDS = Histogram(
+    "aoc_batch_seconds",
+    "Time to handle one consumed batch",
+    ["service"],
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+HTTP_REQUESTS = Counter("aoc_http_requests_total", "API requests", ["method", "route", "status"])
+
+
+def render_latest() -> tuple[bytes, str]:
+    """The exposition body and its content type, for a `/metrics` endpoint."""
+    return generate_latest(), CONTENT_TYPE_LATEST

@@ -1,0 +1,180 @@
+"""Every environment variable any AOC service reads, validated once at start-up.
+
+A service that starts with a bad value does damage quietly (an alerter with no rules, a TTL that deletes
+everything), so a bad value must stop start-up with one line naming the variable. Secrets are `SecretStr`
+so that they never reach a log line or a repr; this module must never print a secret's value.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+CommaList = Annotated[list[str], NoDecode]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class ConfigurationError(SystemExit):
+    """Raised (as a clean exit, never a traceback) when a setting is invalid."""
+
+
+def _split_commas(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def _check_http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{value!r} is not an http(s) URL")
+    return value
+
+
+class Settings(BaseSettings):
+    """The one settings object; field `x` is read from environment variable `X` (or `.env`)."""
+
+    # env_ignore_empty: `CLIENT_SECRET=` (as in .env.example, or `${VAR}` of an unset variable in
+    # compose) means "not set", not an empty secret that would count as configured.
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        env_ignore_empty=True,
+    )
+
+    # --- Microsoft 365 app registration used by the collector (client credentials) ---
+    tenant_id: str | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+
+    # --- API authentication (Entra ID bearer tokens) ---
+    auth_enabled: bool = False
+    auth_tenant_id: str | None = None
+    auth_client_id: str | None = None
+    auth_allowed_roles: CommaList = Field(default_factory=list)
+    auth_allowed_groups: CommaList = Field(default_factory=list)
+
+    # --- Collection schedule and retention ---
+    enable_periodic_fetch: bool = False
+    fetch_interval_minutes: int = Field(default=60, ge=1, le=24 * 60)
+    retention_days: int = Field(default=90, ge=1, le=3650)
+
+    # --- API ---
+    cors_origins: CommaList = Field(
+        default_factory=lambda: ["http://localhost:8000", "http://127.0.0.1:8000"]
+    )
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+
+    # --- Natural-language questions (/api/ask) ---
+    ai_features_enabled: bool = False
+    llm_api_key: SecretStr | None = None
+    llm_base_url: str | None = None
+    llm_model: str = "gpt-4o-mini"
+    llm_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+
+    # --- Downstream consumers ---
+    alerts_enabled: bool = True
+    siem_enabled: bool = False
+    siem_webhook_url: str | None = None
+
+    # --- Engines: Kafka + MongoDB in production, SQLite when neither is configured ---
+    log_engine: Literal["auto", "embedded", "kafka"] = "auto"
+    store_engine: Literal["auto", "embedded", "mongo"] = "auto"
+    data_dir: Path = Path(".aoc-data")
+    mongo_uri: SecretStr | None = None
+    mongo_db: str = Field(default="aoc", min_length=1, max_length=63, pattern=r"^[A-Za-z0-9_-]+$")
+    kafka_bootstrap_servers: str | None = None
+    kafka_enable_idempotence: bool = True
+    kafka_topic_partitions: int = Field(default=6, ge=1, le=1000)
+    kafka_replication_factor: int = Field(default=1, ge=1, le=10)
+    kafka_session_timeout_ms: int = Field(default=10_000, ge=1000)
+    kafka_heartbeat_interval_ms: int = Field(default=3_000, ge=100)
+    kafka_request_timeout_ms: int = Field(default=30_000, ge=1000)
+
+    # --- Input hygiene ---
+    max_record_bytes: int = Field(default=1_000_000, ge=1024)
+    max_future_skew_minutes: int = Field(default=60, ge=0)
+    mappings_path: Path = REPO_ROOT / "mappings.yml"
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    _split_lists = field_validator(
+        "auth_allowed_roles", "auth_allowed_groups", "cors_origins", mode="before"
+    )(_split_commas)
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _cors_origins_are_urls(cls, origins: list[str]) -> list[str]:
+        return [origin if origin == "*" else _check_http_url(origin) for origin in origins]
+
+    @field_validator("siem_webhook_url", "llm_base_url")
+    @classmethod
+    def _optional_url(cls, value: str | None) -> str | None:
+        return None if value in (None, "") else _check_http_url(value)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.auth_enabled and not (self.auth_tenant_id and self.auth_client_id):
+            raise ValueError("AUTH_ENABLED=true needs AUTH_TENANT_ID and AUTH_CLIENT_ID")
+        if self.log_engine == "kafka" and not self.kafka_bootstrap_servers:
+            raise ValueError("LOG_ENGINE=kafka needs KAFKA_BOOTSTRAP_SERVERS")
+        if self.store_engine == "mongo" and not self.mongo_uri:
+            raise ValueError("STORE_ENGINE=mongo needs MONGO_URI")
+        if self.kafka_heartbeat_interval_ms >= self.kafka_session_timeout_ms:
+            raise ValueError(
+                "KAFKA_HEARTBEAT_INTERVAL_MS must be lower than KAFKA_SESSION_TIMEOUT_MS"
+            )
+        return self
+
+    @cached_property
+    def resolved_log_engine(self) -> Literal["embedded", "kafka"]:
+        """`auto` means Kafka when a bootstrap address is configured, else the embedded log."""
+        if self.log_engine == "auto":
+            return "kafka" if self.kafka_bootstrap_servers else "embedded"
+        return self.log_engine
+
+    @cached_property
+    def resolved_store_engine(self) -> Literal["embedded", "mongo"]:
+        """`auto` means MongoDB when MONGO_URI is configured, else the embedded store."""
+        if self.store_engine == "auto":
+            return "mongo" if self.mongo_uri else "embedded"
+        return self.store_engine
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line per problem, naming the environment variable and never echoing a secret."""
+    lines = []
+    for problem in error.errors():
+        location = ".".join(str(part) for part in problem["loc"]).upper()
+        message = problem["msg"].removeprefix("Value error, ")
+        if not location:
+            lines.append(f"configuration error: {message}")
+            continue
+        field = Settings.model_fields.get(location.lower().split(".")[0])
+        secret = field is not None and "SecretStr" in repr(field.annotation)
+        value = problem.get("input")
+        shown = "" if secret or value is None else f"={value}" if isinstance(value, str) else ""
+        lines.append(f"configuration error: {location}{shown}: {message}")
+    return "\n".join(lines)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings or exit with a message naming each bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise ConfigurationError(describe_validation_error(error)) from None

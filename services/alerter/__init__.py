@@ -1,0 +1,1 @@
+"""AOC alerter service."""

@@ -1,0 +1,121 @@
+"""Event search and lookup. Every parameter is validated into `EventQuery`; nothing reaches a database
+as a raw string operator or regular expression."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+
+from aoc_api.dependencies import get_store
+from aoc_common.event_store.base import EventStore
+from aoc_common.events import CanonicalEvent
+from aoc_common.query import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+    Cursor,
+    EventPage,
+    EventQuery,
+    FilterOptions,
+    InvalidCursor,
+)
+
+router = APIRouter(prefix="/api")
+FILTER_OPTIONS_TTL_S = 10.0
+EVENT_QUERY_PARAMETERS = frozenset(
+    {
+        "service",
+        "source",
+        "actor",
+        "operation",
+        "result",
+        "start",
+        "end",
+        "search",
+        "tags",
+        "cursor",
+        "page_size",
+    }
+)
+
+
+def _invalid(parameter: str, message: str, value: Any = None) -> RequestValidationError:
+    return RequestValidationError(
+        [{"loc": ("query", parameter), "msg": message, "type": "value_error", "input": value}]
+    )
+
+
+@router.get("/events", response_model=EventPage, summary="Search events, newest first")
+async def list_events(
+    request: Request,
+    store: Annotated[EventStore, Depends(get_store)],
+    service: Annotated[str | None, Query(description="Exact service label, e.g. Exchange")] = None,
+    source: Annotated[str | None, Query(description="directory | intune | unified")] = None,
+    actor: Annotated[str | None, Query(description="Case-insensitive part of the actor")] = None,
+    operation: Annotated[str | None, Query(description="Exact operation name")] = None,
+    result: Annotated[str | None, Query(description="success | failure | unknown")] = None,
+    start: Annotated[datetime | None, Query(description="Earliest timestamp (ISO 8601)")] = None,
+    end: Annotated[datetime | None, Query(description="Latest timestamp (ISO 8601)")] = None,
+    search: Annotated[
+        str | None, Query(description="Words; each must start a word of the event")
+    ] = None,
+    tags: Annotated[list[str] | None, Query(description="Events carrying every tag")] = None,
+    cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
+    page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
+) -> EventPage:
+    unknown = sorted(set(request.query_params) - EVENT_QUERY_PARAMETERS)
+    if unknown:
+        raise _invalid(unknown[0], f"unknown parameter; allowed: {sorted(EVENT_QUERY_PARAMETERS)}")
+    try:
+        position = Cursor.decode(cursor) if cursor else None
+    except InvalidCursor as error:
+        raise _invalid("cursor", str(error), cursor) from None
+    try:
+        query = EventQuery(
+            service=service,
+            source=source,
+            actor=actor,
+            operation=operation,
+            result=result,  # type: ignore[arg-type]
+            start=start,
+            end=end,
+            search=search,
+            tags=tags or [],
+            cursor=position,
+            page_size=page_size,
+        )
+    except ValidationError as error:
+        raise RequestValidationError(
+            [{**e, "loc": ("query", *e["loc"])} for e in error.errors()]
+        ) from None
+    if query.start and query.end and query.start > query.end:
+        raise _invalid("start", "start is after end", start)
+    return await store.query_events(query)
+
+
+@router.get("/events/{event_id}", response_model=CanonicalEvent, summary="One event, with raw")
+async def get_event(
+    event_id: str, store: Annotated[EventStore, Depends(get_store)]
+) -> CanonicalEvent:
+    if len(event_id) > 200:
+        raise HTTPException(404, "no event with that id")
+    event = await store.get_event(event_id)
+    if event is None:
+        raise HTTPException(404, "no event with that id")
+    return event
+
+
+@router.get("/filter-options", response_model=FilterOptions, summary="Values for filter dropdowns")
+async def filter_options(
+    request: Request, store: Annotated[EventStore, Depends(get_store)]
+) -> FilterOptions:
+    cached: tuple[float, FilterOptions] | None = getattr(request.app.state, "filter_options", None)
+    if cached and time.monotonic() - cached[0] < FILTER_OPTIONS_TTL_S:
+        return cached[1]
+    options = await store.filter_options()
+    request.app.state.filter_options = (time.monotonic(), options)
+    return options

@@ -1,0 +1,41 @@
+"""Serve an ASGI app with uvicorn inside an existing event loop, stopping on the caller's event.
+
+uvicorn normally owns the process's signals; here the process does (see aoc_common.service), so that the
+API can share one loop and one shutdown with the pipeline in `aoc demo`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Generator
+
+import uvicorn
+from fastapi import FastAPI
+
+
+class _SharedLoopServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+async def serve(app: FastAPI, host: str, port: int, stop: asyncio.Event) -> None:
+    """Serve until `stop` is set; raises OSError-like SystemExit if the port cannot be bound."""
+    server = _SharedLoopServer(
+        uvicorn.Config(
+            app, host=host, port=port, log_config=None, access_log=False, server_header=False
+        )
+    )
+
+    async def _stop_when_asked() -> None:
+        await stop.wait()
+        server.should_exit = True
+
+    watcher = asyncio.create_task(_stop_when_asked())
+    try:
+        await server.serve()
+    finally:
+        watcher.cancel()
+    if not server.started:
+        raise RuntimeError(f"could not serve on http://{host}:{port} (is the port in use?)")

@@ -1,0 +1,1 @@
+"""AOC normalizer service."""

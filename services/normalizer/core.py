@@ -1,0 +1,392 @@
+"""Raw audit record → canonical event, as pure functions (no I/O, no clock reads, no globals).
+
+Every message read from `aoc.raw.<source>` ends as exactly one of: a `CanonicalEvent` or a `DeadLetter`
+with the reason. This module must never raise on bad input: exceptions here are for bugs only. Both the
+embedded runtime and the Kafka runtime call `normalize_message`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from aoc_common.dead_letter import DeadLetter, dead_letter
+from aoc_common.events import (
+    Actor,
+    CanonicalEvent,
+    RawEnvelope,
+    Source,
+    Target,
+    event_id_for,
+    to_utc_millis,
+)
+from aoc_common.message_log.base import Record
+from aoc_common.search import RAW_TEXT_INDEXED_CHARS
+from aoc_common.sources import source_record_id
+from aoc_common.topics import source_of_raw_topic
+from aoc_normalizer.mappings import Mappings
+from aoc_normalizer.records import (
+    DirectoryAuditRecord,
+    IntuneAuditEvent,
+    ManagementActivityRecord,
+)
+
+STAGE = "normalizer"
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Input hygiene limits (from settings)."""
+
+    max_record_bytes: int = 1_000_000
+    max_future_skew: timedelta = timedelta(minutes=60)
+
+
+class Rejected(Exception):
+    """A record that cannot become an event; the message is the dead-letter reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class Mapped:
+    """What a source mapper extracts, before the common fields are filled in."""
+
+    timestamp: datetime
+    operation: str
+    raw_category: str | None
+    service: str
+    raw_result: object
+    actor: Actor
+    targets: list[Target]
+    detail: str
+    tenant_id: str | None
+
+
+def normalize_message(
+    record: Record, mappings: Mappings, *, now: datetime, limits: Limits = Limits()
+) -> CanonicalEvent | DeadLetter:
+    """The whole normalizer, for one message."""
+    try:
+        return _normalize(record, mappings, now=now, limits=limits)
+    except Rejected as rejection:
+        return dead_letter(
+            record.value,
+            str(rejection),
+            stage=STAGE,
+            source_topic=record.topic,
+            source_partition=record.partition,
+            source_offset=record.offset,
+            key=record.key,
+        )
+
+
+def _normalize(
+    record: Record, mappings: Mappings, *, now: datetime, limits: Limits
+) -> CanonicalEvent:
+    if len(record.value) > limits.max_record_bytes:
+        raise Rejected(
+            f"record of {len(record.value)} bytes exceeds MAX_RECORD_BYTES={limits.max_record_bytes}"
+        )
+    topic_source = source_of_raw_topic(record.topic)
+    if topic_source is None:
+        raise Rejected(f"topic {record.topic!r} is not a raw source topic")
+    try:
+        document = orjson.loads(record.value)
+    except orjson.JSONDecodeError as error:
+        raise Rejected(f"invalid JSON: {error}") from None
+    envelope = _validated(RawEnvelope, document, "envelope")
+    if envelope.source != topic_source:
+        raise Rejected(f"envelope source {envelope.source!r} published on {record.topic!r}")
+    payload = envelope.payload
+    if not isinstance(payload, dict):
+        raise Rejected(f"payload is a JSON {type(payload).__name__}, expected an object")
+    # JSON can only carry a NUL as the escape \u0000, so the bytes tell whether a walk is needed.
+    nul_path = _first_nul(payload) if b"\\u0000" in record.value else None
+    if nul_path is not None:
+        raise Rejected(f"field {nul_path} contains a NUL character")
+
+    mapped = _MAPPERS[envelope.source](payload, mappings)
+    timestamp = to_utc_millis(mapped.timestamp)
+    if timestamp > now + limits.max_future_skew:
+        minutes = int(limits.max_future_skew.total_seconds() // 60)
+        raise Rejected(
+            f"timestamp {timestamp.isoformat()} is more than {minutes} minutes in the future"
+        )
+
+    source = envelope.source
+    category_map = mappings.sources[source].categories
+    category = category_map.get(mapped.raw_category or "", mapped.raw_category) or (
+        mappings.defaults.category
+    )
+    actor_display = _actor_display(mapped.actor) or mappings.defaults.actor
+    target_displays = [d for d in (_target_display(t) for t in mapped.targets) if d]
+    dedupe_key = make_dedupe_key(source, payload, timestamp, category, mapped)
+    raw_text = orjson.dumps(payload).decode("utf-8")[:RAW_TEXT_INDEXED_CHARS]
+    summary = mappings.summary(
+        source,
+        mapped.operation,
+        {
+            "actor": actor_display,
+            "target": target_displays[0] if target_displays else "",
+            "targets": ", ".join(target_displays),
+            "member": _first_display(mapped.targets, {"user", "serviceprincipal", "member"}),
+            "role": _first_display(mapped.targets, {"role"}),
+            "group": _first_display(mapped.targets, {"group"}),
+            "operation": mapped.operation,
+            "service": mapped.service,
+            "category": category,
+            "detail": mapped.detail,
+        },
+    )
+    return CanonicalEvent(
+        id=event_id_for(dedupe_key),
+        dedupe_key=dedupe_key,
+        source=source,
+        tenant_id=envelope.tenant_id or mapped.tenant_id,
+        timestamp=timestamp,
+        ingested_at=now,
+        service=mapped.service,
+        category=category,
+        operation=mapped.operation,
+        result=mappings.result_of(mapped.raw_result),
+        actor_display=actor_display,
+        target_displays=target_displays,
+        display_summary=summary,
+        actor=mapped.actor,
+        targets=mapped.targets,
+        raw=payload,
+        raw_text=raw_text,
+    )
+
+
+def make_dedupe_key(
+    source: Source, payload: dict[str, Any], timestamp: datetime, category: str, mapped: Mapped
+) -> str:
+    """`<source>:<record id>`, or for records without an id a hash of what identifies the action."""
+    record_id = source_record_id(source, payload)
+    if record_id is not None:
+        return f"{source}:{record_id}"
+    identity = orjson.dumps(
+        [
+            timestamp.isoformat(),
+            category,
+            mapped.operation,
+            [t.model_dump(mode="json") for t in mapped.targets],
+        ]
+    )
+    return f"{source}:sha256:{hashlib.sha256(identity).hexdigest()}"
+
+
+def _validated(model: type[M], value: Any, what: str) -> M:
+    try:
+        return model.model_validate(value)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or what}: {e['msg']}" for e in error.errors()[:5]
+        )
+        raise Rejected(f"invalid {what}: {problems}") from None
+
+
+def _first_nul(value: Any, path: str = "payload") -> str | None:
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        items: Iterator[tuple[str, Any]] = ((str(k), v) for k, v in value.items())
+    elif isinstance(value, list):
+        items = ((str(i), v) for i, v in enumerate(value))
+    else:
+        return None
+    for name, child in items:
+        found = _first_nul(child, f"{path}.{name}")
+        if found is not None:
+            return found
+    return None
+
+
+def _actor_display(actor: Actor) -> str | None:
+    return actor.user_principal_name or actor.display_name or actor.id or actor.app_id
+
+
+def _target_display(target: Target) -> str | None:
+    return target.display_name or target.user_principal_name or target.id
+
+
+def _first_display(targets: list[Target], types: set[str]) -> str:
+    for target in targets:
+        if (target.type or "").lower() in types:
+            return _target_display(target) or ""
+    return ""
+
+
+def _modified(properties: list[Any]) -> list[dict[str, Any]]:
+    return [p.model_dump(mode="json", by_alias=True, exclude_none=True) for p in properties]
+
+
+# --- per-source mappers ---
+
+
+def _map_directory(payload: dict[str, Any], mappings: Mappings) -> Mapped:
+    record = _validated(DirectoryAuditRecord, payload, "directoryAudit record")
+    source_map = mappings.sources["directory"]
+    initiated = record.initiated_by
+    if (
+        initiated
+        and initiated.user
+        and (initiated.user.user_principal_name or initiated.user.id or initiated.user.display_name)
+    ):
+        user = initiated.user
+        actor = Actor(
+            type="user",
+            id=user.id,
+            display_name=user.display_name,
+            user_principal_name=user.user_principal_name,
+            ip_address=user.ip_address,
+        )
+    elif initiated and initiated.app:
+        app = initiated.app
+        actor = Actor(
+            type="app",
+            id=app.service_principal_id,
+            display_name=app.display_name or app.service_principal_name,
+            app_id=app.app_id,
+        )
+    else:
+        actor = Actor(type="unknown")
+    targets = [
+        Target(
+            type=t.type,
+            id=t.id,
+            display_name=t.display_name,
+            user_principal_name=t.user_principal_name,
+            modified_properties=_modified(t.modified_properties),
+        )
+        for t in record.target_resources
+    ]
+    service = source_map.services.get(record.logged_by_service or "", source_map.default_service)
+    return Mapped(
+        timestamp=record.activity_date_time,
+        operation=record.activity_display_name,
+        raw_category=record.category,
+        service=service,
+        raw_result=record.result,
+        actor=actor,
+        targets=targets,
+        detail="",
+        tenant_id=None,
+    )
+
+
+def _map_intune(payload: dict[str, Any], mappings: Mappings) -> Mapped:
+    record = _validated(IntuneAuditEvent, payload, "Intune auditEvent")
+    operation = record.activity_type or record.display_name
+    if not operation:
+        raise Rejected("invalid Intune auditEvent: activityType and displayName are both empty")
+    source_actor = record.actor
+    if source_actor and source_actor.user_principal_name:
+        actor = Actor(
+            type="user",
+            id=source_actor.user_id,
+            user_principal_name=source_actor.user_principal_name,
+            app_id=source_actor.application_id,
+            ip_address=source_actor.ip_address,
+        )
+    elif source_actor and (source_actor.application_display_name or source_actor.application_id):
+        actor = Actor(
+            type="app",
+            display_name=source_actor.application_display_name
+            or source_actor.service_principal_name,
+            app_id=source_actor.application_id,
+        )
+    else:
+        actor = Actor(type="unknown")
+    targets = [
+        Target(
+            type=r.type,
+            id=r.resource_id,
+            display_name=r.display_name,
+            modified_properties=_modified(r.modified_properties),
+        )
+        for r in record.resources
+    ]
+    return Mapped(
+        timestamp=record.activity_date_time,
+        operation=operation,
+        raw_category=record.category or record.component_name,
+        service=mappings.sources["intune"].default_service,
+        raw_result=record.activity_result,
+        actor=actor,
+        targets=targets,
+        detail="",
+        tenant_id=None,
+    )
+
+
+def _map_unified(payload: dict[str, Any], mappings: Mappings) -> Mapped:
+    record = _validated(ManagementActivityRecord, payload, "Management Activity record")
+    source_map = mappings.sources["unified"]
+    user = record.user_id or record.user_key
+    actor = Actor(
+        type="user" if user and "@" in user else ("system" if user else "unknown"),
+        id=record.user_key,
+        user_principal_name=record.user_id if record.user_id and "@" in record.user_id else None,
+        display_name=None if record.user_id and "@" in record.user_id else record.user_id,
+        ip_address=record.client_ip,
+    )
+    targets, detail = _unified_targets(record)
+    return Mapped(
+        timestamp=record.creation_time,
+        operation=record.operation,
+        raw_category=None if record.record_type is None else str(record.record_type),
+        service=source_map.services.get(record.workload or "", source_map.default_service),
+        raw_result=record.result_status,
+        actor=actor,
+        targets=targets,
+        detail=detail,
+        tenant_id=record.organization_id,
+    )
+
+
+def _unified_targets(record: ManagementActivityRecord) -> tuple[list[Target], str]:
+    """Each workload names its targets differently; `detail` is what the summary shows besides them."""
+    workload = (record.workload or "").lower()
+    if workload == "exchange":
+        parameters = [p for p in record.parameters if isinstance(p.get("Name"), str)]
+        shown = [f"{p['Name']}={p.get('Value', '')}" for p in parameters if p["Name"] != "Identity"]
+        name = record.object_id or next(
+            (str(p.get("Value")) for p in parameters if p["Name"] == "Identity"), None
+        )
+        targets = [Target(type="Mailbox", display_name=name)] if name else []
+        return targets, "; ".join(shown)
+    if workload in ("sharepoint", "onedrive"):
+        site = record.site_url or record.object_id or ""
+        targets = [Target(type="Site", display_name=site)] if site else []
+        if record.target_user_or_group_name:
+            targets.append(Target(type="User", display_name=record.target_user_or_group_name))
+        return targets, site
+    if workload == "microsoftteams":
+        team = record.team_name or ""
+        targets = [Target(type="Team", display_name=team)] if team else []
+        for member in record.members:
+            name = member.get("UPN") or member.get("DisplayName")
+            if isinstance(name, str) and name:
+                targets.append(Target(type="Member", display_name=name))
+        return targets, team
+    if workload == "azureactivedirectory":
+        names = [t["ID"] for t in record.target if isinstance(t.get("ID"), str) and "@" in t["ID"]]
+        return [Target(type="User", user_principal_name=n) for n in names] or (
+            [Target(display_name=record.object_id)] if record.object_id else []
+        ), ""
+    return ([Target(display_name=record.object_id)] if record.object_id else []), ""
+
+
+_MAPPERS = {
+    "directory": _map_directory,
+    "intune": _map_intune,
+    "unified": _map_unified,
+}

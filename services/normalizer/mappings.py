@@ -1,0 +1,143 @@
+"""Loads and checks `mappings.yml`: labels and summary templates that turn raw records into readable events.
+
+A broken file must be rejected with a message that says what is wrong and where, never half-applied:
+`load_mappings` either returns a complete, checked `Mappings` or raises `MappingError`.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from aoc_common.events import Source
+
+PLACEHOLDERS = frozenset(
+    {
+        "actor",
+        "target",
+        "targets",
+        "member",
+        "role",
+        "group",
+        "operation",
+        "service",
+        "category",
+        "detail",
+    }
+)
+_EMPTY_BRACKETS = re.compile(r"\s*\(\s*\)")
+_SPACES = re.compile(r"\s{2,}")
+
+
+class MappingError(ValueError):
+    """mappings.yml cannot be used; the message names the file and the offending entry."""
+
+
+def check_template(template: str) -> str:
+    """Only plain placeholders from PLACEHOLDERS: no attribute or index access, no format specs."""
+    try:
+        fields = list(string.Formatter().parse(template))
+    except ValueError as error:
+        raise ValueError(f"template {template!r}: {error}") from None
+    for _, name, spec, conversion in fields:
+        if name is None:
+            continue
+        if name not in PLACEHOLDERS or spec or conversion:
+            allowed = ", ".join(sorted(PLACEHOLDERS))
+            raise ValueError(f"template {template!r} uses {{{name}}}; allowed: {allowed}")
+    return template
+
+
+class SourceMapping(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    services: dict[str, str] = Field(default_factory=dict)
+    default_service: str
+    categories: dict[str, str] = Field(default_factory=dict)
+    summaries: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("summaries")
+    @classmethod
+    def _templates(cls, summaries: dict[str, str]) -> dict[str, str]:
+        return {operation: check_template(t) for operation, t in summaries.items()}
+
+
+class Defaults(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    service: str
+    category: str
+    actor: str
+    summary: str
+    summary_no_target: str
+
+    _templates = field_validator("summary", "summary_no_target")(check_template)
+
+
+class ResultWords(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    success: list[str]
+    failure: list[str]
+
+
+class Mappings(BaseModel):
+    """The whole file, validated."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: Literal[1]
+    defaults: Defaults
+    results: ResultWords
+    sources: dict[Source, SourceMapping]
+
+    def result_of(self, raw_result: object) -> Literal["success", "failure", "unknown"]:
+        word = str(raw_result).strip().lower()
+        if word in (w.lower() for w in self.results.success):
+            return "success"
+        if word in (w.lower() for w in self.results.failure):
+            return "failure"
+        return "unknown"
+
+    def summary(self, source: Source, operation: str, values: dict[str, str]) -> str:
+        """Render the operation's template, or the generic fallback, with missing values as ''."""
+        template = self.sources[source].summaries.get(operation)
+        if template is None:
+            has_target = bool(values.get("targets"))
+            template = self.defaults.summary if has_target else self.defaults.summary_no_target
+        rendered = template.format_map({name: values.get(name, "") for name in PLACEHOLDERS})
+        return _SPACES.sub(" ", _EMPTY_BRACKETS.sub("", rendered)).strip()
+
+
+def parse_mappings(text: str, origin: str = "mappings.yml") -> Mappings:
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise MappingError(f"{origin}: not valid YAML: {error}") from None
+    if not isinstance(document, dict):
+        raise MappingError(f"{origin}: expected a mapping at the top level")
+    try:
+        mappings = Mappings.model_validate(document)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+            for e in error.errors()
+        )
+        raise MappingError(f"{origin}: {problems}") from None
+    missing = {"directory", "intune", "unified"} - set(mappings.sources)
+    if missing:
+        raise MappingError(f"{origin}: sources missing: {', '.join(sorted(missing))}")
+    return mappings
+
+
+def load_mappings(path: Path) -> Mappings:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise MappingError(f"{path}: cannot read: {error.strerror}") from None
+    return parse_mappings(text, origin=str(path))

@@ -1,0 +1,1 @@
+"""AOC siem_forwarder service."""

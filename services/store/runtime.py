@@ -1,0 +1,62 @@
+"""The store sink's shell: `aoc.events` in, bulk upserts into the event store, commit after the write.
+
+If the store is down the batch is not committed and is read again after a backoff; nothing is lost. The
+embedded store also needs retention applied by someone, and the sink is the one writer, so it does that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+from aoc_common import topics
+from aoc_common.codec import encode
+from aoc_common.event_store.base import EventStore
+from aoc_common.logging import get_logger
+from aoc_common.message_log.base import Message, MessageLog, Record
+from aoc_common.message_log.consumer import run_consumer
+from aoc_common.metrics import DEAD_LETTERS, EVENTS_STORED
+from aoc_store.core import STAGE, decode_events
+
+SERVICE = "store"
+PURGE_EVERY_S = 3600.0
+log = get_logger(__name__)
+
+
+class StoreSink:
+    def __init__(self, message_log: MessageLog, store: EventStore) -> None:
+        self.message_log = message_log
+        self.store = store
+        self._last_purge = 0.0
+
+    async def handle(self, records: Sequence[Record]) -> None:
+        batch = decode_events(records)
+        if batch.events:
+            result = await self.store.upsert_events(batch.events)
+            EVENTS_STORED.labels(SERVICE, "inserted").inc(result.inserted)
+            EVENTS_STORED.labels(SERVICE, "updated").inc(result.updated)
+        if batch.dead_letters:
+            await self.message_log.publish(
+                topics.DLQ, [Message(None, encode(d)) for d in batch.dead_letters]
+            )
+            DEAD_LETTERS.labels(SERVICE, STAGE).inc(len(batch.dead_letters))
+        await self._purge_if_due()
+
+    async def _purge_if_due(self) -> None:
+        if time.monotonic() - self._last_purge < PURGE_EVERY_S:
+            return
+        self._last_purge = time.monotonic()
+        purged = await self.store.purge_expired()
+        if purged:
+            log.info("retention purge", purged=purged)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await run_consumer(
+            self.message_log,
+            service=SERVICE,
+            topics=[topics.EVENTS],
+            group=topics.STORE_GROUP,
+            handle=self.handle,
+            stop=stop,
+        )

@@ -1,0 +1,57 @@
+"""Builders for test inputs: raw records as they arrive on the raw topics, from the shared fixtures."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aoc_common.codec import encode
+from aoc_common.events import RawEnvelope, Source
+from aoc_common.message_log.base import Record
+from aoc_common.topics import raw_topic
+
+FETCHED_AT = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def load_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def directory_records(fixtures: Path) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = []
+    for page in sorted(fixtures.glob("graph_directory_audits_page*.json")):
+        records += load_json(page)["value"]
+    return records
+
+
+def intune_records(fixtures: Path) -> list[dict[str, Any]]:
+    return list(load_json(fixtures / "graph_intune_audit_events.json")["value"])
+
+
+def unified_records(fixtures: Path) -> list[dict[str, Any]]:
+    feed = load_json(fixtures / "o365_management_activity.json")
+    return [r for c in feed["content_list"] for r in feed["blobs"][c["contentId"]]]
+
+
+def raw_record(source: Source, payload: Any, *, offset: int = 0) -> Record:
+    """A raw-topic record carrying `payload` in a collector envelope."""
+    envelope = RawEnvelope(
+        source=source, tenant_id="contoso", fetched_at=FETCHED_AT, payload=payload
+    )
+    return Record(raw_topic(source), 0, offset, None, encode(envelope), 0)
+
+
+def raw_bytes_record(source: Source, value: bytes, *, offset: int = 0) -> Record:
+    return Record(raw_topic(source), 0, offset, None, value, 0)
+
+
+def malformed_inputs(fixtures: Path) -> list[dict[str, Any]]:
+    """malformed_inputs.json with the huge value built as its placeholder describes (2,000,000 'A')."""
+    entries = load_json(fixtures / "malformed_inputs.json")
+    for entry in entries:
+        if entry["kind"] == "huge_field":
+            entry["payload"]["activityDisplayName"] = "A" * 2_000_000
+    return entries

@@ -1,0 +1,19 @@
+"""Shared test fixtures. Engine servers (Tansu for Kafka, SecantusDB for MongoDB) live in tests/engines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["tests.engines.kafka_server", "tests.engines.mongo_server"]
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = REPO_ROOT.parent / "shared" / "fixtures"
+BUNDLED_FIXTURES = REPO_ROOT / "services" / "collector" / "sample_data"
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    """../shared/fixtures when present (CI has it beside the clone), else the copy bundled for the demo."""
+    return FIXTURES if FIXTURES.is_dir() else BUNDLED_FIXTURES

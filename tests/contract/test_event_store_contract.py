@@ -1,0 +1,895 @@
+"""The event store contract: what every engine must do, stated once and run against each.
+
+Every test takes `event_store` (or `engine`) and so runs on the embedded SQLite store and on the
+Mongo store (in-process SecantusDB, or the MongoDB at AOC_TEST_MONGO_URI). The filter and search
+semantics are also written out once in plain Python (`expected_ids`), and
+`test_both_engines_return_the_same_pages_for_the_same_queries` checks that both stores agree with
+that reference, page by page, on a mixed batch of events.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from pymongo import MongoClient
+
+from aoc_common.event_store.base import MAX_FILTER_OPTIONS, EventStore, StoreError
+from aoc_common.event_store.mongo import TTL_INDEX, MongoEventStore
+from aoc_common.event_store.sqlite import SqliteEventStore
+from aoc_common.events import Actor, CanonicalEvent, Comment, Target, event_id_for, utc_now
+from aoc_common.query import (
+    MAX_TIMESTAMP_MS,
+    MIN_TIMESTAMP_MS,
+    Cursor,
+    EventQuery,
+    UpsertResult,
+    search_terms_for,
+)
+
+ENGINES = ["embedded", "mongo"]
+BASE_TIME = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
+DAY_SECONDS = 86_400
+# Generous bound for "answers at once": a catastrophic regex would take minutes, not seconds.
+QUICK_SECONDS = 2.0
+
+
+# --- builders ------------------------------------------------------------------------------------
+
+
+def an_event(
+    key: str = "evt-1",
+    *,
+    at: datetime | None = None,
+    minutes_ago: float = 0,
+    milliseconds_ago: int = 0,
+    service: str = "Exchange",
+    category: str = "ExchangeAdmin",
+    operation: str = "Set-Mailbox",
+    result: str = "success",
+    source: str = "unified",
+    actor: str = "Alice Admin",
+    targets: Sequence[str] = ("Bob Example",),
+    summary: str | None = None,
+    raw: dict[str, Any] | None = None,
+    raw_text: str | None = None,
+    tags: Sequence[str] = (),
+    comments: Sequence[Comment] = (),
+    ingested_at: datetime | None = None,
+) -> CanonicalEvent:
+    """One admin action; every field has a plain default so a test names only what it is about."""
+    raw = raw if raw is not None else {"Operation": operation, "UserId": actor}
+    return CanonicalEvent(
+        id=event_id_for(key),
+        dedupe_key=key,
+        source=source,  # type: ignore[arg-type]
+        tenant_id="contoso",
+        timestamp=at or BASE_TIME - timedelta(minutes=minutes_ago, milliseconds=milliseconds_ago),
+        ingested_at=ingested_at or utc_now(),
+        service=service,
+        category=category,
+        operation=operation,
+        result=result,  # type: ignore[arg-type]
+        actor_display=actor,
+        target_displays=list(targets),
+        display_summary=summary or f"{actor} ran {operation} on {', '.join(targets)}",
+        actor=Actor(type="user", display_name=actor, user_principal_name="admin@contoso.com"),
+        targets=[Target(type="User", display_name=target) for target in targets],
+        raw=raw,
+        raw_text=raw_text if raw_text is not None else orjson.dumps(raw).decode(),
+        tags=list(tags),
+        comments=list(comments),
+    )
+
+
+def a_comment(text: str = "Confirmed with the change board", *, minute: int = 0) -> Comment:
+    return Comment(
+        author="analyst@contoso.com",
+        text=text,
+        created_at=BASE_TIME + timedelta(minutes=minute, microseconds=123_456),
+    )
+
+
+# --- the semantics, in plain Python --------------------------------------------------------------
+
+
+def newest_first(events: Iterable[CanonicalEvent]) -> list[CanonicalEvent]:
+    return sorted(events, key=lambda event: (event.timestamp, event.id), reverse=True)
+
+
+def matches(event: CanonicalEvent, query: EventQuery) -> bool:
+    """The filter contract (cursor and paging aside): every given filter holds."""
+    if query.matches_nothing:
+        return False
+    exact = {
+        "service": event.service,
+        "operation": event.operation,
+        "result": event.result,
+        "source": event.source,
+    }
+    if any(getattr(query, name) not in (None, value) for name, value in exact.items()):
+        return False
+    if query.actor and query.actor.lower() not in event.actor_display.lower():
+        return False
+    if query.start is not None and event.timestamp < query.start:
+        return False
+    if query.end is not None and event.timestamp > query.end:
+        return False
+    if not set(query.tags) <= set(event.tags):
+        return False
+    terms = search_terms_for(event)
+    return all(any(term.startswith(token) for term in terms) for token in query.search_tokens)
+
+
+def expected_ids(events: Iterable[CanonicalEvent], query: EventQuery) -> list[str]:
+    return [event.id for event in newest_first(events) if matches(event, query)]
+
+
+def ids_of(events: Iterable[CanonicalEvent]) -> list[str]:
+    return [event.id for event in events]
+
+
+async def page_through(store: EventStore, query: EventQuery) -> list[list[CanonicalEvent]]:
+    """Every page of a query, following `next_cursor` the way the API hands it out."""
+    pages = []
+    while True:
+        page = await store.query_events(query)
+        pages.append(page.items)
+        if page.next_cursor is None:
+            return pages
+        query = query.model_copy(update={"cursor": Cursor.decode(page.next_cursor)})
+
+
+async def all_ids(store: EventStore, **filters: Any) -> list[str]:
+    pages = await page_through(store, EventQuery(page_size=filters.pop("page_size", 50), **filters))
+    return [event.id for page in pages for event in page]
+
+
+# --- fixtures ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Engine:
+    """One engine under test: `open()` gives a new, unstarted store on the same data."""
+
+    name: str
+    opener: Callable[[int], EventStore]
+    db_name: str = ""  # Mongo only: the test's private database
+    opened: list[EventStore] = field(default_factory=list)
+
+    def open(self, *, retention_days: int = 90) -> EventStore:
+        store = self.opener(retention_days)
+        self.opened.append(store)
+        return store
+
+
+@pytest.fixture(scope="session")
+def mongo_client(mongo_uri: str) -> Iterator[MongoClient[dict[str, Any]]]:
+    """The tests' own look at the database (indexes), and what drops it afterwards.
+
+    Synchronous pymongo: a sync fixture can be requested lazily (see `engine`), and a blocking
+    call is harmless here because the server runs on its own threads.
+    """
+    client: MongoClient[dict[str, Any]] = MongoClient(mongo_uri, serverSelectionTimeoutMS=3000)
+    yield client
+    client.close()
+
+
+@pytest.fixture(params=ENGINES)
+async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Engine]:
+    """The engine named by the parameter, on fresh, private data (a file, or a new database)."""
+    client: MongoClient[dict[str, Any]] | None = None
+    if request.param == "embedded":
+        path = tmp_path / "events.sqlite3"
+        engine = Engine("embedded", lambda days: SqliteEventStore(path, retention_days=days))
+    else:
+        # Only Mongo tests start the server: requested lazily, not as a fixture argument.
+        uri: str = request.getfixturevalue("mongo_uri")
+        client = request.getfixturevalue("mongo_client")
+        db_name = f"aoc_contract_{uuid.uuid4().hex[:16]}"
+        engine = Engine(
+            "mongo", lambda days: MongoEventStore(uri, db_name, retention_days=days), db_name
+        )
+    yield engine
+    for store in engine.opened:
+        await store.stop()
+    if client is not None:
+        client.drop_database(engine.db_name)
+
+
+@pytest.fixture
+async def event_store(engine: Engine) -> EventStore:
+    store = engine.open()
+    await store.start()
+    return store
+
+
+def only_on(engine_name: str) -> pytest.MarkDecorator:
+    """For what one engine does its own way (retention, indexes)."""
+    return pytest.mark.parametrize("engine", [engine_name], indirect=True)
+
+
+# --- paging --------------------------------------------------------------------------------------
+
+
+async def test_paging_returns_every_event_exactly_once_newest_first(event_store: EventStore):
+    # Three events share each minute, so the id has to break ties the same way on every page.
+    events = [an_event(f"evt-{n}", minutes_ago=n // 3) for n in range(23)]
+    await event_store.upsert_events(events)
+
+    pages = await page_through(event_store, EventQuery(page_size=4))
+
+    assert [len(page) for page in pages] == [4, 4, 4, 4, 4, 3]
+    assert [event.id for page in pages for event in page] == ids_of(newest_first(events))
+
+
+async def test_last_page_has_no_cursor_when_the_events_fill_it_exactly(event_store: EventStore):
+    await event_store.upsert_events([an_event(f"evt-{n}", minutes_ago=n) for n in range(8)])
+
+    pages = await page_through(event_store, EventQuery(page_size=4))
+
+    assert [len(page) for page in pages] == [4, 4]
+
+
+async def test_cursor_keeps_the_exact_millisecond_of_the_last_event(event_store: EventStore):
+    # An instant where float `timestamp() * 1000` lands one millisecond low: a cursor computed that
+    # way would skip the other events of the same millisecond.
+    at = datetime(2038, 6, 1, 12, 0, 0, 2_000, tzinfo=UTC)
+    events = [an_event(f"evt-{n}", at=at) for n in range(3)]
+    await event_store.upsert_events(events)
+
+    pages = await page_through(event_store, EventQuery(page_size=1))
+
+    assert [event.id for page in pages for event in page] == ids_of(newest_first(events))
+
+
+async def test_paging_is_stable_when_events_arrive_between_pages(event_store: EventStore):
+    original = [an_event(f"evt-{n}", minutes_ago=n) for n in range(12)]
+    await event_store.upsert_events(original)
+    first = await event_store.query_events(EventQuery(page_size=5))
+    assert first.next_cursor is not None
+    cursor = Cursor.decode(first.next_cursor)
+
+    # Newer events, events in the cursor's own millisecond (ids on both sides of it), and older.
+    arrivals = [
+        *(an_event(f"newer-{n}", minutes_ago=-1 - n) for n in range(3)),
+        *(an_event(f"same-ms-{n}", minutes_ago=4) for n in range(6)),
+        an_event("older-1", minutes_ago=30),
+    ]
+    await event_store.upsert_events(arrivals)
+    rest = await page_through(event_store, EventQuery(page_size=5, cursor=cursor))
+
+    seen = ids_of(first.items) + [event.id for page in rest for event in page]
+    assert len(seen) == len(set(seen)), "an event was repeated"
+    assert set(ids_of(original)) <= set(seen), "an event was skipped"
+    behind_cursor = [
+        event
+        for event in [*original, *arrivals]
+        if (event.timestamp, event.id) < (first.items[-1].timestamp, first.items[-1].id)
+    ]
+    assert seen[5:] == ids_of(newest_first(behind_cursor))
+
+
+async def test_cursors_outside_the_data_give_everything_or_nothing(event_store: EventStore):
+    await event_store.upsert_events([an_event(f"evt-{n}", minutes_ago=n) for n in range(3)])
+
+    latest = Cursor(timestamp_ms=MAX_TIMESTAMP_MS, id="~")
+    earliest = Cursor(timestamp_ms=MIN_TIMESTAMP_MS, id="")
+
+    assert len((await event_store.query_events(EventQuery(cursor=latest))).items) == 3
+    assert (await event_store.query_events(EventQuery(cursor=earliest))).items == []
+
+
+# --- upserts -------------------------------------------------------------------------------------
+
+
+async def test_upsert_keeps_analyst_tags_and_comments(event_store: EventStore):
+    original = an_event("evt-1", summary="Alice disabled the mailbox", result="success")
+    await event_store.upsert_events([original])
+    await event_store.set_tags(original.id, ["investigating"])
+    comment = a_comment()
+    await event_store.add_comment(original.id, comment)
+
+    # Microsoft reports the same record again, corrected; the normalizer knows nothing of tags.
+    corrected = an_event(
+        "evt-1", summary="Alice archived the mailbox", result="failure", tags=["from-normalizer"]
+    )
+    result = await event_store.upsert_events([corrected])
+
+    assert result == UpsertResult(inserted=0, updated=1)
+    stored = await event_store.get_event(original.id)
+    assert stored is not None
+    assert stored.id == original.id
+    assert stored.tags == ["investigating"]
+    assert stored.comments == [comment]
+    assert stored.display_summary == "Alice archived the mailbox"
+    assert stored.result == "failure"
+    # The indexes follow the new content and keep the analyst's tags.
+    assert await all_ids(event_store, search="archived", result="failure") == [original.id]
+    assert await all_ids(event_store, search="disabled") == []
+    assert await all_ids(event_store, tags=["investigating"]) == [original.id]
+    assert await all_ids(event_store, tags=["from-normalizer"]) == []
+
+
+async def test_upsert_counts_inserts_and_updates_and_the_last_duplicate_in_a_batch_wins(
+    event_store: EventStore,
+):
+    first = an_event("evt-a", summary="first report")
+    other = an_event("evt-b")
+    last = an_event("evt-a", summary="last report")
+
+    assert await event_store.upsert_events([first, other, last]) == UpsertResult(inserted=2)
+    stored = await event_store.get_event(first.id)
+    assert stored is not None
+    assert stored.display_summary == "last report"
+    assert await event_store.count_events() == 2
+    assert await all_ids(event_store, search="first") == []
+
+
+async def test_an_identical_reupsert_counts_as_updated(event_store: EventStore):
+    events = [an_event("evt-a"), an_event("evt-b")]
+    await event_store.upsert_events(events)
+
+    assert await event_store.upsert_events(events) == UpsertResult(inserted=0, updated=2)
+    assert await event_store.upsert_events([]) == UpsertResult()
+    assert await event_store.count_events() == 2
+
+
+# --- filters -------------------------------------------------------------------------------------
+
+
+async def test_each_filter_narrows_the_result(event_store: EventStore):
+    mailbox = an_event(
+        "mailbox", minutes_ago=1, actor="Alice Admin", tags=["vip"], operation="Set-Mailbox"
+    )
+    group = an_event(
+        "group",
+        minutes_ago=2,
+        service="AzureActiveDirectory",
+        category="GroupManagement",
+        operation="Add member to group",
+        source="directory",
+        actor="Bob Ops",
+        tags=["vip", "reviewed"],
+    )
+    wipe = an_event(
+        "wipe",
+        minutes_ago=3,
+        service="Intune",
+        category="Device",
+        operation="Wipe device",
+        result="failure",
+        source="intune",
+        actor="alice.helpdesk@contoso.com",
+    )
+    rule = an_event(
+        "rule",
+        minutes_ago=4,
+        operation="New-InboxRule",
+        result="failure",
+        actor="Mallory",
+        tags=["reviewed"],
+    )
+    await event_store.upsert_events([mailbox, group, wipe, rule])
+
+    cases: list[tuple[dict[str, Any], list[CanonicalEvent]]] = [
+        ({}, [mailbox, group, wipe, rule]),
+        ({"service": "Exchange"}, [mailbox, rule]),
+        ({"service": "exchange"}, []),  # exact, not case-insensitive
+        ({"operation": "Wipe device"}, [wipe]),
+        ({"operation": "Wipe"}, []),  # exact, not a substring
+        ({"result": "failure"}, [wipe, rule]),
+        ({"source": "intune"}, [wipe]),
+        ({"actor": "ALICE"}, [mailbox, wipe]),
+        ({"actor": "helpdesk@contoso"}, [wipe]),
+        ({"start": group.timestamp}, [mailbox, group]),  # inclusive
+        ({"end": wipe.timestamp}, [wipe, rule]),  # inclusive
+        ({"start": wipe.timestamp, "end": group.timestamp}, [group, wipe]),
+        ({"tags": ["vip"]}, [mailbox, group]),
+        ({"tags": ["vip", "reviewed"]}, [group]),  # every tag
+        ({"search": "inbox"}, [rule]),
+        ({"service": "Exchange", "result": "failure"}, [rule]),
+        ({"actor": "alice", "source": "unified"}, [mailbox]),
+        ({"tags": ["reviewed"], "search": "group"}, [group]),
+    ]
+    for filters, expected in cases:
+        assert await all_ids(event_store, **filters) == ids_of(expected), filters
+
+
+async def test_actor_filter_is_case_insensitive_with_python_lowercasing(event_store: EventStore):
+    elodie = an_event("elodie", actor="ÉLODIE Duval")
+    istanbul = an_event("istanbul", actor="İstanbul Ops", minutes_ago=1)
+    await event_store.upsert_events([elodie, istanbul])
+
+    assert await all_ids(event_store, actor="élodie") == [elodie.id]
+    assert await all_ids(event_store, actor="DUVAL") == [elodie.id]
+    # "İ".lower() is "i" + a combining dot: the query is lowered the same way as the column.
+    assert await all_ids(event_store, actor="İstanbul") == [istanbul.id]
+    assert await all_ids(event_store, actor="stanbul ops") == [istanbul.id]
+
+
+async def test_actor_filter_is_escaped_not_a_regex(event_store: EventStore):
+    dotted = an_event("dotted", actor="a.b admin")
+    plain = an_event("plain", actor="axb admin", minutes_ago=1)
+    percent = an_event("percent", actor="100% sure_admin", minutes_ago=2)
+    # Catastrophic backtracking for `(a+)+$` if it ever ran as a regex.
+    backtrack = an_event("backtrack", actor="a" * 40 + "!", minutes_ago=3)
+    await event_store.upsert_events([dotted, plain, percent, backtrack])
+
+    cases: list[tuple[str, list[CanonicalEvent]]] = [
+        (".*", []),
+        ("a.b", [dotted]),
+        ("(a+)+$", []),
+        ("[ax]", []),
+        ("^a", []),
+        ("\\", []),
+        ("%", [percent]),  # LIKE wildcards are plain characters too
+        ("e_a", [percent]),
+        ("\x00", []),
+        ("a" * 41, []),
+        ("a" * 40 + "!", [backtrack]),
+    ]
+    for actor, expected in cases:
+        started = time.perf_counter()
+        assert await all_ids(event_store, actor=actor) == ids_of(expected), actor
+        assert time.perf_counter() - started < QUICK_SECONDS, actor
+
+
+async def test_nosql_operator_strings_are_plain_values(event_store: EventStore):
+    where = "{'$where': 'sleep(1000)'}"
+    hostile_raw = {"$where": "sleep(1000)", "a.b": {"$gt": ""}, "$set": {"tags": ["pwned"]}}
+    literal = an_event("literal", service=where, operation='{"$ne": null}', raw=hostile_raw)
+    ordinary = an_event("ordinary", minutes_ago=1)
+    await event_store.upsert_events([literal, ordinary])
+    # A second delivery takes the update path, which must store the same keys just as literally.
+    assert await event_store.upsert_events([literal]) == UpsertResult(updated=1)
+
+    assert await all_ids(event_store, service=where) == [literal.id]
+    assert await all_ids(event_store, operation='{"$ne": null}') == [literal.id]
+    for filters in (
+        {"service": '{"$ne": null}'},
+        {"service": "{'$gt': ''}"},
+        {"operation": "{'$regex': '.*'}"},
+        {"actor": '{"$regex": ".*"}'},
+        {"actor": "$where"},
+        {"tags": ['{"$exists": true}']},
+        {"tags": ["$all"]},
+    ):
+        started = time.perf_counter()
+        assert await all_ids(event_store, **filters) == [], filters
+        assert time.perf_counter() - started < QUICK_SECONDS, filters
+    assert await event_store.get_event('{"$ne": null}') is None
+    assert await event_store.set_tags('{"$ne": null}', ["x"]) is None
+    stored = await event_store.get_event(literal.id)
+    assert stored is not None
+    assert stored.raw == hostile_raw
+    assert stored.tags == []
+
+
+# --- search --------------------------------------------------------------------------------------
+
+
+async def test_search_matches_token_prefixes_in_summary_and_raw_text(event_store: EventStore):
+    reset = an_event(
+        "reset",
+        summary="Alice reset the password of Bob",
+        operation="Reset user password",
+        raw_text='{"ClientIP": "203.0.113.7", "UserAgent": "PowerShell/7.4"}',
+    )
+    member = an_event(
+        "member",
+        minutes_ago=1,
+        summary="Carol added a member to Finance Team",
+        targets=["Finance Team"],
+        raw_text='{"ObjectId": "mailbox-archive-policy"}',
+    )
+    await event_store.upsert_events([reset, member])
+
+    cases: list[tuple[str, list[CanonicalEvent]]] = [
+        ("pass", [reset]),
+        ("PASSWORD bob", [reset]),  # every token, any case
+        ("password carol", []),
+        ("assword", []),  # a prefix of a word, not any substring
+        ("203.0.113", [reset]),  # raw text, split into words
+        ("powershel", [reset]),
+        ("fin team", [member]),
+        ("archive", [member]),
+        ("exchange", [reset, member]),  # service is indexed too
+        ("bob,  (alice)!", [reset]),  # punctuation only separates words
+    ]
+    for search, expected in cases:
+        assert await all_ids(event_store, search=search) == ids_of(expected), search
+
+
+async def test_hostile_search_returns_nothing_quickly(event_store: EventStore):
+    # Words chosen so that no hostile input below shares a word prefix with them.
+    events = [
+        an_event(f"evt-{n}", minutes_ago=n, actor="Mallory", summary=f"routine change {n}")
+        for n in range(5)
+    ]
+    await event_store.upsert_events(events)
+
+    hostile = [
+        ".*",
+        "*",
+        '"',
+        "\\",
+        "^$",
+        "'\"();--",
+        "%_%",
+        "(a+)+$",  # the word prefix `a`, nothing more
+        '" OR ""="',
+        "NEAR(zz yy)",
+        "zz OR yy",
+        "NOT mallory",
+        '"unterminated',
+        "col:zz",
+        "x" * 500,
+        "$where",
+        "{'$regex': '.*'}",
+    ]
+    for search in hostile:
+        started = time.perf_counter()
+        assert await all_ids(event_store, search=search) == [], search
+        assert time.perf_counter() - started < QUICK_SECONDS, search
+    assert await all_ids(event_store, search="mallory routine") == ids_of(newest_first(events))
+
+
+async def test_a_search_that_can_match_nothing_never_reaches_the_database(engine: Engine):
+    store = engine.open()
+    await store.start()
+    await store.stop()
+
+    page = await store.query_events(EventQuery(search="'.*' ()"))
+
+    assert page.items == []
+    assert page.next_cursor is None
+
+
+# --- single events, options, state --------------------------------------------------------------
+
+
+async def test_get_event_returns_the_whole_event_or_none(event_store: EventStore):
+    event = an_event(
+        "whole",
+        actor="Zoë Ångström",
+        targets=["Grüne Gruppe", "東京チーム"],
+        raw={"nested": {"list": [1, 2.5, None, True], "ünïcode": "✓"}, "big": 2**53 + 1},
+        comments=[a_comment()],
+    )
+    await event_store.upsert_events([event])
+
+    assert await event_store.get_event(event.id) == event
+    assert await event_store.get_event(event_id_for("missing")) is None
+
+
+async def test_count_events_counts_stored_events(event_store: EventStore):
+    assert await event_store.count_events() == 0
+    await event_store.upsert_events([an_event(f"evt-{n}") for n in range(7)])
+    assert await event_store.count_events() == 7
+
+
+async def test_filter_options_list_distinct_values(event_store: EventStore):
+    await event_store.upsert_events(
+        [
+            an_event("a", service="Exchange", actor="bob", tags=["vip", "reviewed"]),
+            an_event("b", service="Exchange", actor="Alice", result="failure", tags=["vip"]),
+            an_event("c", service="Intune", source="intune", operation="Wipe", actor="alice"),
+            an_event("d", service="AzureActiveDirectory", source="directory", actor="Ωmega"),
+        ]
+    )
+
+    options = await event_store.filter_options()
+
+    assert options.services == ["AzureActiveDirectory", "Exchange", "Intune"]
+    assert options.operations == ["Set-Mailbox", "Wipe"]
+    assert options.results == ["failure", "success"]
+    assert options.sources == ["directory", "intune", "unified"]
+    assert options.actors == ["Alice", "alice", "bob", "Ωmega"]  # distinct as written, sorted
+    assert options.tags == ["reviewed", "vip"]
+
+
+async def test_filter_options_are_capped_for_dropdowns(event_store: EventStore):
+    many = [an_event(f"evt-{n:04}", actor=f"actor-{n:04}") for n in range(MAX_FILTER_OPTIONS + 3)]
+    await event_store.upsert_events(many)
+
+    actors = (await event_store.filter_options()).actors
+
+    assert actors == [f"actor-{n:04}" for n in range(MAX_FILTER_OPTIONS)]
+
+
+async def test_set_tags_and_add_comment_return_the_updated_event_or_none(
+    event_store: EventStore,
+):
+    event = an_event("evt-1")
+    await event_store.upsert_events([event])
+    missing = event_id_for("missing")
+
+    tagged = await event_store.set_tags(event.id, ["triage", "vip", "triage"])
+    assert tagged is not None
+    assert tagged.tags == ["triage", "vip"]
+    assert await all_ids(event_store, tags=["vip"]) == [event.id]
+
+    untagged = await event_store.set_tags(event.id, [])
+    assert untagged is not None
+    assert untagged.tags == []
+    assert await all_ids(event_store, tags=["vip"]) == []
+    assert (await event_store.filter_options()).tags == []
+
+    first, second = a_comment("first look"), a_comment("escalated", minute=5)
+    await event_store.add_comment(event.id, first)
+    commented = await event_store.add_comment(event.id, second)
+    assert commented is not None
+    assert commented.comments == [first, second]
+    assert commented.comments[0].created_at.microsecond == 123_000  # milliseconds, like Mongo
+    assert await event_store.get_event(event.id) == commented
+
+    assert await event_store.set_tags(missing, ["vip"]) is None
+    assert await event_store.add_comment(missing, first) is None
+
+
+async def test_state_round_trips(event_store: EventStore):
+    watermark = {
+        "watermark": "2026-11-02T09:30:00.123Z",
+        "content_ids": ["a", "b"],
+        "count": 3,
+        "nested": {"none": None, "ratio": 1.5, "ünïcode": "✓"},
+    }
+    assert await event_store.get_state("collector.directory") is None
+
+    await event_store.put_state("collector.directory", watermark)
+    await event_store.put_state("collector.intune", {"watermark": None})
+
+    assert await event_store.get_state("collector.directory") == watermark
+    assert await event_store.get_state("collector.intune") == {"watermark": None}
+    await event_store.put_state("collector.directory", {"watermark": "later"})
+    assert await event_store.get_state("collector.directory") == {"watermark": "later"}
+
+
+# --- lifecycle -----------------------------------------------------------------------------------
+
+
+async def test_data_survives_reopen(engine: Engine):
+    event = an_event("evt-1", comments=[a_comment()])
+    store = engine.open()
+    await store.start()
+    await store.upsert_events([event, an_event("evt-2", minutes_ago=1)])
+    await store.set_tags(event.id, ["vip"])
+    await store.put_state("collector.unified", {"watermark": "w-1"})
+    await store.stop()
+
+    reopened = engine.open()
+    await reopened.start()
+
+    assert await reopened.count_events() == 2
+    assert await reopened.get_event(event.id) == event.model_copy(update={"tags": ["vip"]})
+    assert await all_ids(reopened, tags=["vip"], search="mailbox") == [event.id]
+    assert await reopened.get_state("collector.unified") == {"watermark": "w-1"}
+
+
+@only_on("embedded")
+async def test_expired_events_are_purged_by_retention(engine: Engine):
+    now = utc_now()
+    old = an_event("old", ingested_at=now - timedelta(days=91), summary="ancient", tags=["old"])
+    recent = an_event("recent", ingested_at=now - timedelta(days=89), minutes_ago=1)
+    store = engine.open(retention_days=90)
+    await store.start()
+    await store.upsert_events([old, recent])
+
+    assert await store.purge_expired(now) == 1
+    assert await store.purge_expired(now) == 0
+    assert await store.count_events() == 1
+    assert await store.get_event(old.id) is None
+    assert await all_ids(store, search="ancient") == []
+    assert (await store.filter_options()).tags == []
+    await store.stop()
+
+    # start() applies retention too, with whatever period the store is now configured for.
+    shorter = engine.open(retention_days=30)
+    await shorter.start()
+    assert await shorter.count_events() == 0
+
+
+@only_on("mongo")
+async def test_mongo_expires_events_with_a_ttl_index_on_ingested_at(
+    engine: Engine, mongo_client: MongoClient[dict[str, Any]]
+):
+    events = mongo_client[engine.db_name]["events"]
+    store = engine.open(retention_days=90)
+    await store.start()
+    await store.upsert_events([an_event("old", ingested_at=utc_now() - timedelta(days=91))])
+
+    ttl = events.index_information()[TTL_INDEX]
+    assert ttl["key"] == [("ingested_at", 1)]
+    assert ttl["expireAfterSeconds"] == 90 * DAY_SECONDS
+    assert await store.purge_expired() == 0  # the server's TTL monitor does the deleting
+    await store.stop()
+
+    shorter = engine.open(retention_days=30)
+    await shorter.start()
+    indexes = events.index_information()
+    assert indexes[TTL_INDEX]["expireAfterSeconds"] == 30 * DAY_SECONDS
+    assert [name for name, spec in indexes.items() if "expireAfterSeconds" in spec] == [TTL_INDEX]
+
+
+@only_on("mongo")
+async def test_mongo_creates_an_index_for_every_filter(
+    event_store: EventStore, engine: Engine, mongo_client: MongoClient[dict[str, Any]]
+):
+    indexes = mongo_client[engine.db_name]["events"].index_information()
+    keys = [spec["key"] for spec in indexes.values()]
+
+    assert [("dedupe_key", 1)] in keys
+    assert next(spec for spec in indexes.values() if spec["key"] == [("dedupe_key", 1)])["unique"]
+    assert [("timestamp", -1), ("_id", -1)] in keys
+    for field_name in ("service", "operation", "result", "source"):
+        assert [(field_name, 1), ("timestamp", -1), ("_id", -1)] in keys
+    for field_name in ("actor_display", "actor_lower", "tags", "search_terms"):
+        assert [(field_name, 1)] in keys
+
+
+def a_closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_ping_raises_store_error_when_the_store_is_unreachable(
+    engine: Engine, tmp_path: Path
+):
+    store = engine.open()
+    await store.start()
+    await store.ping()
+    await store.stop()
+    with pytest.raises(StoreError):
+        await store.ping()
+
+    if engine.name == "mongo":
+        nowhere: EventStore = MongoEventStore(
+            f"mongodb://127.0.0.1:{a_closed_port()}", "aoc", server_selection_timeout_ms=200
+        )
+    else:
+        (tmp_path / "a-file").write_text("not a directory")
+        nowhere = SqliteEventStore(tmp_path / "a-file" / "events.sqlite3")
+    engine.opened.append(nowhere)
+    with pytest.raises(StoreError):
+        await nowhere.start()
+    with pytest.raises(StoreError):
+        await nowhere.ping()
+
+
+# --- the cross-engine contract -------------------------------------------------------------------
+
+MIXED_SERVICES = ["Exchange", "AzureActiveDirectory", "Intune", "SharePoint", "Ωmega Service"]
+MIXED_OPERATIONS = ["Set-Mailbox", "Add member to group", "Wipe device", "New-InboxRule"]
+MIXED_ACTORS = [
+    "Alice Admin",
+    "alice.helpdesk@contoso.com",
+    "ÉLODIE Duval",
+    "İstanbul Ops",
+    "ſtraße Service",
+    "100% sure_admin",
+    "o'brien",
+    "svc-backup",
+]
+# Words where Unicode case rules differ between libraries: long s, final sigma, dotted I,
+# ligatures, math letters, superscripts, and a letter newer than SQLite's Unicode 6.1 tables.
+MIXED_WORDS = [
+    "password",
+    "passport",
+    "straße",
+    "ſtraße",
+    "STRASSE",
+    "ΟΔΟΣ",
+    "οδοσ",
+    "ﬁle",
+    "file",
+    "𝔸lpha",
+    "x²",
+    "٣٤",
+    "ꞻtest",
+    "İzmir",
+    "mailbox",
+    "mail",
+    "finance",
+]
+MIXED_TAGS = ["vip", "reviewed", "false-positive"]
+
+
+def a_mixed_batch(count: int = 150, seed: int = 20261123) -> list[CanonicalEvent]:
+    """Events that stress ordering ties and Unicode, the same on every run."""
+    rng = random.Random(seed)
+    return [
+        an_event(
+            f"mixed-{n}",
+            # Whole minutes make ties on the timestamp; odd milliseconds test cursor arithmetic.
+            minutes_ago=rng.randrange(40),
+            milliseconds_ago=rng.choice([0, rng.randrange(60_000)]),
+            service=rng.choice(MIXED_SERVICES),
+            operation=rng.choice(MIXED_OPERATIONS),
+            result=rng.choice(["success", "failure", "unknown"]),
+            source=rng.choice(["directory", "intune", "unified"]),
+            actor=rng.choice(MIXED_ACTORS),
+            summary=" ".join(rng.sample(MIXED_WORDS, 3)),
+            raw_text=orjson.dumps({"words": rng.sample(MIXED_WORDS, 2)}).decode(),
+            tags=rng.sample(MIXED_TAGS, rng.randrange(3)),
+        )
+        for n in range(count)
+    ]
+
+
+MIXED_QUERIES: list[dict[str, Any]] = [
+    {},
+    {"service": "Exchange"},
+    {"service": "Ωmega Service"},
+    {"operation": "Wipe device"},
+    {"result": "failure"},
+    {"source": "directory"},
+    {"actor": "alice"},
+    {"actor": "ſ"},
+    {"actor": "S"},
+    {"actor": "İ"},
+    {"actor": "i"},
+    {"actor": "%"},
+    {"actor": "'"},
+    {"start": BASE_TIME - timedelta(minutes=20)},
+    {"end": BASE_TIME - timedelta(minutes=20)},
+    {"start": BASE_TIME - timedelta(minutes=30), "end": BASE_TIME - timedelta(minutes=10)},
+    {"tags": ["vip"]},
+    {"tags": ["vip", "reviewed"]},
+    {"search": "pass"},
+    {"search": "ſt"},
+    {"search": "st"},
+    {"search": "οδοσ"},
+    {"search": "οδος"},
+    {"search": "ﬁ"},
+    {"search": "fi"},
+    {"search": "𝔸"},
+    {"search": "x²"},
+    {"search": "٣"},
+    {"search": "ꞻ"},
+    {"search": "i zm"},
+    {"search": "mail finance"},
+    {"search": "(a+)+$"},
+    {"service": "Exchange", "search": "mail", "result": "success"},
+    {"actor": "admin", "tags": ["reviewed"], "start": BASE_TIME - timedelta(minutes=25)},
+]
+
+
+async def test_both_engines_return_the_same_pages_for_the_same_queries(
+    tmp_path: Path, mongo_uri: str, mongo_client: MongoClient[dict[str, Any]]
+):
+    events = a_mixed_batch()
+    db_name = f"aoc_contract_{uuid.uuid4().hex[:16]}"
+    stores: list[EventStore] = [
+        SqliteEventStore(tmp_path / "events.sqlite3"),
+        MongoEventStore(mongo_uri, db_name),
+    ]
+    try:
+        for store in stores:
+            await store.start()
+            await store.upsert_events(events)
+
+        for filters in MIXED_QUERIES:
+            query = EventQuery(page_size=7, **filters)
+            expected = expected_ids(events, query)
+            for store in stores:
+                pages = await page_through(store, query)
+                got = [event.id for page in pages for event in page]
+                assert got == expected, (store.engine, filters)
+                assert all(len(page) == 7 for page in pages[:-1]), (store.engine, filters)
+        embedded, mongo = [await store.filter_options() for store in stores]
+        assert embedded == mongo
+    finally:
+        for store in stores:
+            await store.stop()
+        mongo_client.drop_database(db_name)

@@ -1,0 +1,1 @@
+"""Tansu (Kafka protocol) broker fixture."""

@@ -1,0 +1,158 @@
+"""The fixtures through the whole pipeline: replay collector → raw topics → normalizer → aoc.events →
+store sink → event store, on the embedded engines and on the Kafka / MongoDB wire-protocol engines."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import orjson
+import pytest
+
+from aoc_collector.__main__ import publish_replay
+from aoc_common import topics
+from aoc_common.event_store.base import EventStore
+from aoc_common.event_store.mongo import MongoEventStore
+from aoc_common.event_store.sqlite import SqliteEventStore
+from aoc_common.message_log.base import MessageLog, Record
+from aoc_common.message_log.embedded import EmbeddedMessageLog
+from aoc_common.message_log.kafka import KafkaMessageLog
+from aoc_common.query import EventQuery
+from aoc_common.settings import Settings
+from aoc_normalizer.runtime import Normalizer
+from aoc_store.runtime import StoreSink
+from tests.engines.kafka_server import kafka_test_options
+
+STORED_FIXTURE_EVENTS = 147  # 62 directory records of which 60 unique + 30 Intune + 57 unified
+MALFORMED_INPUTS = 8
+
+
+T = TypeVar("T")
+
+
+async def wait_for(
+    probe: Callable[[], Awaitable[T]], done: Callable[[T], bool], timeout_s: float = 60.0
+) -> T:
+    """Poll `probe` until `done` holds or the deadline passes (then the caller's assert explains)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = await probe()
+        if done(value) or time.monotonic() > deadline:
+            return value
+        await asyncio.sleep(0.05)
+
+
+async def read_topic(message_log: MessageLog, topic: str, expected: int) -> list[Record]:
+    """Everything on `topic`, read as a fresh consumer group."""
+    records: list[Record] = []
+    deadline = time.monotonic() + 60
+    async with message_log.subscribe([topic], f"test-reader-{uuid.uuid4().hex}") as reader:
+        while len(records) < expected and time.monotonic() < deadline:
+            records += await reader.fetch(500, 1.0)
+    return records
+
+
+@pytest.fixture(params=["embedded", "kafka+mongo"])
+async def engines(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[MessageLog, EventStore]]:
+    if request.param == "embedded":
+        message_log: MessageLog = EmbeddedMessageLog(tmp_path / "log.sqlite3")
+        store: EventStore = SqliteEventStore(tmp_path / "events.sqlite3", retention_days=3650)
+    else:
+        bootstrap = request.getfixturevalue("kafka_bootstrap")
+        mongo_uri = request.getfixturevalue("mongo_uri")
+        message_log = KafkaMessageLog(bootstrap, default_partitions=3, **kafka_test_options())
+        store = MongoEventStore(mongo_uri, f"e2e_{uuid.uuid4().hex[:12]}", retention_days=3650)
+    await message_log.start()
+    await store.start()
+    await message_log.ensure_topics(topics.ALL_TOPICS)
+    yield message_log, store
+    await store.stop()
+    await message_log.stop()
+
+
+async def test_fixtures_flow_through_the_pipeline_with_dedupe_and_dead_letters(
+    engines: tuple[MessageLog, EventStore], fixtures_dir: Path, tmp_path: Path
+) -> None:
+    message_log, store = engines
+    settings = Settings(data_dir=tmp_path)
+    stop = asyncio.Event()
+    workers = [
+        asyncio.create_task(Normalizer.from_settings(message_log, settings).run(stop)),
+        asyncio.create_task(StoreSink(message_log, store).run(stop)),
+    ]
+    try:
+        published = await publish_replay(
+            message_log, settings, fixtures_dir, include_malformed=True
+        )
+        assert published == 62 + 30 + 57 + MALFORMED_INPUTS - 1  # huge_field stops at the collector
+
+        stored = await wait_for(store.count_events, lambda n: n >= STORED_FIXTURE_EVENTS)
+        assert stored == STORED_FIXTURE_EVENTS
+
+        dead = await read_topic(message_log, topics.DLQ, MALFORMED_INPUTS)
+        reasons = sorted(orjson.loads(r.value)["reason"] for r in dead)
+        assert len(reasons) == MALFORMED_INPUTS, reasons
+        stages = sorted(orjson.loads(r.value)["stage"] for r in dead)
+        assert stages == ["collector"] + ["normalizer"] * (MALFORMED_INPUTS - 1)
+        for expected in (
+            "invalid JSON",
+            "activityDateTime: Field required",
+            "id: Input should be a valid string",
+            "exceeds MAX_RECORD_BYTES",
+            "contains a NUL character",
+            "expected an object",
+            "more than 60 minutes in the future",
+        ):
+            assert any(expected in reason for reason in reasons), (expected, reasons)
+
+        # The two records page 2 repeats were published twice but stored once.
+        events = await read_topic(message_log, topics.EVENTS, 62 + 30 + 57)
+        keys = [orjson.loads(r.value)["dedupe_key"] for r in events]
+        assert len(keys) == 149 and len(set(keys)) == STORED_FIXTURE_EVENTS
+        page = await store.query_events(EventQuery(search="Directory_A6511445_0023"))
+        assert len(page.items) == 1
+    finally:
+        stop.set()
+        for worker in workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+
+
+async def test_replaying_the_store_group_restores_deleted_state(
+    tmp_path: Path, fixtures_dir: Path
+) -> None:
+    """An operator can rebuild a store by replaying `aoc.events` from the start."""
+    message_log = EmbeddedMessageLog(tmp_path / "log.sqlite3")
+    await message_log.start()
+    settings = Settings(data_dir=tmp_path)
+    first = SqliteEventStore(tmp_path / "first.sqlite3", retention_days=3650)
+    await first.start()
+    stop = asyncio.Event()
+    normalizer = asyncio.create_task(Normalizer.from_settings(message_log, settings).run(stop))
+    sink = asyncio.create_task(StoreSink(message_log, first).run(stop))
+    await publish_replay(message_log, settings, fixtures_dir, include_malformed=False)
+    assert await wait_for(first.count_events, lambda n: n >= 147) == 147
+    stop.set()
+    await asyncio.gather(normalizer, sink)
+    await first.stop()
+
+    rebuilt = SqliteEventStore(tmp_path / "rebuilt.sqlite3", retention_days=3650)
+    await rebuilt.start()
+    moved = await message_log.reset_group(topics.STORE_GROUP, topics.EVENTS, to_offset=0)
+    assert set(moved.values()) == {0}
+    stop = asyncio.Event()
+    sink = asyncio.create_task(StoreSink(message_log, rebuilt).run(stop))
+    try:
+        assert await wait_for(rebuilt.count_events, lambda n: n >= 147) == 147
+    finally:
+        stop.set()
+        await sink
+        await rebuilt.stop()
+        await message_log.stop()

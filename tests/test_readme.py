@@ -1,0 +1,47 @@
+"""The README is part of the product: its configuration table and its commands must stay true."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from aoc_common.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+README = (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def test_configuration_table_lists_exactly_the_settings() -> None:
+    section = README.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `([A-Z0-9_]+)` \|", section, flags=re.MULTILINE))
+    assert documented == {name.upper() for name in Settings.model_fields}
+
+
+def test_configuration_table_defaults_match_the_model() -> None:
+    section = README.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([A-Z0-9_]+)` \| `([^`]*)` \|", section, flags=re.MULTILINE)
+    for name, default in rows:
+        value = Settings.model_fields[name.lower()].get_default(call_default_factory=True)
+        if isinstance(value, list):
+            shown = ",".join(value)
+        elif isinstance(value, float) and value.is_integer():
+            shown = str(int(value))
+        else:
+            shown = str(value)
+        assert shown.lower() == default.lower(), name
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    assert "```sh\nmake test\n```" in README
+    commands = [
+        line.strip()
+        for line in (REPO / ".ci" / "run").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert commands[-1] == "make test"
+
+
+def test_readme_demo_command_is_the_makefile_target() -> None:
+    assert "```sh\nmake demo\n```" in README
+    makefile = (REPO / "Makefile").read_text()
+    assert re.search(r"^demo: .*\n\t\$\(BIN\)/aoc demo$", makefile, flags=re.MULTILINE)
