@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 import yaml
-from aoc_common.settings import ConfigurationError, Settings, load_settings
 from dotenv import dotenv_values
+
+from aoc_common.settings import ConfigurationError, Settings, load_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"

@@ -62,7 +62,8 @@ class Cursor(BaseModel):
 
 def timestamp_ms(value: datetime) -> int:
     """Epoch milliseconds, in integer arithmetic: `timestamp() * 1000` is a float and lands one
-    millisecond low for some instants, which made a cursor repeat the last event of a page."""
+    millisecond low for some instants (in 2004, from 2038), and a cursor one millisecond early
+    skips the other events of the last event's millisecond."""
     return (to_utc_millis(value) - _EPOCH) // _MILLISECOND
 
 

@@ -194,6 +194,7 @@ def _validated(model: type[M], value: Any, what: str) -> M:
 
 
 def _first_nul(value: Any, path: str = "payload") -> str | None:
+    """Where a NUL hides in a string or key: no store can index it, and no analyst can read it."""
     if isinstance(value, str):
         return path if "\x00" in value else None
     if isinstance(value, dict):
@@ -203,6 +204,8 @@ def _first_nul(value: Any, path: str = "payload") -> str | None:
     else:
         return None
     for name, child in items:
+        if "\x00" in name:
+            return f"{path} (a key)"
         found = _first_nul(child, f"{path}.{name}")
         if found is not None:
             return found

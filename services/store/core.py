@@ -17,7 +17,7 @@ STAGE = "store"
 
 @dataclass
 class DecodedBatch:
-    events: list[CanonicalEvent] = field(default_factory=list)
+    events: list[tuple[Record, CanonicalEvent]] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
 
 
@@ -29,19 +29,19 @@ def decode_events(records: Sequence[Record]) -> DecodedBatch:
             event = CanonicalEvent.model_validate(orjson.loads(record.value))
         except (orjson.JSONDecodeError, ValidationError) as error:
             reason = f"not a canonical event: {str(error).splitlines()[0][:500]}"
-            batch.dead_letters.append(_dead(record, reason))
+            batch.dead_letters.append(dead_letter_for(record, reason))
             continue
         if event.schema_version > SCHEMA_VERSION:
             reason = (
                 f"schema_version {event.schema_version} is newer than this sink ({SCHEMA_VERSION})"
             )
-            batch.dead_letters.append(_dead(record, reason))
+            batch.dead_letters.append(dead_letter_for(record, reason))
             continue
-        batch.events.append(event)
+        batch.events.append((record, event))
     return batch
 
 
-def _dead(record: Record, reason: str) -> DeadLetter:
+def dead_letter_for(record: Record, reason: str) -> DeadLetter:
     return dead_letter(
         record.value,
         reason,

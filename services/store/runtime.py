@@ -12,12 +12,15 @@ from collections.abc import Sequence
 
 from aoc_common import topics
 from aoc_common.codec import encode
-from aoc_common.event_store.base import EventStore
+from aoc_common.dead_letter import DeadLetter
+from aoc_common.event_store.base import EventStore, StoreError
+from aoc_common.events import CanonicalEvent
 from aoc_common.logging import get_logger
 from aoc_common.message_log.base import Message, MessageLog, Record
 from aoc_common.message_log.consumer import run_consumer
 from aoc_common.metrics import DEAD_LETTERS, EVENTS_STORED
-from aoc_store.core import STAGE, decode_events
+from aoc_common.query import UpsertResult
+from aoc_store.core import STAGE, dead_letter_for, decode_events
 
 SERVICE = "store"
 PURGE_EVERY_S = 3600.0
@@ -32,16 +35,39 @@ class StoreSink:
 
     async def handle(self, records: Sequence[Record]) -> None:
         batch = decode_events(records)
+        dead_letters = list(batch.dead_letters)
         if batch.events:
-            result = await self.store.upsert_events(batch.events)
+            try:
+                result = await self.store.upsert_events([e for _, e in batch.events])
+            except StoreError:
+                result, refused = await self._upsert_one_by_one(batch.events)
+                dead_letters += refused
             EVENTS_STORED.labels(SERVICE, "inserted").inc(result.inserted)
             EVENTS_STORED.labels(SERVICE, "updated").inc(result.updated)
-        if batch.dead_letters:
+        if dead_letters:
             await self.message_log.publish(
-                topics.DLQ, [Message(None, encode(d)) for d in batch.dead_letters]
+                topics.DLQ, [Message(d.key and d.key.encode(), encode(d)) for d in dead_letters]
             )
-            DEAD_LETTERS.labels(SERVICE, STAGE).inc(len(batch.dead_letters))
+            DEAD_LETTERS.labels(SERVICE, STAGE).inc(len(dead_letters))
         await self._purge_if_due()
+
+    async def _upsert_one_by_one(
+        self, events: Sequence[tuple[Record, CanonicalEvent]]
+    ) -> tuple[UpsertResult, list[DeadLetter]]:
+        """A batch failed: if the store is down, raise (the batch is retried after a backoff); if it
+        is up, it refused some event, so store the others and dead-letter the ones it refuses, instead
+        of retrying one poison event forever."""
+        await self.store.ping()
+        total = UpsertResult()
+        refused: list[DeadLetter] = []
+        for record, event in events:
+            try:
+                total += await self.store.upsert_events([event])
+            except StoreError as error:
+                await self.store.ping()
+                log.warning("store refused an event", dedupe_key=event.dedupe_key, error=str(error))
+                refused.append(dead_letter_for(record, f"store refused the event: {error}"))
+        return total, refused
 
     async def _purge_if_due(self) -> None:
         if time.monotonic() - self._last_purge < PURGE_EVERY_S:

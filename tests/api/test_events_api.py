@@ -9,6 +9,7 @@ import pytest
 
 from aoc_api.app import create_app
 from aoc_common.event_store.mongo import MongoEventStore
+from aoc_common.search import query_tokens
 from aoc_common.settings import Settings
 from tests.builders import load_json
 
@@ -138,10 +139,20 @@ async def test_hostile_inputs_as_query_strings_match_nothing_and_never_fail(
     ]
     hostile += [".*", "%", "_", "\\", "' OR 1=1 --", '"', "a" * 200, "\u202e\U0001f600"]
     for value in hostile:
-        for name in ("search", "actor", "service", "operation"):
+        for name in ("actor", "service", "operation"):
             response = await client.get("/api/events", params={name: value})
             assert response.status_code == 200, (name, value, response.text)
             assert response.json()["items"] == [], (name, value)
+        # Free text is taken as its words: the punctuation around them is inert, never a pattern.
+        words = " ".join(query_tokens(value))
+        response = await client.get("/api/events", params={"search": value, "page_size": 500})
+        assert response.status_code == 200, (value, response.text)
+        found = [e["id"] for e in response.json()["items"]]
+        if not words:
+            assert found == [], value
+        else:
+            as_words = await client.get("/api/events", params={"search": words, "page_size": 500})
+            assert found == [e["id"] for e in as_words.json()["items"]], value
     bracket = await client.get("/api/events?service[$where]=sleep(1000)")
     assert bracket.status_code == 422
 
@@ -167,8 +178,8 @@ async def test_health_is_503_when_the_store_is_unreachable(tmp_path: Path) -> No
 
 
 async def test_version_metrics_ui_and_security_headers(client: httpx.AsyncClient) -> None:
-    version = (await client.get("/api/version")).json()
-    assert version["name"] == "aoc" and version["schema_version"] == 1
+    version = await client.get("/api/version")
+    assert version.json()["name"] == "aoc" and version.json()["schema_version"] == 1
     await client.get("/api/events")
     metrics = await client.get("/metrics")
     assert 'aoc_http_requests_total{method="GET",route="/api/events",status="200"}' in metrics.text

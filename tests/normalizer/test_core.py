@@ -217,3 +217,15 @@ def test_envelope_on_the_wrong_topic_is_dead_lettered(mappings: Mappings) -> Non
     outcome = normalize_message(moved, mappings, now=NOW)
     assert isinstance(outcome, DeadLetter)
     assert "envelope source 'intune' published on 'aoc.raw.directory'" in outcome.reason
+
+
+def test_a_nul_in_a_key_is_dead_lettered_too(mappings: Mappings) -> None:
+    raw = {
+        "id": "Directory_K",
+        "activityDateTime": "2026-11-20T00:00:00Z",
+        "activityDisplayName": "Add user",
+        "additionalDetails": [{"ke\x00y": "v"}],
+    }
+    outcome = normalize_message(raw_record("directory", raw), mappings, now=NOW)
+    assert isinstance(outcome, DeadLetter)
+    assert outcome.reason == "field payload.additionalDetails.0 (a key) contains a NUL character"

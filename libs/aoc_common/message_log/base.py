@@ -15,7 +15,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Self
 
@@ -143,3 +143,18 @@ def validate_reset_target(to_offset: int | None, to_timestamp: datetime | None) 
         raise ValueError("give exactly one of to_offset or to_timestamp")
     if to_offset is not None and to_offset < 0:
         raise ValueError("to_offset must be >= 0")
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
+
+
+def timestamp_ms(moment: datetime) -> int:
+    """`moment` as Kafka counts time: whole milliseconds since the epoch, a naive datetime taken as UTC.
+
+    Rounded up, so that "at or after `moment`" never includes a message from the millisecond before it.
+    Integer arithmetic on purpose: going through float seconds can land one millisecond short.
+    """
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return -((_EPOCH - moment) // _ONE_MS)

@@ -1,0 +1,25 @@
+"""The canonical event is a published contract: its schema file must match the model of this version."""
+
+from __future__ import annotations
+
+import orjson
+
+from aoc_common.events import SCHEMA_VERSION
+from aoc_common.schema import canonical_event_schema, render, schema_path
+
+
+def test_published_schema_matches_the_model_for_this_schema_version() -> None:
+    published = schema_path(SCHEMA_VERSION)
+    assert published.exists(), f"no published schema for version {SCHEMA_VERSION}"
+    assert published.read_bytes() == render(canonical_event_schema()), (
+        "CanonicalEvent changed: bump SCHEMA_VERSION for an incompatible change, then run "
+        "`python -m aoc_common.schema` and commit the new file"
+    )
+
+
+def test_schema_requires_the_fields_consumers_rely_on() -> None:
+    schema = orjson.loads(schema_path().read_bytes())
+    assert {"id", "dedupe_key", "source", "timestamp", "operation", "result", "raw"} <= set(
+        schema["required"]
+    )
+    assert schema["additionalProperties"] is False

@@ -1,0 +1,124 @@
+"""The store sink never loses an event: a store that is down means retry, a store that refuses one
+event means a dead letter for that event and the rest stored."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+from secantus import SecantusDBServer
+
+from aoc_common import topics
+from aoc_common.codec import encode, encode_key
+from aoc_common.event_store.mongo import MongoEventStore
+from aoc_common.events import Actor, CanonicalEvent, event_id_for
+from aoc_common.message_log.base import Message
+from aoc_common.message_log.embedded import EmbeddedMessageLog
+from aoc_store.runtime import StoreSink
+from tests.builders import NOW
+from tests.pipeline.test_end_to_end import read_topic, wait_for
+
+
+def an_event(name: str, raw: dict | None = None) -> CanonicalEvent:
+    key = f"directory:{name}"
+    return CanonicalEvent(
+        id=event_id_for(key),
+        dedupe_key=key,
+        source="directory",
+        timestamp=NOW,
+        ingested_at=NOW,
+        service="Entra ID",
+        category="User management",
+        operation="Add user",
+        result="success",
+        actor_display="alice@contoso.com",
+        display_summary=f"created {name}",
+        actor=Actor(type="user", user_principal_name="alice@contoso.com"),
+        raw=raw or {"id": name},
+        raw_text=name,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_an_event_the_store_refuses_is_dead_lettered_and_the_rest_stored(
+    tmp_path: Path, mongo_uri: str
+) -> None:
+    message_log = EmbeddedMessageLog(tmp_path / "log.sqlite3")
+    store = MongoEventStore(mongo_uri, f"sink_{uuid.uuid4().hex[:10]}")
+    await message_log.start()
+    await store.start()
+    # BSON cannot hold a key with a NUL byte: MongoDB refuses this one event, whatever is retried.
+    events = [an_event("good-1"), an_event("poison", {"bad\x00key": 1}), an_event("good-2")]
+    await message_log.publish(
+        topics.EVENTS, [Message(encode_key(e.dedupe_key), encode(e)) for e in events]
+    )
+    stop = asyncio.Event()
+    sink = asyncio.create_task(StoreSink(message_log, store).run(stop))
+    try:
+        dead = await read_topic(message_log, topics.DLQ, 1)
+        assert len(dead) == 1
+        letter = orjson.loads(dead[0].value)
+        assert letter["stage"] == "store"
+        assert letter["reason"].startswith("store refused the event")
+        assert letter["key"] == "directory:poison"
+        assert await wait_for(store.count_events, lambda n: n >= 2) == 2
+        assert (
+            await wait_for(
+                lambda: message_log.lag(topics.STORE_GROUP, topics.EVENTS), lambda n: n == 0
+            )
+            == 0
+        )
+    finally:
+        stop.set()
+        await sink
+        await store.stop()
+        await message_log.stop()
+
+
+async def test_events_wait_in_the_log_while_the_store_is_down(tmp_path: Path) -> None:
+    port = free_port()
+    server = SecantusDBServer(storage_path=":memory:", host="127.0.0.1", port=port)
+    server.start()
+    message_log = EmbeddedMessageLog(tmp_path / "log.sqlite3")
+    store = MongoEventStore(f"mongodb://127.0.0.1:{port}", "aoc", server_selection_timeout_ms=300)
+    await message_log.start()
+    await store.start()
+    server.stop()  # the database goes away after the sink started
+
+    await message_log.publish(
+        topics.EVENTS, [Message(None, encode(an_event(f"e{i}"))) for i in range(5)]
+    )
+    stop = asyncio.Event()
+    sink = asyncio.create_task(StoreSink(message_log, store).run(stop))
+    try:
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:  # the sink keeps failing and committing nothing
+            assert await message_log.lag(topics.STORE_GROUP, topics.EVENTS) == 5
+            await asyncio.sleep(0.2)
+
+        server = SecantusDBServer(storage_path=":memory:", host="127.0.0.1", port=port)
+        server.start()
+        assert await wait_for(store.count_events, lambda n: n >= 5, timeout_s=60) == 5
+        assert (
+            await wait_for(
+                lambda: message_log.lag(topics.STORE_GROUP, topics.EVENTS), lambda n: n == 0
+            )
+            == 0
+        )
+    finally:
+        stop.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sink
+        await store.stop()
+        await message_log.stop()
+        server.stop()
