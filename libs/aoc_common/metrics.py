@@ -32,6 +32,11 @@ BATCH_SECONDS = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 HTTP_REQUESTS = Counter("aoc_http_requests_total", "API requests", ["method", "route", "status"])
+HTTP_RETRIES = Counter(
+    "aoc_http_retries_total",
+    "Outbound HTTP attempts that were retried, by peer and by what went wrong",
+    ["target", "reason"],
+)
 
 
 def render_latest() -> tuple[bytes, str]:
