@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     auth_client_id: str | None = None
     auth_allowed_roles: CommaList = Field(default_factory=list)
     auth_allowed_groups: CommaList = Field(default_factory=list)
+    # Token verification and write access (API): keys come from AUTHORITY_HOST/<tenant>/discovery/
+    # v2.0/keys; writes need one of AUTH_WRITER_ROLES (`*`: any allowed reader) or AUTH_WRITER_GROUPS.
+    authority_host: str = "https://login.microsoftonline.com"
+    auth_writer_roles: CommaList = Field(default_factory=lambda: ["AOC.Writer"])
+    auth_writer_groups: CommaList = Field(default_factory=list)
+    auth_clock_skew_seconds: int = Field(default=120, ge=0, le=600)
 
     # --- Collection schedule and retention ---
     enable_periodic_fetch: bool = False
@@ -110,6 +116,15 @@ class Settings(BaseSettings):
     _split_lists = field_validator(
         "auth_allowed_roles", "auth_allowed_groups", "cors_origins", mode="before"
     )(_split_commas)
+
+    _split_writer_lists = field_validator("auth_writer_roles", "auth_writer_groups", mode="before")(
+        _split_commas
+    )
+
+    @field_validator("authority_host")
+    @classmethod
+    def _authority_is_a_url(cls, value: str) -> str:
+        return _check_http_url(value).rstrip("/")
 
     @field_validator("cors_origins")
     @classmethod

@@ -10,13 +10,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
+from aoc_api.auth import add_bearer_security, guard_api_request
 from aoc_api.problems import install_problem_handlers
-from aoc_api.routes import events, system
+from aoc_api.routes import config, events, system
 from aoc_common import __version__
 from aoc_common.event_store import EventStore, open_event_store
 from aoc_common.message_log import MessageLog, open_message_log
@@ -27,11 +29,22 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
-    "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-        "connect-src 'self'; frame-ancestors 'none'"
-    ),
+    "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
 }
+
+
+def content_security_policy(settings: Settings) -> str:
+    """Only our own files run; with sign-in on, MSAL.js may also talk to (and frame) the
+    authority, for token requests and silent renewal."""
+    authority = f" {settings.authority_host}" if settings.auth_enabled else ""
+    return (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        f"connect-src 'self'{authority}; frame-src 'self'{authority}; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
+    )
 
 
 def static_dir() -> Path:
@@ -68,6 +81,9 @@ def create_app(
         version=__version__,
         description="Microsoft 365 admin audit events: search, health and metrics.",
         lifespan=lifespan,
+        # Every /api/* route needs a reader (a writer to change anything) when AUTH_ENABLED is on,
+        # including the routes other modules add; see aoc_api.auth.
+        dependencies=[Depends(guard_api_request)],
     )
     app.state.settings = settings
     app.state.store = store
@@ -80,12 +96,20 @@ def create_app(
         allow_headers=["Authorization", "Content-Type"],
     )
 
+    security_headers = {
+        **SECURITY_HEADERS,
+        "Content-Security-Policy": content_security_policy(settings),
+    }
+
     @app.middleware("http")
     async def _headers_and_metrics(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         response = await call_next(request)
-        response.headers.update(SECURITY_HEADERS)
+        response.headers.update(security_headers)
+        if request.url.path.startswith("/api/") or request.url.path == "/health":
+            # Audit events are sensitive: no browser or proxy keeps a copy.
+            response.headers.setdefault("Cache-Control", "no-store")
         route = request.scope.get("route")
         path = getattr(route, "path", "unmatched")
         HTTP_REQUESTS.labels(request.method, path, str(response.status_code)).inc()
@@ -93,5 +117,20 @@ def create_app(
 
     app.include_router(system.router)
     app.include_router(events.router)
+    app.include_router(config.router)
     app.mount("/", StaticFiles(directory=static_dir(), html=True), name="ui")
+    if settings.auth_enabled:
+        _document_bearer_security(app)
     return app
+
+
+def _document_bearer_security(app: FastAPI) -> None:
+    """OpenAPI then says which operations need a token, as the running API enforces it."""
+    plain_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = add_bearer_security(plain_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -896,3 +896,34 @@ async def test_both_engines_return_the_same_pages_for_the_same_queries(
         for store in stores:
             await store.stop()
         mongo_client.drop_database(db_name)
+
+
+# --- events over time (the UI's histogram) -------------------------------------------------------
+
+
+async def test_count_by_interval_counts_matching_events_per_interval(event_store: EventStore):
+    hour_ms = 3_600_000
+    start = BASE_TIME - timedelta(hours=3)
+    await event_store.upsert_events(
+        [
+            an_event("a", at=start),  # first instant of interval 0
+            an_event("b", at=start + timedelta(minutes=59, seconds=59, milliseconds=999)),
+            an_event("c", at=start + timedelta(hours=1), service="Intune"),  # interval 1
+            an_event("d", at=start + timedelta(hours=2, minutes=5), raw_text="forwarding rule"),
+            an_event("e", at=start + timedelta(hours=3)),  # just past the last interval
+            an_event("f", at=start - timedelta(milliseconds=1)),  # just before the first
+        ]
+    )
+
+    assert await event_store.count_by_interval(EventQuery(), start, hour_ms, 3) == [2, 1, 1]
+    only_exchange = EventQuery(service="Exchange")
+    assert await event_store.count_by_interval(only_exchange, start, hour_ms, 3) == [2, 0, 1]
+    searched = EventQuery(search="forward")
+    assert await event_store.count_by_interval(searched, start, hour_ms, 3) == [0, 0, 1]
+    narrowed = EventQuery(start=start + timedelta(minutes=30))
+    assert await event_store.count_by_interval(narrowed, start, hour_ms, 3) == [1, 1, 1]
+    assert await event_store.count_by_interval(EventQuery(search="()"), start, hour_ms, 3) == [
+        0,
+        0,
+        0,
+    ]

@@ -77,6 +77,14 @@ class EventStore(ABC):
         """
 
     @abstractmethod
+    async def count_by_interval(
+        self, query: EventQuery, start: datetime, interval_ms: int, buckets: int
+    ) -> list[int]:
+        """How many events match `query` (filters only; cursor and page size ignored) in each of
+        `buckets` consecutive intervals of `interval_ms` from `start`, for the UI's histogram.
+        One indexed pass in SQLite, one indexed count per interval in MongoDB."""
+
+    @abstractmethod
     async def get_state(self, key: str) -> dict[str, Any] | None:
         """Small service state (collector watermarks, fetched content ids) beside the events."""
 

@@ -285,6 +285,30 @@ class MongoEventStore(EventStore):
             )
         return FilterOptions(**dict(zip(names, values, strict=True)))
 
+    async def count_by_interval(
+        self, query: EventQuery, start: datetime, interval_ms: int, buckets: int
+    ) -> list[int]:
+        """One indexed count per interval, run together: portable to every MongoDB-protocol
+        server (no date arithmetic in an aggregation), and each count only walks its interval."""
+        if query.matches_nothing or buckets < 1 or interval_ms < 1:
+            return [0] * buckets
+        matching = mongo_filter(query.model_copy(update={"cursor": None}))
+        step = timedelta(milliseconds=interval_ms)
+
+        async def count(index: int) -> int:
+            window = {
+                "timestamp": {"$gte": start + step * index, "$lt": start + step * (index + 1)}
+            }
+            return int(
+                await self._events.count_documents(
+                    {"$and": [matching, window]} if matching else window,
+                    maxTimeMS=self._operation_timeout_ms,
+                )
+            )
+
+        with _store_errors("count events by interval"):
+            return list(await asyncio.gather(*(count(index) for index in range(buckets))))
+
     async def _distinct(self, field: str, *, unwind: bool = False) -> list[str]:
         """The first MAX_FILTER_OPTIONS distinct values, sorted (binary, as SQLite sorts)."""
         pipeline: list[dict[str, Any]] = [{"$unwind": f"${field}"}] if unwind else []

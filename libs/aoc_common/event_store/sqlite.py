@@ -280,6 +280,24 @@ class SqliteEventStore(EventStore):
     async def filter_options(self) -> FilterOptions:
         return await self._run(_filter_options)
 
+    async def count_by_interval(
+        self, query: EventQuery, start: datetime, interval_ms: int, buckets: int
+    ) -> list[int]:
+        counts = [0] * buckets
+        if query.matches_nothing or buckets < 1 or interval_ms < 1:
+            return counts
+        where, params = where_clause(query.model_copy(update={"cursor": None}))
+        origin = timestamp_ms(start)
+        sql = (
+            "SELECT (timestamp_ms - ?) / ?, count(*) FROM events "
+            f"WHERE {where} AND timestamp_ms >= ? AND timestamp_ms < ? GROUP BY 1"
+        )
+        bound = [origin, interval_ms, *params, origin, origin + interval_ms * buckets]
+        rows = await self._run(lambda connection: connection.execute(sql, bound).fetchall())
+        for bucket, count in rows:
+            counts[int(bucket)] = int(count)
+        return counts
+
     async def set_tags(self, event_id: str, tags: Sequence[str]) -> CanonicalEvent | None:
         unique_tags = list(dict.fromkeys(tags))
 

@@ -7,13 +7,16 @@ import time
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
+from aoc_api.auth import Principal, require_writer
 from aoc_api.dependencies import get_store
+from aoc_api.histogram import EventHistogram, HistogramWindow, histogram_window
+from aoc_api.notes import CommentRequest, TagsRequest
 from aoc_common.event_store.base import EventStore
-from aoc_common.events import CanonicalEvent
+from aoc_common.events import CanonicalEvent, Comment, utc_now
 from aoc_common.query import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
@@ -47,6 +50,80 @@ def _invalid(parameter: str, message: str, value: Any = None) -> RequestValidati
     return RequestValidationError(
         [{"loc": ("query", parameter), "msg": message, "type": "value_error", "input": value}]
     )
+
+
+ServiceFilter = Annotated[str | None, Query(description="Exact service label, e.g. Exchange")]
+SourceFilter = Annotated[str | None, Query(description="directory | intune | unified")]
+ActorFilter = Annotated[str | None, Query(description="Case-insensitive part of the actor")]
+OperationFilter = Annotated[str | None, Query(description="Exact operation name")]
+ResultFilter = Annotated[str | None, Query(description="success | failure | unknown")]
+StartFilter = Annotated[datetime | None, Query(description="Earliest timestamp (ISO 8601)")]
+EndFilter = Annotated[datetime | None, Query(description="Latest timestamp (ISO 8601)")]
+SearchFilter = Annotated[
+    str | None, Query(description="Words; each must start a word of the event")
+]
+TagsFilter = Annotated[list[str] | None, Query(description="Events carrying every tag")]
+HISTOGRAM_QUERY_PARAMETERS = EVENT_QUERY_PARAMETERS - {"cursor", "page_size"} | {"buckets"}
+
+
+def _event_query(request: Request, allowed: frozenset[str], **fields: Any) -> EventQuery:
+    """Validate the query string into an EventQuery; every problem names its parameter."""
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        raise _invalid(unknown[0], f"unknown parameter; allowed: {sorted(allowed)}")
+    try:
+        query = EventQuery(**fields)
+    except ValidationError as error:
+        raise RequestValidationError(
+            [{**e, "loc": ("query", *e["loc"])} for e in error.errors()]
+        ) from None
+    if query.start and query.end and query.start > query.end:
+        raise _invalid("start", "start is after end", fields.get("start"))
+    return query
+
+
+@router.get(
+    "/events/histogram",
+    response_model=EventHistogram,
+    summary="Counts of matching events per time interval, for the events-over-time chart",
+)
+async def event_histogram(
+    request: Request,
+    store: Annotated[EventStore, Depends(get_store)],
+    service: ServiceFilter = None,
+    source: SourceFilter = None,
+    actor: ActorFilter = None,
+    operation: OperationFilter = None,
+    result: ResultFilter = None,
+    start: StartFilter = None,
+    end: EndFilter = None,
+    search: SearchFilter = None,
+    tags: TagsFilter = None,
+    buckets: Annotated[int, Query(ge=1, le=200, description="Most intervals wanted")] = 48,
+) -> EventHistogram:
+    """Without `start`/`end` the window is the week up to the newest matching event."""
+    query = _event_query(
+        request,
+        HISTOGRAM_QUERY_PARAMETERS,
+        service=service,
+        source=source,
+        actor=actor,
+        operation=operation,
+        result=result,
+        start=start,
+        end=end,
+        search=search,
+        tags=tags or [],
+    )
+    newest = None
+    if query.end is None:
+        latest = await store.query_events(query.model_copy(update={"page_size": 1}))
+        newest = latest.items[0].timestamp if latest.items else None
+    window: HistogramWindow = histogram_window(
+        query.start, query.end, newest=newest, now=utc_now(), max_buckets=buckets
+    )
+    counts = await store.count_by_interval(query, window.start, window.interval_ms, window.buckets)
+    return window.with_counts(counts)
 
 
 @router.get("/events", response_model=EventPage, summary="Search events, newest first")
@@ -119,3 +196,48 @@ async def filter_options(
     options = await store.filter_options()
     request.app.state.filter_options = (time.monotonic(), options)
     return options
+
+
+def _known_event_id(event_id: str) -> str:
+    if len(event_id) > 200:
+        raise HTTPException(404, "no event with that id")
+    return event_id
+
+
+@router.patch(
+    "/events/{event_id}/tags",
+    response_model=CanonicalEvent,
+    summary="Replace an event's tags (needs a writer when auth is on)",
+)
+async def set_event_tags(
+    event_id: str,
+    body: Annotated[TagsRequest, Body()],
+    request: Request,
+    store: Annotated[EventStore, Depends(get_store)],
+    principal: Annotated[Principal, Depends(require_writer)],
+) -> CanonicalEvent:
+    event = await store.set_tags(_known_event_id(event_id), body.tags)
+    if event is None:
+        raise HTTPException(404, "no event with that id")
+    # Tags are filter options: the next dropdown must show a new tag at once.
+    request.app.state.filter_options = None
+    return event
+
+
+@router.post(
+    "/events/{event_id}/comments",
+    response_model=CanonicalEvent,
+    status_code=201,
+    summary="Add a comment to an event; its author is the signed-in caller",
+)
+async def add_event_comment(
+    event_id: str,
+    body: Annotated[CommentRequest, Body()],
+    store: Annotated[EventStore, Depends(get_store)],
+    principal: Annotated[Principal, Depends(require_writer)],
+) -> CanonicalEvent:
+    comment = Comment(author=principal.name, text=body.text, created_at=utc_now())
+    event = await store.add_comment(_known_event_id(event_id), comment)
+    if event is None:
+        raise HTTPException(404, "no event with that id")
+    return event

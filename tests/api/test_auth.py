@@ -1,0 +1,455 @@
+"""API authentication: Entra ID tokens checked against a tenant key set served by a fake identity
+provider on 127.0.0.1 (keys generated here), through HTTP against the app."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse
+from jose import jwk, jwt
+from starlette.routing import Mount
+
+from aoc_api.app import create_app
+from aoc_api.auth import JwksCache, TokenVerifier, jwks_url
+from aoc_common.event_store.sqlite import SqliteEventStore
+from aoc_common.query import EventQuery
+from aoc_common.settings import Settings
+from tests.local_server import serving
+
+TENANT = "11111111-2222-3333-4444-555555555555"
+CLIENT = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+
+
+@dataclass
+class SigningKey:
+    kid: str
+    private_pem: bytes
+    public_pem: bytes
+    public_jwk: dict[str, Any]
+
+
+def a_signing_key(kid: str) -> SigningKey:
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private_pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    public_pem = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    public_jwk = jwk.construct(public_pem, "RS256").to_dict()
+    public_jwk.update(kid=kid, use="sig")
+    return SigningKey(kid, private_pem, public_pem, public_jwk)
+
+
+@dataclass
+class FakeIdentityProvider:
+    """Publishes a key set at AUTHORITY_HOST/<tenant>/discovery/v2.0/keys and counts fetches."""
+
+    keys: list[SigningKey]
+    fetches: int = 0
+    down: bool = False
+    url: str = ""
+    extra: list[SigningKey] = field(default_factory=list)
+
+    def app(self) -> FastAPI:
+        app = FastAPI()
+
+        @app.get("/{tenant}/discovery/v2.0/keys")
+        async def keys(tenant: str) -> JSONResponse:
+            self.fetches += 1
+            if self.down or tenant != TENANT:
+                return JSONResponse({"error": "unavailable"}, status_code=404)
+            return JSONResponse({"keys": [key.public_jwk for key in self.keys]})
+
+        return app
+
+
+@pytest.fixture(scope="module")
+def signing_keys() -> dict[str, SigningKey]:
+    return {kid: a_signing_key(kid) for kid in ("key-1", "key-2", "attacker")}
+
+
+@pytest.fixture(scope="module")
+def idp(signing_keys: dict[str, SigningKey]) -> Iterator[FakeIdentityProvider]:
+    provider = FakeIdentityProvider(keys=[signing_keys["key-1"]])
+    with serving(provider.app()) as url:
+        provider.url = url
+        yield provider
+
+
+@pytest.fixture(autouse=True)
+def reset_idp(idp: FakeIdentityProvider, signing_keys: dict[str, SigningKey]) -> None:
+    idp.keys, idp.fetches, idp.down = [signing_keys["key-1"]], 0, False
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def auth_settings(idp: FakeIdentityProvider, tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "data_dir": tmp_path,
+        "auth_enabled": True,
+        "auth_tenant_id": TENANT,
+        "auth_client_id": CLIENT,
+        "authority_host": idp.url,
+        "auth_writer_roles": ["AOC.Writer"],
+        "auth_allowed_roles": [],
+        "auth_allowed_groups": [],
+        **overrides,
+    }
+    return Settings(**values)
+
+
+@dataclass
+class Api:
+    client: httpx.AsyncClient
+    app: FastAPI
+    clock: Clock
+    idp: FakeIdentityProvider
+    event_id: str
+
+
+async def open_api(
+    settings: Settings, store: SqliteEventStore, idp: FakeIdentityProvider
+) -> tuple[FastAPI, Clock]:
+    app = create_app(settings, store=store, message_log=None)
+    clock = Clock()
+    app.state.token_verifier = TokenVerifier(settings, JwksCache(jwks_url(settings), clock=clock))
+    return app, clock
+
+
+@pytest.fixture
+async def api(
+    idp: FakeIdentityProvider, tmp_path: Path, store: SqliteEventStore
+) -> AsyncIterator[Api]:
+    app, clock = await open_api(auth_settings(idp, tmp_path), store, idp)
+    event_id = (await store.query_events(EventQuery())).items[0].id
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://aoc.test") as client:
+        yield Api(client, app, clock, idp, event_id)
+
+
+def claims(**overrides: Any) -> dict[str, Any]:
+    now = int(time.time())
+    values = {
+        "iss": f"{{authority}}/{TENANT}/v2.0",
+        "aud": CLIENT,
+        "tid": TENANT,
+        "oid": "0a0a0a0a-0000-0000-0000-000000000001",
+        "preferred_username": "analyst@contoso.com",
+        "iat": now - 60,
+        "nbf": now - 60,
+        "exp": now + 3600,
+        "roles": ["AOC.Writer"],
+    }
+    values.update(overrides)
+    return values
+
+
+def sign(key: SigningKey, idp: FakeIdentityProvider, *, kid: str | None = None, **over: Any) -> str:
+    payload = claims(**over)
+    payload["iss"] = payload["iss"].replace("{authority}", idp.url)
+    return jwt.encode(
+        payload, key.private_pem.decode(), algorithm="RS256", headers={"kid": kid or key.kid}
+    )
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def unsigned_token(header: dict[str, Any], payload: dict[str, Any], secret: bytes | None) -> str:
+    signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(payload).encode())}"
+    signature = (
+        b64(hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()) if secret else ""
+    )
+    return f"{signing_input}.{signature}"
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def assert_unauthorized(api: Api, headers: dict[str, str]) -> httpx.Response:
+    response = await api.client.get("/api/events", headers=headers)
+    assert response.status_code == 401, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert response.json()["status"] == 401
+    return response
+
+
+# --- who gets in ---------------------------------------------------------------------------------
+
+
+async def test_a_valid_token_reads_events(api: Api, signing_keys: dict[str, SigningKey]) -> None:
+    response = await api.client.get(
+        "/api/events", headers=bearer(sign(signing_keys["key-1"], api.idp))
+    )
+    assert response.status_code == 200
+    assert len(response.json()["items"]) == 50
+
+
+async def test_missing_or_malformed_bearer_is_401(api: Api) -> None:
+    await assert_unauthorized(api, {})
+    await assert_unauthorized(api, {"Authorization": "Basic YWxpY2U6c2VjcmV0"})
+    await assert_unauthorized(api, bearer("not.a.jwt"))
+    await assert_unauthorized(api, bearer("garbage"))
+
+
+async def test_a_token_signed_by_another_key_under_a_published_kid_is_401(
+    api: Api, signing_keys: dict[str, SigningKey]
+) -> None:
+    forged = sign(signing_keys["attacker"], api.idp, kid="key-1")
+    response = await assert_unauthorized(api, bearer(forged))
+    assert "signature" in response.json()["detail"]
+
+
+async def test_expired_and_not_yet_valid_tokens_are_401_within_a_small_leeway(
+    api: Api, signing_keys: dict[str, SigningKey]
+) -> None:
+    now = int(time.time())
+    key = signing_keys["key-1"]
+    expired = await assert_unauthorized(api, bearer(sign(key, api.idp, exp=now - 600)))
+    assert "expired" in expired.json()["detail"]
+    await assert_unauthorized(api, bearer(sign(key, api.idp, nbf=now + 600)))
+    skewed = sign(key, api.idp, exp=now - 30, nbf=now + 30)  # inside the 120 s leeway
+    assert (await api.client.get("/api/events", headers=bearer(skewed))).status_code == 200
+
+
+async def test_a_token_without_expiry_is_401(api: Api, signing_keys: dict[str, SigningKey]) -> None:
+    payload = claims()
+    del payload["exp"]
+    payload["iss"] = payload["iss"].replace("{authority}", api.idp.url)
+    token = jwt.encode(
+        payload, signing_keys["key-1"].private_pem.decode(), "RS256", headers={"kid": "key-1"}
+    )
+    await assert_unauthorized(api, bearer(token))
+
+
+@pytest.mark.parametrize(
+    ("claim", "value", "accepted"),
+    [
+        ("aud", "api://" + CLIENT, True),
+        ("aud", [CLIENT, "other"], True),
+        ("aud", "00000003-0000-0000-c000-000000000000", False),  # a Graph token
+        ("aud", "api://someone-else", False),
+        ("iss", f"https://sts.windows.net/{TENANT}/", True),  # v1.0 token
+        (
+            "iss",
+            "https://login.microsoftonline.com/99999999-0000-0000-0000-000000000000/v2.0",
+            False,
+        ),
+        ("iss", "https://evil.example/", False),
+        ("tid", "99999999-0000-0000-0000-000000000000", False),
+    ],
+)
+async def test_audience_issuer_and_tenant_must_be_this_api_and_tenant(
+    api: Api, signing_keys: dict[str, SigningKey], claim: str, value: Any, accepted: bool
+) -> None:
+    token = sign(signing_keys["key-1"], api.idp, **{claim: value})
+    response = await api.client.get("/api/events", headers=bearer(token))
+    assert response.status_code == (200 if accepted else 401), response.text
+
+
+async def test_alg_none_is_401(api: Api) -> None:
+    payload = claims(iss=f"{api.idp.url}/{TENANT}/v2.0")
+    token = unsigned_token({"alg": "none", "typ": "JWT", "kid": "key-1"}, payload, None)
+    await assert_unauthorized(api, bearer(token))
+
+
+async def test_hs256_signed_with_the_public_key_is_401(
+    api: Api, signing_keys: dict[str, SigningKey]
+) -> None:
+    payload = claims(iss=f"{api.idp.url}/{TENANT}/v2.0")
+    header = {"alg": "HS256", "typ": "JWT", "kid": "key-1"}
+    for secret in (
+        signing_keys["key-1"].public_pem,
+        json.dumps(signing_keys["key-1"].public_jwk).encode(),
+    ):
+        await assert_unauthorized(api, bearer(unsigned_token(header, payload, secret)))
+
+
+# --- the key set ---------------------------------------------------------------------------------
+
+
+async def test_keys_are_cached_for_an_hour(api: Api, signing_keys: dict[str, SigningKey]) -> None:
+    token = bearer(sign(signing_keys["key-1"], api.idp))
+    for _ in range(3):
+        assert (await api.client.get("/api/events", headers=token)).status_code == 200
+    assert api.idp.fetches == 1
+    api.clock.now += 3601
+    assert (await api.client.get("/api/events", headers=token)).status_code == 200
+    assert api.idp.fetches == 2
+
+
+async def test_an_unknown_kid_refetches_the_keys_once_so_a_rotated_key_works(
+    api: Api, signing_keys: dict[str, SigningKey]
+) -> None:
+    old = bearer(sign(signing_keys["key-1"], api.idp))
+    assert (await api.client.get("/api/events", headers=old)).status_code == 200
+    api.idp.keys = [signing_keys["key-1"], signing_keys["key-2"]]  # Entra ID rotates
+    api.clock.now += 11
+    rotated = bearer(sign(signing_keys["key-2"], api.idp))
+    assert (await api.client.get("/api/events", headers=rotated)).status_code == 200
+    assert api.idp.fetches == 2
+    # Made-up kids right after: answered from the cache, no request per token to the provider.
+    for n in range(3):
+        await assert_unauthorized(api, bearer(sign(signing_keys["attacker"], api.idp, kid=f"x{n}")))
+    assert api.idp.fetches == 2
+
+
+async def test_an_unreachable_key_set_is_503_not_a_crash(
+    api: Api, signing_keys: dict[str, SigningKey]
+) -> None:
+    api.idp.down = True
+    response = await api.client.get(
+        "/api/events", headers=bearer(sign(signing_keys["key-1"], api.idp))
+    )
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+# --- what each caller may do ---------------------------------------------------------------------
+
+
+async def test_public_endpoints_need_no_token(api: Api) -> None:
+    for path in ("/api/config/auth", "/api/version", "/health", "/metrics", "/"):
+        assert (await api.client.get(path)).status_code == 200, path
+    config = (await api.client.get("/api/config/auth")).json()
+    assert config == {
+        "enabled": True,
+        "tenant_id": TENANT,
+        "client_id": CLIENT,
+        "authority": f"{api.idp.url}/{TENANT}",
+        "scopes": [f"api://{CLIENT}/.default"],
+        "writer_roles": ["AOC.Writer"],
+    }
+    for path in ("/api/config/features", "/api/filter-options", "/api/events/histogram"):
+        assert (await api.client.get(path)).status_code == 401, path
+
+
+async def test_comment_author_is_the_token_principal(
+    api: Api, signing_keys: dict[str, SigningKey]
+) -> None:
+    token = bearer(sign(signing_keys["key-1"], api.idp, preferred_username="dana@contoso.com"))
+    response = await api.client.post(
+        f"/api/events/{api.event_id}/comments",
+        json={"text": "Checked with Dana's manager", "author": "mallory"},
+        headers=token,
+    )
+    assert response.status_code == 422  # the author is never taken from the body
+    response = await api.client.post(
+        f"/api/events/{api.event_id}/comments", json={"text": "Checked"}, headers=token
+    )
+    assert response.status_code == 201
+    assert response.json()["comments"][-1]["author"] == "dana@contoso.com"
+
+
+async def test_writes_need_the_writer_role(api: Api, signing_keys: dict[str, SigningKey]) -> None:
+    reader = bearer(sign(signing_keys["key-1"], api.idp, roles=["AOC.Reader"]))
+    writer = bearer(sign(signing_keys["key-1"], api.idp, roles=["AOC.Writer"]))
+    path = f"/api/events/{api.event_id}/tags"
+    assert (await api.client.get("/api/events", headers=reader)).status_code == 200
+    denied = await api.client.patch(path, json={"tags": ["x"]}, headers=reader)
+    assert denied.status_code == 403
+    assert denied.headers["content-type"] == "application/problem+json"
+    assert (await api.client.patch(path, json={"tags": ["x"]}, headers=writer)).status_code == 200
+
+
+async def test_routes_added_by_other_modules_are_guarded_too(
+    api: Api, signing_keys: dict[str, SigningKey]
+) -> None:
+    router = APIRouter(prefix="/api")
+
+    @router.get("/widgets")
+    async def widgets() -> dict[str, str]:
+        return {"ok": "read"}
+
+    @router.post("/widgets")
+    async def add_widget() -> dict[str, str]:
+        return {"ok": "written"}
+
+    api.app.include_router(router)
+    # As in app.py, where routers come before the UI's catch-all mount.
+    routes = api.app.router.routes
+    ui = next(route for route in routes if isinstance(route, Mount))
+    routes.remove(ui)
+    routes.append(ui)
+    reader = bearer(sign(signing_keys["key-1"], api.idp, roles=[]))
+    assert (await api.client.get("/api/widgets")).status_code == 401
+    assert (await api.client.get("/api/widgets", headers=reader)).status_code == 200
+    assert (await api.client.post("/api/widgets", headers=reader)).status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("gate", "token_claims", "read", "write"),
+    [
+        ({"auth_allowed_roles": ["AOC.Reader"]}, {"roles": []}, 403, 403),
+        ({"auth_allowed_roles": ["AOC.Reader"]}, {"roles": ["AOC.Reader"]}, 200, 403),
+        ({"auth_allowed_roles": ["AOC.Reader"]}, {"roles": ["AOC.Writer"]}, 200, 200),
+        ({"auth_allowed_groups": ["g-soc"]}, {"roles": [], "groups": ["g-other"]}, 403, 403),
+        ({"auth_allowed_groups": ["g-soc"]}, {"roles": [], "groups": ["g-soc"]}, 200, 403),
+        (
+            {"auth_allowed_groups": ["g-soc"], "auth_writer_groups": ["g-leads"]},
+            {"roles": [], "groups": ["g-leads"]},
+            200,
+            200,
+        ),
+        ({"auth_writer_roles": ["*"]}, {"roles": []}, 200, 200),
+    ],
+)
+async def test_roles_and_groups_gate_reads_and_writes(
+    idp: FakeIdentityProvider,
+    tmp_path: Path,
+    store: SqliteEventStore,
+    signing_keys: dict[str, SigningKey],
+    gate: dict[str, Any],
+    token_claims: dict[str, Any],
+    read: int,
+    write: int,
+) -> None:
+    app, _ = await open_api(auth_settings(idp, tmp_path, **gate), store, idp)
+    token = bearer(sign(signing_keys["key-1"], idp, **token_claims))
+    event_id = (await store.query_events(EventQuery())).items[0].id
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://aoc.test") as client:
+        assert (await client.get("/api/events", headers=token)).status_code == read
+        response = await client.patch(
+            f"/api/events/{event_id}/tags", json={"tags": ["t"]}, headers=token
+        )
+        assert response.status_code == write
+
+
+async def test_openapi_marks_exactly_the_protected_operations(api: Api) -> None:
+    spec = (await api.client.get("/openapi.json")).json()
+    assert spec["components"]["securitySchemes"]["EntraIdBearer"]["scheme"] == "bearer"
+    assert spec["paths"]["/api/events"]["get"]["security"] == [{"EntraIdBearer": []}]
+    assert "security" not in spec["paths"]["/api/config/auth"]["get"]
+    assert "security" not in spec["paths"]["/health"]["get"]
+
+
+async def test_csp_lets_the_ui_reach_the_authority_only_when_auth_is_on(api: Api) -> None:
+    csp = (await api.client.get("/")).headers["content-security-policy"]
+    assert f"connect-src 'self' {api.idp.url}" in csp
+    assert "script-src 'self';" in csp
