@@ -1,0 +1,300 @@
+"""The web UI in a real headless Chromium (Debian's /usr/bin/chromium, driven by Playwright), against
+the real API on a free loopback port with the fixture events in an embedded store.
+
+Screenshots land in test-artifacts/ (gitignored) so that a person can look at what the test saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
+
+from aoc_api.app import create_app
+from aoc_common.event_store.sqlite import SqliteEventStore
+from aoc_common.settings import Settings
+from tests.api.conftest import fixture_events
+from tests.local_server import serving
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TIMEOUT_MS = 15_000
+TENANT = "11111111-2222-3333-4444-555555555555"
+CLIENT = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail("Debian's chromium is not installed (.ci/run installs it)", pytrace=False)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def stored_fixtures(data_dir: Path, fixtures: Path) -> None:
+    async def fill() -> None:
+        store = SqliteEventStore(data_dir / "events.sqlite3", retention_days=3650)
+        await store.start()
+        await store.upsert_events(fixture_events(fixtures))
+        await store.stop()
+
+    # Playwright's sync API keeps an event loop running on this thread: fill from another one.
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        worker.submit(asyncio.run, fill()).result()
+
+
+@pytest.fixture
+def aoc_url(tmp_path: Path, fixtures_dir: Path) -> Iterator[str]:
+    stored_fixtures(tmp_path, fixtures_dir)
+    app = create_app(Settings(data_dir=tmp_path, retention_days=3650))
+    with serving(app) as url:
+        yield url
+
+
+def watched_page(browser: Browser, errors: list[str]) -> Page:
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("requestfailed", lambda request: errors.append(f"request failed: {request.url}"))
+    return page
+
+
+def rows(page: Page) -> Any:
+    return page.locator("#events tbody tr")
+
+
+def test_an_analyst_filters_pages_opens_a_raw_event_and_tags_it(
+    browser: Browser, aoc_url: str
+) -> None:
+    errors: list[str] = []
+    page = watched_page(browser, errors)
+    external: list[str] = []
+    page.on(
+        "request",
+        lambda request: None if request.url.startswith(aoc_url) else external.append(request.url),
+    )
+    page.goto(aoc_url)
+
+    # Load: the newest 50 events, dropdowns from filter-options, the histogram, health.
+    expect(rows(page)).to_have_count(50)
+    expect(page.locator("#status")).to_contain_text("50 events shown (more available)")
+    expect(page.locator("#service option")).to_have_count(6)  # "All services" + 5
+    expect(page.locator("#histogram-chart rect.bar").first).to_be_attached()
+    expect(page.locator("#histogram-title")).to_contain_text("Events over time")
+    expect(page.locator("#health")).to_have_text("ok")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "ui-events.png"))
+
+    # Page: "Load more" follows next_cursor.
+    page.click("#more")
+    expect(rows(page)).to_have_count(100)
+
+    # Filter: a dropdown value applies at once; free-text search narrows further.
+    page.select_option("#service", "Exchange")
+    expect(page.locator("#status")).to_contain_text("20 events shown")
+    services = page.locator("#events tbody tr td:nth-child(2)").all_inner_texts()
+    assert set(services) == {"Exchange"}
+    page.fill("#search", "forwarding")
+    page.click("#apply")
+    expect(page.locator("#status")).not_to_contain_text("20 events")
+    expect(rows(page).first).to_be_visible()
+    searched = rows(page).count()
+    assert 0 < searched < 20
+
+    # Open a raw event: the drawer shows the pretty JSON Microsoft sent.
+    rows(page).first.click()
+    drawer = page.locator("#detail")
+    expect(drawer).to_be_visible()
+    raw_text = page.locator("#detail-raw").inner_text()
+    raw = json.loads(raw_text)
+    assert raw["Workload"] == "Exchange"
+    assert "\n  " in raw_text  # indented, not one line
+
+    # Tag it: the chip appears, the row and the API agree, and the tag becomes a filter option.
+    page.fill("#tag-input", "triage")
+    page.click("#add-tag")
+    expect(page.locator("#detail-tags .chip")).to_have_text(["triage×"])
+    expect(page.locator("#detail-message")).to_have_text("Tags saved.")
+    expect(rows(page).first.locator(".chip")).to_have_text(["triage"])
+    expect(page.locator("#tag option[value=triage]")).to_be_attached()
+    event_id = rows(page).first.get_attribute("data-id")
+    stored = httpx.get(f"{aoc_url}/api/events/{event_id}").json()
+    assert stored["tags"] == ["triage"]
+
+    # Comment on it.
+    page.fill("#comment-input", "Forwarding to an outside address: escalated")
+    page.click("#add-comment")
+    expect(page.locator("#detail-comments li .comment-text")).to_have_text(
+        ["Forwarding to an outside address: escalated"]
+    )
+
+    page.screenshot(path=str(ARTIFACTS / "ui-events-detail.png"))
+
+    # The alerts view and the source-health panel answer calmly when their APIs are not here.
+    page.click("#close-detail")
+    page.click("#tab-alerts")
+    expect(page.locator("#alerts-status")).to_contain_text("Alerts are not available")
+    page.click("#tab-sources")
+    expect(page.locator("#sources-status")).to_contain_text("Source health is not available")
+    page.screenshot(path=str(ARTIFACTS / "ui-sources-unavailable.png"))
+    page.click("#tab-events")
+    expect(rows(page).first).to_be_visible()
+
+    assert errors == []
+    assert external == []  # no CDN, no outside call of any kind
+    page.close()
+
+
+def test_the_alerts_view_and_source_panel_show_what_the_apis_return(
+    browser: Browser, aoc_url: str
+) -> None:
+    """Against the agreed shapes (contracts §2, §3), answered here by the browser's router."""
+    alert = {
+        "id": "alert-1",
+        "rule_id": "rule-1",
+        "rule_name": "Mail forwarding to an outside domain",
+        "severity": "high",
+        "status": "open",
+        "created_at": "2026-11-14T10:00:00.000Z",
+        "summary": "alice.admin@contoso.com set forwarding on 2 mailboxes",
+        "group_value": "alice.admin@contoso.com",
+        "event_ids": ["e1", "e2"],
+        "acknowledged_by": None,
+        "acknowledged_at": None,
+    }
+    acknowledged: list[str] = []
+
+    def alerts(route: Route) -> None:
+        if route.request.method == "POST":
+            acknowledged.append(route.request.url)
+            route.fulfill(json={**alert, "status": "acknowledged", "acknowledged_by": "anonymous"})
+        else:
+            route.fulfill(json={"items": [alert], "next_cursor": None})
+
+    errors: list[str] = []
+    page = watched_page(browser, errors)
+    page.route(re.compile(r".*/api/alerts.*"), alerts)
+    page.route(
+        re.compile(r".*/api/source-health$"),
+        lambda route: route.fulfill(
+            json={
+                "sources": [
+                    {
+                        "source": "directory",
+                        "status": "ok",
+                        "last_run_at": "2026-11-25T11:00:00Z",
+                        "last_success_at": "2026-11-25T11:00:00Z",
+                        "last_error": None,
+                        "last_count": 58,
+                        "watermark": "2026-11-25T10:59:00Z",
+                        "warnings": [],
+                    },
+                    {
+                        "source": "unified",
+                        "status": "error",
+                        "last_run_at": "2026-11-25T11:00:00Z",
+                        "last_success_at": None,
+                        "last_error": "management-api: HTTP 403 (subscription not started)",
+                        "last_count": 0,
+                        "watermark": None,
+                        "warnings": ["Audit.General subscription is disabled"],
+                    },
+                ]
+            }
+        ),
+    )
+    page.goto(aoc_url)
+    expect(page.locator("#alerts-badge")).to_have_text("1")
+    page.click("#tab-alerts")
+    expect(page.locator("#alerts tbody tr")).to_have_count(1)
+    expect(page.locator("#alerts tbody tr td.severity")).to_have_text("high")
+    page.click("#alerts tbody tr button.ack")
+    expect(page.locator("#alerts tbody tr td:nth-child(6)")).to_have_text(
+        "acknowledged by anonymous"
+    )
+    assert acknowledged and acknowledged[0].endswith("/api/alerts/alert-1/acknowledge")
+    page.click("#tab-sources")
+    expect(page.locator("#sources .card")).to_have_count(2)
+    expect(page.locator("#sources .card.status-error .last-error")).to_contain_text("HTTP 403")
+    page.screenshot(path=str(ARTIFACTS / "ui-sources.png"))
+    assert errors == []
+    page.close()
+
+
+def test_with_sign_in_on_the_ui_loads_msal_and_signs_in_with_the_code_flow_and_pkce(
+    browser: Browser, tmp_path: Path
+) -> None:
+    authority_host = "https://login.contoso-idp.test"
+    settings = Settings(
+        data_dir=tmp_path,
+        auth_enabled=True,
+        auth_tenant_id=TENANT,
+        auth_client_id=CLIENT,
+        authority_host=authority_host,
+    )
+    authorize: list[str] = []
+
+    def identity_provider(route: Route) -> None:
+        url = route.request.url
+        if "openid-configuration" in url:
+            route.fulfill(
+                json={
+                    "issuer": f"{authority_host}/{TENANT}/v2.0",
+                    "authorization_endpoint": f"{authority_host}/{TENANT}/oauth2/v2.0/authorize",
+                    "token_endpoint": f"{authority_host}/{TENANT}/oauth2/v2.0/token",
+                    "end_session_endpoint": f"{authority_host}/{TENANT}/oauth2/v2.0/logout",
+                    "jwks_uri": f"{authority_host}/{TENANT}/discovery/v2.0/keys",
+                }
+            )
+        elif "/oauth2/v2.0/authorize" in url:
+            authorize.append(url)
+            route.fulfill(
+                body="<html><body>identity provider</body></html>", content_type="text/html"
+            )
+        else:
+            route.fulfill(status=404, body="")
+
+    errors: list[str] = []
+    with serving(create_app(settings)) as url:
+        page = watched_page(browser, errors)
+        page.route(f"{authority_host}/**", identity_provider)
+        api_calls: list[str] = []
+        page.on("request", lambda r: api_calls.append(r.url) if "/api/events" in r.url else None)
+        page.goto(url)
+        expect(page.locator("#signed-out")).to_be_visible()
+        expect(page.locator("#view-events")).to_be_hidden()
+        assert page.evaluate("typeof msal") == "object"
+        assert api_calls == []  # nothing is asked of the API before sign-in
+        page.click("#sign-in-main")
+        page.wait_for_url(re.compile(r".*/oauth2/v2\.0/authorize.*"))
+        page.close()
+    query = parse_qs(urlsplit(authorize[0]).query)
+    assert query["client_id"] == [CLIENT]
+    assert query["response_type"] == ["code"]
+    assert query["code_challenge_method"] == ["S256"]
+    assert len(query["code_challenge"][0]) >= 43
+    assert query["redirect_uri"] == [url + "/"]
+    assert f"api://{CLIENT}/.default" in query["scope"][0].split(" ")
+    assert errors == []
