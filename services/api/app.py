@@ -17,7 +17,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from aoc_api.auth import add_bearer_security, guard_api_request
-from aoc_api.problems import install_problem_handlers
+from aoc_api.problems import document_problems, install_problem_handlers
 from aoc_api.routes import config, events, system
 from aoc_common import __version__
 from aoc_common.event_store import EventStore, open_event_store
@@ -79,8 +79,13 @@ def create_app(
     app = FastAPI(
         title="AOC — Admin Operations Center",
         version=__version__,
-        description="Microsoft 365 admin audit events: search, health and metrics.",
+        description=(
+            "Microsoft 365 admin audit events: search, tags and comments, events over time, "
+            "health and metrics. Errors are RFC 9457 application/problem+json."
+        ),
         lifespan=lifespan,
+        docs_url=None,  # served by routes/system.py from vendored files, without a CDN
+        redoc_url=None,
         # Every /api/* route needs a reader (a writer to change anything) when AUTH_ENABLED is on,
         # including the routes other modules add; see aoc_api.auth.
         dependencies=[Depends(guard_api_request)],
@@ -119,18 +124,19 @@ def create_app(
     app.include_router(events.router)
     app.include_router(config.router)
     app.mount("/", StaticFiles(directory=static_dir(), html=True), name="ui")
-    if settings.auth_enabled:
-        _document_bearer_security(app)
+    _document_errors_and_security(app, settings)
     return app
 
 
-def _document_bearer_security(app: FastAPI) -> None:
-    """OpenAPI then says which operations need a token, as the running API enforces it."""
+def _document_errors_and_security(app: FastAPI, settings: Settings) -> None:
+    """OpenAPI then shows problem+json errors, and (with sign-in on) which operations need a
+    token, as the running API behaves."""
     plain_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = add_bearer_security(plain_openapi())
+            schema = document_problems(plain_openapi())
+            app.openapi_schema = add_bearer_security(schema) if settings.auth_enabled else schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

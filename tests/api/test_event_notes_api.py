@@ -197,3 +197,16 @@ async def test_openapi_documents_every_endpoint(client: httpx.AsyncClient) -> No
     } <= {(path, method) for path, ops in spec["paths"].items() for method in ops}
     tags_body = spec["paths"]["/api/events/{event_id}/tags"]["patch"]["requestBody"]
     assert tags_body["required"] is True
+
+
+async def test_openapi_says_errors_are_problem_json(client: httpx.AsyncClient) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            for code, response in operation["responses"].items():
+                if code.startswith(("4", "5")):
+                    assert list(response["content"]) == ["application/problem+json"], (path, method)
+    assert "404" in spec["paths"]["/api/events/{event_id}"]["get"]["responses"]
+    assert "Problem" in spec["components"]["schemas"]
+    docs = await client.get("/docs")
+    assert docs.status_code == 200 and "/vendor/swagger-ui/swagger-ui-bundle.js" in docs.text

@@ -298,3 +298,30 @@ def test_with_sign_in_on_the_ui_loads_msal_and_signs_in_with_the_code_flow_and_p
     assert query["redirect_uri"] == [url + "/"]
     assert f"api://{CLIENT}/.default" in query["scope"][0].split(" ")
     assert errors == []
+
+
+def test_the_openapi_page_renders_from_vendored_files_under_the_csp(
+    browser: Browser, aoc_url: str
+) -> None:
+    errors: list[str] = []
+    page = watched_page(browser, errors)
+    page.on(
+        "console",
+        lambda message: (
+            errors.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    external: list[str] = []
+    page.on(
+        "request",
+        lambda request: None if request.url.startswith(aoc_url) else external.append(request.url),
+    )
+    page.goto(f"{aoc_url}/docs")
+    expect(page.locator(".opblock-summary-path[data-path='/api/events']")).to_be_attached()
+    expect(
+        page.locator(".opblock-summary-path[data-path='/api/events/{event_id}/tags']")
+    ).to_be_attached()
+    page.screenshot(path=str(ARTIFACTS / "api-docs.png"))
+    assert errors == []
+    assert external == []
+    page.close()

@@ -6,7 +6,7 @@ import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from aoc_api.dependencies import get_message_log, get_store
 from aoc_common import __version__
@@ -58,3 +58,26 @@ async def version() -> dict[str, Any]:
 async def metrics() -> Response:
     body, content_type = render_latest()
     return Response(body, media_type=content_type)
+
+
+SWAGGER_UI_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>AOC API — OpenAPI</title>
+  <link rel="stylesheet" href="/vendor/swagger-ui/swagger-ui.css">
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <script src="/vendor/swagger-ui/swagger-ui-bundle.js"></script>
+  <script src="/docs.js"></script>
+</body>
+</html>
+"""
+
+
+@router.get("/docs", include_in_schema=False)
+async def docs() -> HTMLResponse:
+    """Swagger UI served from the vendored files: FastAPI's default page loads it from a CDN,
+    which the UI's content security policy (and an offline install) would block."""
+    return HTMLResponse(SWAGGER_UI_PAGE)

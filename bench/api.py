@@ -1,0 +1,248 @@
+"""Latency of `GET /api/events` (and the histogram) over real HTTP on loopback, against a large store.
+
+    python bench/api.py                       # 1,000,000 synthetic events in the embedded SQLite store
+    python bench/api.py --events 200000       # a smaller store
+    python bench/api.py --mongo 20000         # also: MongoDB protocol (SecantusDB in-process), 20k events
+
+Events are the fixture events (normalized by the real core) cloned with new ids, timestamps spread over
+90 days, 2,000 actors and a few rare words, so filters and searches have realistic selectivity. The
+SQLite file is kept under .aoc-data/bench-api/ and reused by the next run with the same size. Each
+scenario runs sequential requests (a new loopback connection each) and prints p50/p95/max in ms.
+SecantusDB is a test engine (about 3 ms per write, a young query planner): its figures say nothing of
+MongoDB's; the goal p95 < 50 ms on MongoDB needs a real mongod (AOC_BENCH_MONGO_URI=mongodb://...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import socket
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from aoc_api.app import create_app  # noqa: E402
+from aoc_common.event_store.base import EventStore  # noqa: E402
+from aoc_common.event_store.mongo import MongoEventStore  # noqa: E402
+from aoc_common.event_store.sqlite import SqliteEventStore  # noqa: E402
+from aoc_common.events import CanonicalEvent, event_id_for  # noqa: E402
+from aoc_common.settings import Settings  # noqa: E402
+from tests.api.conftest import fixture_events  # noqa: E402
+
+SAMPLES = REPO / "services" / "collector" / "sample_data"
+BATCH = 5_000
+NEWEST = datetime(2026, 11, 20, tzinfo=UTC)
+SPAN_S = 90 * 86_400
+RARE_WORDS = ("exfiltration", "quarantine", "breakglass", "impossibletravel")
+
+
+def synthetic_events(count: int, seed: int = 11) -> Iterator[list[CanonicalEvent]]:
+    """Batches of events cloned from the fixture events; about 1 in 1,000 carries a rare word."""
+    rng = random.Random(seed)
+    templates = fixture_events(SAMPLES)
+    actors = [f"user{n:04}@contoso.com" for n in range(2_000)]
+    batch: list[CanonicalEvent] = []
+    for n in range(count):
+        template = rng.choice(templates)
+        key = f"bench:{uuid.UUID(int=rng.getrandbits(128))}"
+        actor = rng.choice(actors) if rng.random() < 0.7 else template.actor_display
+        summary = template.display_summary
+        if rng.random() < 0.001:
+            summary += f" ({rng.choice(RARE_WORDS)})"
+        batch.append(
+            template.model_copy(
+                update={
+                    "id": event_id_for(key),
+                    "dedupe_key": key,
+                    "timestamp": NEWEST - timedelta(seconds=rng.randrange(SPAN_S)),
+                    "actor_display": actor,
+                    "display_summary": summary,
+                    "tags": ["reviewed"] if rng.random() < 0.01 else [],
+                }
+            )
+        )
+        if len(batch) == BATCH or n == count - 1:
+            yield batch
+            batch = []
+
+
+async def fill(store: EventStore, count: int) -> None:
+    existing = await store.count_events()
+    if existing == count:
+        print(f"  reusing {existing:,} stored events")
+        return
+    if existing:
+        raise SystemExit(f"the bench store holds {existing:,} events, not {count:,}: delete it")
+    started = time.perf_counter()
+    done = 0
+    for batch in synthetic_events(count):
+        await store.upsert_events(batch)
+        done += len(batch)
+        if done % 100_000 == 0 or done == count:
+            rate = done / (time.perf_counter() - started)
+            print(f"  stored {done:,} events ({rate:,.0f}/s)", flush=True)
+
+
+def scenarios(actor: str) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        ("newest page, no filter", "/api/events", {}),
+        ("page 20 (cursor), no filter", "cursor", {}),
+        ("service=Exchange", "/api/events", {"service": "Exchange"}),
+        ("service + result=failure", "/api/events", {"service": "Entra ID", "result": "failure"}),
+        (
+            "source=intune + 7-day range",
+            "/api/events",
+            {"source": "intune", "start": "2026-11-13T00:00:00Z"},
+        ),
+        ("actor contains (common)", "/api/events", {"actor": actor}),
+        ("tags=reviewed", "/api/events", {"tags": "reviewed"}),
+        ("search common word", "/api/events", {"search": "mailbox"}),
+        ("search rare word", "/api/events", {"search": "breakglass"}),
+        (
+            "search two words + service",
+            "/api/events",
+            {"search": "reset password", "service": "Entra ID"},
+        ),
+        ("search prefix", "/api/events", {"search": "forw"}),
+        ("page_size=500, no filter", "/api/events", {"page_size": 500}),
+        ("histogram, default week", "/api/events/histogram", {}),
+        (
+            "histogram, 90 days + service",
+            "/api/events/histogram",
+            {"service": "Exchange", "start": "2026-08-22T00:00:00Z", "end": "2026-11-20T00:00:00Z"},
+        ),
+    ]
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+async def measure(
+    client: httpx.AsyncClient, path: str, params: dict[str, Any], runs: int
+) -> list[float]:
+    cursor: str | None = None
+    if path == "cursor":  # the 20th page: follow 19 cursors first
+        path = "/api/events"
+        for _ in range(19):
+            page = (
+                await client.get(path, params={**params, **({"cursor": cursor} if cursor else {})})
+            ).json()
+            cursor = page["next_cursor"]
+        params = {**params, "cursor": cursor}
+    timings = []
+    for attempt in range(runs + 5):
+        started = time.perf_counter()
+        response = await client.get(path, params=params)
+        elapsed = (time.perf_counter() - started) * 1000
+        if response.status_code != 200:
+            raise SystemExit(f"{path} {params}: HTTP {response.status_code} {response.text[:200]}")
+        if attempt >= 5:  # warm-up excluded
+            timings.append(elapsed)
+    return timings
+
+
+async def bench_store(label: str, store: EventStore, count: int, runs: int, tmp: Path) -> None:
+    print(f"\n{label}: {count:,} events")
+    await store.start()
+    try:
+        await fill(store, count)
+        app = create_app(Settings(data_dir=tmp), store=store, message_log=None)
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+        server = uvicorn.Server(
+            uvicorn.Config(app, log_config=None, access_log=False, lifespan="off")
+        )
+        serving = asyncio.create_task(server.serve(sockets=[listener]))
+        while not server.started:  # noqa: ASYNC110 - polling uvicorn's own flag
+            await asyncio.sleep(0.01)
+        # A new connection per request: on a kept-alive connection httpx and uvicorn stall ~40 ms
+        # per small response on loopback (curl does not), which would measure that, not AOC.
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}",
+            timeout=60,
+            limits=httpx.Limits(max_keepalive_connections=0),
+        ) as client:
+            sample = (await client.get("/api/events", params={"page_size": 1})).json()["items"][0]
+            actor = sample["actor_display"][:8]
+            print(f"  {'scenario':<34} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}  items")
+            for name, path, params in scenarios(actor):
+                timings = await measure(client, path, params, runs)
+                items = (
+                    await client.get(path if path != "cursor" else "/api/events", params=params)
+                ).json()
+                shown = len(items.get("items", items.get("buckets", [])))
+                print(
+                    f"  {name:<34} {statistics.median(timings):8.1f} {percentile(timings, 0.95):8.1f} "
+                    f"{max(timings):8.1f}  {shown}",
+                    flush=True,
+                )
+        server.should_exit = True
+        await serving
+    finally:
+        await store.stop()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=1_000_000, help="events in the SQLite store")
+    parser.add_argument("--runs", type=int, default=100, help="requests per scenario")
+    parser.add_argument(
+        "--mongo", type=int, default=0, help="also bench the Mongo store with N events"
+    )
+    parser.add_argument("--data", type=Path, default=REPO / ".aoc-data" / "bench-api")
+    args = parser.parse_args()
+    args.data.mkdir(parents=True, exist_ok=True)
+    sqlite_path = args.data / f"events-{args.events}.sqlite3"
+    await bench_store(
+        "embedded SQLite store",
+        SqliteEventStore(sqlite_path, retention_days=3650),
+        args.events,
+        args.runs,
+        args.data,
+    )
+    if args.mongo:
+        uri = os.environ.get("AOC_BENCH_MONGO_URI")
+        server = None
+        if not uri:
+            from secantus import SecantusDBServer
+
+            server = SecantusDBServer(storage_path=":memory:", host="127.0.0.1", port=0)
+            server.start()
+            uri = f"mongodb://127.0.0.1:{server.port}"
+        db_name = f"aoc_bench_{uuid.uuid4().hex[:8]}"
+        try:
+            label = "MongoDB store on " + (
+                "SecantusDB (test engine)" if server else uri.split("@")[-1]
+            )
+            await bench_store(
+                label,
+                MongoEventStore(uri, db_name, retention_days=3650),
+                args.mongo,
+                args.runs,
+                args.data,
+            )
+        finally:
+            if server is not None:
+                server.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
