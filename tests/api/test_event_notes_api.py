@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
 
 from tests.api.test_events_api import STORED_FIXTURE_EVENTS
+from tests.builders import malformed_inputs
 
 
 async def first_event_id(client: httpx.AsyncClient, **params: str) -> str:
@@ -210,3 +214,32 @@ async def test_openapi_says_errors_are_problem_json(client: httpx.AsyncClient) -
     assert "Problem" in spec["components"]["schemas"]
     docs = await client.get("/docs")
     assert docs.status_code == 200 and "/vendor/swagger-ui/swagger-ui-bundle.js" in docs.text
+
+
+async def test_every_hostile_input_as_an_id_tag_comment_or_filter_is_answered_without_a_5xx(
+    client: httpx.AsyncClient, fixtures_dir: Path
+) -> None:
+    """malformed_inputs.json, each payload as text, in every place a user can put text."""
+    values = [
+        e["payload"] if isinstance(e["payload"], str) else json.dumps(e["payload"])[:5000]
+        for e in malformed_inputs(fixtures_dir)
+    ]
+    event_id = await first_event_id(client)
+    started = time.monotonic()
+    for value in values:
+        for name in ("search", "actor", "service", "operation", "result", "tags", "source"):
+            for path in ("/api/events", "/api/events/histogram"):
+                response = await client.get(path, params={name: value})
+                assert response.status_code in (200, 422), (path, name, value[:80])
+        for method, path, body in (
+            ("GET", f"/api/events/{quote(value, safe='')}", None),
+            ("PATCH", f"/api/events/{quote(value, safe='')}/tags", {"tags": ["x"]}),
+            ("PATCH", f"/api/events/{event_id}/tags", {"tags": [value]}),
+            ("POST", f"/api/events/{event_id}/comments", {"text": value}),
+        ):
+            response = await client.request(method, path, json=body)
+            assert response.status_code < 500, (method, path[:80], response.text[:200])
+            assert response.headers["content-type"].startswith(
+                ("application/json", "application/problem+json")
+            )
+    assert time.monotonic() - started < 20
