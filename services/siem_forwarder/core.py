@@ -63,7 +63,12 @@ def decode_batch(records: Sequence[Record]) -> DecodedBatch:
         try:
             event = CanonicalEvent.model_validate_json(record.value)
         except ValidationError as error:
-            reason = f"not a canonical event: {str(error).splitlines()[0][:500]}"
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "value"
+            reason = (
+                f"not a canonical event ({error.error_count()} problem(s)): {where}: "
+                f"{first['msg'][:300]}"
+            )
             batch.dead_letters.append(dead_letter_for(record, reason))
             continue
         if event.schema_version > SCHEMA_VERSION:
