@@ -27,6 +27,7 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/normalizer.py
+	$(BIN)/python bench/siem.py
 
 clean:
 	rm -rf $(VENV) .aoc-data .pytest_cache .ruff_cache

@@ -28,9 +28,11 @@ from aoc_common.message_log.consumer import record_lag
 from aoc_common.message_log.embedded import EmbeddedMessageLog
 from aoc_common.settings import ConfigurationError, Settings, load_settings
 from aoc_normalizer.runtime import Normalizer
+from aoc_siem_forwarder.runtime import SiemForwarder
 from aoc_store.runtime import StoreSink
 
 INGEST_TIMEOUT_S = 120.0
+SIEM_CATCH_UP_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,21 @@ async def _wait_until_ingested(message_log: MessageLog) -> None:
     raise RuntimeError(f"the pipeline did not catch up within {INGEST_TIMEOUT_S:.0f} s")
 
 
+async def _siem_report(message_log: MessageLog, settings: Settings) -> str:
+    """Whether the SIEM forwarder caught up; a SIEM that is down must not hold the demo hostage."""
+    deadline = time.monotonic() + SIEM_CATCH_UP_S
+    lag = await record_lag(message_log, topics.SIEM_FORWARDER_GROUP, [topics.EVENTS])
+    while lag > 0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        lag = await record_lag(message_log, topics.SIEM_FORWARDER_GROUP, [topics.EVENTS])
+    if lag <= 0:
+        return f"AOC demo: every event forwarded to the SIEM (SIEM_FORMAT={settings.siem_format})"
+    return (
+        f"AOC demo: {lag} events not yet acknowledged by the SIEM "
+        f"(SIEM_FORMAT={settings.siem_format}); the forwarder keeps trying, see its log"
+    )
+
+
 async def _dead_letter_reasons(message_log: MessageLog, start: dict[int, int]) -> list[str]:
     """Reasons of the dead letters this run produced (read back from the DLQ topic itself)."""
     reasons: list[str] = []
@@ -112,6 +129,9 @@ async def _demo(settings: Settings, options: DemoOptions) -> int:
             asyncio.create_task(Normalizer.from_settings(message_log, settings).run(stop)),
             asyncio.create_task(StoreSink(message_log, store).run(stop)),
         ]
+        if settings.siem_enabled:
+            siem = SiemForwarder.from_settings(message_log, settings)
+            workers.append(asyncio.create_task(siem.run(stop)))
         samples = options.samples or bundled_sample_dir()
         published = await publish_replay(
             message_log, settings, samples, include_malformed=options.include_malformed
@@ -126,6 +146,8 @@ async def _demo(settings: Settings, options: DemoOptions) -> int:
         print(f"AOC demo: {stored} events in the store; {len(reasons)} dead letters this run:")
         for reason in reasons:
             print(f"  - {reason[:160]}")
+        if settings.siem_enabled:
+            print(await _siem_report(message_log, settings), flush=True)
         print(
             f"AOC demo: serving {url}  (UI: {url}/ · API: {url}/api/events · Ctrl-C to stop)",
             flush=True,

@@ -23,7 +23,7 @@ from aoc_common.message_log import open_message_log
 from aoc_common.service import run_service
 from aoc_common.settings import ConfigurationError, Settings, load_settings
 
-SERVICES = ("collector", "normalizer", "store", "api")
+SERVICES = ("collector", "normalizer", "store", "api", "siem_forwarder")
 
 
 def _settings_or_exit() -> Settings:
@@ -129,6 +129,10 @@ def _run(service: str) -> int:
         from aoc_store.__main__ import main as store_main
 
         return run_service("store", store_main)
+    if service == "siem_forwarder":
+        from aoc_siem_forwarder.__main__ import main as siem_forwarder_main
+
+        return run_service("siem_forwarder", siem_forwarder_main)
     from aoc_api.__main__ import main as api_main
 
     return run_service("api", api_main)

@@ -39,6 +39,26 @@ HTTP_RETRIES = Counter(
 )
 
 
+# --- SIEM forwarder (dead letters: DEAD_LETTERS{service="siem_forwarder"}; lag: CONSUMER_LAG) ---
+SIEM_EVENTS_FORWARDED = Counter(
+    "aoc_siem_events_forwarded_total", "Events the SIEM acknowledged", ["format"]
+)
+SIEM_RETRIES = Counter(
+    "aoc_siem_retries_total",
+    "Deliveries to the SIEM that were tried again, by format and by what went wrong",
+    ["format", "reason"],
+)
+SIEM_BATCH_SECONDS = Histogram(
+    "aoc_siem_batch_seconds",
+    "Time from sending a batch to the SIEM until it acknowledged it, retries included",
+    ["format"],
+    buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+SIEM_CIRCUIT_OPEN = Gauge(
+    "aoc_siem_circuit_open", "1 while the circuit breaker stops calls to the SIEM", ["format"]
+)
+
+
 def render_latest() -> tuple[bytes, str]:
     """The exposition body and its content type, for a `/metrics` endpoint."""
     return generate_latest(), CONTENT_TYPE_LATEST

@@ -92,6 +92,24 @@ class Settings(BaseSettings):
     siem_enabled: bool = False
     siem_webhook_url: str | None = None
 
+    # --- SIEM forwarder (SIEM_ENABLED, SIEM_WEBHOOK_URL above); see README "Forwarding to a SIEM" ---
+    siem_format: Literal["json", "splunk_hec", "syslog"] = "json"
+    siem_hmac_secret: SecretStr | None = None
+    splunk_hec_url: str | None = None
+    splunk_hec_token: SecretStr | None = None
+    splunk_hec_index: str | None = None
+    splunk_hec_sourcetype: str = Field(default="aoc:m365:audit", min_length=1, max_length=200)
+    syslog_host: str | None = None
+    syslog_port: int = Field(default=514, ge=1, le=65535)
+    syslog_payload: Literal["cef", "json"] = "cef"
+    siem_batch_max_events: int = Field(default=500, ge=1, le=10_000)
+    siem_batch_max_bytes: int = Field(default=1_000_000, ge=1024, le=100_000_000)
+    siem_batch_linger_ms: int = Field(default=1000, ge=0, le=60_000)
+    siem_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    siem_max_attempts: int = Field(default=5, ge=1, le=20)
+    siem_breaker_failures: int = Field(default=5, ge=1, le=1000)
+    siem_breaker_cooldown_seconds: float = Field(default=60.0, gt=0, le=3600)
+
     # --- Engines: Kafka + MongoDB in production, SQLite when neither is configured ---
     log_engine: Literal["auto", "embedded", "kafka"] = "auto"
     store_engine: Literal["auto", "embedded", "mongo"] = "auto"
@@ -153,6 +171,34 @@ class Settings(BaseSettings):
             raise ValueError(
                 "KAFKA_HEARTBEAT_INTERVAL_MS must be lower than KAFKA_SESSION_TIMEOUT_MS"
             )
+        return self
+
+    @field_validator("splunk_hec_url")
+    @classmethod
+    def _optional_hec_url(cls, value: str | None) -> str | None:
+        return None if value in (None, "") else _check_http_url(value)
+
+    @field_validator("syslog_host")
+    @classmethod
+    def _plain_host(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or any(c.isspace() for c in value)):
+            raise ValueError(f"{value!r} is not a host name or address")
+        return value
+
+    @model_validator(mode="after")
+    def _siem_format_has_its_settings(self) -> Settings:
+        """The forwarder must not start and then fail on its first batch for want of a setting."""
+        if not self.siem_enabled:
+            return self
+        if self.siem_format == "json" and not self.siem_webhook_url:
+            raise ValueError("SIEM_ENABLED=true with SIEM_FORMAT=json needs SIEM_WEBHOOK_URL")
+        if self.siem_format == "splunk_hec" and not (self.splunk_hec_url and self.splunk_hec_token):
+            raise ValueError(
+                "SIEM_ENABLED=true with SIEM_FORMAT=splunk_hec needs SPLUNK_HEC_URL and "
+                "SPLUNK_HEC_TOKEN"
+            )
+        if self.siem_format == "syslog" and not self.syslog_host:
+            raise ValueError("SIEM_ENABLED=true with SIEM_FORMAT=syslog needs SYSLOG_HOST")
         return self
 
     @cached_property

@@ -1,0 +1,325 @@
+"""SIEM forwarder logic without I/O: decode `aoc.events` records, build what each SIEM format expects,
+split batches, and read a SIEM's answer.
+
+Formats (documented in README, "Forwarding to a SIEM"):
+- `json`: one HTTP POST per batch, body `{"count": n, "events": [CanonicalEvent, ...]}`;
+- `splunk_hec`: one HTTP POST per batch of HEC event envelopes (`{"time", "host", "source",
+  "sourcetype", "index", "event"}`), one per line;
+- `syslog`: one RFC 5424 message per event with a CEF or JSON payload, framed by octet counting
+  (RFC 6587) for TCP.
+An optional HMAC-SHA256 signature of the exact body bytes goes with every HTTP request.
+
+The event JSON is forwarded byte for byte as it was published on `aoc.events` (after validation), so the
+SIEM receives the documented CanonicalEvent schema. Nothing here sends, sleeps or reads a clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, TypeVar
+
+import orjson
+from pydantic import ValidationError
+
+from aoc_common.dead_letter import DeadLetter, dead_letter
+from aoc_common.events import SCHEMA_VERSION, CanonicalEvent
+from aoc_common.message_log.base import Record
+
+STAGE = "siem_forwarder"
+
+SIGNATURE_HEADER = "X-AOC-Signature"
+
+SiemFormat = Literal["json", "splunk_hec", "syslog"]
+SyslogPayload = Literal["cef", "json"]
+Verdict = Literal["accepted", "rejected", "unavailable"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardableEvent:
+    """One validated event and its JSON exactly as published, with where it came from."""
+
+    record: Record
+    event: CanonicalEvent
+    json: bytes
+
+
+@dataclass
+class DecodedBatch:
+    events: list[ForwardableEvent] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+
+def decode_batch(records: Sequence[Record]) -> DecodedBatch:
+    """Every record becomes an event to forward or a dead letter saying why it cannot be forwarded."""
+    batch = DecodedBatch()
+    for record in records:
+        try:
+            event = CanonicalEvent.model_validate_json(record.value)
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "value"
+            reason = (
+                f"not a canonical event ({error.error_count()} problem(s)): {where}: "
+                f"{first['msg'][:300]}"
+            )
+            batch.dead_letters.append(dead_letter_for(record, reason))
+            continue
+        if event.schema_version > SCHEMA_VERSION:
+            reason = (
+                f"schema_version {event.schema_version} is newer than this forwarder "
+                f"({SCHEMA_VERSION})"
+            )
+            batch.dead_letters.append(dead_letter_for(record, reason))
+            continue
+        batch.events.append(ForwardableEvent(record, event, record.value))
+    return batch
+
+
+def dead_letter_for(record: Record, reason: str) -> DeadLetter:
+    return dead_letter(
+        record.value,
+        reason,
+        stage=STAGE,
+        source_topic=record.topic,
+        source_partition=record.partition,
+        source_offset=record.offset,
+        key=record.key,
+    )
+
+
+def rejected_by_siem(record: Record, status: int, response: str) -> DeadLetter:
+    """The dead letter of an event the SIEM refused on its own: keeps the SIEM's answer."""
+    return dead_letter_for(record, f"SIEM rejected the event: HTTP {status}: {response[:1500]}")
+
+
+# --- batching ----------------------------------------------------------------------------------------
+
+
+def plan_batches(
+    items: Sequence[T], *, max_items: int, max_bytes: int, size_of: Callable[[T], int]
+) -> list[list[T]]:
+    """Split `items`, in order, into batches of at most `max_items` and about `max_bytes`.
+
+    An item larger than `max_bytes` travels alone (the SIEM then accepts or rejects it on its own merits).
+    """
+    batches: list[list[T]] = []
+    current: list[T] = []
+    current_bytes = 0
+    for item in items:
+        size = size_of(item)
+        if current and (len(current) >= max_items or current_bytes + size > max_bytes):
+            batches.append(current)
+            current, current_bytes = [], 0
+        current.append(item)
+        current_bytes += size
+    if current:
+        batches.append(current)
+    return batches
+
+
+# --- generic JSON webhook and Splunk HEC ---------------------------------------------------------------
+
+
+def json_batch_body(events: Sequence[ForwardableEvent]) -> bytes:
+    """`{"count": n, "events": [...]}`, the events spliced in as published (already valid JSON)."""
+    return b'{"count":%d,"events":[' % len(events) + b",".join(e.json for e in events) + b"]}"
+
+
+def hec_envelope(item: ForwardableEvent, *, host: str, sourcetype: str, index: str | None) -> bytes:
+    """One Splunk HEC event: `time` is the admin action's time (epoch seconds, millisecond precision)."""
+    meta: dict[str, object] = {
+        "time": round(item.event.timestamp.timestamp(), 3),
+        "host": host,
+        "source": f"aoc:{item.event.source}",
+        "sourcetype": sourcetype,
+    }
+    if index:
+        meta["index"] = index
+    return orjson.dumps(meta)[:-1] + b',"event":' + item.json + b"}"
+
+
+def hec_body(
+    events: Sequence[ForwardableEvent], *, host: str, sourcetype: str, index: str | None
+) -> bytes:
+    """HEC's batch format: event envelopes one after the other (here one per line)."""
+    return b"\n".join(
+        hec_envelope(e, host=host, sourcetype=sourcetype, index=index) for e in events
+    )
+
+
+def hmac_signature(secret: bytes, body: bytes) -> str:
+    """`sha256=<hex>` of HMAC-SHA256 over the exact body bytes (GitHub-style, so receivers know it)."""
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+# HEC answers 400 for a bad event AND for a bad setting; the settings kind concerns every event, so those
+# events must wait for an operator instead of flooding the DLQ. Codes from Splunk's HEC documentation:
+# 7 incorrect index, 10 data channel missing, 11 invalid data channel, 14 ACK disabled.
+HEC_CONFIGURATION_CODES = frozenset({7, 10, 11, 14})
+
+# 4xx statuses that judge the content of a request, so a smaller request may pass; other 4xx (401, 403,
+# 404, 405…) say the SIEM or its address is misconfigured and would reject every event alike.
+CONTENT_REJECTIONS = frozenset({400, 413, 422})
+
+
+def judge_response(status: int, body: bytes, *, siem_format: SiemFormat) -> Verdict:
+    """What an HTTP answer (after http_retry's retries) means for the batch that got it."""
+    if 200 <= status < 300:
+        return "accepted"
+    if status not in CONTENT_REJECTIONS:
+        return "unavailable"
+    if siem_format == "splunk_hec" and _hec_code(body) in HEC_CONFIGURATION_CODES:
+        return "unavailable"
+    return "rejected"
+
+
+def hec_invalid_event_index(body: bytes, batch_size: int) -> int | None:
+    """HEC's `invalid-event-number` (0-based position of the bad event), when it gives a usable one."""
+    answer = _json_object(body)
+    position = answer.get("invalid-event-number") if answer else None
+    if isinstance(position, int) and not isinstance(position, bool) and 0 <= position < batch_size:
+        return position
+    return None
+
+
+def _hec_code(body: bytes) -> int | None:
+    answer = _json_object(body)
+    code = answer.get("code") if answer else None
+    return code if isinstance(code, int) and not isinstance(code, bool) else None
+
+
+def _json_object(body: bytes) -> dict[str, object] | None:
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+# --- syslog: RFC 5424 messages, CEF or JSON payload, RFC 6587 octet-counting frames -------------------
+
+FACILITY_LOG_AUDIT = 13
+SEVERITY_WARNING = 4
+SEVERITY_NOTICE = 5
+APP_NAME = "aoc"
+CEF_VENDOR = "AOC"
+CEF_PRODUCT = "Admin Operations Center"
+CEF_VERSION = f"schema{SCHEMA_VERSION}"
+
+_NOT_PRINTUSASCII = re.compile(r"[^\x21-\x7e]")
+
+
+def syslog_hostname(name: str) -> str:
+    """RFC 5424 HOSTNAME: 1-255 printable US-ASCII characters, `-` (NILVALUE) when there is none."""
+    cleaned = _NOT_PRINTUSASCII.sub("", name)[:255]
+    return cleaned or "-"
+
+
+def syslog_severity(event: CanonicalEvent) -> int:
+    """A failed admin action is a warning; a successful one is normal but significant (notice)."""
+    return SEVERITY_WARNING if event.result == "failure" else SEVERITY_NOTICE
+
+
+def syslog_message(item: ForwardableEvent, *, payload: SyslogPayload, hostname: str) -> bytes:
+    """`<PRI>1 TIMESTAMP HOSTNAME aoc - MSGID - MSG`: facility log audit (13), MSGID the event's source.
+
+    TIMESTAMP is the admin action's time, so the SIEM orders events by when they happened. No
+    structured data (`-`) and no BOM: the payload carries every field, and many receivers mishandle a BOM.
+    """
+    event = item.event
+    pri = FACILITY_LOG_AUDIT * 8 + syslog_severity(event)
+    stamp = (
+        event.timestamp.strftime("%Y-%m-%dT%H:%M:%S.")
+        + f"{event.timestamp.microsecond // 1000:03d}Z"
+    )
+    header = f"<{pri}>1 {stamp} {syslog_hostname(hostname)} {APP_NAME} - {event.source} - "
+    body = cef_payload(event) if payload == "cef" else item.json
+    return header.encode("ascii") + body
+
+
+def octet_counted(message: bytes) -> bytes:
+    """RFC 6587 octet-counting frame: `<length> <message>`, so a message may hold any byte."""
+    return b"%d " % len(message) + message
+
+
+def cef_payload(event: CanonicalEvent) -> bytes:
+    """ArcSight Common Event Format: `CEF:0|Vendor|Product|Version|SignatureID|Name|Severity|Ext`."""
+    severity = 6 if event.result == "failure" else 3
+    header = "|".join(
+        _cef_header(part)
+        for part in (
+            CEF_VENDOR,
+            CEF_PRODUCT,
+            CEF_VERSION,
+            f"{event.source}:{event.operation}"[:1023],
+            event.display_summary[:512],
+            str(severity),
+        )
+    )
+    actor = event.actor
+    extension: list[tuple[str, str | None]] = [
+        ("rt", str(int(event.timestamp.timestamp() * 1000))),
+        ("act", event.operation),
+        ("cat", event.category),
+        ("outcome", event.result),
+        ("suser", actor.user_principal_name or actor.display_name or event.actor_display),
+        ("suid", actor.id),
+        *_cef_address(actor.ip_address),
+        ("duser", ", ".join(event.target_displays) or None),
+        ("msg", event.display_summary),
+        ("externalId", event.id),
+        ("cs1Label", "service"),
+        ("cs1", event.service),
+        ("cs2Label", "tenantId"),
+        ("cs2", event.tenant_id),
+        ("cs3Label", "dedupeKey"),
+        ("cs3", event.dedupe_key),
+        ("cs4Label", "source"),
+        ("cs4", event.source),
+    ]
+    pairs = " ".join(
+        f"{key}={_cef_value(value[:4000])}" for key, value in extension if value is not None
+    )
+    return f"CEF:0|{header}|{pairs}".encode()
+
+
+def _cef_address(ip: str | None) -> list[tuple[str, str | None]]:
+    """`src` holds IPv4 only in CEF; an IPv6 address goes to the custom IPv6 field c6a2."""
+    if not ip:
+        return []
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return [("cs5Label", "sourceAddress"), ("cs5", ip)]
+    if address.version == 4:
+        return [("src", ip)]
+    return [("c6a2Label", "Source IPv6 Address"), ("c6a2", ip)]
+
+
+def _cef_header(value: str) -> str:
+    """Header fields escape `\\` and `|`; a line break would end the record, so it becomes a space."""
+    return (
+        value.replace("\\", "\\\\")
+        .replace("|", "\\|")
+        .replace("\r\n", " ")
+        .replace("\n", " ")
+        .replace("\r", " ")
+    )
+
+
+def _cef_value(value: str) -> str:
+    """Extension values escape `\\` and `=`, and line breaks as `\\n` / `\\r`."""
+    return (
+        value.replace("\\", "\\\\")
+        .replace("=", "\\=")
+        .replace("\r\n", "\\n")
+        .replace("\n", "\\n")
+        .replace("\r", "\\r")
+    )

@@ -1,0 +1,232 @@
+"""The SIEM forwarder's shell: `aoc.events` in (its own consumer group), batches out to the SIEM.
+
+Delivery is at-least-once: offsets are committed by run_consumer only after `handle` returned, i.e. after
+the SIEM acknowledged every event of the batch or each refused one is on `aoc.dlq` with the SIEM's answer.
+A crash in between means the batch is sent again (the SIEM may see an event twice, never zero times).
+
+- A batch the SIEM rejects for its content (HTTP 400/413/422) is split in halves, recursively, until the
+  events it refuses on their own are found; those are dead-lettered and the rest are forwarded.
+- A SIEM that cannot be reached (after http_retry's retries, or the syslog reconnects) fails the batch:
+  it is read again after a backoff. After SIEM_BREAKER_FAILURES such batches in a row the circuit opens:
+  no call for SIEM_BREAKER_COOLDOWN_SECONDS, then the consumer rejoins from the committed offset and one
+  batch tries the SIEM again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections.abc import Sequence
+
+from aoc_common import topics
+from aoc_common.circuit_breaker import CircuitBreaker
+from aoc_common.codec import encode
+from aoc_common.dead_letter import DeadLetter
+from aoc_common.http_retry import RetryPolicy
+from aoc_common.logging import get_logger
+from aoc_common.message_log.base import Message, MessageLog, MessageLogError, Record
+from aoc_common.message_log.consumer import RetryLater, record_lag, run_consumer
+from aoc_common.metrics import (
+    DEAD_LETTERS,
+    SIEM_BATCH_SECONDS,
+    SIEM_CIRCUIT_OPEN,
+    SIEM_EVENTS_FORWARDED,
+)
+from aoc_common.settings import Settings
+from aoc_siem_forwarder.core import (
+    STAGE,
+    ForwardableEvent,
+    decode_batch,
+    plan_batches,
+    rejected_by_siem,
+)
+from aoc_siem_forwarder.transports import (
+    HttpTransport,
+    SiemUnavailable,
+    SyslogTransport,
+    Transport,
+)
+
+SERVICE = "siem_forwarder"
+LAG_EVERY_S = 15.0
+log = get_logger(__name__)
+
+
+def transport_from_settings(settings: Settings, policy: RetryPolicy | None = None) -> Transport:
+    """The transport SIEM_FORMAT asks for; Settings has already checked that its settings are there."""
+    policy = policy or RetryPolicy(max_attempts=settings.siem_max_attempts)
+    host = socket.gethostname()
+    secret = settings.siem_hmac_secret
+    hmac_secret = None if secret is None else secret.get_secret_value().encode("utf-8")
+    if settings.siem_format == "syslog":
+        assert settings.syslog_host is not None
+        return SyslogTransport(
+            settings.syslog_host,
+            settings.syslog_port,
+            payload=settings.syslog_payload,
+            hostname=host,
+            timeout_s=settings.siem_timeout_seconds,
+            policy=policy,
+        )
+    if settings.siem_format == "splunk_hec":
+        assert settings.splunk_hec_url is not None and settings.splunk_hec_token is not None
+        return HttpTransport(
+            "splunk_hec",
+            settings.splunk_hec_url,
+            timeout_s=settings.siem_timeout_seconds,
+            policy=policy,
+            hmac_secret=hmac_secret,
+            hec_token=settings.splunk_hec_token.get_secret_value(),
+            hec_sourcetype=settings.splunk_hec_sourcetype,
+            hec_index=settings.splunk_hec_index,
+            host=host,
+        )
+    assert settings.siem_webhook_url is not None
+    return HttpTransport(
+        "json",
+        settings.siem_webhook_url,
+        timeout_s=settings.siem_timeout_seconds,
+        policy=policy,
+        hmac_secret=hmac_secret,
+    )
+
+
+class SiemForwarder:
+    """Consumes `aoc.events` as aoc-siem-forwarder and hands batches to one transport."""
+
+    def __init__(
+        self,
+        message_log: MessageLog,
+        transport: Transport,
+        *,
+        breaker: CircuitBreaker,
+        batch_max_events: int = 500,
+        batch_max_bytes: int = 1_000_000,
+        linger_s: float = 1.0,
+        group: str = topics.SIEM_FORWARDER_GROUP,
+    ) -> None:
+        self.message_log = message_log
+        self.transport = transport
+        self.breaker = breaker
+        self.batch_max_events = batch_max_events
+        self.batch_max_bytes = batch_max_bytes
+        self.linger_s = linger_s
+        self.group = group
+        self._format = transport.siem_format
+
+    @classmethod
+    def from_settings(
+        cls, message_log: MessageLog, settings: Settings, *, policy: RetryPolicy | None = None
+    ) -> SiemForwarder:
+        return cls(
+            message_log,
+            transport_from_settings(settings, policy),
+            breaker=CircuitBreaker(
+                settings.siem_breaker_failures, settings.siem_breaker_cooldown_seconds
+            ),
+            batch_max_events=settings.siem_batch_max_events,
+            batch_max_bytes=settings.siem_batch_max_bytes,
+            linger_s=settings.siem_batch_linger_ms / 1000,
+        )
+
+    async def handle(self, records: Sequence[Record]) -> None:
+        """Forward one consumed batch; returns only when every event is acknowledged or dead-lettered."""
+        wait = self.breaker.retry_in_s()
+        if wait > 0:
+            raise RetryLater(wait, "SIEM circuit breaker is open")
+        decoded = decode_batch(records)
+        dead_letters = list(decoded.dead_letters)
+        batches = plan_batches(
+            decoded.events,
+            max_items=self.batch_max_events,
+            max_bytes=self.batch_max_bytes,
+            size_of=self.transport.size_of,
+        )
+        try:
+            for batch in batches:
+                started = time.perf_counter()
+                dead_letters += await self._deliver(batch)
+                SIEM_BATCH_SECONDS.labels(self._format).observe(time.perf_counter() - started)
+        except SiemUnavailable as error:
+            if self.breaker.record_failure():
+                SIEM_CIRCUIT_OPEN.labels(self._format).set(1)
+                log.warning(
+                    "siem circuit opened",
+                    failures=self.breaker.consecutive_failures,
+                    cooldown_s=self.breaker.cooldown_s,
+                    error=str(error),
+                )
+                raise RetryLater(self.breaker.cooldown_s, str(error)) from error
+            raise
+        if self.breaker.state != "closed":
+            log.info("siem reachable again; circuit closed")
+        self.breaker.record_success()
+        SIEM_CIRCUIT_OPEN.labels(self._format).set(0)
+        if dead_letters:
+            await self.message_log.publish(
+                topics.DLQ, [Message(d.key and d.key.encode(), encode(d)) for d in dead_letters]
+            )
+            DEAD_LETTERS.labels(SERVICE, STAGE).inc(len(dead_letters))
+
+    async def _deliver(self, events: Sequence[ForwardableEvent]) -> list[DeadLetter]:
+        """Send `events`; when the SIEM rejects their content, find the events it refuses on their own.
+
+        Bisection costs about 2·log2(n) requests per refused event; Splunk HEC names the bad event, which
+        is then tried alone first. Events of a sub-batch the SIEM accepted are never sent again here.
+        """
+        if not events:
+            return []
+        answer = await self.transport.send(events)
+        if answer.verdict == "accepted":
+            SIEM_EVENTS_FORWARDED.labels(self._format).inc(len(events))
+            return []
+        if len(events) == 1:
+            refused = events[0]
+            log.warning(
+                "siem refused an event",
+                event_id=refused.event.id,
+                status=answer.status,
+                offset=refused.record.offset,
+            )
+            return [rejected_by_siem(refused.record, answer.status, answer.text)]
+        blamed = answer.invalid_index
+        if blamed is not None:
+            parts = [events[:blamed], events[blamed : blamed + 1], events[blamed + 1 :]]
+        else:
+            middle = len(events) // 2
+            parts = [events[:middle], events[middle:]]
+        dead: list[DeadLetter] = []
+        for part in parts:
+            dead += await self._deliver(part)
+        return dead
+
+    async def run(self, stop: asyncio.Event) -> None:
+        lag = asyncio.create_task(self._report_lag(stop))
+        try:
+            await run_consumer(
+                self.message_log,
+                service=SERVICE,
+                topics=[topics.EVENTS],
+                group=self.group,
+                handle=self.handle,
+                stop=stop,
+                batch_size=self.batch_max_events,
+                linger_s=self.linger_s,
+            )
+        finally:
+            lag.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await lag
+            await self.transport.close()
+
+    async def _report_lag(self, stop: asyncio.Event) -> None:
+        """Keep the lag gauge fresh: a forwarder falling behind its SIEM shows up on a dashboard."""
+        while not stop.is_set():
+            try:
+                await record_lag(self.message_log, self.group, [topics.EVENTS])
+            except MessageLogError as error:
+                log.warning("could not read the lag", error=str(error))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), LAG_EVERY_S)

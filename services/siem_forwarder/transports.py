@@ -1,0 +1,243 @@
+"""How a batch reaches the SIEM: HTTP POST (generic JSON webhook, Splunk HEC) or syslog over TCP.
+
+Each transport sends one batch and says what the SIEM made of it: `Answer` for an HTTP reply that is
+final (accepted, or rejected for its content), `SiemUnavailable` when the SIEM could not be reached or
+refused in a way no event is to blame for. Retries with backoff happen here (HTTP through
+aoc_common.http_retry, syslog by reconnecting); the circuit breaker and the dead letters belong to the
+runtime. Secrets (HEC token, HMAC key) go into headers only and are never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import httpx
+
+from aoc_common.http_retry import RetriesExhausted, RetryPolicy, request_with_retries
+from aoc_common.logging import get_logger
+from aoc_common.metrics import SIEM_RETRIES
+from aoc_siem_forwarder.core import (
+    SIGNATURE_HEADER,
+    ForwardableEvent,
+    SiemFormat,
+    SyslogPayload,
+    Verdict,
+    hec_body,
+    hec_invalid_event_index,
+    hmac_signature,
+    json_batch_body,
+    judge_response,
+    octet_counted,
+    syslog_message,
+)
+
+log = get_logger(__name__)
+
+
+class SiemUnavailable(RuntimeError):
+    """The batch was not acknowledged and no event in it is to blame: try again later."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The SIEM's final word on one batch."""
+
+    verdict: Verdict
+    status: int = 200
+    text: str = ""
+    invalid_index: int | None = None  # which event the SIEM blames, when it says so (Splunk HEC)
+
+
+class Transport(Protocol):
+    siem_format: SiemFormat
+
+    async def send(self, events: Sequence[ForwardableEvent]) -> Answer:
+        """Deliver `events` as one batch; raise SiemUnavailable when it cannot be delivered."""
+        ...
+
+    def size_of(self, event: ForwardableEvent) -> int:
+        """About how many bytes the event adds to a batch (for SIEM_BATCH_MAX_BYTES)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class HttpTransport:
+    """POST a batch to a JSON webhook or a Splunk HEC endpoint, with http_retry's retry discipline."""
+
+    def __init__(
+        self,
+        siem_format: SiemFormat,
+        url: str,
+        *,
+        timeout_s: float,
+        policy: RetryPolicy,
+        hmac_secret: bytes | None = None,
+        hec_token: str | None = None,
+        hec_sourcetype: str = "aoc:m365:audit",
+        hec_index: str | None = None,
+        host: str = "aoc",
+    ) -> None:
+        if siem_format == "syslog":
+            raise ValueError("syslog is not an HTTP format")
+        self.siem_format = siem_format
+        self.url = url
+        self.policy = policy
+        self._hmac_secret = hmac_secret
+        self._hec_token = hec_token
+        self._hec_sourcetype = hec_sourcetype
+        self._hec_index = hec_index
+        self._host = host
+        self._client = httpx.AsyncClient(timeout=httpx.Timeout(timeout_s))
+
+    def size_of(self, event: ForwardableEvent) -> int:
+        return len(event.json) + (200 if self.siem_format == "splunk_hec" else 1)
+
+    def body(self, events: Sequence[ForwardableEvent]) -> bytes:
+        if self.siem_format == "splunk_hec":
+            return hec_body(
+                events, host=self._host, sourcetype=self._hec_sourcetype, index=self._hec_index
+            )
+        return json_batch_body(events)
+
+    async def send(self, events: Sequence[ForwardableEvent]) -> Answer:
+        body = self.body(events)
+        headers = {"Content-Type": "application/json"}
+        if self._hec_token is not None:
+            headers["Authorization"] = f"Splunk {self._hec_token}"
+        if self._hmac_secret is not None:
+            headers[SIGNATURE_HEADER] = hmac_signature(self._hmac_secret, body)
+        try:
+            response = await request_with_retries(
+                self._client,
+                "POST",
+                self.url,
+                target="siem",
+                policy=self.policy,
+                sleep=self._counted_sleep,
+                content=body,
+                headers=headers,
+            )
+        except RetriesExhausted as error:
+            raise SiemUnavailable(str(error)) from error
+        verdict = judge_response(
+            response.status_code, response.content, siem_format=self.siem_format
+        )
+        text = response.text[:1500]
+        if verdict == "unavailable":
+            raise SiemUnavailable(
+                f"siem: POST {self.url.split('?', 1)[0]} answered HTTP {response.status_code}: "
+                f"{text[:300]}"
+            )
+        invalid = (
+            hec_invalid_event_index(response.content, len(events))
+            if verdict == "rejected" and self.siem_format == "splunk_hec"
+            else None
+        )
+        return Answer(verdict, response.status_code, text, invalid)
+
+    async def _counted_sleep(self, seconds: float) -> None:
+        """http_retry sleeps once before each retry: that is where retries are counted."""
+        SIEM_RETRIES.labels(self.siem_format, "http").inc()
+        await asyncio.sleep(seconds)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+class SyslogTransport:
+    """RFC 5424 messages over one TCP connection, octet-counted (RFC 6587); reconnects with backoff.
+
+    Plain syslog over TCP has no acknowledgement: a batch counts as delivered once the kernel took all of
+    it (`drain`). A receiver that dies with unread bytes in its buffers loses them without the sender
+    knowing; the HTTP formats do not have that gap.
+    """
+
+    siem_format: SiemFormat = "syslog"
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        payload: SyslogPayload,
+        hostname: str,
+        timeout_s: float,
+        policy: RetryPolicy,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.payload = payload
+        self.hostname = hostname
+        self.timeout_s = timeout_s
+        self.policy = policy
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    def size_of(self, event: ForwardableEvent) -> int:
+        return len(event.json) + 100
+
+    async def send(self, events: Sequence[ForwardableEvent]) -> Answer:
+        data = b"".join(
+            octet_counted(syslog_message(e, payload=self.payload, hostname=self.hostname))
+            for e in events
+        )
+        problem = "no attempt made"
+        for attempt in range(1, self.policy.max_attempts + 1):
+            try:
+                writer = await self._connected()
+                writer.write(data)
+                await asyncio.wait_for(writer.drain(), self.timeout_s)
+                return Answer("accepted")
+            except (OSError, TimeoutError) as error:
+                problem = f"{type(error).__name__}: {error}".rstrip(": ")
+                await self.close()
+            if attempt == self.policy.max_attempts:
+                break
+            wait = self.policy.backoff_s(attempt)
+            SIEM_RETRIES.labels("syslog", "network").inc()
+            log.warning(
+                "syslog_retry",
+                target=f"{self.host}:{self.port}",
+                attempt=attempt,
+                problem=problem,
+                wait_s=round(wait, 2),
+            )
+            await asyncio.sleep(wait)
+        raise SiemUnavailable(
+            f"syslog {self.host}:{self.port} failed after {self.policy.max_attempts} attempts: "
+            f"{problem}"
+        )
+
+    async def _connected(self) -> asyncio.StreamWriter:
+        """The open connection, or a new one when there is none or the receiver closed its end."""
+        reader, writer = self._reader, self._writer
+        if reader is not None and writer is not None:
+            # A syslog receiver never sends: EOF or data on our side means it hung up (or is not one).
+            if not (reader.at_eof() or writer.is_closing()):
+                return writer
+            await self.close()
+        started = time.monotonic()
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(self.host, self.port), self.timeout_s
+        )
+        log.info(
+            "syslog_connected",
+            target=f"{self.host}:{self.port}",
+            seconds=round(time.monotonic() - started, 3),
+        )
+        self._reader, self._writer = reader, writer
+        return writer
+
+    async def close(self) -> None:
+        writer, self._reader, self._writer = self._writer, None, None
+        if writer is None:
+            return
+        writer.close()
+        with contextlib.suppress(OSError, TimeoutError):
+            await asyncio.wait_for(writer.wait_closed(), self.timeout_s)

@@ -1,0 +1,109 @@
+"""At-least-once across a real crash: the forwarder process is killed (SIGKILL) after the SIEM received a
+batch and before the offset was committed; a new process sends that batch again and loses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from aoc_common import topics
+from aoc_common.events import CanonicalEvent
+from aoc_common.settings import Settings
+from tests.engines.kafka_server import kafka_test_options
+from tests.siem_forwarder.conftest import Engine, caught_up, ours, publish_events, wait_for
+from tests.siem_forwarder.receivers import HttpSiem, serving
+
+SETTINGS_VARIABLES = {name.upper() for name in Settings.model_fields}
+
+
+def forwarder_environment(
+    engine: Engine, tmp_path: Path, url: str, bootstrap: str | None
+) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k.upper() not in SETTINGS_VARIABLES}
+    env |= {
+        "SIEM_ENABLED": "true",
+        "SIEM_FORMAT": "json",
+        "SIEM_WEBHOOK_URL": url,
+        "SIEM_BATCH_MAX_EVENTS": "50",
+        "SIEM_BATCH_LINGER_MS": "50",
+        "LOG_LEVEL": "WARNING",
+    }
+    if engine.name == "embedded":
+        env |= {"LOG_ENGINE": "embedded", "DATA_DIR": str(tmp_path)}
+    else:
+        assert bootstrap is not None
+        options = kafka_test_options()
+        env |= {
+            "LOG_ENGINE": "kafka",
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "KAFKA_ENABLE_IDEMPOTENCE": "false",
+            "KAFKA_SESSION_TIMEOUT_MS": str(options["session_timeout_ms"]),
+            "KAFKA_HEARTBEAT_INTERVAL_MS": str(options["heartbeat_interval_ms"]),
+        }
+    return env
+
+
+async def test_a_batch_sent_but_not_committed_before_a_crash_is_sent_again_and_nothing_is_lost(
+    engine: Engine,
+    events: list[CanonicalEvent],
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    bootstrap = None
+    if engine.name == "kafka":
+        bootstrap = request.getfixturevalue("kafka_bootstrap")
+    # `python -m aoc_siem_forwarder` is the real service: it uses the real consumer group.
+    service = Engine(engine.name, engine.message_log, topics.SIEM_FORWARDER_GROUP)
+    if engine.name == "kafka":
+        await engine.message_log.reset_group(
+            service.group, topics.EVENTS, to_timestamp=datetime.now(UTC)
+        )
+    siem = HttpSiem(hold_next=True)
+    async with serving(siem) as url:
+        env = forwarder_environment(engine, tmp_path, url, bootstrap)
+        logs = tmp_path / "forwarder.log"
+
+        async def start() -> asyncio.subprocess.Process:
+            with logs.open("ab") as sink:
+                return await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "aoc_siem_forwarder",
+                    env=env,
+                    cwd=tmp_path,
+                    stdout=sink,
+                    stderr=sink,
+                )
+
+        await publish_events(engine.message_log, events)
+        crashed = await start()
+        await asyncio.wait_for(siem.holding.wait(), 60)  # the SIEM has the first batch, unanswered
+        crashed.kill()
+        assert await crashed.wait() == -signal.SIGKILL
+        held = ours(siem.accepted, events)
+        siem.release.set()
+
+        restarted = await start()
+        try:
+            everything = {e.id for e in events}
+            await wait_for(
+                lambda: set(ours(siem.accepted, events)), lambda seen: seen >= everything
+            )
+            assert await caught_up(service) == 0
+        finally:
+            restarted.send_signal(signal.SIGTERM)
+            exit_code = await asyncio.wait_for(restarted.wait(), 30)
+
+    assert exit_code == 0, logs.read_text(errors="replace")[-3000:]
+    received = Counter(ours(siem.accepted, events))
+    assert set(received) == everything  # nothing missing
+    assert held  # the crash really came between sending and committing…
+    twice = {event_id for event_id, count in received.items() if count > 1}
+    assert twice == set(held)  # …and exactly that batch was sent again
