@@ -38,6 +38,15 @@ HTTP_RETRIES = Counter(
     ["target", "reason"],
 )
 
+# --- alerter ---
+ALERTS_RAISED = Counter("aoc_alerts_raised_total", "New alerts stored by the alerter", ["severity"])
+ALERT_NOTIFICATIONS = Counter(
+    "aoc_alert_notifications_total", "Alert webhook notifications, by outcome", ["outcome"]
+)
+RULE_REGEX_TIMEOUTS = Counter(
+    "aoc_rule_regex_timeouts_total", "Rule regular expressions stopped by their timeout"
+)
+
 
 def render_latest() -> tuple[bytes, str]:
     """The exposition body and its content type, for a `/metrics` endpoint."""
