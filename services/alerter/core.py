@@ -30,6 +30,7 @@ STAGE = "alerter"
 MAX_REGEX_INPUT = 10_000
 REGEX_TIMEOUT_S = 0.05
 MAX_ALERT_EVENT_IDS = 100
+ALLOWED_LATENESS_MS = 48 * 3600 * 1000
 STATE_PREFIX = "alerter:group:"
 ADDRESS_SEPARATORS = (";", ",", " ", "\t", "\n")
 
@@ -330,10 +331,12 @@ def raise_alerts(
             WindowEntry(at_ms=at_ms, dedupe_key=event.dedupe_key, event_id=event.id)
         )
         state.entries.sort(key=lambda entry: (entry.at_ms, entry.dedupe_key))
-        newest = state.entries[-1].at_ms
-        # Enough entries to count a full window, and to recognise what was counted already.
-        keep = max(2 * rule.threshold.count, 100)
-        state.entries = [e for e in state.entries if e.at_ms >= newest - window_ms][-keep:]
+        # Audit records arrive late and out of order (the Management Activity API can lag by
+        # hours), so entries are kept for the window plus ALLOWED_LATENESS behind the newest one:
+        # a late burst still counts. Bounded, and enough to recognise what was counted already.
+        oldest_kept = state.entries[-1].at_ms - window_ms - ALLOWED_LATENESS_MS
+        keep = max(4 * rule.threshold.count, 200)
+        state.entries = [e for e in state.entries if e.at_ms >= oldest_kept][-keep:]
         changed.add(hit.state_key)
         in_window = [
             entry

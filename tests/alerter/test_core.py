@@ -178,3 +178,15 @@ def test_disabled_rules_never_match(set_mailbox):
 def test_a_rule_round_trips_through_json():
     rule = a_rule(threshold={"count": 5, "window_seconds": 60}, group_by="actor.id")
     assert Rule.model_validate_json(rule.model_dump_json()) == rule
+
+
+def test_a_late_burst_still_counts_after_a_newer_event_of_the_same_group(set_mailbox):
+    rule = a_rule(group_by="actor_display", threshold={"count": 3, "window_seconds": 600})
+    newer = a_burst(set_mailbox, 1, every=timedelta(0), prefix="newer")[0].model_copy(
+        update={"timestamp": set_mailbox.timestamp + timedelta(hours=6)}
+    )
+    late_burst = a_burst(set_mailbox, 3, every=timedelta(minutes=1))
+
+    alerts, _ = raise_alerts(find_hits([rule], [newer, *late_burst], Evaluation()), {}, NOW)
+
+    assert [a.event_ids for a in alerts] == [[e.id for e in late_burst]]
