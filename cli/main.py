@@ -24,6 +24,7 @@ from aoc_common.service import run_service
 from aoc_common.settings import ConfigurationError, Settings, load_settings
 
 SERVICES = ("collector", "normalizer", "store", "api")
+SERVICES = (*SERVICES, "alerter")
 
 
 def _settings_or_exit() -> Settings:
@@ -129,6 +130,10 @@ def _run(service: str) -> int:
         from aoc_store.__main__ import main as store_main
 
         return run_service("store", store_main)
+    if service == "alerter":
+        from aoc_alerter.__main__ import main as alerter_main
+
+        return run_service("alerter", alerter_main)
     from aoc_api.__main__ import main as api_main
 
     return run_service("api", api_main)
