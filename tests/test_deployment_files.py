@@ -24,6 +24,7 @@ DOCKERFILE = REPO_ROOT / "deploy" / "Dockerfile"
 DOCKERIGNORE = REPO_ROOT / ".dockerignore"
 
 AOC_SERVICES = ("collector", "normalizer", "store", "api")
+AOC_SERVICES = (*AOC_SERVICES, "alerter")
 SETTINGS_VARIABLES = frozenset(name.upper() for name in Settings.model_fields)
 
 
@@ -130,6 +131,7 @@ def test_topics_are_created_once_before_any_consumer_starts() -> None:
         assert depends_on["kafka"]["condition"] == "service_healthy"
     assert services["store"]["depends_on"]["mongo"]["condition"] == "service_healthy"
     assert services["api"]["depends_on"]["mongo"]["condition"] == "service_healthy"
+    assert services["alerter"]["depends_on"]["mongo"]["condition"] == "service_healthy"
 
 
 def test_api_publishes_port_8000_on_all_interfaces_of_its_container() -> None:
@@ -140,7 +142,7 @@ def test_api_publishes_port_8000_on_all_interfaces_of_its_container() -> None:
 
 
 def test_consumers_that_do_not_exist_yet_are_not_deployed() -> None:
-    assert {"alerter", "siem_forwarder"}.isdisjoint(compose_services())
+    assert {"siem_forwarder"}.isdisjoint(compose_services())
 
 
 # --- .env.example ---
