@@ -16,6 +16,7 @@ from typing import TypeVar
 import orjson
 import pytest
 
+from aoc_alerter.__main__ import main
 from aoc_alerter.notify import WebhookNotifier
 from aoc_alerter.runtime import Alerter, seed_default_rules
 from aoc_common import topics
@@ -29,6 +30,7 @@ from aoc_common.message_log.base import Message, MessageLog, Record
 from aoc_common.message_log.embedded import EmbeddedMessageLog
 from aoc_common.message_log.kafka import KafkaMessageLog
 from aoc_common.rules import Alert, AlertQuery
+from aoc_common.settings import Settings
 from tests.alerter.builders import a_burst, fixture_events
 from tests.alerter.test_default_rules import EXPECTED, EXPECTED_ALERTS
 from tests.alerter.webhook_receiver import running_receiver
@@ -282,3 +284,19 @@ async def test_default_rules_are_seeded_once_and_a_deleted_default_stays_deleted
         assert "default-mass-user-deletion" not in {r.id for r in await store.list_rules()}
     finally:
         await store.stop()
+
+
+async def test_with_alerts_disabled_the_alerter_opens_no_engine_and_stops_on_request(
+    tmp_path: Path,
+) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        main(
+            Settings(alerts_enabled=False, data_dir=tmp_path / "data", log_engine="embedded"), stop
+        )
+    )
+    await asyncio.sleep(0)
+    assert not task.done()
+    stop.set()
+    await asyncio.wait_for(task, timeout=5)
+    assert not (tmp_path / "data").exists()
