@@ -68,7 +68,13 @@ class Alerter:
         *,
         notifier: WebhookNotifier | None = None,
         clock: Callable[[], datetime] = utc_now,
+        events_topic: str = topics.EVENTS,
+        group: str = topics.ALERTER_GROUP,
     ) -> None:
+        """`events_topic` and `group` name what to read as whom: the normalized topic as aoc-alerter,
+        unless an operator runs a second alerter over another copy of the stream."""
+        self.events_topic = events_topic
+        self.group = group
         self.message_log = message_log
         self.store = store
         self.notifier = notifier
@@ -137,8 +143,8 @@ class Alerter:
         await run_consumer(
             self.message_log,
             service=SERVICE,
-            topics=[topics.EVENTS],
-            group=topics.ALERTER_GROUP,
+            topics=[self.events_topic],
+            group=self.group,
             handle=self.handle,
             stop=stop,
         )

@@ -9,6 +9,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import TypeVar
@@ -66,9 +67,11 @@ async def read_topic(message_log: MessageLog, topic: str, expected: int) -> list
     return records
 
 
-async def publish_events(message_log: MessageLog, events: Sequence[CanonicalEvent]) -> None:
+async def publish_events(
+    message_log: MessageLog, events: Sequence[CanonicalEvent], topic: str = topics.EVENTS
+) -> None:
     await message_log.publish(
-        topics.EVENTS, [Message(event.dedupe_key.encode(), encode(event)) for event in events]
+        topic, [Message(event.dedupe_key.encode(), encode(event)) for event in events]
     )
 
 
@@ -100,21 +103,34 @@ async def topic_ends(message_log: MessageLog, topic: str) -> dict[int, int]:
     return ends
 
 
-async def caught_up(message_log: MessageLog) -> None:
-    """Until the alerter's group has committed everything on aoc.events."""
-    ends = await topic_ends(message_log, topics.EVENTS)
+async def caught_up(
+    message_log: MessageLog, topic: str = topics.EVENTS, group: str = topics.ALERTER_GROUP
+) -> None:
+    """Until the alerter's group has committed everything on its topic."""
+    ends = await topic_ends(message_log, topic)
 
     async def behind() -> int:
-        committed = await message_log.committed(topics.ALERTER_GROUP, topics.EVENTS)
+        committed = await message_log.committed(group, topic)
         return sum(max(0, end - (committed.get(p) or 0)) for p, end in ends.items())
 
     assert await wait_for(behind, lambda n: n == 0) == 0
 
 
+@dataclass(frozen=True)
+class Engines:
+    message_log: MessageLog
+    store: EventStore
+    events_topic: str = topics.EVENTS
+    group: str = topics.ALERTER_GROUP
+
+    def alerter(self) -> Alerter:
+        return Alerter(
+            self.message_log, self.store, events_topic=self.events_topic, group=self.group
+        )
+
+
 @pytest.fixture(params=["embedded", "kafka+mongo"])
-async def engines(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[tuple[MessageLog, EventStore]]:
+async def engines(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Engines]:
     if request.param == "embedded":
         message_log: MessageLog = EmbeddedMessageLog(tmp_path / "log.sqlite3")
         store: EventStore = SqliteEventStore(tmp_path / "events.sqlite3", retention_days=3650)
@@ -125,18 +141,26 @@ async def engines(
         store = MongoEventStore(mongo_uri, f"alerter_{uuid.uuid4().hex[:12]}", retention_days=3650)
     await message_log.start()
     await store.start()
-    # Topics on the session's Kafka broker are shared with other tests: assertions count only
-    # this test's alerts (by their ids) and its own Mongo database.
     await message_log.ensure_topics(topics.ALL_TOPICS)
-    yield message_log, store
+    if request.param == "embedded":
+        yield Engines(message_log, store)
+    else:
+        # The session's broker is shared with other tests (the pipeline test counts what its store
+        # sink reads from aoc.events): this test reads its own copy of the stream as its own group,
+        # and counts only its own alerts (by id) on aoc.alerts, in its own database.
+        suffix = uuid.uuid4().hex[:12]
+        await message_log.ensure_topics([f"{topics.EVENTS}.test-{suffix}"])
+        yield Engines(
+            message_log, store, f"{topics.EVENTS}.test-{suffix}", f"test-alerter-{suffix}"
+        )
     await store.stop()
     await message_log.stop()
 
 
 async def test_fixture_alerts_are_stored_and_published_once_across_a_restart_and_a_replay(
-    engines: tuple[MessageLog, EventStore], fixtures_dir: Path
+    engines: Engines, fixtures_dir: Path
 ) -> None:
-    message_log, store = engines
+    message_log, store, topic = engines.message_log, engines.store, engines.events_topic
     alerts_start = sum((await message_log.end_offsets(topics.ALERTS)).values())
     events = fixture_events(fixtures_dir)
     deletion = next(e for e in events if e.dedupe_key == "directory:Directory_353C631C_0013")
@@ -146,19 +170,19 @@ async def test_fixture_alerts_are_stored_and_published_once_across_a_restart_and
     ]
 
     # Run 1: every fixture event and three deletions of the burst.
-    await publish_events(message_log, [*events, *burst[:3]])
-    async with running(Alerter(message_log, store)):
+    await publish_events(message_log, [*events, *burst[:3]], topic)
+    async with running(engines.alerter()):
         stored = await wait_for(lambda: all_alerts(store), lambda a: len(a) >= EXPECTED_ALERTS)
-        await caught_up(message_log)
+        await caught_up(message_log, topic, engines.group)
     assert sorted(a.rule_id for a in stored) == sorted(
         rule for rule, keys in EXPECTED.items() for _ in keys
     )
 
     # Run 2, a new alerter process: the window kept in the store counts the first three deletions.
-    await publish_events(message_log, burst[3:])
-    async with running(Alerter(message_log, store)):
+    await publish_events(message_log, burst[3:], topic)
+    async with running(engines.alerter()):
         stored = await wait_for(lambda: all_alerts(store), lambda a: len(a) > EXPECTED_ALERTS)
-        await caught_up(message_log)
+        await caught_up(message_log, topic, engines.group)
     mass = [a for a in stored if a.rule_id == "default-mass-user-deletion"]
     assert len(stored) == EXPECTED_ALERTS + 1 and len(mass) == 1
     assert mass[0].event_ids == [event.id for event in burst]
@@ -167,9 +191,9 @@ async def test_fixture_alerts_are_stored_and_published_once_across_a_restart_and
     )
 
     # Replay the whole topic: nothing new, nothing reopened.
-    await message_log.reset_group(topics.ALERTER_GROUP, topics.EVENTS, to_offset=0)
-    async with running(Alerter(message_log, store)):
-        await caught_up(message_log)
+    await message_log.reset_group(engines.group, topic, to_offset=0)
+    async with running(engines.alerter()):
+        await caught_up(message_log, topic, engines.group)
     after_replay = await all_alerts(store)
     assert sorted(a.id for a in after_replay) == sorted(a.id for a in stored)
     assert await store.get_alert(mass[0].id) == acknowledged
