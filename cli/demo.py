@@ -1,4 +1,4 @@
-"""`aoc demo`: collector (replay), normalizer, store sink and API in one process, no servers needed.
+"""`aoc demo`: collector (replay), normalizer, store sink, alerter and API in one process, no servers.
 
 It uses the embedded engines whatever the environment says (the demo must never write into a production
 Kafka or MongoDB), reports what happened to every record — stored, merged as a duplicate, or dead-lettered
@@ -12,9 +12,11 @@ import contextlib
 import signal
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from aoc_alerter.runtime import Alerter
 from aoc_api.app import create_app
 from aoc_api.server import serve
 from aoc_collector.__main__ import publish_replay
@@ -26,6 +28,8 @@ from aoc_common.logging import configure_logging
 from aoc_common.message_log.base import MessageLog
 from aoc_common.message_log.consumer import record_lag
 from aoc_common.message_log.embedded import EmbeddedMessageLog
+from aoc_common.query import MAX_PAGE_SIZE
+from aoc_common.rules import AlertQuery
 from aoc_common.settings import ConfigurationError, Settings, load_settings
 from aoc_normalizer.runtime import Normalizer
 from aoc_siem_forwarder.runtime import SiemForwarder
@@ -65,13 +69,18 @@ def run_demo(options: DemoOptions) -> int:
         return 1
 
 
-async def _wait_until_ingested(message_log: MessageLog) -> None:
-    """Until both consumer groups have committed everything published so far."""
+async def _wait_until_ingested(message_log: MessageLog, *, alerts_enabled: bool) -> None:
+    """Until the normalizer, the store and (when it runs) the alerter have committed everything."""
     deadline = time.monotonic() + INGEST_TIMEOUT_S
     while time.monotonic() < deadline:
         raw_lag = await record_lag(message_log, topics.NORMALIZER_GROUP, topics.RAW_TOPICS)
         store_lag = await record_lag(message_log, topics.STORE_GROUP, [topics.EVENTS])
-        if raw_lag == 0 and store_lag == 0:
+        alerter_lag = (
+            await record_lag(message_log, topics.ALERTER_GROUP, [topics.EVENTS])
+            if alerts_enabled
+            else 0
+        )
+        if raw_lag == 0 and store_lag == 0 and alerter_lag == 0:
             return
         await asyncio.sleep(0.1)
     raise RuntimeError(f"the pipeline did not catch up within {INGEST_TIMEOUT_S:.0f} s")
@@ -108,6 +117,16 @@ async def _dead_letter_reasons(message_log: MessageLog, start: dict[int, int]) -
     return reasons
 
 
+async def _print_alerts(store: SqliteEventStore) -> None:
+    """How many alerts each rule raised (alerts persist across demo runs; ids keep them unique)."""
+    page = await store.query_alerts(AlertQuery(page_size=MAX_PAGE_SIZE))
+    by_rule = Counter((alert.severity, alert.rule_name) for alert in page.items)
+    more = "+" if page.next_cursor else ""
+    print(f"AOC demo: {len(page.items)}{more} alerts in the store (…/api/alerts):")
+    for (severity, name), count in sorted(by_rule.items(), key=lambda item: item[0][1]):
+        print(f"  - {count} × [{severity}] {name}")
+
+
 async def _demo(settings: Settings, options: DemoOptions) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     message_log = EmbeddedMessageLog(settings.data_dir / "log.sqlite3")
@@ -132,11 +151,14 @@ async def _demo(settings: Settings, options: DemoOptions) -> int:
         if settings.siem_enabled:
             siem = SiemForwarder.from_settings(message_log, settings)
             workers.append(asyncio.create_task(siem.run(stop)))
+        # The demo never notifies ALERT_WEBHOOK_URL: sample data must not page a real channel.
+        if settings.alerts_enabled:
+            workers.append(asyncio.create_task(Alerter(message_log, store).run(stop)))
         samples = options.samples or bundled_sample_dir()
         published = await publish_replay(
             message_log, settings, samples, include_malformed=options.include_malformed
         )
-        await _wait_until_ingested(message_log)
+        await _wait_until_ingested(message_log, alerts_enabled=settings.alerts_enabled)
         reasons = await _dead_letter_reasons(message_log, dlq_start)
         stored = await store.count_events()
         if api.done():
@@ -148,6 +170,8 @@ async def _demo(settings: Settings, options: DemoOptions) -> int:
             print(f"  - {reason[:160]}")
         if settings.siem_enabled:
             print(await _siem_report(message_log, settings), flush=True)
+        if settings.alerts_enabled:
+            await _print_alerts(store)
         print(
             f"AOC demo: serving {url}  (UI: {url}/ · API: {url}/api/events · Ctrl-C to stop)",
             flush=True,

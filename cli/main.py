@@ -23,7 +23,7 @@ from aoc_common.message_log import open_message_log
 from aoc_common.service import run_service
 from aoc_common.settings import ConfigurationError, Settings, load_settings
 
-SERVICES = ("collector", "normalizer", "store", "api", "siem_forwarder")
+SERVICES = ("collector", "normalizer", "store", "api", "siem_forwarder", "alerter")
 
 
 def _settings_or_exit() -> Settings:
@@ -133,6 +133,10 @@ def _run(service: str) -> int:
         from aoc_siem_forwarder.__main__ import main as siem_forwarder_main
 
         return run_service("siem_forwarder", siem_forwarder_main)
+    if service == "alerter":
+        from aoc_alerter.__main__ import main as alerter_main
+
+        return run_service("alerter", alerter_main)
     from aoc_api.__main__ import main as api_main
 
     return run_service("api", api_main)

@@ -38,6 +38,15 @@ HTTP_RETRIES = Counter(
     ["target", "reason"],
 )
 
+# --- alerter ---
+ALERTS_RAISED = Counter("aoc_alerts_raised_total", "New alerts stored by the alerter", ["severity"])
+ALERT_NOTIFICATIONS = Counter(
+    "aoc_alert_notifications_total", "Alert webhook notifications, by outcome", ["outcome"]
+)
+RULE_REGEX_TIMEOUTS = Counter(
+    "aoc_rule_regex_timeouts_total", "Rule regular expressions stopped by their timeout"
+)
+
 
 # --- SIEM forwarder (dead letters: DEAD_LETTERS{service="siem_forwarder"}; lag: CONSUMER_LAG) ---
 SIEM_EVENTS_FORWARDED = Counter(

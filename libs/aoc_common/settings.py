@@ -131,6 +131,10 @@ class Settings(BaseSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    # --- Alerter notifications (a webhook URL often carries its own secret, so it is one) ---
+    alert_webhook_url: SecretStr | None = None
+    alert_webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+
     _split_lists = field_validator(
         "auth_allowed_roles", "auth_allowed_groups", "cors_origins", mode="before"
     )(_split_commas)
@@ -153,6 +157,16 @@ class Settings(BaseSettings):
     @classmethod
     def _optional_url(cls, value: str | None) -> str | None:
         return None if value in (None, "") else _check_http_url(value)
+
+    @field_validator("alert_webhook_url")
+    @classmethod
+    def _webhook_is_a_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                _check_http_url(value.get_secret_value())
+            except ValueError:
+                raise ValueError("is not an http(s) URL") from None
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -18,7 +18,9 @@ from fastapi.staticfiles import StaticFiles
 
 from aoc_api.auth import add_bearer_security, guard_api_request
 from aoc_api.problems import document_problems, install_problem_handlers
+from aoc_api.routes import alerts as alert_routes
 from aoc_api.routes import config, events, system
+from aoc_api.routes import rules as rule_routes
 from aoc_common import __version__
 from aoc_common.event_store import EventStore, open_event_store
 from aoc_common.message_log import MessageLog, open_message_log
@@ -123,6 +125,8 @@ def create_app(
     app.include_router(system.router)
     app.include_router(events.router)
     app.include_router(config.router)
+    app.include_router(rule_routes.router)
+    app.include_router(alert_routes.router)
     app.mount("/", StaticFiles(directory=static_dir(), html=True), name="ui")
     _document_errors_and_security(app, settings)
     return app

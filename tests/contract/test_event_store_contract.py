@@ -35,6 +35,7 @@ from aoc_common.query import (
     UpsertResult,
     search_terms_for,
 )
+from aoc_common.rules import Alert, AlertQuery, Rule
 
 ENGINES = ["embedded", "mongo"]
 BASE_TIME = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
@@ -927,3 +928,136 @@ async def test_count_by_interval_counts_matching_events_per_interval(event_store
         0,
         0,
     ]
+
+
+# --- alert rules and alerts ----------------------------------------------------------------------
+
+
+def a_rule(rule_id: str = "rule-1", *, name: str = "Forwarding", enabled: bool = True) -> Rule:
+    return Rule.model_validate(
+        {
+            "id": rule_id,
+            "name": name,
+            "severity": "high",
+            "enabled": enabled,
+            "match": {"all": [{"field": "operation", "op": "equals", "value": "Set-Mailbox"}]},
+            "group_by": "actor_display",
+            "threshold": {"count": 3, "window_seconds": 600},
+        }
+    )
+
+
+def an_alert(
+    alert_id: str = "alert-1",
+    *,
+    minute: int = 0,
+    status: str = "open",
+    severity: str = "high",
+    rule_id: str = "rule-1",
+) -> Alert:
+    return Alert.model_validate(
+        {
+            "id": alert_id,
+            "rule_id": rule_id,
+            "rule_name": "Forwarding",
+            "severity": severity,
+            "status": status,
+            "created_at": BASE_TIME + timedelta(minutes=minute, microseconds=654_321),
+            "summary": f"Forwarding: {alert_id}",
+            "group_value": "Alice Admin",
+            "event_ids": [event_id_for("evt-1"), event_id_for("evt-2")],
+        }
+    )
+
+
+async def alert_pages(store: EventStore, query: AlertQuery) -> list[list[Alert]]:
+    pages: list[list[Alert]] = []
+    while True:
+        page = await store.query_alerts(query)
+        pages.append(page.items)
+        if page.next_cursor is None:
+            return pages
+        query = query.model_copy(update={"cursor": Cursor.decode(page.next_cursor)})
+
+
+async def test_rules_can_be_created_read_replaced_listed_by_name_and_deleted(
+    event_store: EventStore,
+):
+    await event_store.put_rule(a_rule("b", name="Mass deletion"))
+    await event_store.put_rule(a_rule("a", name="Forwarding"))
+    assert await event_store.get_rule("a") == a_rule("a", name="Forwarding")
+
+    await event_store.put_rule(a_rule("a", name="Zebra", enabled=False))
+
+    assert [(rule.id, rule.name) for rule in await event_store.list_rules()] == [
+        ("b", "Mass deletion"),
+        ("a", "Zebra"),
+    ]
+    assert (await event_store.get_rule("a")).enabled is False  # type: ignore[union-attr]
+    assert await event_store.delete_rule("a") is True
+    assert await event_store.delete_rule("a") is False
+    assert await event_store.get_rule("a") is None
+    assert [rule.id for rule in await event_store.list_rules()] == ["b"]
+
+
+async def test_inserting_an_alert_twice_stores_it_once_and_keeps_its_acknowledgement(
+    event_store: EventStore,
+):
+    assert await event_store.insert_alerts([an_alert("a1"), an_alert("a2")]) == ["a1", "a2"]
+    acknowledged = await event_store.acknowledge_alert(
+        "a1", "analyst@contoso.com", BASE_TIME + timedelta(hours=1, microseconds=999_999)
+    )
+
+    replayed = await event_store.insert_alerts([an_alert("a1"), an_alert("a3")])
+
+    assert replayed == ["a3"]
+    assert await event_store.get_alert("a1") == acknowledged
+    assert await event_store.existing_alert_ids(["a1", "a3", "nope"]) == {"a1", "a3"}
+    assert len((await event_store.query_alerts(AlertQuery(page_size=50))).items) == 3
+
+
+async def test_acknowledging_keeps_the_first_acknowledgement_and_unknown_ids_give_none(
+    event_store: EventStore,
+):
+    await event_store.insert_alerts([an_alert("a1")])
+    at = BASE_TIME + timedelta(hours=2, microseconds=123_456)
+
+    first = await event_store.acknowledge_alert("a1", "first@contoso.com", at)
+    again = await event_store.acknowledge_alert("a1", "second@contoso.com", at + timedelta(days=1))
+
+    assert first is not None and first.status == "acknowledged"
+    assert first.acknowledged_by == "first@contoso.com"
+    assert first.acknowledged_at == BASE_TIME + timedelta(hours=2, microseconds=123_000)
+    assert again == first
+    assert await event_store.acknowledge_alert("missing", "x", at) is None
+    assert await event_store.get_alert("missing") is None
+
+
+async def test_alerts_page_newest_first_with_filters_and_cursor(event_store: EventStore):
+    alerts = [
+        an_alert(
+            f"alert-{n:02d}",
+            minute=n // 2,  # two alerts per minute: the id breaks the tie on every page
+            severity="high" if n % 3 else "low",
+            rule_id="rule-a" if n % 2 else "rule-b",
+        )
+        for n in range(11)
+    ]
+    await event_store.insert_alerts(alerts)
+    await event_store.acknowledge_alert("alert-04", "analyst", BASE_TIME)
+    newest = sorted(alerts, key=lambda a: (a.created_at, a.id), reverse=True)
+
+    pages = await alert_pages(event_store, AlertQuery(page_size=4))
+    assert [len(page) for page in pages] == [4, 4, 3]
+    assert [a.id for page in pages for a in page] == [a.id for a in newest]
+
+    high_rule_a = await alert_pages(
+        event_store, AlertQuery(severity="high", rule_id="rule-a", page_size=2)
+    )
+    assert [a.id for page in high_rule_a for a in page] == [
+        a.id for a in newest if a.severity == "high" and a.rule_id == "rule-a"
+    ]
+    acknowledged = await event_store.query_alerts(AlertQuery(status="acknowledged"))
+    assert [a.id for a in acknowledged.items] == ["alert-04"]
+    still_open = await alert_pages(event_store, AlertQuery(status="open", page_size=3))
+    assert len([a for page in still_open for a in page]) == 10

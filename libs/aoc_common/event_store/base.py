@@ -15,6 +15,7 @@ from typing import Any
 
 from aoc_common.events import CanonicalEvent, Comment
 from aoc_common.query import EventPage, EventQuery, FilterOptions, UpsertResult
+from aoc_common.rules import Alert, AlertPage, AlertQuery, Rule
 
 # Filter-option lists are for dropdowns: bounded so that a tenant with 100k actors answers fast.
 MAX_FILTER_OPTIONS = 500
@@ -90,6 +91,48 @@ class EventStore(ABC):
 
     @abstractmethod
     async def put_state(self, key: str, value: dict[str, Any]) -> None: ...
+
+    # --- alert rules and alerts (the alerter writes alerts, the API reads them and edits rules) ---
+
+    @abstractmethod
+    async def list_rules(self) -> list[Rule]:
+        """Every rule, sorted by name then id."""
+
+    @abstractmethod
+    async def get_rule(self, rule_id: str) -> Rule | None: ...
+
+    @abstractmethod
+    async def put_rule(self, rule: Rule) -> None:
+        """Create or replace the rule with this id."""
+
+    @abstractmethod
+    async def delete_rule(self, rule_id: str) -> bool:
+        """False when there was no such rule."""
+
+    @abstractmethod
+    async def insert_alerts(self, alerts: Sequence[Alert]) -> list[str]:
+        """Insert the alerts whose id is not stored yet; returns the ids actually inserted.
+
+        Alert ids are derived from the rule and the triggering events, so re-reading the same events
+        (a replay, a redelivered batch) never stores an alert twice, and never reopens one that an
+        analyst acknowledged.
+        """
+
+    @abstractmethod
+    async def existing_alert_ids(self, alert_ids: Sequence[str]) -> set[str]:
+        """Which of these ids are already stored."""
+
+    @abstractmethod
+    async def query_alerts(self, query: AlertQuery) -> AlertPage:
+        """Newest first by (created_at, id); filters combined with AND."""
+
+    @abstractmethod
+    async def get_alert(self, alert_id: str) -> Alert | None: ...
+
+    @abstractmethod
+    async def acknowledge_alert(self, alert_id: str, by: str, at: datetime) -> Alert | None:
+        """Mark an open alert acknowledged; an acknowledged one is returned unchanged (the first
+        acknowledgement is the one kept). None when there is no such alert."""
 
 
 def dedupe_last_wins(events: Sequence[CanonicalEvent]) -> list[CanonicalEvent]:

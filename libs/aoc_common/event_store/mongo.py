@@ -32,7 +32,7 @@ from aoc_common.event_store.base import (
     StoreError,
     dedupe_last_wins,
 )
-from aoc_common.events import CanonicalEvent, Comment
+from aoc_common.events import CanonicalEvent, Comment, to_utc_millis
 from aoc_common.query import (
     EventPage,
     EventQuery,
@@ -41,9 +41,13 @@ from aoc_common.query import (
     page_from,
     search_terms_for,
 )
+from aoc_common.rules import Alert, AlertPage, AlertQuery, Rule, alert_page_from
 
 EVENTS = "events"
 STATE = "state"
+RULES = "rules"
+ALERTS = "alerts"
+ALERTS_NEWEST_FIRST = [("created_at", DESCENDING), ("_id", DESCENDING)]
 TTL_INDEX = "ingested_at_ttl"
 DUPLICATE_KEY = 11000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -77,6 +81,35 @@ def event_indexes() -> list[IndexModel]:
         IndexModel([("tags", ASCENDING)], name="tags"),
         IndexModel([("search_terms", ASCENDING)], name="search_terms"),
     ]
+
+
+def alert_indexes() -> list[IndexModel]:
+    """Newest first, and per filter (status, rule, severity) followed by the same order."""
+    return [
+        IndexModel(ALERTS_NEWEST_FIRST, name="newest_first"),
+        *(
+            IndexModel([(field, ASCENDING), *ALERTS_NEWEST_FIRST], name=f"{field}_newest_first")
+            for field in ("status", "rule_id", "severity")
+        ),
+    ]
+
+
+def alert_document(alert: Alert) -> dict[str, Any]:
+    document = alert.model_dump(exclude={"id"})
+    document["_id"] = alert.id
+    return document
+
+
+def alert_from(document: Mapping[str, Any]) -> Alert:
+    fields = dict(document)
+    fields["id"] = fields.pop("_id")
+    return Alert.model_validate(fields)
+
+
+def rule_from(document: Mapping[str, Any]) -> Rule:
+    fields = dict(document)
+    fields["id"] = fields.pop("_id")
+    return Rule.model_validate(fields)
 
 
 def literal_regex(text: str) -> str:
@@ -197,6 +230,10 @@ class MongoEventStore(EventStore):
         with _store_errors("create indexes"):
             await self._events.create_indexes(event_indexes())
             await self._apply_retention()
+            await self._db[RULES].create_indexes(
+                [IndexModel([("name", ASCENDING), ("_id", ASCENDING)], name="by_name")]
+            )
+            await self._db[ALERTS].create_indexes(alert_indexes())
 
     async def stop(self) -> None:
         client, self._client = self._client, None
@@ -356,3 +393,105 @@ class MongoEventStore(EventStore):
         as_json = orjson.loads(orjson.dumps(value))
         with _store_errors("write state"):
             await self._db[STATE].replace_one({"_id": key}, {"value": as_json}, upsert=True)
+
+    # --- rules and alerts ------------------------------------------------------------------------
+
+    async def list_rules(self) -> list[Rule]:
+        with _store_errors("list rules"):
+            cursor = self._db[RULES].find({}).sort([("name", ASCENDING), ("_id", ASCENDING)])
+            documents = await cursor.to_list(length=None)
+        return [rule_from(document) for document in documents]
+
+    async def get_rule(self, rule_id: str) -> Rule | None:
+        with _store_errors("read a rule"):
+            document = await self._db[RULES].find_one({"_id": {"$eq": rule_id}})
+        return None if document is None else rule_from(document)
+
+    async def put_rule(self, rule: Rule) -> None:
+        document = rule.model_dump(exclude={"id"})
+        with _store_errors("write a rule"):
+            await self._db[RULES].replace_one({"_id": rule.id}, document, upsert=True)
+
+    async def delete_rule(self, rule_id: str) -> bool:
+        with _store_errors("delete a rule"):
+            result = await self._db[RULES].delete_one({"_id": {"$eq": rule_id}})
+        return bool(result.deleted_count)
+
+    async def insert_alerts(self, alerts: Sequence[Alert]) -> list[str]:
+        """Upserts with `$setOnInsert` only: an existing alert (maybe acknowledged) is untouched."""
+        batch = list({alert.id: alert for alert in alerts}.values())
+        if not batch:
+            return []
+        requests = [
+            UpdateOne({"_id": alert.id}, {"$setOnInsert": alert_document(alert)}, upsert=True)
+            for alert in batch
+        ]
+        with _store_errors("insert alerts"):
+            try:
+                result = await self._db[ALERTS].bulk_write(requests, ordered=False)
+            except BulkWriteError as error:
+                # Two alerters inserting the same new id race on _id; the loser's upsert now
+                # finds the winner's document, so one retry settles it.
+                if not all(e.get("code") == DUPLICATE_KEY for e in error.details["writeErrors"]):
+                    raise
+                result = await self._db[ALERTS].bulk_write(requests, ordered=False)
+        return [batch[index].id for index in sorted(result.upserted_ids)]
+
+    async def existing_alert_ids(self, alert_ids: Sequence[str]) -> set[str]:
+        ids = list(dict.fromkeys(alert_ids))
+        if not ids:
+            return set()
+        with _store_errors("look up alerts"):
+            cursor = self._db[ALERTS].find({"_id": {"$in": ids}}, {"_id": 1})
+            documents = await cursor.to_list(length=len(ids))
+        return {document["_id"] for document in documents}
+
+    async def query_alerts(self, query: AlertQuery) -> AlertPage:
+        clauses: list[dict[str, Any]] = [
+            {field: {"$eq": getattr(query, field)}}
+            for field in ("status", "severity", "rule_id")
+            if getattr(query, field) is not None
+        ]
+        if query.cursor is not None:
+            at = datetime_from_ms(query.cursor.timestamp_ms)
+            clauses.append(
+                {
+                    "$or": [
+                        {"created_at": {"$lt": at}},
+                        {"created_at": {"$eq": at}, "_id": {"$lt": query.cursor.id}},
+                    ]
+                }
+            )
+        with _store_errors("query alerts"):
+            cursor = (
+                self._db[ALERTS]
+                .find({"$and": clauses} if clauses else {})
+                .sort(ALERTS_NEWEST_FIRST)
+                .limit(query.page_size + 1)
+                .max_time_ms(self._operation_timeout_ms)
+            )
+            documents = await cursor.to_list(length=query.page_size + 1)
+        return alert_page_from([alert_from(document) for document in documents], query.page_size)
+
+    async def get_alert(self, alert_id: str) -> Alert | None:
+        with _store_errors("read an alert"):
+            document = await self._db[ALERTS].find_one({"_id": {"$eq": alert_id}})
+        return None if document is None else alert_from(document)
+
+    async def acknowledge_alert(self, alert_id: str, by: str, at: datetime) -> Alert | None:
+        acknowledged = to_utc_millis(at)
+        with _store_errors("acknowledge an alert"):
+            document = await self._db[ALERTS].find_one_and_update(
+                {"_id": {"$eq": alert_id}, "status": "open"},
+                {
+                    "$set": {
+                        "status": "acknowledged",
+                        "acknowledged_by": by,
+                        "acknowledged_at": acknowledged,
+                    }
+                },
+                return_document=ReturnDocument.AFTER,
+            )
+            if document is None:
+                document = await self._db[ALERTS].find_one({"_id": {"$eq": alert_id}})
+        return None if document is None else alert_from(document)

@@ -32,7 +32,7 @@ from aoc_common.event_store.base import (
     StoreError,
     dedupe_last_wins,
 )
-from aoc_common.events import CanonicalEvent, Comment, utc_now
+from aoc_common.events import CanonicalEvent, Comment, to_utc_millis, utc_now
 from aoc_common.query import (
     EventPage,
     EventQuery,
@@ -42,6 +42,7 @@ from aoc_common.query import (
     search_terms_for,
     timestamp_ms,
 )
+from aoc_common.rules import Alert, AlertPage, AlertQuery, Rule, alert_page_from
 
 T = TypeVar("T")
 
@@ -86,6 +87,22 @@ CREATE TABLE IF NOT EXISTS state (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS rules (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alerts (
+    id TEXT PRIMARY KEY,
+    created_at_ms INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    rule_id TEXT NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alerts_newest_first ON alerts (created_at_ms DESC, id DESC);
+CREATE INDEX IF NOT EXISTS alerts_status ON alerts (status, created_at_ms DESC, id DESC);
+CREATE INDEX IF NOT EXISTS alerts_rule ON alerts (rule_id, created_at_ms DESC, id DESC);
 """
 
 # Exact-match filters: EventQuery field -> column. Column names are fixed here, never user input.
@@ -347,6 +364,87 @@ class SqliteEventStore(EventStore):
             )
         )
 
+    # --- rules and alerts ------------------------------------------------------------------------
+
+    async def list_rules(self) -> list[Rule]:
+        rows = await self._run(
+            lambda connection: connection.execute(
+                "SELECT doc FROM rules ORDER BY name, id"
+            ).fetchall()
+        )
+        return [Rule.model_validate_json(doc) for (doc,) in rows]
+
+    async def get_rule(self, rule_id: str) -> Rule | None:
+        row = await self._run(
+            lambda connection: connection.execute(
+                "SELECT doc FROM rules WHERE id = ?", (rule_id,)
+            ).fetchone()
+        )
+        return None if row is None else Rule.model_validate_json(row[0])
+
+    async def put_rule(self, rule: Rule) -> None:
+        encoded = rule.model_dump_json()
+        await self._run(
+            lambda connection: connection.execute(
+                "INSERT INTO rules (id, name, doc) VALUES (?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET name = excluded.name, doc = excluded.doc",
+                (rule.id, rule.name, encoded),
+            )
+        )
+
+    async def delete_rule(self, rule_id: str) -> bool:
+        cursor = await self._run(
+            lambda connection: connection.execute("DELETE FROM rules WHERE id = ?", (rule_id,))
+        )
+        return bool(cursor.rowcount)
+
+    async def insert_alerts(self, alerts: Sequence[Alert]) -> list[str]:
+        if not alerts:
+            return []
+        return await self._run(lambda connection: _insert_alerts(connection, alerts))
+
+    async def existing_alert_ids(self, alert_ids: Sequence[str]) -> set[str]:
+        ids = list(dict.fromkeys(alert_ids))
+
+        def lookup(connection: sqlite3.Connection) -> set[str]:
+            found: set[str] = set()
+            for start in range(0, len(ids), LOOKUP_CHUNK):
+                chunk = ids[start : start + LOOKUP_CHUNK]
+                marks = ", ".join("?" * len(chunk))
+                sql = f"SELECT id FROM alerts WHERE id IN ({marks})"
+                found.update(alert_id for (alert_id,) in connection.execute(sql, chunk))
+            return found
+
+        return await self._run(lookup)
+
+    async def query_alerts(self, query: AlertQuery) -> AlertPage:
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column in ("status", "severity", "rule_id"):
+            value = getattr(query, column)
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if query.cursor is not None:
+            clauses.append("(created_at_ms, id) < (?, ?)")
+            params.extend([query.cursor.timestamp_ms, query.cursor.id])
+        where = " AND ".join(clauses) or "1"
+        sql = f"SELECT doc FROM alerts WHERE {where} ORDER BY created_at_ms DESC, id DESC LIMIT ?"
+        params.append(query.page_size + 1)
+        rows = await self._run(lambda connection: connection.execute(sql, params).fetchall())
+        return alert_page_from([Alert.model_validate_json(doc) for (doc,) in rows], query.page_size)
+
+    async def get_alert(self, alert_id: str) -> Alert | None:
+        row = await self._run(
+            lambda connection: connection.execute(
+                "SELECT doc FROM alerts WHERE id = ?", (alert_id,)
+            ).fetchone()
+        )
+        return None if row is None else Alert.model_validate_json(row[0])
+
+    async def acknowledge_alert(self, alert_id: str, by: str, at: datetime) -> Alert | None:
+        return await self._run(lambda connection: _acknowledge(connection, alert_id, by, at))
+
 
 # --- work done on the store's thread ------------------------------------------------------------
 
@@ -458,3 +556,49 @@ def _purge_batch(connection: sqlite3.Connection, cutoff_ms: int) -> int:
         connection.executemany("DELETE FROM event_tags WHERE event_seq = ?", seqs)
         connection.executemany("DELETE FROM events WHERE seq = ?", seqs)
     return len(seqs)
+
+
+def _insert_alerts(connection: sqlite3.Connection, alerts: Sequence[Alert]) -> list[str]:
+    """INSERT OR IGNORE on the primary key: an alert id already stored is left exactly as it is."""
+    inserted: list[str] = []
+    with _transaction(connection):
+        for alert in alerts:
+            cursor = connection.execute(
+                "INSERT OR IGNORE INTO alerts (id, created_at_ms, status, severity, rule_id, doc) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    alert.id,
+                    timestamp_ms(alert.created_at),
+                    alert.status,
+                    alert.severity,
+                    alert.rule_id,
+                    alert.model_dump_json(),
+                ),
+            )
+            if cursor.rowcount:
+                inserted.append(alert.id)
+    return inserted
+
+
+def _acknowledge(
+    connection: sqlite3.Connection, alert_id: str, by: str, at: datetime
+) -> Alert | None:
+    with _transaction(connection):
+        row = connection.execute("SELECT doc FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+        if row is None:
+            return None
+        alert = Alert.model_validate_json(row[0])
+        if alert.status == "acknowledged":
+            return alert
+        alert = alert.model_copy(
+            update={
+                "status": "acknowledged",
+                "acknowledged_by": by,
+                "acknowledged_at": to_utc_millis(at),
+            }
+        )
+        connection.execute(
+            "UPDATE alerts SET status = ?, doc = ? WHERE id = ?",
+            (alert.status, alert.model_dump_json(), alert_id),
+        )
+    return alert

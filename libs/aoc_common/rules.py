@@ -1,0 +1,235 @@
+"""Alert rules and alerts: the models the alerter evaluates and stores, and the API validates.
+
+A rule is data, not code: field conditions on a `CanonicalEvent` (paths into the event, including its
+`raw` record), combined with `all` / `any`, plus an optional threshold and a suppression period. Every
+value a user can send is bounded here (path length and shape, list sizes, regular-expression length and
+syntax), so a rule that passed validation can never make the alerter slow or crash. Evaluation lives in
+the alerter's core; this module must never do I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Literal
+
+import regex
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from aoc_common.events import to_utc_millis
+from aoc_common.query import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Cursor, timestamp_ms
+
+Severity = Literal["low", "medium", "high", "critical"]
+AlertStatus = Literal["open", "acknowledged"]
+Operator = Literal["equals", "in", "contains", "regex", "exists", "external_address"]
+Scalar = str | int | float | bool | None
+
+MAX_PATH_LENGTH = 200
+MAX_PATH_SEGMENTS = 12
+MAX_PATTERN_LENGTH = 500
+MAX_CONDITIONS = 50
+MAX_IN_VALUES = 200
+
+# One path segment: a key, optionally followed by a selector `[Key=Value]` that keeps only the list
+# elements whose `Key` equals `Value` (case-insensitive), as in `raw.Parameters[Name=ForwardTo].Value`.
+_SEGMENT = re.compile(r"(?P<name>[^.\[\]=]+)(?:\[(?P<key>[^.\[\]=]+)=(?P<value>[^\[\]]*)\])?")
+
+
+@dataclass(frozen=True, slots=True)
+class PathSegment:
+    name: str
+    select_key: str | None = None
+    select_value: str | None = None
+
+
+@lru_cache(maxsize=4096)
+def parse_path(path: str) -> tuple[PathSegment, ...]:
+    """`a.b[Key=Value].c` → segments; raises ValueError naming what is wrong.
+
+    Values inside a selector may contain dots (`[Operation=Add member to role.]`), so the path is
+    scanned segment by segment rather than split on dots.
+    """
+    if not path or len(path) > MAX_PATH_LENGTH:
+        raise ValueError(f"a field path has 1 to {MAX_PATH_LENGTH} characters")
+    segments: list[PathSegment] = []
+    position = 0
+    while True:
+        found = _SEGMENT.match(path, position)
+        if found is None:
+            raise ValueError(f"field path {path!r} is not valid at character {position}")
+        name = found["name"].strip()
+        if not name:
+            raise ValueError(f"field path {path!r} has an empty segment")
+        key = found["key"].strip() if found["key"] else None
+        segments.append(PathSegment(name, key, found["value"] if key else None))
+        position = found.end()
+        if position == len(path):
+            break
+        if path[position] != ".":
+            raise ValueError(f"field path {path!r} is not valid at character {position}")
+        position += 1
+    if len(segments) > MAX_PATH_SEGMENTS:
+        raise ValueError(f"a field path has at most {MAX_PATH_SEGMENTS} segments")
+    return tuple(segments)
+
+
+@lru_cache(maxsize=1024)
+def compile_pattern(pattern: str, case_sensitive: bool) -> regex.Pattern[str]:
+    """Compiled with the `regex` package, whose searches take a timeout (Python's `re` cannot be
+    interrupted, so one catastrophic pattern would stall the alerter)."""
+    return regex.compile(pattern, 0 if case_sensitive else regex.IGNORECASE)
+
+
+class Condition(BaseModel):
+    """One test on the values found at `field` (a path into the event; lists fan out, so a condition
+    holds when any value found satisfies it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    field: str = Field(
+        max_length=MAX_PATH_LENGTH, examples=["raw.Parameters[Name=ForwardTo].Value"]
+    )
+    op: Operator
+    value: Scalar | list[Scalar] = None
+    negate: bool = Field(default=False, description="Holds when the test does not")
+    case_sensitive: bool = False
+
+    @field_validator("field")
+    @classmethod
+    def _valid_path(cls, path: str) -> str:
+        parse_path(path)
+        return path
+
+    @model_validator(mode="after")
+    def _value_fits_operator(self) -> Condition:
+        value = self.value
+        if self.op == "equals" and isinstance(value, list):
+            raise ValueError("`equals` takes one value (use `in` for a list)")
+        if self.op == "in" and not (isinstance(value, list) and 0 < len(value) <= MAX_IN_VALUES):
+            raise ValueError(f"`in` takes a list of 1 to {MAX_IN_VALUES} values")
+        if self.op == "contains" and not (isinstance(value, str) and 0 < len(value) <= 500):
+            raise ValueError("`contains` takes a string of 1 to 500 characters")
+        if self.op == "regex":
+            if not (isinstance(value, str) and 0 < len(value) <= MAX_PATTERN_LENGTH):
+                raise ValueError(f"`regex` takes a pattern of 1 to {MAX_PATTERN_LENGTH} characters")
+            try:
+                compile_pattern(value, self.case_sensitive)
+            except regex.error as error:
+                raise ValueError(f"`regex` pattern does not compile: {error}") from None
+        if self.op == "exists" and not isinstance(value, bool | None):
+            raise ValueError("`exists` takes true, false or nothing (true)")
+        if self.op == "external_address" and value is not None:
+            raise ValueError("`external_address` takes no value")
+        return self
+
+
+class Match(BaseModel):
+    """Every `all` condition holds, and at least one `any` condition does (when there are any)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    all: list[Condition] = Field(default_factory=list, max_length=MAX_CONDITIONS)
+    any: list[Condition] = Field(default_factory=list, max_length=MAX_CONDITIONS)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Match:
+        if not self.all and not self.any:
+            raise ValueError("a match needs at least one condition in `all` or `any`")
+        return self
+
+
+class Threshold(BaseModel):
+    """Alert when `count` matching events with the same `group_by` value fall within `window_seconds`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    count: int = Field(ge=2, le=10_000)
+    window_seconds: int = Field(ge=1, le=7 * 86_400)
+
+
+class RuleSpec(BaseModel):
+    """A rule as a client writes it (POST / PUT): everything but the id."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=2000)
+    severity: Severity = "medium"
+    enabled: bool = True
+    match: Match
+    group_by: str | None = Field(
+        default=None,
+        max_length=MAX_PATH_LENGTH,
+        description="Path whose value groups events for the threshold and the suppression",
+    )
+    threshold: Threshold | None = None
+    suppression_seconds: int = Field(
+        default=0,
+        ge=0,
+        le=30 * 86_400,
+        description="After an alert, matches in the same group raise no new alert for this long",
+    )
+
+    @field_validator("group_by")
+    @classmethod
+    def _valid_group_path(cls, path: str | None) -> str | None:
+        if path is not None:
+            parse_path(path)
+        return path
+
+
+class Rule(RuleSpec):
+    id: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")
+
+
+class Alert(BaseModel):
+    """One alert, as stored, published on `aoc.alerts` and served by `/api/alerts`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    rule_id: str
+    rule_name: str
+    severity: Severity
+    status: AlertStatus = "open"
+    created_at: datetime
+    summary: str
+    group_value: str | None = None
+    event_ids: list[str]
+    acknowledged_by: str | None = None
+    acknowledged_at: datetime | None = None
+
+    @field_validator("created_at", "acknowledged_at")
+    @classmethod
+    def _utc_millis(cls, value: datetime | None) -> datetime | None:
+        # MongoDB keeps milliseconds: both stores must hand back identical values.
+        return None if value is None else to_utc_millis(value)
+
+
+class AlertQuery(BaseModel):
+    """Filters for the alert list (AND), newest first by (created_at, id), keyset-paged."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: AlertStatus | None = None
+    severity: Severity | None = None
+    rule_id: str | None = Field(default=None, max_length=100)
+    page_size: int = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
+    cursor: Cursor | None = None
+
+
+class AlertPage(BaseModel):
+    items: list[Alert]
+    next_cursor: str | None = None
+
+
+def alert_page_from(rows: list[Alert], page_size: int) -> AlertPage:
+    """Stores fetch page_size + 1 rows; the extra row only tells whether there is a next page."""
+    items = rows[:page_size]
+    if len(rows) <= page_size:
+        return AlertPage(items=items)
+    last = items[-1]
+    cursor = Cursor(timestamp_ms=timestamp_ms(last.created_at), id=last.id)
+    return AlertPage(items=items, next_cursor=cursor.encode())

@@ -1,0 +1,150 @@
+"""The alerter's shell: `aoc.events` in (consumer group aoc-alerter), alerts out, commit after.
+
+Per batch: decode (bad records → `aoc.dlq`), read the rules, match (core), read the window state the
+hits need, raise alerts (core), then — before the offsets are committed — publish the alerts not yet
+stored to `aoc.alerts`, notify the webhook, insert them into the store (insert-if-absent by id) and
+write the window state. A crash anywhere before the commit re-reads the batch; alert ids are stable,
+so the store never holds an alert twice and an acknowledged alert is never reopened (publishing and
+the webhook are at-least-once). The alerter only reads and writes the store's rules, alerts and its
+own state, never events, so it can lag, fail or be replayed without touching the store sink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from aoc_alerter.core import (
+    STAGE,
+    Evaluation,
+    GroupState,
+    decode_events,
+    find_hits,
+    raise_alerts,
+)
+from aoc_alerter.default_rules import default_rules
+from aoc_alerter.notify import WebhookNotifier
+from aoc_common import topics
+from aoc_common.codec import encode
+from aoc_common.event_store.base import EventStore, StoreError
+from aoc_common.events import utc_now
+from aoc_common.logging import get_logger
+from aoc_common.message_log.base import Message, MessageLog, Record
+from aoc_common.message_log.consumer import backoff_delay, run_consumer
+from aoc_common.metrics import ALERTS_RAISED, DEAD_LETTERS, RULE_REGEX_TIMEOUTS
+
+SERVICE = "alerter"
+SEEDED_STATE_KEY = "alerter:seeded-default-rules"
+log = get_logger(__name__)
+
+
+async def seed_default_rules(store: EventStore) -> list[str]:
+    """Store each shipped default rule once; returns the ids added now.
+
+    The ids seeded so far are remembered, so a default rule an operator deleted stays deleted and one
+    they edited keeps their edits; a default rule added in a later version is still seeded.
+    """
+    seeded_state = await store.get_state(SEEDED_STATE_KEY) or {}
+    seeded = set(seeded_state.get("ids", []))
+    added: list[str] = []
+    for rule in default_rules():
+        if rule.id in seeded:
+            continue
+        if await store.get_rule(rule.id) is None:
+            await store.put_rule(rule)
+            added.append(rule.id)
+        seeded.add(rule.id)
+    await store.put_state(SEEDED_STATE_KEY, {"ids": sorted(seeded)})
+    return added
+
+
+class Alerter:
+    def __init__(
+        self,
+        message_log: MessageLog,
+        store: EventStore,
+        *,
+        notifier: WebhookNotifier | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        events_topic: str = topics.EVENTS,
+        group: str = topics.ALERTER_GROUP,
+    ) -> None:
+        """`events_topic` and `group` name what to read as whom: the normalized topic as aoc-alerter,
+        unless an operator runs a second alerter over another copy of the stream."""
+        self.events_topic = events_topic
+        self.group = group
+        self.message_log = message_log
+        self.store = store
+        self.notifier = notifier
+        self.clock = clock
+
+    async def handle(self, records: Sequence[Record]) -> None:
+        batch = decode_events(records)
+        if batch.dead_letters:
+            await self.message_log.publish(
+                topics.DLQ,
+                [Message(d.key and d.key.encode(), encode(d)) for d in batch.dead_letters],
+            )
+            DEAD_LETTERS.labels(SERVICE, STAGE).inc(len(batch.dead_letters))
+        if not batch.events:
+            return
+        rules = await self.store.list_rules()
+        evaluation = Evaluation()
+        hits = find_hits(rules, batch.events, evaluation)
+        if evaluation.regex_timeouts:
+            RULE_REGEX_TIMEOUTS.inc(evaluation.regex_timeouts)
+            log.warning("rule regular expressions timed out", count=evaluation.regex_timeouts)
+        if not hits:
+            return
+        states: dict[str, GroupState] = {}
+        for key in dict.fromkeys(hit.state_key for hit in hits if hit.needs_state):
+            stored = await self.store.get_state(key)
+            if stored is not None:
+                states[key] = GroupState.model_validate(stored)
+        alerts, changed = raise_alerts(hits, states, self.clock())
+        if alerts:
+            known = await self.store.existing_alert_ids([alert.id for alert in alerts])
+            fresh = [alert for alert in alerts if alert.id not in known]
+            if fresh:
+                await self.message_log.publish(
+                    topics.ALERTS, [Message(alert.id.encode(), encode(alert)) for alert in fresh]
+                )
+                if self.notifier is not None:
+                    await self.notifier.notify(fresh)
+            inserted = set(await self.store.insert_alerts(alerts))
+            for alert in alerts:
+                if alert.id in inserted:
+                    ALERTS_RAISED.labels(alert.severity).inc()
+                    log.info("alert", alert_id=alert.id, rule_id=alert.rule_id)
+        for key, state in changed.items():
+            await self.store.put_state(key, state.model_dump())
+
+    async def _seed(self, stop: asyncio.Event) -> None:
+        """Seed the default rules, waiting (with backoff) for a store that is not up yet."""
+        attempt = 0
+        while not stop.is_set():
+            try:
+                added = await seed_default_rules(self.store)
+            except StoreError as error:
+                attempt += 1
+                delay = backoff_delay(attempt)
+                log.warning("cannot seed default rules yet", error=str(error), retry_in_s=delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=delay)
+                continue
+            if added:
+                log.info("default rules seeded", rules=added)
+            return
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self._seed(stop)
+        await run_consumer(
+            self.message_log,
+            service=SERVICE,
+            topics=[self.events_topic],
+            group=self.group,
+            handle=self.handle,
+            stop=stop,
+        )
