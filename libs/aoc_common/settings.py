@@ -107,6 +107,17 @@ class Settings(BaseSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    # --- Collector: Microsoft endpoints (sovereign clouds change them), control app, webhook ---
+    graph_base_url: str = "https://graph.microsoft.com"
+    management_api_base_url: str = "https://manage.office.com"
+    authority_host: str = "https://login.microsoftonline.com"
+    fetch_overlap_minutes: int = Field(default=15, ge=0, le=24 * 60)
+    collector_control_host: str = "127.0.0.1"
+    collector_control_port: int = Field(default=8001, ge=1, le=65535)
+    collector_url: str | None = None
+    collector_control_token: SecretStr | None = None
+    graph_webhook_client_state: SecretStr | None = None
+
     _split_lists = field_validator(
         "auth_allowed_roles", "auth_allowed_groups", "cors_origins", mode="before"
     )(_split_commas)
@@ -120,6 +131,24 @@ class Settings(BaseSettings):
     @classmethod
     def _optional_url(cls, value: str | None) -> str | None:
         return None if value in (None, "") else _check_http_url(value)
+
+    @field_validator("graph_base_url", "management_api_base_url")
+    @classmethod
+    def _microsoft_endpoint(cls, value: str) -> str:
+        return _check_http_url(value).rstrip("/")
+
+    @field_validator("authority_host")
+    @classmethod
+    def _https_authority(cls, value: str) -> str:
+        # msal (rightly) refuses to send a client secret anywhere but an https authority.
+        if urlsplit(value).scheme != "https":
+            raise ValueError(f"{value!r} is not an https URL")
+        return _check_http_url(value).rstrip("/")
+
+    @field_validator("collector_url")
+    @classmethod
+    def _collector_url(cls, value: str | None) -> str | None:
+        return None if value in (None, "") else _check_http_url(value).rstrip("/")
 
     @field_validator("log_level", mode="before")
     @classmethod
