@@ -212,3 +212,17 @@ async def test_a_next_link_to_another_host_is_refused_and_gets_no_token(harness:
 
     assert report.sources[0].status == "error"
     assert "refusing @odata.nextLink outside GRAPH_BASE_URL" in (report.sources[0].error or "")
+
+
+async def test_the_schedule_runs_at_once_then_stops_when_asked(harness: Harness) -> None:
+    collector = harness.make()
+    stop = asyncio.Event()
+    schedule = asyncio.create_task(collector.run_periodically(stop, interval_s=3600))
+
+    async with asyncio.timeout(30):
+        while (await read_source_health(harness.store))[2].status == "never_run":
+            await asyncio.sleep(0.02)
+        stop.set()
+        await schedule
+
+    assert [h.status for h in await read_source_health(harness.store)] == ["ok", "ok", "ok"]
