@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import httpx
+
+from aoc_collector.__main__ import serve_collector
 from aoc_collector.core import watermark_key
 from aoc_collector.fake_microsoft import Fault
 from aoc_common.source_health import read_source_health
 from tests.collector.conftest import FIXTURE_COUNTS, Harness, raw_keys
+from tests.test_demo_command import free_port
 
 
 async def test_first_run_publishes_every_fixture_record_once_following_every_page(
@@ -226,3 +230,28 @@ async def test_the_schedule_runs_at_once_then_stops_when_asked(harness: Harness)
         await schedule
 
     assert [h.status for h in await read_source_health(harness.store)] == ["ok", "ok", "ok"]
+
+
+async def test_the_service_collects_on_schedule_and_answers_on_its_control_endpoint(
+    harness: Harness,
+) -> None:
+    port = free_port()
+    settings = harness.settings(
+        enable_periodic_fetch=True, fetch_interval_minutes=60, collector_control_port=port
+    )
+    collector = harness.make()
+    stop = asyncio.Event()
+    service = asyncio.create_task(serve_collector(collector, settings, stop))
+    try:
+        async with asyncio.timeout(30):
+            while (await read_source_health(harness.store))[0].status == "never_run":
+                await asyncio.sleep(0.02)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as control:
+            fetched = await control.post("/fetch", params={"hours": 1})
+    finally:
+        stop.set()
+        async with asyncio.timeout(30):
+            await service
+
+    assert fetched.status_code == 200
+    assert fetched.json()["hours"] == 1
