@@ -1,4 +1,6 @@
-"""Collector logic without I/O: API answers → raw envelopes → messages for `aoc.raw.<source>`.
+"""Collector logic without I/O: API answers → raw envelopes → messages for `aoc.raw.<source>`, and
+the rules of live collection (which window a run asks for, how far back each API can answer, when a
+watermark may move, which records the overlap already published).
 
 A raw message is keyed by the record's own id (so that redeliveries of one record stay in order in one
 partition) and carries the record untouched. A record too large for the log becomes a dead letter here,
