@@ -51,8 +51,9 @@ _FILTER_LE = re.compile(r"activityDateTime le (\S+)")
 class Fault:
     """Answer the next `times` requests whose path+query contains `match` with this fault instead.
 
-    `kind`: "status" (answer `status`, with `Retry-After: retry_after` when given) or "expired_token"
-    (a 401 as Graph sends for an expired token, and the token presented stays refused).
+    `kind`: "status" (answer `status`, with `Retry-After: retry_after` when given), "expired_token"
+    (a 401 as Graph sends for an expired token, and the token presented stays refused) or "garbage"
+    (a 200 whose body is not JSON, as a broken proxy might send).
     """
 
     match: str
@@ -194,6 +195,8 @@ class FakeMicrosoft:
         if fault is not None and fault.kind == "expired_token":
             token = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
             self._revoked.add(token)
+        elif fault is not None and fault.kind == "garbage":
+            return Response(b"<html>upstream error</html>", media_type="application/json")
         elif fault is not None:
             headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
             return JSONResponse(

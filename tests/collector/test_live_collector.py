@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 
 from aoc_collector.__main__ import serve_collector
 from aoc_collector.core import watermark_key
-from aoc_collector.fake_microsoft import Fault
+from aoc_collector.fake_microsoft import FakeMicrosoft, Fault
+from aoc_common.event_store.sqlite import SqliteEventStore
+from aoc_common.message_log.base import Message, MessageLogError
+from aoc_common.message_log.embedded import EmbeddedMessageLog
 from aoc_common.source_health import read_source_health
-from tests.collector.conftest import FIXTURE_COUNTS, Harness, raw_keys
+from tests.collector.conftest import FIXTURE_COUNTS, Harness, build_harness, raw_keys
 from tests.test_demo_command import free_port
 
 
@@ -255,3 +260,47 @@ async def test_the_service_collects_on_schedule_and_answers_on_its_control_endpo
 
     assert fetched.status_code == 200
     assert fetched.json()["hours"] == 1
+
+
+class RefusingLog(EmbeddedMessageLog):
+    """A log that refuses to acknowledge publishes to one topic (a broker down mid-run)."""
+
+    refused_topic = "aoc.raw.intune"
+
+    async def publish(self, topic: str, messages: Sequence[Message]) -> None:
+        if topic == self.refused_topic:
+            raise MessageLogError(f"no acknowledgement for {topic}: broker unavailable")
+        await super().publish(topic, messages)
+
+
+async def test_the_watermark_moves_only_after_the_log_acknowledged_the_records(
+    fake_server: tuple[FakeMicrosoft, str, httpx.AsyncClient], tmp_path: Path
+) -> None:
+    message_log = RefusingLog(tmp_path / "log.sqlite3")
+    store = SqliteEventStore(tmp_path / "events.sqlite3", retention_days=3650)
+    await message_log.start()
+    await store.start()
+    try:
+        harness = build_harness(fake_server, message_log, store)
+
+        report = await harness.make().run()
+
+        runs = {r.source: r for r in report.sources}
+        assert runs["intune"].status == "error"
+        assert "no acknowledgement for aoc.raw.intune" in (runs["intune"].error or "")
+        assert await store.get_state(watermark_key("intune")) is None
+        assert runs["directory"].status == "ok"
+        assert (await store.get_state(watermark_key("directory")) or {})["watermark"]
+    finally:
+        await store.stop()
+        await message_log.stop()
+
+
+async def test_a_page_that_is_not_json_is_an_error_not_a_crash(harness: Harness) -> None:
+    harness.fake.inject(Fault(match="deviceManagement/auditEvents", kind="garbage"))
+
+    report = await harness.make().run(["intune"])
+
+    assert report.sources[0].status == "error"
+    assert "answered invalid JSON" in (report.sources[0].error or "")
+    assert await harness.store.get_state(watermark_key("intune")) is None
