@@ -16,7 +16,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from aoc_api.problems import install_problem_handlers
-from aoc_api.routes import events, sources, system
+from aoc_api.routes import events, system
+from aoc_api.routes.sources import router as sources_router
 from aoc_common import __version__
 from aoc_common.event_store import EventStore, open_event_store
 from aoc_common.message_log import MessageLog, open_message_log
@@ -93,6 +94,6 @@ def create_app(
 
     app.include_router(system.router)
     app.include_router(events.router)
-    app.include_router(sources.router)
+    app.include_router(sources_router)
     app.mount("/", StaticFiles(directory=static_dir(), html=True), name="ui")
     return app
