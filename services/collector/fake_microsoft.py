@@ -81,6 +81,7 @@ class FakeMicrosoft:
     client_secret: str = "aoc-fake-secret"  # noqa: S105 - the fake's own, documented demo credential
     now: datetime | None = None
     graph_page_size: int = 25
+    token_lifetime_s: int = TOKEN_LIFETIME_S
     content_page_size: int = 1
     # Scopes for which tokens are issued without the app permission: the API then answers 401/403.
     unpermitted_scopes: set[str] = field(default_factory=set)
@@ -270,8 +271,8 @@ class FakeMicrosoft:
         return JSONResponse(
             {
                 "token_type": "Bearer",
-                "expires_in": TOKEN_LIFETIME_S,
-                "ext_expires_in": TOKEN_LIFETIME_S,
+                "expires_in": self.token_lifetime_s,
+                "ext_expires_in": self.token_lifetime_s,
                 "access_token": token,
             }
         )

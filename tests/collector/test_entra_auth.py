@@ -118,3 +118,17 @@ async def test_an_unreachable_authority_is_an_error_after_retries(
 def test_the_default_scope_follows_the_configured_cloud() -> None:
     assert default_scope("https://graph.microsoft.us/") == "https://graph.microsoft.us/.default"
     assert default_scope("https://manage.office.com") == "https://manage.office.com/.default"
+
+
+async def test_a_token_about_to_expire_is_not_served_from_the_cache(
+    fake_server: FakeServer,
+) -> None:
+    fake = fake_server[0]
+    fake.token_lifetime_s = 60  # inside msal's five-minute refresh margin
+    tokens = provider(fake_server)
+    scope = default_scope(fake.graph_base_url)
+
+    first = await tokens.token(scope)
+    second = await tokens.token(scope)
+
+    assert first != second and fake.tokens_issued == 2
