@@ -163,13 +163,23 @@ class Collector:
 
         task = asyncio.create_task(_run())
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._triggered_run_done)
         return wanted
+
+    def _triggered_run_done(self, task: asyncio.Task[CollectionReport]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("triggered collection failed", error=_describe(task.exception()))  # type: ignore[arg-type]
 
     async def run_periodically(self, stop: asyncio.Event, interval_s: float) -> None:
         """Run now, then every `interval_s` until `stop`; the lock keeps runs from overlapping."""
         while not stop.is_set():
-            await self.run()
+            try:
+                await self.run()
+            except (
+                Exception
+            ):  # the store itself failing: try again next interval, keep the schedule
+                log.exception("collection run failed before reaching the sources")
             try:
                 await asyncio.wait_for(stop.wait(), timeout=interval_s)
             except TimeoutError:
