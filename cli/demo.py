@@ -1,5 +1,10 @@
 """`aoc demo`: collector (replay), normalizer, store sink, alerter and API in one process, no servers.
 
+With `--source fake` the collector is the live one, collecting over HTTPS from the local stand-in of
+Entra ID, Graph and the Management Activity API (aoc_collector.fake_microsoft) that serves the same
+samples; its control endpoint is served on a free loopback port and wired to the API (COLLECTOR_URL),
+so `/api/fetch-audit-logs` and `/api/source-health` work as they do in production.
+
 It uses the embedded engines whatever the environment says (the demo must never write into a production
 Kafka or MongoDB), reports what happened to every record — stored, merged as a duplicate, or dead-lettered
 with its reason — and then serves the UI until Ctrl-C.
@@ -14,15 +19,24 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+
+import httpx
+from pydantic import SecretStr
 
 from aoc_alerter.runtime import Alerter
 from aoc_api.app import create_app
 from aoc_api.server import serve
 from aoc_collector.__main__ import publish_replay
+from aoc_collector.control import create_control_app
+from aoc_collector.fake_microsoft import FakeMicrosoft
+from aoc_collector.live import MICROSOFT_TIMEOUT, Collector
 from aoc_collector.replay import bundled_sample_dir
+from aoc_collector.serving import serve_app
 from aoc_common import topics
 from aoc_common.codec import decode
+from aoc_common.entra_auth import EntraTokenProvider
 from aoc_common.event_store.sqlite import SqliteEventStore
 from aoc_common.logging import configure_logging
 from aoc_common.message_log.base import MessageLog
@@ -47,6 +61,7 @@ class DemoOptions:
     samples: Path | None = None
     include_malformed: bool = True
     exit_when_ingested: bool = False
+    source: str = "samples"  # or "fake": the live collector against the local Microsoft stand-in
 
 
 def run_demo(options: DemoOptions) -> int:
@@ -139,9 +154,16 @@ async def _demo(settings: Settings, options: DemoOptions) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    stack = contextlib.AsyncExitStack()
     try:
         await message_log.ensure_topics(topics.ALL_TOPICS)
         dlq_start = await message_log.end_offsets(topics.DLQ)
+        samples = options.samples or bundled_sample_dir()
+        collector: Collector | None = None
+        if options.source == "fake":
+            collector, settings = await _start_fake_collector(
+                stack, settings, message_log, store, samples
+            )
         app = create_app(settings, store=store, message_log=message_log)
         api = asyncio.create_task(serve(app, settings.api_host, settings.api_port, stop))
         workers = [
@@ -154,17 +176,25 @@ async def _demo(settings: Settings, options: DemoOptions) -> int:
         # The demo never notifies ALERT_WEBHOOK_URL: sample data must not page a real channel.
         if settings.alerts_enabled:
             workers.append(asyncio.create_task(Alerter(message_log, store).run(stop)))
-        samples = options.samples or bundled_sample_dir()
-        published = await publish_replay(
-            message_log, settings, samples, include_malformed=options.include_malformed
-        )
+        if collector is None:
+            published = await publish_replay(
+                message_log, settings, samples, include_malformed=options.include_malformed
+            )
+            origin = str(samples)
+        else:
+            report = await collector.run()
+            published = report.total
+            origin = f"{samples} through the live collector and the local Microsoft stand-in"
+            for run in report.sources:
+                for problem in [*run.warnings, *([run.error] if run.error else [])]:
+                    print(f"AOC demo: {run.source}: {problem}")
         await _wait_until_ingested(message_log, alerts_enabled=settings.alerts_enabled)
         reasons = await _dead_letter_reasons(message_log, dlq_start)
         stored = await store.count_events()
         if api.done():
             await api  # the API could not start (port in use…): report that, not "serving"
         url = f"http://{settings.api_host}:{settings.api_port}"
-        print(f"AOC demo: published {published} raw records from {samples}")
+        print(f"AOC demo: published {published} raw records from {origin}")
         print(f"AOC demo: {stored} events in the store; {len(reasons)} dead letters this run:")
         for reason in reasons:
             print(f"  - {reason[:160]}")
@@ -183,8 +213,53 @@ async def _demo(settings: Settings, options: DemoOptions) -> int:
         for task in (api, *workers):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if collector is not None:
+            await collector.wait_idle()
         return 0
     finally:
         stop.set()
+        await stack.aclose()  # control endpoint, stand-in and its HTTP client, if any
         await store.stop()
         await message_log.stop()
+
+
+async def _start_fake_collector(
+    stack: contextlib.AsyncExitStack,
+    settings: Settings,
+    message_log: MessageLog,
+    store: SqliteEventStore,
+    samples: Path,
+) -> tuple[Collector, Settings]:
+    """Stand-in served over TLS, the live collector pointed at it, its control endpoint served."""
+    fake = FakeMicrosoft(samples)
+    served = await stack.enter_async_context(serve_app(fake.app, tls=True))
+    fake.base_url = served.url
+    http = await stack.enter_async_context(
+        httpx.AsyncClient(verify=served.client_ssl or True, timeout=MICROSOFT_TIMEOUT)
+    )
+    settings = settings.model_copy(
+        update={
+            "tenant_id": fake.tenant_id,
+            "client_id": fake.client_id,
+            "client_secret": SecretStr(fake.client_secret),
+            "authority_host": served.url,
+            "graph_base_url": fake.graph_base_url,
+            "management_api_base_url": fake.management_api_base_url,
+        }
+    )
+    recorded = fake.now
+    # Collect as of when the samples were recorded, so Microsoft's 7- and 30-day limits apply to them
+    # as they did then (today the Management API would no longer list content from back then).
+    collector = Collector(
+        message_log=message_log,
+        store=store,
+        settings=settings,
+        http=http,
+        tokens=EntraTokenProvider.from_settings(settings, http),
+        now=lambda: recorded or datetime.now(UTC),
+    )
+    control = await stack.enter_async_context(serve_app(create_control_app(collector)))
+    print(
+        f"AOC demo: local Microsoft stand-in at {served.url}, clock at {recorded:%Y-%m-%d %H:%M} UTC"
+    )
+    return collector, settings.model_copy(update={"collector_url": control.url})

@@ -71,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="stop once everything is stored instead of serving until Ctrl-C",
     )
+    demo.add_argument(
+        "--source",
+        choices=("samples", "fake"),
+        default="samples",
+        help="samples: publish the saved answers directly; fake: run the live collector against a "
+        "local stand-in of Entra ID, Graph and the Management API serving them (no bad-input drill)",
+    )
 
     run = commands.add_parser("run", help="run one service in the foreground")
     run.add_argument("service", choices=SERVICES)
@@ -105,6 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 samples=args.samples,
                 include_malformed=not args.no_malformed,
                 exit_when_ingested=args.exit_when_ingested,
+                source=args.source,
             )
         )
     if args.command == "run":

@@ -94,11 +94,9 @@ def test_each_aoc_service_runs_from_the_one_image_built_from_deploy_dockerfile(n
 
     assert service["build"] == {"context": ".", "dockerfile": "deploy/Dockerfile"}
     assert service["command"] == ["run", name]
-    # The replay-only collector runs once, on request; long-running services restart.
-    expected_restart = "no" if name == "collector" else "unless-stopped"
-    assert service["restart"] == expected_restart
-    if name == "collector":
-        assert service["profiles"] == ["replay"]
+    # Every AOC service, the live collector included, is long-running and restarts.
+    assert service["restart"] == "unless-stopped"
+    assert "profiles" not in service
     env_files = service["env_file"]
     assert any(entry == ".env" or entry.get("path") == ".env" for entry in env_files)
 
@@ -131,6 +129,17 @@ def test_topics_are_created_once_before_any_consumer_starts() -> None:
     assert services["store"]["depends_on"]["mongo"]["condition"] == "service_healthy"
     assert services["api"]["depends_on"]["mongo"]["condition"] == "service_healthy"
     assert services["alerter"]["depends_on"]["mongo"]["condition"] == "service_healthy"
+    assert services["collector"]["depends_on"]["mongo"]["condition"] == "service_healthy"
+
+
+def test_the_api_reaches_the_collector_control_endpoint_on_the_compose_network() -> None:
+    services = compose_services()
+
+    assert environment_of(services["api"])["COLLECTOR_URL"] == "http://collector:8001"
+    collector = environment_of(services["collector"])
+    assert collector["COLLECTOR_CONTROL_HOST"] == "0.0.0.0"
+    assert collector["COLLECTOR_CONTROL_PORT"] == "8001"
+    assert "ports" not in services["collector"]
 
 
 def test_api_publishes_port_8000_on_all_interfaces_of_its_container() -> None:

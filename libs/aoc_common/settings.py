@@ -135,6 +135,16 @@ class Settings(BaseSettings):
     alert_webhook_url: SecretStr | None = None
     alert_webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
 
+    # --- Collector: Microsoft endpoints (sovereign clouds change them), control app, webhook ---
+    graph_base_url: str = "https://graph.microsoft.com"
+    management_api_base_url: str = "https://manage.office.com"
+    fetch_overlap_minutes: int = Field(default=15, ge=0, le=24 * 60)
+    collector_control_host: str = "127.0.0.1"
+    collector_control_port: int = Field(default=8001, ge=1, le=65535)
+    collector_url: str | None = None
+    collector_control_token: SecretStr | None = None
+    graph_webhook_client_state: SecretStr | None = None
+
     _split_lists = field_validator(
         "auth_allowed_roles", "auth_allowed_groups", "cors_origins", mode="before"
     )(_split_commas)
@@ -142,11 +152,6 @@ class Settings(BaseSettings):
     _split_writer_lists = field_validator("auth_writer_roles", "auth_writer_groups", mode="before")(
         _split_commas
     )
-
-    @field_validator("authority_host")
-    @classmethod
-    def _authority_is_a_url(cls, value: str) -> str:
-        return _check_http_url(value).rstrip("/")
 
     @field_validator("cors_origins")
     @classmethod
@@ -167,6 +172,27 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError("is not an http(s) URL") from None
         return value
+
+    @field_validator("graph_base_url", "management_api_base_url")
+    @classmethod
+    def _microsoft_endpoint(cls, value: str) -> str:
+        return _check_http_url(value).rstrip("/")
+
+    @field_validator("authority_host")
+    @classmethod
+    def _https_authority(cls, value: str) -> str:
+        # The collector sends its client secret there and the API trusts the signing keys it serves,
+        # so plain http is refused; a loopback stand-in (tests, local development) is the exception,
+        # as OAuth makes for loopback redirects. msal itself insists on https for the collector.
+        parts = urlsplit(value)
+        if parts.scheme != "https" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+            raise ValueError(f"{value!r} is not an https URL")
+        return _check_http_url(value).rstrip("/")
+
+    @field_validator("collector_url")
+    @classmethod
+    def _collector_url(cls, value: str | None) -> str | None:
+        return None if value in (None, "") else _check_http_url(value).rstrip("/")
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -17,8 +17,9 @@ With AUTH_ENABLED=false every request passes as the anonymous principal. With it
 
 `guard_api_request` is installed on the whole app, so every `/api/*` route, including routes other
 branches add, needs a reader (a writer for any method other than GET/HEAD/OPTIONS), except the
-public `/api/config/auth` and `/api/version`. Routes that need the caller's identity declare
-`Depends(require_reader)` / `Depends(require_writer)`; the principal is verified once per request.
+public `/api/config/auth`, `/api/version` and the Graph webhook (clientState-checked). Routes that
+need the caller's identity declare `Depends(require_reader)` / `Depends(require_writer)`; the
+principal is verified once per request.
 This module never logs a token.
 """
 
@@ -51,7 +52,9 @@ JWKS_TIMEOUT_S = 5.0
 JWKS_RETRY_POLICY = RetryPolicy(
     max_attempts=3, base_delay_s=0.2, max_delay_s=1.0, max_retry_after_s=2.0
 )
-PUBLIC_API_PATHS = frozenset({"/api/config/auth", "/api/version"})
+# The Graph webhook is called by Microsoft, which holds no token of ours: it proves itself with the
+# subscription's clientState instead (routes/sources.py).
+PUBLIC_API_PATHS = frozenset({"/api/config/auth", "/api/version", "/api/webhooks/graph"})
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ANY_READER = "*"
 

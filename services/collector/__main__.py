@@ -1,7 +1,9 @@
-"""`python -m aoc_collector`: publish audit records to the raw topics, then exit.
+"""`aoc run collector`: collect live from Microsoft Graph and the Management Activity API.
 
-This first version replays saved API answers (the bundled samples, or a folder in the same format);
-collecting live from Microsoft Graph and the Management Activity API is a later step.
+The service runs one collection at start, then every FETCH_INTERVAL_MINUTES when
+ENABLE_PERIODIC_FETCH is on, and serves its control endpoint (COLLECTOR_CONTROL_HOST:PORT) for the
+API's `/api/fetch-audit-logs` and Graph notifications until it is stopped. `publish_replay` (saved API
+answers, the bundled samples) is what `aoc demo` and the pipeline tests use instead of Microsoft.
 """
 
 from __future__ import annotations
@@ -10,8 +12,16 @@ import asyncio
 import sys
 from pathlib import Path
 
-from aoc_collector.replay import bundled_sample_dir, load_replay_set
+import httpx
+
+from aoc_collector.control import create_control_app
+from aoc_collector.live import MICROSOFT_TIMEOUT, Collector
+from aoc_collector.replay import load_replay_set
 from aoc_collector.runtime import publish_envelopes
+from aoc_collector.serving import serve_app
+from aoc_common import topics
+from aoc_common.entra_auth import EntraTokenProvider
+from aoc_common.event_store import open_event_store
 from aoc_common.events import utc_now
 from aoc_common.logging import get_logger
 from aoc_common.message_log import MessageLog, open_message_log
@@ -55,7 +65,40 @@ async def publish_replay(
 
 
 async def main(settings: Settings, stop: asyncio.Event) -> None:
-    await replay(settings, bundled_sample_dir(), include_malformed=False)
+    message_log = open_message_log(settings, client_id="aoc-collector")
+    store = open_event_store(settings)
+    await message_log.start()
+    await store.start()
+    try:
+        await message_log.ensure_topics([*topics.RAW_TOPICS, topics.DLQ])
+        async with httpx.AsyncClient(timeout=MICROSOFT_TIMEOUT) as http:
+            collector = Collector(
+                message_log=message_log,
+                store=store,
+                settings=settings,
+                http=http,
+                tokens=EntraTokenProvider.from_settings(settings, http),
+            )
+            await serve_collector(collector, settings, stop)
+    finally:
+        await store.stop()
+        await message_log.stop()
+
+
+async def serve_collector(collector: Collector, settings: Settings, stop: asyncio.Event) -> None:
+    """Control endpoint up, then collect (once, or on the schedule) until `stop`."""
+    token = settings.collector_control_token
+    app = create_control_app(collector, token.get_secret_value() if token else None)
+    async with serve_app(
+        app, settings.collector_control_host, settings.collector_control_port
+    ) as served:
+        log.info("collector control endpoint", url=served.url)
+        if settings.enable_periodic_fetch:
+            await collector.run_periodically(stop, settings.fetch_interval_minutes * 60)
+        else:
+            await collector.run()
+            await stop.wait()
+        await collector.wait_idle()
 
 
 if __name__ == "__main__":

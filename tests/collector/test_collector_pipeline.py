@@ -1,0 +1,125 @@
+"""The live collector feeding the real pipeline, on the embedded engines and on Kafka + MongoDB."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from aoc_collector.core import watermark_key
+from aoc_collector.fake_microsoft import FakeMicrosoft
+from aoc_common import topics
+from aoc_common.event_store.base import EventStore
+from aoc_common.event_store.mongo import MongoEventStore
+from aoc_common.event_store.sqlite import SqliteEventStore
+from aoc_common.message_log.base import MessageLog
+from aoc_common.message_log.embedded import EmbeddedMessageLog
+from aoc_common.message_log.kafka import KafkaMessageLog
+from aoc_common.settings import Settings
+from aoc_common.source_health import read_source_health
+from aoc_normalizer.runtime import Normalizer
+from aoc_store.runtime import StoreSink
+from tests.collector.conftest import FIXTURE_COUNTS, build_harness, raw_keys
+from tests.engines.kafka_server import (
+    STARTUP_TIMEOUT_S,
+    accepts_connections,
+    free_port,
+    kafka_test_options,
+    tansu_binary,
+)
+
+
+@pytest.fixture(scope="module")
+def private_kafka() -> Iterator[str]:
+    """A Tansu broker of this module's own: the raw and events topics have fixed names, and the
+    session broker's tests read them from offset 0 expecting only their own messages."""
+    configured = os.environ.get("AOC_TEST_KAFKA")
+    if configured:
+        yield configured
+        return
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    command = [str(tansu_binary()), "broker", "--listener-url", url]
+    command += ["--advertised-listener-url", url, "--storage-engine", "memory://tansu/"]
+    broker = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not accepts_connections(port):
+            assert broker.poll() is None and time.monotonic() < deadline, "Tansu did not start"
+            time.sleep(0.05)  # polling a port, not synchronising tests
+        yield f"127.0.0.1:{port}"
+    finally:
+        broker.terminate()
+        broker.wait(timeout=10)
+
+
+@pytest.fixture(params=["embedded", "kafka+mongo"])
+async def engines(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[MessageLog, EventStore]]:
+    if request.param == "embedded":
+        message_log: MessageLog = EmbeddedMessageLog(tmp_path / "log.sqlite3")
+        store: EventStore = SqliteEventStore(tmp_path / "events.sqlite3", retention_days=3650)
+    else:
+        bootstrap = request.getfixturevalue("private_kafka")
+        mongo_uri = request.getfixturevalue("mongo_uri")
+        message_log = KafkaMessageLog(bootstrap, default_partitions=3, **kafka_test_options())
+        store = MongoEventStore(mongo_uri, f"coll_{uuid.uuid4().hex[:12]}", retention_days=3650)
+    await message_log.start()
+    await store.start()
+    await message_log.ensure_topics(topics.ALL_TOPICS)
+    yield message_log, store
+    await store.stop()
+    await message_log.stop()
+
+
+async def test_two_overlapping_runs_store_every_fixture_record_exactly_once(
+    engines: tuple[MessageLog, EventStore],
+    fake_server: tuple[FakeMicrosoft, str, httpx.AsyncClient],
+    tmp_path: Path,
+) -> None:
+    message_log, store = engines
+    harness = build_harness(fake_server, message_log, store)
+    before = {s: len(await raw_keys(message_log, s)) for s in FIXTURE_COUNTS}
+    collector = harness.make()
+    stop = asyncio.Event()
+    settings = Settings(data_dir=tmp_path)
+    workers = [
+        asyncio.create_task(Normalizer.from_settings(message_log, settings).run(stop)),
+        asyncio.create_task(StoreSink(message_log, store).run(stop)),
+    ]
+    try:
+        first = await collector.run()
+        harness.clock.advance(timedelta(minutes=30))
+        second = await collector.run()
+
+        assert {r.source: r.count for r in first.sources} == FIXTURE_COUNTS
+        assert second.total == 0
+        for source, expected in FIXTURE_COUNTS.items():
+            keys = await raw_keys(message_log, source, before[source] + expected)
+            assert len(keys) - before[source] == expected, source
+        deadline = time.monotonic() + 60
+        while await store.count_events() < 147 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert await store.count_events() == 147
+        assert (await store.get_state(watermark_key("intune")) or {})["watermark"]
+        health = await read_source_health(store)
+        assert [(h.source, h.status, h.last_count) for h in health] == [
+            ("directory", "ok", 0),
+            ("intune", "ok", 0),
+            ("unified", "ok", 0),
+        ]
+    finally:
+        stop.set()
+        for worker in workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
