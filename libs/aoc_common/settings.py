@@ -107,6 +107,13 @@ class Settings(BaseSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    # --- Normalizer: dedupe window, enrichment through Graph, Faust agent concurrency ---
+    dedupe_window_days: int = Field(default=7, ge=1, le=90)
+    enrichment_enabled: bool = False
+    enrichment_cache_ttl_hours: int = Field(default=24, ge=1, le=24 * 30)
+    graph_base_url: str = "https://graph.microsoft.com"
+    normalizer_concurrency: int = Field(default=1, ge=1, le=64)
+
     _split_lists = field_validator(
         "auth_allowed_roles", "auth_allowed_groups", "cors_origins", mode="before"
     )(_split_commas)
@@ -120,6 +127,11 @@ class Settings(BaseSettings):
     @classmethod
     def _optional_url(cls, value: str | None) -> str | None:
         return None if value in (None, "") else _check_http_url(value)
+
+    @field_validator("graph_base_url")
+    @classmethod
+    def _graph_url(cls, value: str) -> str:
+        return _check_http_url(value)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -138,6 +150,14 @@ class Settings(BaseSettings):
             raise ValueError(
                 "KAFKA_HEARTBEAT_INTERVAL_MS must be lower than KAFKA_SESSION_TIMEOUT_MS"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _enrichment_needs_credentials(self) -> Settings:
+        if self.enrichment_enabled and not (
+            self.tenant_id and self.client_id and self.client_secret
+        ):
+            raise ValueError("ENRICHMENT_ENABLED=true needs TENANT_ID, CLIENT_ID and CLIENT_SECRET")
         return self
 
     @cached_property
