@@ -8,7 +8,7 @@ embedded runtime and the Kafka runtime call `normalize_message`.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -85,6 +85,21 @@ def normalize_message(
             source_offset=record.offset,
             key=record.key,
         )
+
+
+def normalize_batch(
+    records: Sequence[Record], mappings: Mappings, *, now: datetime, limits: Limits = Limits()
+) -> tuple[list[CanonicalEvent], list[tuple[Record, DeadLetter]]]:
+    """A consumed batch split into events (in order) and dead letters with the record each came from."""
+    events: list[CanonicalEvent] = []
+    dead: list[tuple[Record, DeadLetter]] = []
+    for record in records:
+        outcome = normalize_message(record, mappings, now=now, limits=limits)
+        if isinstance(outcome, DeadLetter):
+            dead.append((record, outcome))
+        else:
+            events.append(outcome)
+    return events, dead
 
 
 def _normalize(

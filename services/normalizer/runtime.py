@@ -21,8 +21,7 @@ import httpx
 
 from aoc_common import topics
 from aoc_common.codec import encode, encode_key
-from aoc_common.dead_letter import DeadLetter
-from aoc_common.events import CanonicalEvent, utc_now
+from aoc_common.events import utc_now
 from aoc_common.logging import get_logger
 from aoc_common.message_log.base import Message, MessageLog, Record
 from aoc_common.message_log.consumer import run_consumer
@@ -33,7 +32,7 @@ from aoc_common.metrics import (
     MESSAGES_PUBLISHED,
 )
 from aoc_common.settings import Settings
-from aoc_normalizer.core import STAGE, Limits, normalize_message
+from aoc_normalizer.core import STAGE, Limits, normalize_batch
 from aoc_normalizer.dedupe import DedupeWindow, now_ms
 from aoc_normalizer.enrichment import (
     Enricher,
@@ -121,17 +120,13 @@ class Normalizer:
         mappings = self.mappings.current()
         now = utc_now()
         at_ms = now_ms(now)
-        events: list[CanonicalEvent] = []
-        dead: list[Message] = []
-        for record in records:
-            outcome = normalize_message(record, mappings, now=now, limits=self.limits)
-            if isinstance(outcome, DeadLetter):
-                log.info(
-                    "dead-lettered", reason=outcome.reason, topic=record.topic, offset=record.offset
-                )
-                dead.append(Message(record.key, encode(outcome)))
-            else:
-                events.append(outcome)
+        events, dead_letters = normalize_batch(records, mappings, now=now, limits=self.limits)
+        dead = []
+        for record, letter in dead_letters:
+            log.info(
+                "dead-lettered", reason=letter.reason, topic=record.topic, offset=record.offset
+            )
+            dead.append(Message(record.key, encode(letter)))
         keys = [event.dedupe_key for event in events]
         fresh = self.dedupe.first_sightings(keys, self.state.seen_at(keys), at_ms)
         duplicates = len(events) - sum(fresh)
