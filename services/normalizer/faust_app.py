@@ -20,6 +20,7 @@ stop an agent: the core turns it into a dead letter.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -88,10 +89,16 @@ def faust_app(settings: Settings, overrides: Mapping[str, Any] | None = None) ->
 
 
 class TableNameCache:
-    """`NameCache` over a Faust table; values are `[found, display_name, upn, resolved_at_ms]`."""
+    """`NameCache` over a Faust table; values are `[found, display_name, upn, resolved_at_ms]`.
 
-    def __init__(self, table: TableT[str, list[Any]]) -> None:
+    The map agents resolve names for whole batches, outside any one event, where Faust cannot pick the
+    changelog partition from the current event; an entry goes to the partition its id hashes to (a
+    cache: a worker that does not hold an entry merely asks Graph again).
+    """
+
+    def __init__(self, table: TableT[str, list[Any]], partitions: int) -> None:
         self.table = table
+        self.partitions = partitions
 
     def cached_names(self, ids: Sequence[str]) -> dict[str, CachedName]:
         found: dict[str, CachedName] = {}
@@ -104,12 +111,10 @@ class TableNameCache:
     def remember_names(self, names: Mapping[str, CachedName]) -> None:
         for object_id, cached in names.items():
             name = cached.name
-            self.table[object_id] = [
-                name.found,
-                name.display_name,
-                name.user_principal_name,
-                cached.resolved_at_ms,
-            ]
+            value = [name.found, name.display_name, name.user_principal_name, cached.resolved_at_ms]
+            self.table.data[object_id] = value
+            partition = zlib.crc32(object_id.encode("utf-8")) % self.partitions
+            self.table.send_changelog(partition, object_id, value)
 
 
 def record_of(event: EventT) -> Record:
@@ -161,13 +166,11 @@ class NormalizerApp:
                 "retention.ms": str(self.dedupe.window_ms),
             },
         )
-        # Names are a cache: written from batches of any partition, so keyed by the key's own hash.
-        self.names: TableT[str, list[Any]] = app.Table(
-            "directory-names", default=None, use_partitioner=True
-        )
+        # Names: a cache with a TTL, kept across restarts by its changelog (see TableNameCache).
+        self.names: TableT[str, list[Any]] = app.Table("directory-names", default=None)
         self.enricher = Enricher(
             lookup,
-            TableNameCache(self.names),
+            TableNameCache(self.names, self.names.partitions or app.conf.topic_partitions),
             timedelta(hours=settings.enrichment_cache_ttl_hours),
         )
 

@@ -13,13 +13,17 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
 from aoc_common import topics
+from aoc_common.http_retry import RetryPolicy
 from aoc_common.message_log.base import Message
 from aoc_common.message_log.kafka import KafkaMessageLog
 from aoc_common.settings import Settings
+from aoc_normalizer.__main__ import main as normalizer_main
+from aoc_normalizer.enrichment import GraphDirectoryObjects
 from aoc_normalizer.faust_app import FaustOptions, NormalizerApp, build_app
 from tests.builders import directory_records, malformed_inputs, raw_record
 from tests.engines.kafka_server import (
@@ -28,6 +32,7 @@ from tests.engines.kafka_server import (
     kafka_test_options,
     tansu_binary,
 )
+from tests.normalizer.fake_graph import FakeGraph, FakeTokens, directory_record, guid, serving
 
 # Tansu joins groups slowly with production timeouts (see /work/shared/INFRA.md).
 TANSU_FAUST = {
@@ -121,6 +126,40 @@ async def test_dedupe_agent_publishes_a_key_once_and_remembers_it_in_its_table(
     assert set(normalizer.seen.keys()) == {"directory:A", "directory:B"}
 
 
+@pytest.mark.parametrize("graph_down", [False, True])
+async def test_map_agent_names_directory_ids_through_graph_or_marks_them_pending(
+    tmp_path: Path, graph_down: bool
+) -> None:
+    graph = FakeGraph(down=graph_down)
+    graph.add_user(guid(1), "Alice Admin", "alice.admin@contoso.com")
+    graph.add_user(guid(2), "Member Seven", "member7@contoso.com")
+    record = directory_record("Directory_ids_only", actor_id=guid(1), target_id=guid(2))
+    async with serving(graph), httpx.AsyncClient(timeout=5) as client:
+        lookup = GraphDirectoryObjects(
+            client, FakeTokens(), graph.url, RetryPolicy(max_attempts=2, base_delay_s=0.01)
+        )
+        normalizer = build_app(
+            Settings(data_dir=tmp_path),
+            lookup=lookup,
+            options=FaustOptions(batch_size=10, batch_within_s=0.05),
+        )
+        normalizer.app.finalize()
+        normalizer.app.conf.store = "memory://"
+        normalizer.app.flow_control.resume()
+        sinks = Sinks(normalizer)
+        async with normalizer.map_agents[topics.raw_topic("directory")].test_context() as agent:
+            await agent.put(raw_record("directory", record).value, key=b"Directory_ids_only")
+            event = orjson.loads((await sinks.next("mapped")).value)
+    if graph_down:
+        assert event["enrichment"] == "pending"
+        assert event["display_summary"] == f"{guid(1)} updated user {guid(2)}"
+        assert set(normalizer.names.keys()) == set()
+    else:
+        assert event["enrichment"] == "complete"
+        assert event["display_summary"] == "alice.admin@contoso.com updated user Member Seven"
+        assert set(normalizer.names.keys()) == {guid(1), guid(2)}  # cached in the Faust table
+
+
 # --- one real worker on a Kafka-protocol broker -----------------------------------------------------
 
 
@@ -183,36 +222,51 @@ async def publish(message_log: KafkaMessageLog, records: list[dict]) -> None:
         await message_log.publish(topics.raw_topic("directory"), [Message(b"k", value)])
 
 
-async def test_a_faust_worker_drops_redelivered_records_after_a_restart(
+async def test_a_faust_worker_restarted_as_aoc_run_normalizer_drops_redelivered_records(
     kafka_log: KafkaMessageLog, own_kafka: str, tmp_path: Path, fixtures_dir: Path
 ) -> None:
-    records = directory_records(fixtures_dir)[:3]
+    bare = directory_record("Directory_ids_only", actor_id=guid(1), target_id=guid(2))
+    records = [*directory_records(fixtures_dir)[:3], bare]
     sentinel = {**records[0], "id": "Directory_sentinel_after_restart"}
-
-    def worker(name: str) -> NormalizerApp:
-        settings = Settings(
-            data_dir=tmp_path / name,  # a fresh local store: the table must come from its changelog
-            kafka_bootstrap_servers=own_kafka,
-            kafka_topic_partitions=1,
-        )
-        return build_app(settings, options=FaustOptions(batch_within_s=0.2, overrides=TANSU_FAUST))
+    graph = FakeGraph()
+    graph.add_user(guid(2), "Member Seven", "member7@contoso.com")
 
     await publish(kafka_log, records)
-    first = worker("first")
-    await first.app.start()
-    try:
-        published = await events_until(kafka_log, f"directory:{records[-1]['id']}".encode())
-    finally:
-        await first.app.stop()
+    async with serving(graph), httpx.AsyncClient(timeout=5) as client:
+        first = build_app(
+            Settings(data_dir=tmp_path / "first", kafka_bootstrap_servers=own_kafka),
+            lookup=GraphDirectoryObjects(client, FakeTokens(), graph.url),
+            options=FaustOptions(
+                batch_within_s=0.2, overrides={**TANSU_FAUST, "topic_partitions": 1}
+            ),
+        )
+        await first.app.start()
+        try:
+            published = await events_until(kafka_log, b"directory:Directory_ids_only")
+        finally:
+            await first.app.stop()
     assert [k for k, _ in published] == [f"directory:{r['id']}".encode() for r in records]
+    named = published[-1][1]
+    assert (named["enrichment"], named["target_displays"]) == ("complete", ["Member Seven"])
+    assert set(first.names.keys()) == {guid(1), guid(2)}  # written to its changelog on the broker
 
     await publish(kafka_log, [*records, sentinel])  # a redelivery, then one new record
-    second = worker("second")
-    await second.app.start()
+    # The restarted worker is what `aoc run normalizer` runs on Kafka, with production Faust settings
+    # except the group timings Settings exposes.
+    settings = Settings(
+        data_dir=tmp_path / "second",  # a fresh local store: the table must come from its changelog
+        kafka_bootstrap_servers=own_kafka,
+        kafka_topic_partitions=1,
+        kafka_session_timeout_ms=6000,
+        kafka_heartbeat_interval_ms=1000,
+    )
+    stop = asyncio.Event()
+    service = asyncio.create_task(normalizer_main(settings, stop))
     try:
         after_restart = await events_until(kafka_log, b"directory:Directory_sentinel_after_restart")
     finally:
-        await second.app.stop()
+        stop.set()
+        await asyncio.wait_for(service, timeout=30)
     assert [k for k, _ in after_restart] == [
         *(f"directory:{r['id']}".encode() for r in records),
         b"directory:Directory_sentinel_after_restart",
