@@ -18,7 +18,7 @@ from aoc_common.service import run_service
 from aoc_common.settings import ConfigurationError, Settings
 from aoc_normalizer.enrichment import GraphDirectoryObjects, TokenSource
 from aoc_normalizer.faust_app import build_app
-from aoc_normalizer.runtime import GRAPH_TIMEOUT, Normalizer, install_sighup
+from aoc_normalizer.runtime import GRAPH_RETRIES, GRAPH_TIMEOUT, Normalizer, install_sighup
 
 
 def token_source(settings: Settings) -> TokenSource | None:
@@ -59,7 +59,7 @@ async def run_faust(settings: Settings, stop: asyncio.Event) -> None:
         lookup = (
             None
             if tokens is None
-            else GraphDirectoryObjects(client, tokens, settings.graph_base_url)
+            else GraphDirectoryObjects(client, tokens, settings.graph_base_url, GRAPH_RETRIES)
         )
         normalizer = build_app(settings, lookup=lookup)
         loop = asyncio.get_running_loop()

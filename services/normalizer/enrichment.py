@@ -156,10 +156,15 @@ class Enricher:
         lookup: DirectoryLookup | None,
         cache: NameCache,
         ttl: timedelta = timedelta(hours=24),
+        pause_after_failure: timedelta = timedelta(minutes=1),
     ) -> None:
         self.lookup = lookup
         self.cache = cache
         self.ttl_ms = int(ttl.total_seconds() * 1000)
+        # After Graph failed, batches go out pending at once for a while instead of each one waiting
+        # through its own retries: an outage must not slow the whole stream down.
+        self.pause_ms = int(pause_after_failure.total_seconds() * 1000)
+        self._paused_until_ms = 0
 
     @property
     def enabled(self) -> bool:
@@ -179,14 +184,16 @@ class Enricher:
             if at_ms - cached.resolved_at_ms < self.ttl_ms
         }
         missing = [i for i in wanted if i not in names]
-        if missing:
+        if missing and at_ms >= self._paused_until_ms:
             try:
                 resolved = await self.lookup.get_by_ids(missing)
             except GraphUnavailable as error:
+                self._paused_until_ms = at_ms + self.pause_ms
                 log.warning(
                     "enrichment pending: events published with ids",
                     reason=str(error),
                     ids=len(missing),
+                    graph_retried_after_s=self.pause_ms // 1000,
                 )
             else:
                 self.cache.remember_names({i: CachedName(n, at_ms) for i, n in resolved.items()})

@@ -33,7 +33,7 @@ from aoc_common.settings import Settings
 from aoc_normalizer.core import Limits, normalize_batch, unresolved_directory_ids
 from aoc_normalizer.enrichment import Enricher, GraphDirectoryObjects, MemoryNameCache
 from aoc_normalizer.mappings import Mappings, load_mappings
-from aoc_normalizer.runtime import GRAPH_TIMEOUT, limits_from
+from aoc_normalizer.runtime import GRAPH_RETRIES, GRAPH_TIMEOUT, limits_from
 
 log = get_logger(__name__)
 
@@ -148,7 +148,8 @@ async def run_renormalize(settings: Settings, since: datetime) -> int:
     try:
         async with httpx.AsyncClient(timeout=GRAPH_TIMEOUT) as client:
             enricher = Enricher(
-                GraphDirectoryObjects(client, tokens, settings.graph_base_url), MemoryNameCache()
+                GraphDirectoryObjects(client, tokens, settings.graph_base_url, GRAPH_RETRIES),
+                MemoryNameCache(),
             )
             report = await renormalize(
                 message_log,

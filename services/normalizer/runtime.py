@@ -22,6 +22,7 @@ import httpx
 from aoc_common import topics
 from aoc_common.codec import encode, encode_key
 from aoc_common.events import utc_now
+from aoc_common.http_retry import RetryPolicy
 from aoc_common.logging import get_logger
 from aoc_common.message_log.base import Message, MessageLog, Record
 from aoc_common.message_log.consumer import run_consumer
@@ -46,6 +47,10 @@ SERVICE = "normalizer"
 STATE_FILE = "normalizer.sqlite3"
 PURGE_EVERY_S = 3600.0
 GRAPH_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+# Enrichment may delay a batch, not hold it: a few attempts and a bounded Retry-After, then "pending".
+GRAPH_RETRIES = RetryPolicy(
+    max_attempts=3, base_delay_s=0.5, max_delay_s=5.0, max_retry_after_s=30.0
+)
 log = get_logger(__name__)
 
 
@@ -63,7 +68,10 @@ def graph_lookup(
     if not settings.enrichment_enabled or tokens is None:
         return None
     return GraphDirectoryObjects(
-        client or httpx.AsyncClient(timeout=GRAPH_TIMEOUT), tokens, settings.graph_base_url
+        client or httpx.AsyncClient(timeout=GRAPH_TIMEOUT),
+        tokens,
+        settings.graph_base_url,
+        GRAPH_RETRIES,
     )
 
 

@@ -24,6 +24,7 @@ class FakeGraph:
     down: bool = False
     expired_tokens: set[str] = field(default_factory=set)
     calls: list[list[str]] = field(default_factory=list)
+    requests: int = 0  # every request, answered or not
     url: str = ""
 
     def add_user(self, object_id: str, name: str, upn: str) -> None:
@@ -42,6 +43,7 @@ class FakeGraph:
 
         @app.post("/v1.0/directoryObjects/getByIds")
         async def get_by_ids(request: Request) -> JSONResponse:
+            self.requests += 1
             if self.down:
                 return JSONResponse({"error": {"code": "ServiceUnavailable"}}, status_code=503)
             token = request.headers.get("authorization", "").removeprefix("Bearer ")

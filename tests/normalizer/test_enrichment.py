@@ -119,6 +119,28 @@ async def test_graph_down_publishes_the_event_with_its_ids_marked_pending(
     assert event.display_summary == f"{ACTOR} updated user {TARGET}"
 
 
+async def test_after_a_graph_failure_batches_go_out_pending_at_once_for_a_while(
+    mappings: Mappings,
+) -> None:
+    graph = known_graph()
+    graph.down = True
+    async with serving(graph), httpx.AsyncClient(timeout=5) as client:
+        enricher = Enricher(
+            lookup(client, graph), MemoryNameCache(), pause_after_failure=timedelta(minutes=1)
+        )
+        [first] = await enricher.enrich([bare_event(mappings)], mappings, NOW)
+        assert (first.enrichment, graph.requests) == ("pending", 2)  # two attempts, then pending
+
+        graph.down = False
+        soon = NOW + timedelta(seconds=30)
+        [paused] = await enricher.enrich([bare_event(mappings)], mappings, soon)
+        assert (paused.enrichment, graph.requests) == ("pending", 2)  # Graph not asked
+
+        later = NOW + timedelta(seconds=61)
+        [named] = await enricher.enrich([bare_event(mappings)], mappings, later)
+        assert (named.enrichment, graph.requests) == ("complete", 3)
+
+
 async def test_an_expired_token_is_refreshed_once_and_the_call_retried(
     mappings: Mappings,
 ) -> None:
