@@ -446,6 +446,9 @@ def _map_intune(payload: dict[str, Any], mappings: Mappings) -> Mapped:
             or source_actor.service_principal_name,
             app_id=source_actor.application_id,
         )
+    elif source_actor and source_actor.user_id:
+        # Only an object id: enrichment can name it through Graph.
+        actor = Actor(type="user", id=source_actor.user_id, ip_address=source_actor.ip_address)
     else:
         actor = Actor(type="unknown")
     targets = [

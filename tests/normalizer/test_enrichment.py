@@ -81,6 +81,29 @@ async def test_ids_are_named_through_graph_and_the_summary_reads_the_names(
     assert tokens.scopes[0] == f"{graph.url}/.default"
 
 
+async def test_an_intune_event_whose_actor_is_only_an_object_id_gets_the_name(
+    mappings: Mappings,
+) -> None:
+    raw = {
+        "id": "f4c73f2b-0000-0000-0000-000000000001",
+        "activityDateTime": "2026-11-20T10:00:00Z",
+        "activityType": "Delete ManagedDevice",
+        "activityResult": "Success",
+        "category": "DeviceManagement",
+        "actor": {"userId": ACTOR, "userPrincipalName": None},
+        "resources": [{"displayName": "Laptop 42", "type": "ManagedDevice", "resourceId": "md-42"}],
+    }
+    event = normalize_message(raw_record("intune", raw), mappings, now=NOW)
+    assert isinstance(event, CanonicalEvent) and event.enrichment == "off"
+    async with serving(known_graph()) as graph, httpx.AsyncClient(timeout=5) as client:
+        [named] = await Enricher(lookup(client, graph), MemoryNameCache()).enrich(
+            [event], mappings, NOW
+        )
+    assert graph.calls == [[ACTOR]]  # the device is an Intune object, not a directory object
+    assert named.enrichment == "complete"
+    assert named.display_summary == "alice.admin@contoso.com deleted managed device Laptop 42"
+
+
 async def test_thousands_of_ids_go_to_graph_in_batches_of_at_most_1000(
     mappings: Mappings,
 ) -> None:
