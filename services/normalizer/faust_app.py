@@ -51,6 +51,7 @@ from aoc_normalizer.mappings import LiveMappings
 
 SERVICE = "normalizer"
 MAPPED_TOPIC = f"{topics.NORMALIZER_GROUP}-mapped"
+PURGE_EVERY_S = 3600.0
 log = get_logger(__name__)
 
 
@@ -183,6 +184,7 @@ class NormalizerApp:
             for topic in topics.RAW_TOPICS
         }
         self.dedupe_agent = app.agent(self.mapped, name="dedupe")(self.publish_first_sightings)
+        app.timer(PURGE_EVERY_S, name="forget-expired-sightings")(self.forget_expired_sightings)
 
     async def map_raw(self, stream: StreamT[bytes]) -> None:
         """Raw records → dead letters, and named events on the mapped topic keyed by dedupe_key."""
@@ -224,6 +226,20 @@ class NormalizerApp:
             await sent  # acknowledged before remembered: never a key remembered but not published
             self.seen[key] = at_ms
             MESSAGES_PUBLISHED.labels(SERVICE, topics.EVENTS).inc()
+
+    async def forget_expired_sightings(self) -> None:
+        """Drop expired sightings from this worker's memory; the changelog's retention drops them there."""
+        self.forget_expired(now_ms(utc_now()))
+
+    def forget_expired(self, at_ms: int) -> int:
+        expired_before = self.dedupe.expired_before_ms(at_ms)
+        store = self.seen.data
+        expired = [k for k, seen_at in list(store.items()) if seen_at < expired_before]
+        for key in expired:
+            del store[key]
+        if expired:
+            log.info("dedupe window: forgot expired keys", count=len(expired))
+        return len(expired)
 
 
 def build_app(

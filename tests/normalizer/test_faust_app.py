@@ -126,6 +126,22 @@ async def test_dedupe_agent_publishes_a_key_once_and_remembers_it_in_its_table(
     assert set(normalizer.seen.keys()) == {"directory:A", "directory:B"}
 
 
+async def test_expired_sightings_leave_the_worker_memory_and_the_key_is_published_again(
+    test_mode: tuple[NormalizerApp, Sinks],
+) -> None:
+    normalizer, sinks = test_mode
+    async with normalizer.dedupe_agent.test_context() as dedupe_agent:
+        await dedupe_agent.put(b"{}", key=b"directory:A")
+        await sinks.next("events")
+        seen_at = normalizer.seen["directory:A"]
+        eight_days_later = seen_at + 8 * 86_400_000
+        assert normalizer.forget_expired(eight_days_later - 2 * 86_400_000) == 0
+        assert normalizer.forget_expired(eight_days_later) == 1
+        assert "directory:A" not in normalizer.seen
+        await dedupe_agent.put(b"{}", key=b"directory:A")
+        assert (await sinks.next("events")).key == b"directory:A"
+
+
 @pytest.mark.parametrize("graph_down", [False, True])
 async def test_map_agent_names_directory_ids_through_graph_or_marks_them_pending(
     tmp_path: Path, graph_down: bool
