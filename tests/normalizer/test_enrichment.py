@@ -11,12 +11,13 @@ import httpx
 import orjson
 import pytest
 
+from aoc_cli.main import main as cli_main
 from aoc_common import topics
 from aoc_common.events import CanonicalEvent
 from aoc_common.http_retry import RetryPolicy
 from aoc_common.message_log.base import Message
 from aoc_common.message_log.embedded import EmbeddedMessageLog
-from aoc_common.settings import Settings
+from aoc_common.settings import ConfigurationError, Settings, load_settings
 from aoc_normalizer.core import normalize_message
 from aoc_normalizer.enrichment import Enricher, GraphDirectoryObjects, MemoryNameCache
 from aoc_normalizer.mappings import Mappings, load_mappings
@@ -254,3 +255,21 @@ def record_with_names() -> dict:
     record["initiatedBy"]["user"]["userPrincipalName"] = "bob.secops@contoso.com"
     record["targetResources"][0]["userPrincipalName"] = "x@contoso.com"
     return record
+
+
+def test_enrichment_without_the_app_registration_stops_start_up_naming_what_is_missing() -> None:
+    with pytest.raises(ConfigurationError) as stopped:
+        load_settings(enrichment_enabled=True, tenant_id="contoso", client_id=None)
+    assert "ENRICHMENT_ENABLED=true needs TENANT_ID, CLIENT_ID and CLIENT_SECRET" in str(
+        stopped.value.code
+    )
+
+
+def test_renormalize_refuses_to_run_when_enrichment_is_not_configured(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env here
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("ENRICHMENT_ENABLED", raising=False)
+    assert cli_main(["renormalize", "--since", "2026-11-20T00:00:00Z"]) == 2
+    assert "renormalize needs ENRICHMENT_ENABLED=true" in capsys.readouterr().err
