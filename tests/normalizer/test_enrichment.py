@@ -11,7 +11,6 @@ import httpx
 import orjson
 import pytest
 
-from aoc_cli.main import main as cli_main
 from aoc_common import topics
 from aoc_common.events import CanonicalEvent
 from aoc_common.http_retry import RetryPolicy
@@ -21,7 +20,7 @@ from aoc_common.settings import ConfigurationError, Settings, load_settings
 from aoc_normalizer.core import normalize_message
 from aoc_normalizer.enrichment import Enricher, GraphDirectoryObjects, MemoryNameCache
 from aoc_normalizer.mappings import Mappings, load_mappings
-from aoc_normalizer.renormalize import renormalize
+from aoc_normalizer.renormalize import renormalize, run_renormalize
 from aoc_normalizer.runtime import Normalizer
 from aoc_normalizer.state import SqliteNormalizerState
 from tests.builders import FETCHED_AT, NOW, raw_record
@@ -265,11 +264,9 @@ def test_enrichment_without_the_app_registration_stops_start_up_naming_what_is_m
     )
 
 
-def test_renormalize_refuses_to_run_when_enrichment_is_not_configured(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+async def test_renormalize_refuses_to_run_when_enrichment_is_not_configured(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.chdir(tmp_path)  # no .env here
-    monkeypatch.setenv("DATA_DIR", str(tmp_path))
-    monkeypatch.delenv("ENRICHMENT_ENABLED", raising=False)
-    assert cli_main(["renormalize", "--since", "2026-11-20T00:00:00Z"]) == 2
+    since = FETCHED_AT
+    assert await run_renormalize(Settings(data_dir=tmp_path), since) == 2
     assert "renormalize needs ENRICHMENT_ENABLED=true" in capsys.readouterr().err
