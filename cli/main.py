@@ -4,6 +4,7 @@
 - `aoc run <service>`: one service in the foreground (what each container runs).
 - `aoc topics`: create every topic (a one-shot step before the consumers start).
 - `aoc replay`: move a stopped consumer group to an offset or a time, to backfill or re-process.
+- `aoc renormalize`: publish named versions of events whose directory names were pending.
 
 This module is the composition root: the only place that imports several services at once.
 """
@@ -96,6 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=_parse_time,
         help="restart from the first message at or after this time (ISO 8601)",
     )
+
+    renormalize = commands.add_parser(
+        "renormalize",
+        help="re-read the raw topics from a time and publish events whose names can now be resolved",
+    )
+    renormalize.add_argument(
+        "--since", required=True, type=_parse_time, help="first raw record time (ISO 8601)"
+    )
     return parser
 
 
@@ -121,6 +130,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging("aoc", settings.log_level)
     if args.command == "topics":
         return asyncio.run(_create_topics(settings))
+    if args.command == "renormalize":
+        from aoc_normalizer.renormalize import run_renormalize
+
+        return asyncio.run(run_renormalize(settings, args.since))
     return asyncio.run(_replay(settings, args.group, args.topic, args.offset, args.timestamp))
 
 

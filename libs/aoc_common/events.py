@@ -13,7 +13,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+# Whether the directory objects an event names carry readable names (see `CanonicalEvent.enrichment`).
+Enrichment = Literal["complete", "pending", "off"]
 
 Source = Literal["directory", "intune", "unified"]
 SOURCES: tuple[Source, ...] = ("directory", "intune", "unified")
@@ -103,6 +106,9 @@ class CanonicalEvent(BaseModel):
     targets: list[Target] = Field(default_factory=list)
     raw: dict[str, Any]
     raw_text: str
+    # v2: "pending" = Graph did not answer, some ids are shown as ids; `aoc renormalize` publishes a
+    # resolved version later. "off" = ids without names and enrichment not configured.
+    enrichment: Enrichment = "complete"
     tags: list[str] = Field(default_factory=list)
     comments: list[Comment] = Field(default_factory=list)
 

@@ -68,6 +68,29 @@ SIEM_CIRCUIT_OPEN = Gauge(
 )
 
 
+# --- normalizer: dedupe, enrichment, mapping reloads ---
+DUPLICATES_DROPPED = Counter(
+    "aoc_duplicates_dropped_total",
+    "Events not republished because their dedupe_key was seen inside the dedupe window",
+    ["service"],
+)
+ENRICHMENT_PENDING = Counter(
+    "aoc_enrichment_pending_total",
+    "Events published with directory ids Graph could not resolve yet",
+    ["service"],
+)
+ENRICHMENT_LOOKUPS = Counter(
+    "aoc_enrichment_lookups_total",
+    "Graph getByIds calls, by outcome (answered, refused, unavailable)",
+    ["outcome"],
+)
+MAPPINGS_RELOADS = Counter(
+    "aoc_mappings_reloads_total",
+    "Reloads of mappings.yml, by outcome (applied, rejected)",
+    ["outcome"],
+)
+
+
 def render_latest() -> tuple[bytes, str]:
     """The exposition body and its content type, for a `/metrics` endpoint."""
     return generate_latest(), CONTENT_TYPE_LATEST

@@ -145,6 +145,12 @@ class Settings(BaseSettings):
     collector_control_token: SecretStr | None = None
     graph_webhook_client_state: SecretStr | None = None
 
+    # --- Normalizer: dedupe window, enrichment through Graph, Faust agent concurrency ---
+    dedupe_window_days: int = Field(default=7, ge=1, le=90)
+    enrichment_enabled: bool = False
+    enrichment_cache_ttl_hours: int = Field(default=24, ge=1, le=24 * 30)
+    normalizer_concurrency: int = Field(default=1, ge=1, le=64)
+
     _split_lists = field_validator(
         "auth_allowed_roles", "auth_allowed_groups", "cors_origins", mode="before"
     )(_split_commas)
@@ -239,6 +245,14 @@ class Settings(BaseSettings):
             )
         if self.siem_format == "syslog" and not self.syslog_host:
             raise ValueError("SIEM_ENABLED=true with SIEM_FORMAT=syslog needs SYSLOG_HOST")
+        return self
+
+    @model_validator(mode="after")
+    def _enrichment_needs_credentials(self) -> Settings:
+        if self.enrichment_enabled and not (
+            self.tenant_id and self.client_id and self.client_secret
+        ):
+            raise ValueError("ENRICHMENT_ENABLED=true needs TENANT_ID, CLIENT_ID and CLIENT_SECRET")
         return self
 
     @cached_property

@@ -8,7 +8,7 @@ embedded runtime and the Kafka runtime call `normalize_message`.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -20,6 +20,7 @@ from aoc_common.dead_letter import DeadLetter, dead_letter
 from aoc_common.events import (
     Actor,
     CanonicalEvent,
+    Enrichment,
     RawEnvelope,
     Source,
     Target,
@@ -86,6 +87,21 @@ def normalize_message(
         )
 
 
+def normalize_batch(
+    records: Sequence[Record], mappings: Mappings, *, now: datetime, limits: Limits = Limits()
+) -> tuple[list[CanonicalEvent], list[tuple[Record, DeadLetter]]]:
+    """A consumed batch split into events (in order) and dead letters with the record each came from."""
+    events: list[CanonicalEvent] = []
+    dead: list[tuple[Record, DeadLetter]] = []
+    for record in records:
+        outcome = normalize_message(record, mappings, now=now, limits=limits)
+        if isinstance(outcome, DeadLetter):
+            dead.append((record, outcome))
+        else:
+            events.append(outcome)
+    return events, dead
+
+
 def _normalize(
     record: Record, mappings: Mappings, *, now: datetime, limits: Limits
 ) -> CanonicalEvent:
@@ -124,25 +140,20 @@ def _normalize(
     category = category_map.get(mapped.raw_category or "", mapped.raw_category) or (
         mappings.defaults.category
     )
-    actor_display = _actor_display(mapped.actor) or mappings.defaults.actor
-    target_displays = [d for d in (_target_display(t) for t in mapped.targets) if d]
     dedupe_key = make_dedupe_key(source, payload, timestamp, category, mapped)
     raw_text = orjson.dumps(payload).decode("utf-8")[:RAW_TEXT_INDEXED_CHARS]
-    summary = mappings.summary(
+    actor_display, target_displays, summary = _displays(
+        mappings,
         source,
-        mapped.operation,
-        {
-            "actor": actor_display,
-            "target": target_displays[0] if target_displays else "",
-            "targets": ", ".join(target_displays),
-            "member": _first_display(mapped.targets, {"user", "serviceprincipal", "member"}),
-            "role": _first_display(mapped.targets, {"role"}),
-            "group": _first_display(mapped.targets, {"group"}),
-            "operation": mapped.operation,
-            "service": mapped.service,
-            "category": category,
-            "detail": mapped.detail,
-        },
+        operation=mapped.operation,
+        service=mapped.service,
+        category=category,
+        actor=mapped.actor,
+        targets=mapped.targets,
+        detail=mapped.detail,
+    )
+    enrichment: Enrichment = (
+        "off" if _unresolved_ids(source, mapped.actor, mapped.targets) else "complete"
     )
     return CanonicalEvent(
         id=event_id_for(dedupe_key),
@@ -162,6 +173,135 @@ def _normalize(
         targets=mapped.targets,
         raw=payload,
         raw_text=raw_text,
+        enrichment=enrichment,
+    )
+
+
+def _displays(
+    mappings: Mappings,
+    source: Source,
+    *,
+    operation: str,
+    service: str,
+    category: str,
+    actor: Actor,
+    targets: list[Target],
+    detail: str,
+) -> tuple[str, list[str], str]:
+    """actor_display, target_displays and display_summary: what analysts read, from the same parts."""
+    actor_display = _actor_display(actor) or mappings.defaults.actor
+    target_displays = [d for d in (_target_display(t) for t in targets) if d]
+    summary = mappings.summary(
+        source,
+        operation,
+        {
+            "actor": actor_display,
+            "target": target_displays[0] if target_displays else "",
+            "targets": ", ".join(target_displays),
+            "member": _first_display(targets, {"user", "serviceprincipal", "member"}),
+            "role": _first_display(targets, {"role"}),
+            "group": _first_display(targets, {"group"}),
+            "operation": operation,
+            "service": service,
+            "category": category,
+            "detail": detail,
+        },
+    )
+    return actor_display, target_displays, summary
+
+
+# --- enrichment: directory object ids → names (the lookup itself is the shell's job) ---
+
+# Target types of directory audits that are Entra directory objects, so Graph's getByIds can name them.
+DIRECTORY_OBJECT_TYPES = frozenset({"user", "group", "serviceprincipal", "device", "application"})
+_ENRICHED_SOURCES = frozenset({"directory", "intune"})
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryName:
+    """What Graph says a directory object is called; `found=False`: Graph answered, no such object."""
+
+    found: bool
+    display_name: str | None = None
+    user_principal_name: str | None = None
+
+
+def _unresolved_ids(source: Source, actor: Actor, targets: list[Target]) -> list[str]:
+    if source not in _ENRICHED_SOURCES:
+        return []  # Management Activity records name their objects (UPNs, site URLs, team names)
+    ids: list[str] = []
+    if actor.id and actor.type in ("user", "app") and not _has_name(actor):
+        ids.append(actor.id)
+    if source == "directory":
+        ids += [
+            t.id
+            for t in targets
+            if t.id and (t.type or "").lower() in DIRECTORY_OBJECT_TYPES and not _has_name(t)
+        ]
+    return ids
+
+
+def _has_name(party: Actor | Target) -> bool:
+    return bool(party.display_name or party.user_principal_name)
+
+
+def unresolved_directory_ids(event: CanonicalEvent) -> list[str]:
+    """Directory object ids in `event` that have no readable name: what enrichment would look up."""
+    return _unresolved_ids(event.source, event.actor, event.targets)
+
+
+def with_directory_names(
+    event: CanonicalEvent,
+    names: Mapping[str, DirectoryName],
+    mappings: Mappings,
+    *,
+    unresolved: Enrichment = "pending",
+) -> CanonicalEvent:
+    """`event` with the names Graph gave filled in and its displays re-rendered.
+
+    Ids still missing from `names` leave the event marked `unresolved` ("pending" when Graph was asked
+    and did not answer). An id Graph answered for without finding it (a deleted object) counts as
+    resolved: it keeps showing as the id, and asking again would not help.
+    """
+    wanted = unresolved_directory_ids(event)
+    if not wanted:
+        return event
+    actor = _named(event.actor, names.get(event.actor.id or ""))
+    targets = [_named(t, names.get(t.id or "")) for t in event.targets]
+    actor_display, target_displays, summary = _displays(
+        mappings,
+        event.source,
+        operation=event.operation,
+        service=event.service,
+        category=event.category,
+        actor=actor,
+        targets=targets,
+        detail="",  # only Management Activity records have a detail, and they are never enriched
+    )
+    complete = all(i in names for i in wanted)
+    return event.model_copy(
+        update={
+            "actor": actor,
+            "targets": targets,
+            "actor_display": actor_display,
+            "target_displays": target_displays,
+            "display_summary": summary,
+            "enrichment": "complete" if complete else unresolved,
+        }
+    )
+
+
+P = TypeVar("P", Actor, Target)
+
+
+def _named(party: P, name: DirectoryName | None) -> P:
+    if name is None or not name.found or _has_name(party):
+        return party
+    return party.model_copy(
+        update={
+            "display_name": name.display_name,
+            "user_principal_name": party.user_principal_name or name.user_principal_name,
+        }
     )
 
 
@@ -306,6 +446,9 @@ def _map_intune(payload: dict[str, Any], mappings: Mappings) -> Mapped:
             or source_actor.service_principal_name,
             app_id=source_actor.application_id,
         )
+    elif source_actor and source_actor.user_id:
+        # Only an object id: enrichment can name it through Graph.
+        actor = Actor(type="user", id=source_actor.user_id, ip_address=source_actor.ip_address)
     else:
         actor = Actor(type="unknown")
     targets = [

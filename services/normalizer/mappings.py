@@ -1,11 +1,14 @@
 """Loads and checks `mappings.yml`: labels and summary templates that turn raw records into readable events.
 
 A broken file must be rejected with a message that says what is wrong and where, never half-applied:
-`load_mappings` either returns a complete, checked `Mappings` or raises `MappingError`.
+`load_mappings` either returns a complete, checked `Mappings` or raises `MappingError`. A running
+normalizer picks up an edited file (`LiveMappings`: on a change of its mtime or size, or on SIGHUP); a
+broken edit is logged and refused, and the last good mapping stays in force.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import string
 from pathlib import Path
@@ -15,6 +18,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from aoc_common.events import Source
+from aoc_common.logging import get_logger
+from aoc_common.metrics import MAPPINGS_RELOADS
+
+log = get_logger(__name__)
 
 PLACEHOLDERS = frozenset(
     {
@@ -141,3 +148,68 @@ def load_mappings(path: Path) -> Mappings:
     except OSError as error:
         raise MappingError(f"{path}: cannot read: {error.strerror}") from None
     return parse_mappings(text, origin=str(path))
+
+
+class LiveMappings:
+    """The mapping in force, re-read when the file changes or a reload is requested (SIGHUP).
+
+    `current()` costs one `stat` per call, so a runtime calls it once per batch: an edit applies from the
+    next batch on, without a restart. Start-up still fails on a broken file (`LiveMappings.load`): a
+    normalizer with no good mapping at all has nothing to fall back to.
+    """
+
+    def __init__(self, path: Path, mappings: Mappings, signature: tuple[int, int] | None) -> None:
+        self.path = path
+        self._mappings = mappings
+        self._signature = signature
+        self._reload_requested = False
+
+    @classmethod
+    def load(cls, path: Path) -> LiveMappings:
+        signature = _signature(path)
+        return cls(path, load_mappings(path), signature)
+
+    @classmethod
+    def fixed(cls, mappings: Mappings) -> LiveMappings:
+        """A mapping that never reloads (tests, benchmarks)."""
+        return cls(Path(os.devnull), mappings, None)
+
+    def request_reload(self) -> None:
+        """Re-read the file at the next `current()`, whatever its mtime says (the SIGHUP handler)."""
+        self._reload_requested = True
+
+    def current(self) -> Mappings:
+        if self._signature is None and not self._reload_requested:
+            return self._mappings
+        signature = _signature(self.path)
+        if self._reload_requested or signature != self._signature:
+            self._reload_requested = False
+            self._signature = signature
+            self.reload()
+        return self._mappings
+
+    def reload(self) -> bool:
+        """Apply the file now if it is valid; otherwise log why and keep the last good mapping."""
+        try:
+            candidate = load_mappings(self.path)
+        except MappingError as error:
+            MAPPINGS_RELOADS.labels("rejected").inc()
+            log.error(
+                "mappings reload rejected; the last good mapping stays in force",
+                path=str(self.path),
+                error=str(error),
+            )
+            return False
+        self._mappings = candidate
+        MAPPINGS_RELOADS.labels("applied").inc()
+        log.info("mappings reloaded", path=str(self.path))
+        return True
+
+
+def _signature(path: Path) -> tuple[int, int] | None:
+    """mtime and size: an edit that keeps the mtime (coarse clocks) almost always changes the size."""
+    try:
+        status = path.stat()
+    except OSError:
+        return (-1, -1)  # gone: a reload attempt will say so, and the last good mapping stays
+    return (status.st_mtime_ns, status.st_size)

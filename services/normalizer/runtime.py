@@ -1,73 +1,194 @@
 """The normalizer's shell on any message log: raw topics in, `aoc.events` and `aoc.dlq` out.
 
-Events are keyed by dedupe_key, so every version of one audit record lands in one partition, in order.
-Outputs are published (and acknowledged) before the input offsets are committed: at-least-once.
+This is the embedded runtime (`aoc demo`, a single-machine `aoc run normalizer`); on Kafka the Faust app
+(`faust_app.py`) is the other shell around the same core. Per batch: map every record (core), drop
+dedupe keys seen inside the window (SQLite state beside the log), name directory objects (Graph, cached),
+publish, and only then remember the published keys. Events are keyed by dedupe_key, so every version of
+one audit record lands in one partition, in order. Outputs are acknowledged before the input offsets are
+committed (by run_consumer): at-least-once; a crash between publish and remember republishes a batch,
+which the store's upsert absorbs. A crash never loses an event.
 """
 
 from __future__ import annotations
 
 import asyncio
+import signal
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 
+import httpx
+
 from aoc_common import topics
 from aoc_common.codec import encode, encode_key
-from aoc_common.dead_letter import DeadLetter
 from aoc_common.events import utc_now
+from aoc_common.http_retry import RetryPolicy
 from aoc_common.logging import get_logger
 from aoc_common.message_log.base import Message, MessageLog, Record
 from aoc_common.message_log.consumer import run_consumer
-from aoc_common.metrics import DEAD_LETTERS, MESSAGES_PUBLISHED
+from aoc_common.metrics import (
+    DEAD_LETTERS,
+    DUPLICATES_DROPPED,
+    ENRICHMENT_PENDING,
+    MESSAGES_PUBLISHED,
+)
 from aoc_common.settings import Settings
-from aoc_normalizer.core import STAGE, Limits, normalize_message
-from aoc_normalizer.mappings import Mappings, load_mappings
+from aoc_normalizer.core import STAGE, Limits, normalize_batch
+from aoc_normalizer.dedupe import DedupeWindow, now_ms
+from aoc_normalizer.enrichment import (
+    Enricher,
+    GraphDirectoryObjects,
+    TokenSource,
+)
+from aoc_normalizer.mappings import LiveMappings, Mappings
+from aoc_normalizer.state import SqliteNormalizerState
 
 SERVICE = "normalizer"
+STATE_FILE = "normalizer.sqlite3"
+PURGE_EVERY_S = 3600.0
+GRAPH_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+# Enrichment may delay a batch, not hold it: a few attempts and a bounded Retry-After, then "pending".
+GRAPH_RETRIES = RetryPolicy(
+    max_attempts=3, base_delay_s=0.5, max_delay_s=5.0, max_retry_after_s=30.0
+)
 log = get_logger(__name__)
 
 
-class Normalizer:
-    """Holds the mapping in force and turns consumed batches into published events."""
+def limits_from(settings: Settings) -> Limits:
+    return Limits(
+        max_record_bytes=settings.max_record_bytes,
+        max_future_skew=timedelta(minutes=settings.max_future_skew_minutes),
+    )
 
-    def __init__(self, message_log: MessageLog, mappings: Mappings, limits: Limits) -> None:
+
+def graph_lookup(
+    settings: Settings, tokens: TokenSource | None, client: httpx.AsyncClient | None = None
+) -> GraphDirectoryObjects | None:
+    """The Graph lookup when enrichment is configured and a token source was given, else None (off)."""
+    if not settings.enrichment_enabled or tokens is None:
+        return None
+    return GraphDirectoryObjects(
+        client or httpx.AsyncClient(timeout=GRAPH_TIMEOUT),
+        tokens,
+        settings.graph_base_url,
+        GRAPH_RETRIES,
+    )
+
+
+class Normalizer:
+    """Holds the mapping in force, the dedupe state and the enricher; turns batches into events."""
+
+    def __init__(
+        self,
+        message_log: MessageLog,
+        mappings: LiveMappings | Mappings,
+        limits: Limits,
+        *,
+        state: SqliteNormalizerState,
+        dedupe: DedupeWindow | None = None,
+        enricher: Enricher | None = None,
+    ) -> None:
         self.message_log = message_log
-        self.mappings = mappings
+        self.mappings = (
+            mappings if isinstance(mappings, LiveMappings) else LiveMappings.fixed(mappings)
+        )
         self.limits = limits
+        self.state = state
+        self.dedupe = dedupe or DedupeWindow()
+        self.enricher = enricher or Enricher(None, state)
+        self.graph_client: httpx.AsyncClient | None = None  # closed by run() when set
+        self._purged_at = 0.0
 
     @classmethod
-    def from_settings(cls, message_log: MessageLog, settings: Settings) -> Normalizer:
-        limits = Limits(
-            max_record_bytes=settings.max_record_bytes,
-            max_future_skew=timedelta(minutes=settings.max_future_skew_minutes),
+    def from_settings(
+        cls,
+        message_log: MessageLog,
+        settings: Settings,
+        *,
+        tokens: TokenSource | None = None,
+        graph_client: httpx.AsyncClient | None = None,
+    ) -> Normalizer:
+        mappings = LiveMappings.load(settings.mappings_path)
+        state = SqliteNormalizerState(settings.data_dir / STATE_FILE)
+        lookup = graph_lookup(settings, tokens, graph_client)
+        enricher = Enricher(lookup, state, timedelta(hours=settings.enrichment_cache_ttl_hours))
+        normalizer = cls(
+            message_log,
+            mappings,
+            limits_from(settings),
+            state=state,
+            dedupe=DedupeWindow(timedelta(days=settings.dedupe_window_days)),
+            enricher=enricher,
         )
-        return cls(message_log, load_mappings(settings.mappings_path), limits)
+        if lookup is not None and graph_client is None:
+            normalizer.graph_client = lookup.client
+        return normalizer
 
     async def handle(self, records: Sequence[Record]) -> None:
+        mappings = self.mappings.current()
         now = utc_now()
-        events: list[Message] = []
-        dead: list[Message] = []
-        for record in records:
-            outcome = normalize_message(record, self.mappings, now=now, limits=self.limits)
-            if isinstance(outcome, DeadLetter):
-                log.info(
-                    "dead-lettered", reason=outcome.reason, topic=record.topic, offset=record.offset
-                )
-                dead.append(Message(record.key, encode(outcome)))
-            else:
-                events.append(Message(encode_key(outcome.dedupe_key), encode(outcome)))
+        at_ms = now_ms(now)
+        events, dead_letters = normalize_batch(records, mappings, now=now, limits=self.limits)
+        dead = []
+        for record, letter in dead_letters:
+            log.info(
+                "dead-lettered", reason=letter.reason, topic=record.topic, offset=record.offset
+            )
+            dead.append(Message(record.key, encode(letter)))
+        keys = [event.dedupe_key for event in events]
+        fresh = self.dedupe.first_sightings(keys, self.state.seen_at(keys), at_ms)
+        duplicates = len(events) - sum(fresh)
+        events = [event for event, keep in zip(events, fresh, strict=True) if keep]
+        if duplicates:
+            DUPLICATES_DROPPED.labels(SERVICE).inc(duplicates)
+        events = await self.enricher.enrich(events, mappings, now)
         if events:
-            await self.message_log.publish(topics.EVENTS, events)
+            await self.message_log.publish(
+                topics.EVENTS, [Message(encode_key(e.dedupe_key), encode(e)) for e in events]
+            )
             MESSAGES_PUBLISHED.labels(SERVICE, topics.EVENTS).inc(len(events))
+            pending = sum(1 for e in events if e.enrichment == "pending")
+            if pending:
+                ENRICHMENT_PENDING.labels(SERVICE).inc(pending)
+            self.state.remember([e.dedupe_key for e in events], at_ms)
         if dead:
             await self.message_log.publish(topics.DLQ, dead)
             DEAD_LETTERS.labels(SERVICE, STAGE).inc(len(dead))
+        self._forget_expired(at_ms)
+
+    def _forget_expired(self, at_ms: int) -> None:
+        if time.monotonic() - self._purged_at < PURGE_EVERY_S and self._purged_at:
+            return
+        self._purged_at = time.monotonic()
+        forgotten = self.state.forget_before(self.dedupe.expired_before_ms(at_ms))
+        if forgotten:
+            log.info("dedupe window: forgot expired keys", count=forgotten)
 
     async def run(self, stop: asyncio.Event) -> None:
-        await run_consumer(
-            self.message_log,
-            service=SERVICE,
-            topics=topics.RAW_TOPICS,
-            group=topics.NORMALIZER_GROUP,
-            handle=self.handle,
-            stop=stop,
-        )
+        """Consume until `stop`; SIGHUP (where the loop allows signal handlers) reloads the mappings."""
+        loop = asyncio.get_running_loop()
+        sighup = install_sighup(loop, self.mappings)
+        try:
+            await run_consumer(
+                self.message_log,
+                service=SERVICE,
+                topics=topics.RAW_TOPICS,
+                group=topics.NORMALIZER_GROUP,
+                handle=self.handle,
+                stop=stop,
+            )
+        finally:
+            if sighup:
+                loop.remove_signal_handler(signal.SIGHUP)
+            self.state.close()
+            if self.graph_client is not None:
+                await self.graph_client.aclose()
+
+
+def install_sighup(loop: asyncio.AbstractEventLoop, mappings: LiveMappings) -> bool:
+    """`kill -HUP <pid>` re-reads mappings.yml; False where signals cannot be handled here."""
+    try:
+        loop.add_signal_handler(signal.SIGHUP, mappings.request_reload)
+    except (NotImplementedError, RuntimeError, ValueError):
+        return False  # not the main thread, or no SIGHUP (Windows): mtime polling still applies
+    return True

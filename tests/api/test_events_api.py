@@ -179,7 +179,7 @@ async def test_health_is_503_when_the_store_is_unreachable(tmp_path: Path) -> No
 
 async def test_version_metrics_ui_and_security_headers(client: httpx.AsyncClient) -> None:
     version = await client.get("/api/version")
-    assert version.json()["name"] == "aoc" and version.json()["schema_version"] == 1
+    assert version.json()["name"] == "aoc" and version.json()["schema_version"] == 2
     await client.get("/api/events")
     metrics = await client.get("/metrics")
     assert 'aoc_http_requests_total{method="GET",route="/api/events",status="200"}' in metrics.text

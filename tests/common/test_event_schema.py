@@ -23,3 +23,16 @@ def test_schema_requires_the_fields_consumers_rely_on() -> None:
         schema["required"]
     )
     assert schema["additionalProperties"] is False
+
+
+def test_each_schema_version_is_kept_and_only_adds_optional_fields() -> None:
+    """The compatibility promise of `aoc.events`: a consumer of version N-1 can read version N."""
+    for version in range(2, SCHEMA_VERSION + 1):
+        older = orjson.loads(schema_path(version - 1).read_bytes())
+        newer = orjson.loads(schema_path(version).read_bytes())
+        assert older["$id"].endswith(f":v{version - 1}") and newer["$id"].endswith(f":v{version}")
+        for name, definition in older["properties"].items():
+            if name == "schema_version":
+                continue  # its default is the version itself
+            assert newer["properties"].get(name) == definition, f"v{version} changed {name}"
+        assert set(newer["required"]) == set(older["required"]), f"v{version} requires more"

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from aoc_common.codec import encode
-from aoc_common.events import Actor, CanonicalEvent
+from aoc_common.events import SCHEMA_VERSION, Actor, CanonicalEvent
 from aoc_common.message_log.base import Record
 from aoc_siem_forwarder.core import (
     ForwardableEvent,
@@ -47,7 +47,7 @@ def test_decode_keeps_canonical_events_and_dead_letters_anything_else(
     fixture_events: list[CanonicalEvent],
 ) -> None:
     newer = orjson.loads(encode(fixture_events[1]))
-    newer["schema_version"] = 2
+    newer["schema_version"] = SCHEMA_VERSION + 1
     records = [
         record_of(fixture_events[0], 0),
         Record("aoc.events", 0, 1, b"k1", b"{not json", 0),
@@ -66,7 +66,7 @@ def test_decode_keeps_canonical_events_and_dead_letters_anything_else(
         reasons[1].startswith("not a canonical event")
         and "dedupe_key: Field required" in reasons[1]
     )
-    assert "schema_version 2 is newer than this forwarder" in reasons[2]
+    assert f"schema_version {SCHEMA_VERSION + 1} is newer than this forwarder" in reasons[2]
     assert {d.stage for d in batch.dead_letters} == {"siem_forwarder"}
 
 
@@ -157,7 +157,7 @@ def test_cef_escapes_pipes_in_the_header_and_equals_backslashes_and_newlines_in_
 
     fields = re.split(r"(?<!\\)\|", cef, maxsplit=7)  # split on unescaped pipes only
     header, extension = "|".join(fields[:7]), fields[7]
-    assert cef.startswith("CEF:0|AOC|Admin Operations Center|schema1|")
+    assert cef.startswith(f"CEF:0|AOC|Admin Operations Center|schema{SCHEMA_VERSION}|")
     assert f"{event.source}:Set\\|Mailbox" in header
     assert "a=b \\\\ c d\\|e" in header  # Name: | escaped, line break flattened
     assert "\n" not in cef

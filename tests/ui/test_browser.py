@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -21,7 +22,9 @@ from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
 from aoc_api.app import create_app
 from aoc_common.event_store.sqlite import SqliteEventStore
+from aoc_common.rules import Alert
 from aoc_common.settings import Settings
+from aoc_common.source_health import SourceHealth, write_source_health
 from tests.api.conftest import fixture_events
 from tests.local_server import serving
 
@@ -53,11 +56,47 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
+FORWARDING_ALERT = "alert-forwarding-1"
+UNIFIED_ERROR = (
+    "management-api: GET https://manage.office.com/api/v1.0/x failed after 5 attempts: HTTP 503"
+)
+
+
 def stored_fixtures(data_dir: Path, fixtures: Path) -> None:
+    """The fixture events, one open alert on the newest of them, and the collector's health records."""
+
     async def fill() -> None:
         store = SqliteEventStore(data_dir / "events.sqlite3", retention_days=3650)
         await store.start()
-        await store.upsert_events(fixture_events(fixtures))
+        events = fixture_events(fixtures)
+        await store.upsert_events(events)
+        newest = max(events, key=lambda e: (e.timestamp, e.id))
+        alert = Alert(
+            id=FORWARDING_ALERT,
+            rule_id="mailbox-forwarding-external",
+            rule_name="Mailbox forwarding to an external address",
+            severity="high",
+            status="open",
+            created_at=datetime(2026, 11, 20, 12, 0, tzinfo=UTC),
+            summary=newest.display_summary,
+            group_value=newest.actor_display,
+            event_ids=[newest.id],
+        )
+        await store.insert_alerts([alert])
+        now = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+        for source in ("directory", "intune"):
+            await write_source_health(
+                store,
+                SourceHealth(
+                    source=source, status="ok", last_run_at=now, last_success_at=now, last_count=25
+                ),
+            )
+        await write_source_health(
+            store,
+            SourceHealth(
+                source="unified", status="error", last_run_at=now, last_error=UNIFIED_ERROR
+            ),
+        )
         await store.stop()
 
     # Playwright's sync API keeps an event loop running on this thread: fill from another one.
@@ -152,13 +191,23 @@ def test_an_analyst_filters_pages_opens_a_raw_event_and_tags_it(
 
     page.screenshot(path=str(ARTIFACTS / "ui-events-detail.png"))
 
-    # The alerts view and the source-health panel answer calmly when their APIs are not here.
+    # The alerts view lists the open alert; acknowledging it records who did it.
     page.click("#close-detail")
     page.click("#tab-alerts")
-    expect(page.locator("#alerts-status")).to_contain_text("Alerts are not available")
+    alert_row = page.locator(f"#alerts tbody tr[data-id='{FORWARDING_ALERT}']")
+    expect(alert_row).to_contain_text("Mailbox forwarding to an external address")
+    expect(page.locator("#alerts-status")).to_have_text("1 alert shown")
+    alert_row.locator("button.ack").click()
+    expect(alert_row).to_contain_text("acknowledged by anonymous")
+    stored_alert = httpx.get(f"{aoc_url}/api/alerts?status=acknowledged").json()["items"]
+    assert [a["id"] for a in stored_alert] == [FORWARDING_ALERT]
+    page.screenshot(path=str(ARTIFACTS / "ui-alerts.png"))
+
+    # The source-health panel shows each source, with the failing one's error text.
     page.click("#tab-sources")
-    expect(page.locator("#sources-status")).to_contain_text("Source health is not available")
-    page.screenshot(path=str(ARTIFACTS / "ui-sources-unavailable.png"))
+    expect(page.locator("#sources .card h3")).to_have_text(["directory", "intune", "unified"])
+    expect(page.locator("#sources .card.status-error .last-error")).to_have_text(UNIFIED_ERROR)
+    page.screenshot(path=str(ARTIFACTS / "ui-sources.png"))
     page.click("#tab-events")
     expect(rows(page).first).to_be_visible()
 

@@ -1,0 +1,113 @@
+"""The embedded runtime's memory: dedupe sightings and resolved directory names in one SQLite file.
+
+On Kafka the Faust app keeps the same two things in changelogged tables; here they live beside the
+embedded log (`DATA_DIR/normalizer.sqlite3`) so that a restarted `aoc run normalizer` or `aoc demo`
+neither republishes what it already published nor re-resolves every name. Calls are short (one batch of
+keys per statement) and run on the caller's thread; this module never decides anything, it only stores.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+from aoc_normalizer.core import DirectoryName
+from aoc_normalizer.enrichment import CachedName
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS dedupe_seen (
+    dedupe_key TEXT PRIMARY KEY,
+    seen_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dedupe_seen_by_time ON dedupe_seen (seen_at_ms);
+CREATE TABLE IF NOT EXISTS directory_names (
+    object_id TEXT PRIMARY KEY,
+    found INTEGER NOT NULL,
+    display_name TEXT,
+    user_principal_name TEXT,
+    resolved_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+_CHUNK = 500  # keys per IN (...) statement, well under SQLite's bound-parameter limit
+
+
+def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+class SqliteNormalizerState:
+    """Dedupe sightings (`seen_at`, `remember`, `forget_before`) and a `NameCache`."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # --- dedupe ----------------------------------------------------------------------------------
+
+    def seen_at(self, keys: Sequence[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for chunk in _chunks(list(dict.fromkeys(keys))):
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT dedupe_key, seen_at_ms FROM dedupe_seen WHERE dedupe_key IN ({marks})",
+                tuple(chunk),
+            )
+            found.update(rows.fetchall())
+        return found
+
+    def remember(self, keys: Iterable[str], at_ms: int) -> None:
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT INTO dedupe_seen (dedupe_key, seen_at_ms) VALUES (?, ?) "
+                "ON CONFLICT (dedupe_key) DO UPDATE SET seen_at_ms = excluded.seen_at_ms",
+                [(key, at_ms) for key in keys],
+            )
+
+    def forget_before(self, before_ms: int) -> int:
+        """Drop sightings that can no longer make anything a duplicate; returns how many."""
+        cursor = self._db.execute("DELETE FROM dedupe_seen WHERE seen_at_ms < ?", (before_ms,))
+        return cursor.rowcount
+
+    # --- NameCache ---------------------------------------------------------------------------------
+
+    def cached_names(self, ids: Sequence[str]) -> dict[str, CachedName]:
+        found: dict[str, CachedName] = {}
+        for chunk in _chunks(list(dict.fromkeys(ids))):
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                "SELECT object_id, found, display_name, user_principal_name, resolved_at_ms "
+                f"FROM directory_names WHERE object_id IN ({marks})",
+                tuple(chunk),
+            )
+            for object_id, was_found, display, upn, at_ms in rows:
+                found[object_id] = CachedName(DirectoryName(bool(was_found), display, upn), at_ms)
+        return found
+
+    def remember_names(self, names: Mapping[str, CachedName]) -> None:
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT OR REPLACE INTO directory_names "
+                "(object_id, found, display_name, user_principal_name, resolved_at_ms) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [
+                    (
+                        i,
+                        int(c.name.found),
+                        c.name.display_name,
+                        c.name.user_principal_name,
+                        c.resolved_at_ms,
+                    )
+                    for i, c in names.items()
+                ],
+            )
