@@ -51,6 +51,7 @@ from aoc_siem_forwarder.transports import (
 
 SERVICE = "siem_forwarder"
 LAG_EVERY_S = 15.0
+LAG_TIMEOUT_S = 10.0
 log = get_logger(__name__)
 
 
@@ -215,18 +216,24 @@ class SiemForwarder:
                 batch_size=self.batch_max_events,
                 linger_s=self.linger_s,
             )
+            await lag  # stop is set: it reports the lag once more, after the last commit, and ends
         finally:
-            lag.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await lag
+            if not lag.done():
+                lag.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await lag
             await self.transport.close()
 
     async def _report_lag(self, stop: asyncio.Event) -> None:
         """Keep the lag gauge fresh: a forwarder falling behind its SIEM shows up on a dashboard."""
-        while not stop.is_set():
+        while True:
             try:
-                await record_lag(self.message_log, self.group, [topics.EVENTS])
-            except MessageLogError as error:
-                log.warning("could not read the lag", error=str(error))
+                await asyncio.wait_for(
+                    record_lag(self.message_log, self.group, [topics.EVENTS]), LAG_TIMEOUT_S
+                )
+            except (MessageLogError, TimeoutError) as error:
+                log.warning("could not read the lag", error=f"{type(error).__name__}: {error}")
+            if stop.is_set():
+                return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), LAG_EVERY_S)
