@@ -96,6 +96,8 @@ class Settings(BaseSettings):
     syslog_host: str | None = None
     syslog_port: int = Field(default=514, ge=1, le=65535)
     syslog_payload: Literal["cef", "json"] = "cef"
+    syslog_tls: bool = False
+    syslog_tls_ca_file: Path | None = None
     siem_batch_max_events: int = Field(default=500, ge=1, le=10_000)
     siem_batch_max_bytes: int = Field(default=1_000_000, ge=1024, le=100_000_000)
     siem_batch_linger_ms: int = Field(default=1000, ge=0, le=60_000)
@@ -168,6 +170,13 @@ class Settings(BaseSettings):
     def _plain_host(cls, value: str | None) -> str | None:
         if value is not None and (not value.strip() or any(c.isspace() for c in value)):
             raise ValueError(f"{value!r} is not a host name or address")
+        return value
+
+    @field_validator("syslog_tls_ca_file")
+    @classmethod
+    def _readable_ca_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{str(value)!r} is not a file")
         return value
 
     @model_validator(mode="after")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 import time
 from collections.abc import Sequence
 
@@ -70,6 +71,7 @@ def transport_from_settings(settings: Settings, policy: RetryPolicy | None = Non
             hostname=host,
             timeout_s=settings.siem_timeout_seconds,
             policy=policy,
+            tls=syslog_tls_context(settings),
         )
     if settings.siem_format == "splunk_hec":
         assert settings.splunk_hec_url is not None and settings.splunk_hec_token is not None
@@ -92,6 +94,14 @@ def transport_from_settings(settings: Settings, policy: RetryPolicy | None = Non
         policy=policy,
         hmac_secret=hmac_secret,
     )
+
+
+def syslog_tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """Verify the receiver's certificate and name, against SYSLOG_TLS_CA_FILE or the system's CAs."""
+    if not settings.syslog_tls:
+        return None
+    ca_file = settings.syslog_tls_ca_file
+    return ssl.create_default_context(cafile=None if ca_file is None else str(ca_file))
 
 
 class SiemForwarder:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -153,6 +154,9 @@ class HttpTransport:
 class SyslogTransport:
     """RFC 5424 messages over one TCP connection, octet-counted (RFC 6587); reconnects with backoff.
 
+    With a TLS context the connection is RFC 5425 syslog over TLS (the same framing inside TLS); the
+    context decides which certificates are trusted, and the host name is checked against `host`.
+
     Plain syslog over TCP has no acknowledgement: a batch counts as delivered once the kernel took all of
     it (`drain`). A receiver that dies with unread bytes in its buffers loses them without the sender
     knowing; the HTTP formats do not have that gap.
@@ -169,6 +173,7 @@ class SyslogTransport:
         hostname: str,
         timeout_s: float,
         policy: RetryPolicy,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -176,6 +181,7 @@ class SyslogTransport:
         self.hostname = hostname
         self.timeout_s = timeout_s
         self.policy = policy
+        self.tls = tls
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
@@ -224,7 +230,13 @@ class SyslogTransport:
             await self.close()
         started = time.monotonic()
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(self.host, self.port), self.timeout_s
+            asyncio.open_connection(
+                self.host,
+                self.port,
+                ssl=self.tls,
+                ssl_handshake_timeout=self.timeout_s if self.tls else None,
+            ),
+            self.timeout_s,
         )
         log.info(
             "syslog_connected",

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import hmac
 import socket
+import ssl
 import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
@@ -174,8 +175,8 @@ class SyslogSiem:
         self._writers: list[asyncio.StreamWriter] = []
         self.port = 0
 
-    async def start(self, port: int = 0) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", port)
+    async def start(self, port: int = 0, tls: ssl.SSLContext | None = None) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", port, ssl=tls)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:

@@ -73,6 +73,7 @@ def test_an_enabled_siem_format_without_its_settings_stops_start_up_naming_them(
         ("SIEM_BATCH_MAX_EVENTS", "0"),
         ("SIEM_BATCH_LINGER_MS", "-1"),
         ("SIEM_BREAKER_COOLDOWN_SECONDS", "0"),
+        ("SYSLOG_TLS_CA_FILE", "/nonexistent/ca.pem"),
     ],
 )
 def test_a_bad_siem_setting_is_named(
