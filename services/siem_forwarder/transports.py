@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -95,6 +96,8 @@ class HttpTransport:
         self._hec_index = hec_index
         self._host = host
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(timeout_s))
+        # Webhook URLs often carry a token in their path: errors name the host only.
+        self._peer = urlsplit(url).netloc
 
     def size_of(self, event: ForwardableEvent) -> int:
         return len(event.json) + (200 if self.siem_format == "splunk_hec" else 1)
@@ -132,8 +135,7 @@ class HttpTransport:
         text = response.text[:1500]
         if verdict == "unavailable":
             raise SiemUnavailable(
-                f"siem: POST {self.url.split('?', 1)[0]} answered HTTP {response.status_code}: "
-                f"{text[:300]}"
+                f"siem: POST to {self._peer} answered HTTP {response.status_code}: {text[:300]}"
             )
         invalid = (
             hec_invalid_event_index(response.content, len(events))
