@@ -172,13 +172,6 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not a host name or address")
         return value
 
-    @field_validator("syslog_tls_ca_file")
-    @classmethod
-    def _readable_ca_file(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_file():
-            raise ValueError(f"{str(value)!r} is not a file")
-        return value
-
     @model_validator(mode="after")
     def _siem_format_has_its_settings(self) -> Settings:
         """The forwarder must not start and then fail on its first batch for want of a setting."""

@@ -35,7 +35,7 @@ from aoc_common.metrics import (
     SIEM_CIRCUIT_OPEN,
     SIEM_EVENTS_FORWARDED,
 )
-from aoc_common.settings import Settings
+from aoc_common.settings import ConfigurationError, Settings
 from aoc_siem_forwarder.core import (
     STAGE,
     ForwardableEvent,
@@ -101,6 +101,9 @@ def syslog_tls_context(settings: Settings) -> ssl.SSLContext | None:
     if not settings.syslog_tls:
         return None
     ca_file = settings.syslog_tls_ca_file
+    # Checked here, not in Settings: the file is mounted where the forwarder runs, not in every container.
+    if ca_file is not None and not ca_file.is_file():
+        raise ConfigurationError(f"configuration error: SYSLOG_TLS_CA_FILE={ca_file}: not a file")
     return ssl.create_default_context(cafile=None if ca_file is None else str(ca_file))
 
 
