@@ -39,9 +39,15 @@ class Reply:
 
 @dataclass
 class SeenRequest:
+    """One request, listed when it arrived; `status` is filled in when it is answered."""
+
     at: float
-    status: int
-    events: int
+    ids: list[str]
+    status: int = 0
+
+    @property
+    def events(self) -> int:
+        return len(self.ids)
 
 
 @dataclass
@@ -74,8 +80,10 @@ class HttpSiem:
             if not message.get("more_body"):
                 break
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        seen = SeenRequest(time.monotonic(), [e["id"] for e in self._events(body)])
+        self.requests.append(seen)
         status, answer, extra = await self._answer(body, headers)
-        self.requests.append(SeenRequest(time.monotonic(), status, len(self._events(body))))
+        seen.status = status
         response_headers = [(b"content-type", b"application/json"), *extra]
         await send({"type": "http.response.start", "status": status, "headers": response_headers})
         await send({"type": "http.response.body", "body": orjson.dumps(answer)})
