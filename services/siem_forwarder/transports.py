@@ -226,12 +226,12 @@ class SyslogTransport:
         """The open connection, or a new one when there is none or the receiver closed its end."""
         reader, writer = self._reader, self._writer
         if reader is not None and writer is not None:
-            # A syslog receiver never sends: EOF or data on our side means it hung up (or is not one).
+            # A syslog receiver never sends, so EOF means it hung up: write on a new connection.
             if not (reader.at_eof() or writer.is_closing()):
                 return writer
             await self.close()
         started = time.monotonic()
-        reader, writer = await asyncio.wait_for(
+        opened_reader, opened_writer = await asyncio.wait_for(
             asyncio.open_connection(
                 self.host,
                 self.port,
@@ -245,8 +245,8 @@ class SyslogTransport:
             target=f"{self.host}:{self.port}",
             seconds=round(time.monotonic() - started, 3),
         )
-        self._reader, self._writer = reader, writer
-        return writer
+        self._reader, self._writer = opened_reader, opened_writer
+        return opened_writer
 
     async def close(self) -> None:
         writer, self._reader, self._writer = self._writer, None, None
