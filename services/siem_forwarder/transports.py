@@ -128,7 +128,8 @@ class HttpTransport:
                 headers=headers,
             )
         except RetriesExhausted as error:
-            raise SiemUnavailable(str(error)) from error
+            shown = str(error).replace(self.url.split("?", 1)[0], f"http(s)://{self._peer}")
+            raise SiemUnavailable(shown) from error
         verdict = judge_response(
             response.status_code, response.content, siem_format=self.siem_format
         )

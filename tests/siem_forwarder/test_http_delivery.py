@@ -7,6 +7,7 @@ import base64
 from collections.abc import Sequence
 
 import orjson
+import pytest
 from prometheus_client import REGISTRY
 
 from aoc_common import topics
@@ -202,7 +203,7 @@ async def test_a_slow_siem_times_out_and_the_batch_is_sent_again(
 
 
 async def test_the_breaker_stops_calling_a_down_siem_for_the_cool_down_and_then_resumes(
-    embedded: Engine, events: list[CanonicalEvent]
+    embedded: Engine, events: list[CanonicalEvent], capsys: pytest.CaptureFixture[str]
 ) -> None:
     cooldown = 1.5
     breaker = CircuitBreaker(2, cooldown)
@@ -210,7 +211,8 @@ async def test_the_breaker_stops_calling_a_down_siem_for_the_cool_down_and_then_
     async with serving(siem) as url:
         await publish_events(embedded.message_log, events)
         one_try = RetryPolicy(max_attempts=1)
-        async with running(forwarder(embedded, url, policy=one_try, breaker=breaker)):
+        hook = f"{url}/hook/T0K3N"
+        async with running(forwarder(embedded, hook, policy=one_try, breaker=breaker)):
             await wait_for(lambda: breaker.state, lambda state: state == "open")
             assert len(siem.requests) == 2
             assert metric("aoc_siem_circuit_open", format="json") == 1
@@ -221,6 +223,9 @@ async def test_the_breaker_stops_calling_a_down_siem_for_the_cool_down_and_then_
 
     at = [r.at for r in siem.requests]
     assert [r.status for r in siem.requests[:3]] == [503, 503, 503]
+    logged = capsys.readouterr()
+    assert "siem circuit opened" in logged.out + logged.err
+    assert "T0K3N" not in logged.out + logged.err  # a token in the webhook's path stays out of logs
     assert at[2] - at[1] >= cooldown - 0.05  # silence while open
     assert at[3] - at[2] >= cooldown - 0.05  # reopened by the failed trial
     assert sorted(ours(siem.accepted, events)) == sorted(
