@@ -102,6 +102,8 @@ class Settings(BaseSettings):
     syslog_host: str | None = None
     syslog_port: int = Field(default=514, ge=1, le=65535)
     syslog_payload: Literal["cef", "json"] = "cef"
+    syslog_tls: bool = False
+    syslog_tls_ca_file: Path | None = None
     siem_batch_max_events: int = Field(default=500, ge=1, le=10_000)
     siem_batch_max_bytes: int = Field(default=1_000_000, ge=1024, le=100_000_000)
     siem_batch_linger_ms: int = Field(default=1000, ge=0, le=60_000)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 import time
 from collections.abc import Sequence
 
@@ -34,7 +35,7 @@ from aoc_common.metrics import (
     SIEM_CIRCUIT_OPEN,
     SIEM_EVENTS_FORWARDED,
 )
-from aoc_common.settings import Settings
+from aoc_common.settings import ConfigurationError, Settings
 from aoc_siem_forwarder.core import (
     STAGE,
     ForwardableEvent,
@@ -51,6 +52,7 @@ from aoc_siem_forwarder.transports import (
 
 SERVICE = "siem_forwarder"
 LAG_EVERY_S = 15.0
+LAG_TIMEOUT_S = 10.0
 log = get_logger(__name__)
 
 
@@ -69,6 +71,7 @@ def transport_from_settings(settings: Settings, policy: RetryPolicy | None = Non
             hostname=host,
             timeout_s=settings.siem_timeout_seconds,
             policy=policy,
+            tls=syslog_tls_context(settings),
         )
     if settings.siem_format == "splunk_hec":
         assert settings.splunk_hec_url is not None and settings.splunk_hec_token is not None
@@ -91,6 +94,17 @@ def transport_from_settings(settings: Settings, policy: RetryPolicy | None = Non
         policy=policy,
         hmac_secret=hmac_secret,
     )
+
+
+def syslog_tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """Verify the receiver's certificate and name, against SYSLOG_TLS_CA_FILE or the system's CAs."""
+    if not settings.syslog_tls:
+        return None
+    ca_file = settings.syslog_tls_ca_file
+    # Checked here, not in Settings: the file is mounted where the forwarder runs, not in every container.
+    if ca_file is not None and not ca_file.is_file():
+        raise ConfigurationError(f"configuration error: SYSLOG_TLS_CA_FILE={ca_file}: not a file")
+    return ssl.create_default_context(cafile=None if ca_file is None else str(ca_file))
 
 
 class SiemForwarder:
@@ -215,18 +229,24 @@ class SiemForwarder:
                 batch_size=self.batch_max_events,
                 linger_s=self.linger_s,
             )
+            await lag  # stop is set: it reports the lag once more, after the last commit, and ends
         finally:
-            lag.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await lag
+            if not lag.done():
+                lag.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await lag
             await self.transport.close()
 
     async def _report_lag(self, stop: asyncio.Event) -> None:
         """Keep the lag gauge fresh: a forwarder falling behind its SIEM shows up on a dashboard."""
-        while not stop.is_set():
+        while True:
             try:
-                await record_lag(self.message_log, self.group, [topics.EVENTS])
-            except MessageLogError as error:
-                log.warning("could not read the lag", error=str(error))
+                await asyncio.wait_for(
+                    record_lag(self.message_log, self.group, [topics.EVENTS]), LAG_TIMEOUT_S
+                )
+            except (MessageLogError, TimeoutError) as error:
+                log.warning("could not read the lag", error=f"{type(error).__name__}: {error}")
+            if stop.is_set():
+                return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), LAG_EVERY_S)

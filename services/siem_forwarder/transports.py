@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -94,6 +96,8 @@ class HttpTransport:
         self._hec_index = hec_index
         self._host = host
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(timeout_s))
+        # Webhook URLs often carry a token in their path: errors name the host only.
+        self._peer = urlsplit(url).netloc
 
     def size_of(self, event: ForwardableEvent) -> int:
         return len(event.json) + (200 if self.siem_format == "splunk_hec" else 1)
@@ -124,15 +128,15 @@ class HttpTransport:
                 headers=headers,
             )
         except RetriesExhausted as error:
-            raise SiemUnavailable(str(error)) from error
+            shown = str(error).replace(self.url.split("?", 1)[0], f"http(s)://{self._peer}")
+            raise SiemUnavailable(shown) from error
         verdict = judge_response(
             response.status_code, response.content, siem_format=self.siem_format
         )
         text = response.text[:1500]
         if verdict == "unavailable":
             raise SiemUnavailable(
-                f"siem: POST {self.url.split('?', 1)[0]} answered HTTP {response.status_code}: "
-                f"{text[:300]}"
+                f"siem: POST to {self._peer} answered HTTP {response.status_code}: {text[:300]}"
             )
         invalid = (
             hec_invalid_event_index(response.content, len(events))
@@ -153,6 +157,9 @@ class HttpTransport:
 class SyslogTransport:
     """RFC 5424 messages over one TCP connection, octet-counted (RFC 6587); reconnects with backoff.
 
+    With a TLS context the connection is RFC 5425 syslog over TLS (the same framing inside TLS); the
+    context decides which certificates are trusted, and the host name is checked against `host`.
+
     Plain syslog over TCP has no acknowledgement: a batch counts as delivered once the kernel took all of
     it (`drain`). A receiver that dies with unread bytes in its buffers loses them without the sender
     knowing; the HTTP formats do not have that gap.
@@ -169,6 +176,7 @@ class SyslogTransport:
         hostname: str,
         timeout_s: float,
         policy: RetryPolicy,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -176,6 +184,7 @@ class SyslogTransport:
         self.hostname = hostname
         self.timeout_s = timeout_s
         self.policy = policy
+        self.tls = tls
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
@@ -218,21 +227,27 @@ class SyslogTransport:
         """The open connection, or a new one when there is none or the receiver closed its end."""
         reader, writer = self._reader, self._writer
         if reader is not None and writer is not None:
-            # A syslog receiver never sends: EOF or data on our side means it hung up (or is not one).
+            # A syslog receiver never sends, so EOF means it hung up: write on a new connection.
             if not (reader.at_eof() or writer.is_closing()):
                 return writer
             await self.close()
         started = time.monotonic()
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(self.host, self.port), self.timeout_s
+        opened_reader, opened_writer = await asyncio.wait_for(
+            asyncio.open_connection(
+                self.host,
+                self.port,
+                ssl=self.tls,
+                ssl_handshake_timeout=self.timeout_s if self.tls else None,
+            ),
+            self.timeout_s,
         )
         log.info(
             "syslog_connected",
             target=f"{self.host}:{self.port}",
             seconds=round(time.monotonic() - started, 3),
         )
-        self._reader, self._writer = reader, writer
-        return writer
+        self._reader, self._writer = opened_reader, opened_writer
+        return opened_writer
 
     async def close(self) -> None:
         writer, self._reader, self._writer = self._writer, None, None

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import hmac
 import socket
+import ssl
 import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator
@@ -38,9 +39,15 @@ class Reply:
 
 @dataclass
 class SeenRequest:
+    """One request, listed when it arrived; `status` is filled in when it is answered."""
+
     at: float
-    status: int
-    events: int
+    ids: list[str]
+    status: int = 0
+
+    @property
+    def events(self) -> int:
+        return len(self.ids)
 
 
 @dataclass
@@ -73,8 +80,10 @@ class HttpSiem:
             if not message.get("more_body"):
                 break
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        seen = SeenRequest(time.monotonic(), [e["id"] for e in self._events(body)])
+        self.requests.append(seen)
         status, answer, extra = await self._answer(body, headers)
-        self.requests.append(SeenRequest(time.monotonic(), status, len(self._events(body))))
+        seen.status = status
         response_headers = [(b"content-type", b"application/json"), *extra]
         await send({"type": "http.response.start", "status": status, "headers": response_headers})
         await send({"type": "http.response.body", "body": orjson.dumps(answer)})
@@ -174,8 +183,8 @@ class SyslogSiem:
         self._writers: list[asyncio.StreamWriter] = []
         self.port = 0
 
-    async def start(self, port: int = 0) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", port)
+    async def start(self, port: int = 0, tls: ssl.SSLContext | None = None) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", port, ssl=tls)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:

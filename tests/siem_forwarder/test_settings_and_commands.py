@@ -119,6 +119,29 @@ def test_aoc_run_siem_forwarder_refuses_to_start_without_its_settings(tmp_path: 
     assert "secret-xyz" not in result.stderr + result.stdout
 
 
+def test_a_missing_syslog_ca_file_stops_the_forwarder_with_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [str(AOC), "run", "siem_forwarder"],
+        env=clean_env(
+            SIEM_ENABLED="true",
+            SIEM_FORMAT="syslog",
+            SYSLOG_HOST="127.0.0.1",
+            SYSLOG_TLS="true",
+            SYSLOG_TLS_CA_FILE=str(tmp_path / "missing.pem"),
+            DATA_DIR=str(tmp_path),
+        ),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"configuration error: SYSLOG_TLS_CA_FILE={tmp_path / 'missing.pem'}: not a file"
+    )
+
+
 def test_aoc_run_siem_forwarder_idles_while_disabled_and_stops_cleanly(tmp_path: Path) -> None:
     process = subprocess.Popen(
         [str(AOC), "run", "siem_forwarder"],

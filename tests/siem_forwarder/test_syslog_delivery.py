@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import ssl
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import orjson
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from prometheus_client import REGISTRY
 
 from aoc_common.circuit_breaker import CircuitBreaker
 from aoc_common.events import CanonicalEvent
 from aoc_common.http_retry import RetryPolicy
+from aoc_common.settings import Settings
 from aoc_siem_forwarder.core import SyslogPayload
 from aoc_siem_forwarder.runtime import SiemForwarder
-from aoc_siem_forwarder.transports import SyslogTransport
+from aoc_siem_forwarder.transports import SiemUnavailable, SyslogTransport
 from tests.siem_forwarder.conftest import Engine, caught_up, publish_events, running, wait_for
 from tests.siem_forwarder.receivers import SyslogSiem, syslog_parts
 
@@ -111,3 +120,76 @@ async def test_a_receiver_that_is_down_is_retried_until_it_listens_again(
         await caught_up(embedded)
 
     assert set(receiver.ids()) == {e.id for e in events}
+
+
+def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 signed by its own key (PEM files): the receiver's and its CA."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "aoc test syslog receiver")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "receiver.pem", folder / "receiver.key"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+async def test_syslog_over_tls_verifies_the_receiver_and_delivers_every_event(
+    embedded: Engine, events: list[CanonicalEvent], tmp_path: Path
+) -> None:
+    cert_file, key_file = self_signed_certificate(tmp_path)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert_file, key_file)
+    receiver = SyslogSiem()
+    await receiver.start(tls=server_tls)
+    try:
+        settings = Settings(
+            siem_enabled=True,
+            siem_format="syslog",
+            syslog_host="127.0.0.1",
+            syslog_port=receiver.port,
+            syslog_tls=True,
+            syslog_tls_ca_file=cert_file,
+            siem_batch_linger_ms=50,
+        )
+        untrusting = SyslogTransport(
+            "127.0.0.1",
+            receiver.port,
+            payload="cef",
+            hostname="h",
+            timeout_s=2,
+            policy=RetryPolicy(max_attempts=1),
+            tls=ssl.create_default_context(),  # the system's CAs do not know this receiver
+        )
+        with pytest.raises(SiemUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
+            await untrusting.send([])
+        await untrusting.close()
+
+        await publish_events(embedded.message_log, events)
+        async with running(SiemForwarder.from_settings(embedded.message_log, settings)):
+            await wait_for(lambda: len(receiver.messages), lambda n: n >= len(events))
+            await caught_up(embedded)
+    finally:
+        await receiver.stop()
+
+    assert sorted(receiver.ids()) == sorted(e.id for e in events)
