@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from aoc_common.dead_letter import DeadLetter, dead_letter
-from aoc_common.events import SCHEMA_VERSION, CanonicalEvent
+from aoc_common.consumed_events import DecodedEvents, decode_canonical_events
+from aoc_common.events import CanonicalEvent
 from aoc_common.message_log.base import Record
 from aoc_common.query import timestamp_ms
 from aoc_common.rules import Alert, Condition, Rule, compile_pattern, parse_path
@@ -38,40 +37,9 @@ ADDRESS_SEPARATORS = (";", ",", " ", "\t", "\n")
 # --- decoding ------------------------------------------------------------------------------------
 
 
-@dataclass
-class DecodedBatch:
-    events: list[CanonicalEvent] = field(default_factory=list)
-    dead_letters: list[DeadLetter] = field(default_factory=list)
-
-
-def decode_events(records: Sequence[Record]) -> DecodedBatch:
+def decode_events(records: Sequence[Record]) -> DecodedEvents:
     """Every record becomes an event to evaluate or a dead letter saying why it cannot be."""
-    batch = DecodedBatch()
-    for record in records:
-        try:
-            event = CanonicalEvent.model_validate(orjson.loads(record.value))
-        except (orjson.JSONDecodeError, ValidationError) as error:
-            reason = f"not a canonical event: {str(error).splitlines()[0][:500]}"
-            batch.dead_letters.append(_dead_letter(record, reason))
-            continue
-        if event.schema_version > SCHEMA_VERSION:
-            reason = f"schema_version {event.schema_version} is newer than the alerter's"
-            batch.dead_letters.append(_dead_letter(record, reason))
-            continue
-        batch.events.append(event)
-    return batch
-
-
-def _dead_letter(record: Record, reason: str) -> DeadLetter:
-    return dead_letter(
-        record.value,
-        reason,
-        stage=STAGE,
-        source_topic=record.topic,
-        source_partition=record.partition,
-        source_offset=record.offset,
-        key=record.key,
-    )
+    return decode_canonical_events(records, stage=STAGE, reader="alerter")
 
 
 # --- matching ------------------------------------------------------------------------------------

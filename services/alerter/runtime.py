@@ -28,6 +28,7 @@ from aoc_alerter.default_rules import default_rules
 from aoc_alerter.notify import WebhookNotifier
 from aoc_common import topics
 from aoc_common.codec import encode
+from aoc_common.consumed_events import dead_letter_messages
 from aoc_common.event_store.base import EventStore, StoreError
 from aoc_common.events import utc_now
 from aoc_common.logging import get_logger
@@ -85,14 +86,14 @@ class Alerter:
         if batch.dead_letters:
             await self.message_log.publish(
                 topics.DLQ,
-                [Message(d.key and d.key.encode(), encode(d)) for d in batch.dead_letters],
+                dead_letter_messages(batch.dead_letters),
             )
             DEAD_LETTERS.labels(SERVICE, STAGE).inc(len(batch.dead_letters))
         if not batch.events:
             return
         rules = await self.store.list_rules()
         evaluation = Evaluation()
-        hits = find_hits(rules, batch.events, evaluation)
+        hits = find_hits(rules, [consumed.event for consumed in batch.events], evaluation)
         if evaluation.regex_timeouts:
             RULE_REGEX_TIMEOUTS.inc(evaluation.regex_timeouts)
             log.warning("rule regular expressions timed out", count=evaluation.regex_timeouts)

@@ -20,13 +20,17 @@ import hmac
 import ipaddress
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
 import orjson
-from pydantic import ValidationError
 
-from aoc_common.dead_letter import DeadLetter, dead_letter
+from aoc_common.consumed_events import (
+    ConsumedEvent,
+    DecodedEvents,
+    dead_letter_for_record,
+    decode_canonical_events,
+)
+from aoc_common.dead_letter import DeadLetter
 from aoc_common.events import SCHEMA_VERSION, CanonicalEvent
 from aoc_common.message_log.base import Record
 
@@ -41,57 +45,13 @@ Verdict = Literal["accepted", "rejected", "unavailable"]
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class ForwardableEvent:
-    """One validated event and its JSON exactly as published, with where it came from."""
-
-    record: Record
-    event: CanonicalEvent
-    json: bytes
-
-
-@dataclass
-class DecodedBatch:
-    events: list[ForwardableEvent] = field(default_factory=list)
-    dead_letters: list[DeadLetter] = field(default_factory=list)
-
-
-def decode_batch(records: Sequence[Record]) -> DecodedBatch:
+def decode_batch(records: Sequence[Record]) -> DecodedEvents:
     """Every record becomes an event to forward or a dead letter saying why it cannot be forwarded."""
-    batch = DecodedBatch()
-    for record in records:
-        try:
-            event = CanonicalEvent.model_validate_json(record.value)
-        except ValidationError as error:
-            first = error.errors()[0]
-            where = ".".join(str(part) for part in first["loc"]) or "value"
-            reason = (
-                f"not a canonical event ({error.error_count()} problem(s)): {where}: "
-                f"{first['msg'][:300]}"
-            )
-            batch.dead_letters.append(dead_letter_for(record, reason))
-            continue
-        if event.schema_version > SCHEMA_VERSION:
-            reason = (
-                f"schema_version {event.schema_version} is newer than this forwarder "
-                f"({SCHEMA_VERSION})"
-            )
-            batch.dead_letters.append(dead_letter_for(record, reason))
-            continue
-        batch.events.append(ForwardableEvent(record, event, record.value))
-    return batch
+    return decode_canonical_events(records, stage=STAGE, reader="forwarder")
 
 
 def dead_letter_for(record: Record, reason: str) -> DeadLetter:
-    return dead_letter(
-        record.value,
-        reason,
-        stage=STAGE,
-        source_topic=record.topic,
-        source_partition=record.partition,
-        source_offset=record.offset,
-        key=record.key,
-    )
+    return dead_letter_for_record(record, reason, stage=STAGE)
 
 
 def rejected_by_siem(record: Record, status: int, response: str) -> DeadLetter:
@@ -127,12 +87,12 @@ def plan_batches(
 # --- generic JSON webhook and Splunk HEC ---------------------------------------------------------------
 
 
-def json_batch_body(events: Sequence[ForwardableEvent]) -> bytes:
+def json_batch_body(events: Sequence[ConsumedEvent]) -> bytes:
     """`{"count": n, "events": [...]}`, the events spliced in as published (already valid JSON)."""
     return b'{"count":%d,"events":[' % len(events) + b",".join(e.json for e in events) + b"]}"
 
 
-def hec_envelope(item: ForwardableEvent, *, host: str, sourcetype: str, index: str | None) -> bytes:
+def hec_envelope(item: ConsumedEvent, *, host: str, sourcetype: str, index: str | None) -> bytes:
     """One Splunk HEC event: `time` is the admin action's time (epoch seconds, millisecond precision)."""
     meta: dict[str, object] = {
         "time": round(item.event.timestamp.timestamp(), 3),
@@ -146,7 +106,7 @@ def hec_envelope(item: ForwardableEvent, *, host: str, sourcetype: str, index: s
 
 
 def hec_body(
-    events: Sequence[ForwardableEvent], *, host: str, sourcetype: str, index: str | None
+    events: Sequence[ConsumedEvent], *, host: str, sourcetype: str, index: str | None
 ) -> bytes:
     """HEC's batch format: event envelopes one after the other (here one per line)."""
     return b"\n".join(
@@ -227,7 +187,7 @@ def syslog_severity(event: CanonicalEvent) -> int:
     return SEVERITY_WARNING if event.result == "failure" else SEVERITY_NOTICE
 
 
-def syslog_message(item: ForwardableEvent, *, payload: SyslogPayload, hostname: str) -> bytes:
+def syslog_message(item: ConsumedEvent, *, payload: SyslogPayload, hostname: str) -> bytes:
     """`<PRI>1 TIMESTAMP HOSTNAME aoc - MSGID - MSG`: facility log audit (13), MSGID the event's source.
 
     TIMESTAMP is the admin action's time, so the SIEM orders events by when they happened. No

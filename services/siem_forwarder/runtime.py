@@ -23,11 +23,11 @@ from collections.abc import Sequence
 
 from aoc_common import topics
 from aoc_common.circuit_breaker import CircuitBreaker
-from aoc_common.codec import encode
+from aoc_common.consumed_events import ConsumedEvent, dead_letter_messages
 from aoc_common.dead_letter import DeadLetter
 from aoc_common.http_retry import RetryPolicy
 from aoc_common.logging import get_logger
-from aoc_common.message_log.base import Message, MessageLog, MessageLogError, Record
+from aoc_common.message_log.base import MessageLog, MessageLogError, Record
 from aoc_common.message_log.consumer import RetryLater, record_lag, run_consumer
 from aoc_common.metrics import (
     DEAD_LETTERS,
@@ -38,7 +38,6 @@ from aoc_common.metrics import (
 from aoc_common.settings import ConfigurationError, Settings
 from aoc_siem_forwarder.core import (
     STAGE,
-    ForwardableEvent,
     decode_batch,
     plan_batches,
     rejected_by_siem,
@@ -179,12 +178,10 @@ class SiemForwarder:
         self.breaker.record_success()
         SIEM_CIRCUIT_OPEN.labels(self._format).set(0)
         if dead_letters:
-            await self.message_log.publish(
-                topics.DLQ, [Message(d.key and d.key.encode(), encode(d)) for d in dead_letters]
-            )
+            await self.message_log.publish(topics.DLQ, dead_letter_messages(dead_letters))
             DEAD_LETTERS.labels(SERVICE, STAGE).inc(len(dead_letters))
 
-    async def _deliver(self, events: Sequence[ForwardableEvent]) -> list[DeadLetter]:
+    async def _deliver(self, events: Sequence[ConsumedEvent]) -> list[DeadLetter]:
         """Send `events`; when the SIEM rejects their content, find the events it refuses on their own.
 
         Bisection costs about 2·log2(n) requests per refused event; Splunk HEC names the bad event, which

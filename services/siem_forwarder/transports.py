@@ -20,12 +20,12 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from aoc_common.consumed_events import ConsumedEvent
 from aoc_common.http_retry import RetriesExhausted, RetryPolicy, request_with_retries
 from aoc_common.logging import get_logger
 from aoc_common.metrics import SIEM_RETRIES
 from aoc_siem_forwarder.core import (
     SIGNATURE_HEADER,
-    ForwardableEvent,
     SiemFormat,
     SyslogPayload,
     Verdict,
@@ -58,11 +58,11 @@ class Answer:
 class Transport(Protocol):
     siem_format: SiemFormat
 
-    async def send(self, events: Sequence[ForwardableEvent]) -> Answer:
+    async def send(self, events: Sequence[ConsumedEvent]) -> Answer:
         """Deliver `events` as one batch; raise SiemUnavailable when it cannot be delivered."""
         ...
 
-    def size_of(self, event: ForwardableEvent) -> int:
+    def size_of(self, event: ConsumedEvent) -> int:
         """About how many bytes the event adds to a batch (for SIEM_BATCH_MAX_BYTES)."""
         ...
 
@@ -99,17 +99,17 @@ class HttpTransport:
         # Webhook URLs often carry a token in their path: errors name the host only.
         self._peer = urlsplit(url).netloc
 
-    def size_of(self, event: ForwardableEvent) -> int:
+    def size_of(self, event: ConsumedEvent) -> int:
         return len(event.json) + (200 if self.siem_format == "splunk_hec" else 1)
 
-    def body(self, events: Sequence[ForwardableEvent]) -> bytes:
+    def body(self, events: Sequence[ConsumedEvent]) -> bytes:
         if self.siem_format == "splunk_hec":
             return hec_body(
                 events, host=self._host, sourcetype=self._hec_sourcetype, index=self._hec_index
             )
         return json_batch_body(events)
 
-    async def send(self, events: Sequence[ForwardableEvent]) -> Answer:
+    async def send(self, events: Sequence[ConsumedEvent]) -> Answer:
         body = self.body(events)
         headers = {"Content-Type": "application/json"}
         if self._hec_token is not None:
@@ -188,10 +188,10 @@ class SyslogTransport:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
-    def size_of(self, event: ForwardableEvent) -> int:
+    def size_of(self, event: ConsumedEvent) -> int:
         return len(event.json) + 100
 
-    async def send(self, events: Sequence[ForwardableEvent]) -> Answer:
+    async def send(self, events: Sequence[ConsumedEvent]) -> Answer:
         data = b"".join(
             octet_counted(syslog_message(e, payload=self.payload, hostname=self.hostname))
             for e in events

@@ -11,12 +11,11 @@ import time
 from collections.abc import Sequence
 
 from aoc_common import topics
-from aoc_common.codec import encode
+from aoc_common.consumed_events import ConsumedEvent, dead_letter_messages
 from aoc_common.dead_letter import DeadLetter
 from aoc_common.event_store.base import EventStore, StoreError
-from aoc_common.events import CanonicalEvent
 from aoc_common.logging import get_logger
-from aoc_common.message_log.base import Message, MessageLog, Record
+from aoc_common.message_log.base import MessageLog, Record
 from aoc_common.message_log.consumer import run_consumer
 from aoc_common.metrics import DEAD_LETTERS, EVENTS_STORED
 from aoc_common.query import UpsertResult
@@ -38,21 +37,21 @@ class StoreSink:
         dead_letters = list(batch.dead_letters)
         if batch.events:
             try:
-                result = await self.store.upsert_events([e for _, e in batch.events])
+                result = await self.store.upsert_events(
+                    [consumed.event for consumed in batch.events]
+                )
             except StoreError:
                 result, refused = await self._upsert_one_by_one(batch.events)
                 dead_letters += refused
             EVENTS_STORED.labels(SERVICE, "inserted").inc(result.inserted)
             EVENTS_STORED.labels(SERVICE, "updated").inc(result.updated)
         if dead_letters:
-            await self.message_log.publish(
-                topics.DLQ, [Message(d.key and d.key.encode(), encode(d)) for d in dead_letters]
-            )
+            await self.message_log.publish(topics.DLQ, dead_letter_messages(dead_letters))
             DEAD_LETTERS.labels(SERVICE, STAGE).inc(len(dead_letters))
         await self._purge_if_due()
 
     async def _upsert_one_by_one(
-        self, events: Sequence[tuple[Record, CanonicalEvent]]
+        self, events: Sequence[ConsumedEvent]
     ) -> tuple[UpsertResult, list[DeadLetter]]:
         """A batch failed: if the store is down, raise (the batch is retried after a backoff); if it
         is up, it refused some event, so store the others and dead-letter the ones it refuses, instead
@@ -60,7 +59,8 @@ class StoreSink:
         await self.store.ping()
         total = UpsertResult()
         refused: list[DeadLetter] = []
-        for record, event in events:
+        for consumed in events:
+            record, event = consumed.record, consumed.event
             try:
                 total += await self.store.upsert_events([event])
             except StoreError as error:

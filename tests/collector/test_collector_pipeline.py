@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -30,36 +28,8 @@ from aoc_normalizer.runtime import Normalizer
 from aoc_store.runtime import StoreSink
 from tests.collector.conftest import FIXTURE_COUNTS, build_harness, raw_keys
 from tests.engines.kafka_server import (
-    STARTUP_TIMEOUT_S,
-    accepts_connections,
-    free_port,
     kafka_test_options,
-    tansu_binary,
 )
-
-
-@pytest.fixture(scope="module")
-def private_kafka() -> Iterator[str]:
-    """A Tansu broker of this module's own: the raw and events topics have fixed names, and the
-    session broker's tests read them from offset 0 expecting only their own messages."""
-    configured = os.environ.get("AOC_TEST_KAFKA")
-    if configured:
-        yield configured
-        return
-    port = free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    command = [str(tansu_binary()), "broker", "--listener-url", url]
-    command += ["--advertised-listener-url", url, "--storage-engine", "memory://tansu/"]
-    broker = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not accepts_connections(port):
-            assert broker.poll() is None and time.monotonic() < deadline, "Tansu did not start"
-            time.sleep(0.05)  # polling a port, not synchronising tests
-        yield f"127.0.0.1:{port}"
-    finally:
-        broker.terminate()
-        broker.wait(timeout=10)
 
 
 @pytest.fixture(params=["embedded", "kafka+mongo"])
@@ -70,7 +40,7 @@ async def engines(
         message_log: MessageLog = EmbeddedMessageLog(tmp_path / "log.sqlite3")
         store: EventStore = SqliteEventStore(tmp_path / "events.sqlite3", retention_days=3650)
     else:
-        bootstrap = request.getfixturevalue("private_kafka")
+        bootstrap = request.getfixturevalue("private_kafka_bootstrap")
         mongo_uri = request.getfixturevalue("mongo_uri")
         message_log = KafkaMessageLog(bootstrap, default_partitions=3, **kafka_test_options())
         store = MongoEventStore(mongo_uri, f"coll_{uuid.uuid4().hex[:12]}", retention_days=3650)

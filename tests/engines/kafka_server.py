@@ -67,16 +67,18 @@ def accepts_connections(port: int) -> bool:
     return False
 
 
-@pytest.fixture(scope="session")
-def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`host:port` of a Kafka-protocol broker shared by the session."""
+@contextlib.contextmanager
+def tansu_broker(log_path: Path) -> Iterator[str]:
+    """A fresh in-memory Tansu broker on a free loopback port, as `host:port`, stopped on exit.
+
+    With AOC_TEST_KAFKA set, that broker instead (it cannot be made fresh: tests using this must not
+    assume an empty broker there)."""
     configured = os.environ.get("AOC_TEST_KAFKA")
     if configured:
         yield configured
         return
     port = free_port()
     url = f"tcp://127.0.0.1:{port}"
-    output = tmp_path_factory.mktemp("tansu") / "broker.log"
     command = [
         str(tansu_binary()),
         "broker",
@@ -87,13 +89,13 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "--storage-engine",
         "memory://tansu/",
     ]
-    with output.open("wb") as sink:
+    with log_path.open("wb") as sink:
         broker = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while not accepts_connections(port):
             if broker.poll() is not None or time.monotonic() > deadline:
-                log_tail = output.read_text(errors="replace")[-2000:]
+                log_tail = log_path.read_text(errors="replace")[-2000:]
                 pytest.fail(
                     f"Tansu did not start on {url} (exit code {broker.poll()}):\n{log_tail}",
                     pytrace=False,
@@ -107,3 +109,18 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             broker.kill()
             broker.wait(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`host:port` of a Kafka-protocol broker shared by the session."""
+    with tansu_broker(tmp_path_factory.mktemp("tansu") / "broker.log") as bootstrap:
+        yield bootstrap
+
+
+@pytest.fixture(scope="module")
+def private_kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A broker of the test module's own, for tests that read the fixed-name topics from offset 0
+    and count what they find: on the session broker, other modules' messages would be there too."""
+    with tansu_broker(tmp_path_factory.mktemp("tansu-private") / "broker.log") as bootstrap:
+        yield bootstrap

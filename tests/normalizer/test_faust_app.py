@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
-import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -27,10 +25,7 @@ from aoc_normalizer.enrichment import GraphDirectoryObjects
 from aoc_normalizer.faust_app import FaustOptions, NormalizerApp, build_app
 from tests.builders import directory_records, malformed_inputs, raw_record
 from tests.engines.kafka_server import (
-    accepts_connections,
-    free_port,
     kafka_test_options,
-    tansu_binary,
 )
 from tests.normalizer.fake_graph import FakeGraph, FakeTokens, directory_record, guid, serving
 
@@ -179,39 +174,11 @@ async def test_map_agent_names_directory_ids_through_graph_or_marks_them_pending
 # --- one real worker on a Kafka-protocol broker -----------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def own_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A broker of this module's own: the worker uses the real topic and group names, which the
-    pipeline tests on the session broker must not see. AOC_TEST_KAFKA points it at a real Kafka."""
-    configured = os.environ.get("AOC_TEST_KAFKA")
-    if configured:
-        yield configured
-        return
-    port = free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    log = tmp_path_factory.mktemp("tansu-faust") / "broker.log"
-    with log.open("wb") as sink:
-        broker = subprocess.Popen(
-            [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url",
-             url, "--storage-engine", "memory://tansu/"],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 15
-        while not accepts_connections(port):
-            if broker.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"Tansu did not start: {log.read_text(errors='replace')[-2000:]}")
-            time.sleep(0.05)  # polling a port, not synchronising tests
-        yield f"127.0.0.1:{port}"
-    finally:
-        broker.terminate()
-        broker.wait(timeout=10)
-
-
 @pytest.fixture
-async def kafka_log(own_kafka: str) -> AsyncIterator[KafkaMessageLog]:
-    message_log = KafkaMessageLog(own_kafka, default_partitions=1, **kafka_test_options())
+async def kafka_log(private_kafka_bootstrap: str) -> AsyncIterator[KafkaMessageLog]:
+    message_log = KafkaMessageLog(
+        private_kafka_bootstrap, default_partitions=1, **kafka_test_options()
+    )
     await message_log.start()
     # One partition everywhere, so "the sentinel came out" means "everything before it was judged".
     await message_log.ensure_topics(topics.ALL_TOPICS, partitions=1)
@@ -239,7 +206,7 @@ async def publish(message_log: KafkaMessageLog, records: list[dict]) -> None:
 
 
 async def test_a_faust_worker_restarted_as_aoc_run_normalizer_drops_redelivered_records(
-    kafka_log: KafkaMessageLog, own_kafka: str, tmp_path: Path, fixtures_dir: Path
+    kafka_log: KafkaMessageLog, private_kafka_bootstrap: str, tmp_path: Path, fixtures_dir: Path
 ) -> None:
     bare = directory_record("Directory_ids_only", actor_id=guid(1), target_id=guid(2))
     records = [*directory_records(fixtures_dir)[:3], bare]
@@ -250,7 +217,7 @@ async def test_a_faust_worker_restarted_as_aoc_run_normalizer_drops_redelivered_
     await publish(kafka_log, records)
     async with serving(graph), httpx.AsyncClient(timeout=5) as client:
         first = build_app(
-            Settings(data_dir=tmp_path / "first", kafka_bootstrap_servers=own_kafka),
+            Settings(data_dir=tmp_path / "first", kafka_bootstrap_servers=private_kafka_bootstrap),
             lookup=GraphDirectoryObjects(client, FakeTokens(), graph.url),
             options=FaustOptions(
                 batch_within_s=0.2, overrides={**TANSU_FAUST, "topic_partitions": 1}
@@ -271,7 +238,7 @@ async def test_a_faust_worker_restarted_as_aoc_run_normalizer_drops_redelivered_
     # except the group timings Settings exposes.
     settings = Settings(
         data_dir=tmp_path / "second",  # a fresh local store: the table must come from its changelog
-        kafka_bootstrap_servers=own_kafka,
+        kafka_bootstrap_servers=private_kafka_bootstrap,
         kafka_topic_partitions=1,
         kafka_session_timeout_ms=6000,
         kafka_heartbeat_interval_ms=1000,

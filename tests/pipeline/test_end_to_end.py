@@ -65,7 +65,8 @@ async def engines(
         message_log: MessageLog = EmbeddedMessageLog(tmp_path / "log.sqlite3")
         store: EventStore = SqliteEventStore(tmp_path / "events.sqlite3", retention_days=3650)
     else:
-        bootstrap = request.getfixturevalue("kafka_bootstrap")
+        # Its own broker: this test counts everything on aoc.events and aoc.dlq from offset 0.
+        bootstrap = request.getfixturevalue("private_kafka_bootstrap")
         mongo_uri = request.getfixturevalue("mongo_uri")
         message_log = KafkaMessageLog(bootstrap, default_partitions=3, **kafka_test_options())
         store = MongoEventStore(mongo_uri, f"e2e_{uuid.uuid4().hex[:12]}", retention_days=3650)

@@ -10,10 +10,10 @@ import orjson
 import pytest
 
 from aoc_common.codec import encode
+from aoc_common.consumed_events import ConsumedEvent
 from aoc_common.events import SCHEMA_VERSION, Actor, CanonicalEvent
 from aoc_common.message_log.base import Record
 from aoc_siem_forwarder.core import (
-    ForwardableEvent,
     cef_payload,
     decode_batch,
     hec_body,
@@ -32,7 +32,7 @@ def record_of(event: CanonicalEvent, offset: int = 0) -> Record:
     return Record("aoc.events", 0, offset, event.dedupe_key.encode(), encode(event), 0)
 
 
-def forwardable(event: CanonicalEvent) -> ForwardableEvent:
+def forwardable(event: CanonicalEvent) -> ConsumedEvent:
     batch = decode_batch([record_of(event)])
     assert not batch.dead_letters
     return batch.events[0]
