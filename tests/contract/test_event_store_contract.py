@@ -927,3 +927,35 @@ async def test_count_by_interval_counts_matching_events_per_interval(event_store
         0,
         0,
     ]
+
+
+@only_on("embedded")
+async def test_common_tags_and_words_page_the_same_as_rare_ones(event_store: EventStore):
+    """SQLite walks newest-first instead of sorting every match once a tag or word is common
+    (more than COMMON_LOOKUP_ROWS events): the answer must not change with the plan."""
+    from aoc_common.event_store.sqlite import COMMON_LOOKUP_ROWS
+
+    count = COMMON_LOOKUP_ROWS + 300
+    rng = random.Random(5)
+    events = [
+        an_event(
+            f"evt-{n}",
+            minutes_ago=rng.randrange(10_000),
+            milliseconds_ago=n % 7,
+            tags=["common"] + (["rare"] if n % 500 == 0 else []),
+            raw_text="mailbox forwarding" if n % 3 else "mailbox",
+            service="Exchange" if n % 2 else "Intune",
+        )
+        for n in range(count)
+    ]
+    await event_store.upsert_events(events)
+
+    for query in (
+        EventQuery(tags=["common"], page_size=500),
+        EventQuery(search="mail", page_size=500),
+        EventQuery(search="mailbox forw", service="Exchange", page_size=500),
+        EventQuery(tags=["common", "rare"], search="mailbox", page_size=7),
+        EventQuery(tags=["common"], search="forwarding", page_size=333),
+    ):
+        pages = await page_through(event_store, query)
+        assert [event.id for page in pages for event in page] == expected_ids(events, query)
