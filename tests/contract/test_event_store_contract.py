@@ -945,6 +945,7 @@ async def test_common_tags_and_words_page_the_same_as_rare_ones(event_store: Eve
             tags=["common"] + (["rare"] if n % 500 == 0 else []),
             raw_text="mailbox forwarding" if n % 3 else "mailbox",
             service="Exchange" if n % 2 else "Intune",
+            actor=f"Admin {n % 5}" if n % 400 else "Rare Actor",
         )
         for n in range(count)
     ]
@@ -956,6 +957,29 @@ async def test_common_tags_and_words_page_the_same_as_rare_ones(event_store: Eve
         EventQuery(search="mailbox forw", service="Exchange", page_size=500),
         EventQuery(tags=["common", "rare"], search="mailbox", page_size=7),
         EventQuery(tags=["common"], search="forwarding", page_size=333),
+        EventQuery(actor="admin", page_size=400),
+        EventQuery(actor="ADMIN 3", search="mailbox", page_size=50),
+        EventQuery(actor="rare", page_size=3),
+        EventQuery(actor="dmin 1", tags=["common"], page_size=100),
     ):
         pages = await page_through(event_store, query)
         assert [event.id for page in pages for event in page] == expected_ids(events, query)
+
+
+@only_on("embedded")
+async def test_a_database_from_before_the_actor_table_is_backfilled_on_open(engine: Engine):
+    import sqlite3
+
+    store = engine.open()
+    await store.start()
+    await store.upsert_events([an_event("a", actor="Alice Admin"), an_event("b", actor="Bob")])
+    await store.stop()
+    path = store.path  # type: ignore[attr-defined]
+    with sqlite3.connect(path) as connection:
+        connection.execute("DROP TABLE event_actors")
+
+    reopened = engine.open()
+    await reopened.start()
+
+    assert await all_ids(reopened, actor="ALICE") == [event_id_for("a")]
+    assert (await reopened.filter_options()).actors == ["Alice Admin", "Bob"]
