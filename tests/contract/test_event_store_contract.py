@@ -1061,3 +1061,59 @@ async def test_alerts_page_newest_first_with_filters_and_cursor(event_store: Eve
     assert [a.id for a in acknowledged.items] == ["alert-04"]
     still_open = await alert_pages(event_store, AlertQuery(status="open", page_size=3))
     assert len([a for page in still_open for a in page]) == 10
+
+
+@only_on("embedded")
+async def test_common_tags_and_words_page_the_same_as_rare_ones(event_store: EventStore):
+    """SQLite walks newest-first instead of sorting every match once a tag or word is common
+    (more than COMMON_LOOKUP_ROWS events): the answer must not change with the plan."""
+    from aoc_common.event_store.sqlite import COMMON_LOOKUP_ROWS
+
+    count = COMMON_LOOKUP_ROWS + 300
+    rng = random.Random(5)
+    events = [
+        an_event(
+            f"evt-{n}",
+            minutes_ago=rng.randrange(10_000),
+            milliseconds_ago=n % 7,
+            tags=["common"] + (["rare"] if n % 500 == 0 else []),
+            raw_text="mailbox forwarding" if n % 3 else "mailbox",
+            service="Exchange" if n % 2 else "Intune",
+            actor=f"Admin {n % 5}" if n % 400 else "Rare Actor",
+        )
+        for n in range(count)
+    ]
+    await event_store.upsert_events(events)
+
+    for query in (
+        EventQuery(tags=["common"], page_size=500),
+        EventQuery(search="mail", page_size=500),
+        EventQuery(search="mailbox forw", service="Exchange", page_size=500),
+        EventQuery(tags=["common", "rare"], search="mailbox", page_size=7),
+        EventQuery(tags=["common"], search="forwarding", page_size=333),
+        EventQuery(actor="admin", page_size=400),
+        EventQuery(actor="ADMIN 3", search="mailbox", page_size=50),
+        EventQuery(actor="rare", page_size=3),
+        EventQuery(actor="dmin 1", tags=["common"], page_size=100),
+    ):
+        pages = await page_through(event_store, query)
+        assert [event.id for page in pages for event in page] == expected_ids(events, query)
+
+
+@only_on("embedded")
+async def test_a_database_from_before_the_actor_table_is_backfilled_on_open(engine: Engine):
+    import sqlite3
+
+    store = engine.open()
+    await store.start()
+    await store.upsert_events([an_event("a", actor="Alice Admin"), an_event("b", actor="Bob")])
+    await store.stop()
+    path = store.path  # type: ignore[attr-defined]
+    with sqlite3.connect(path) as connection:
+        connection.execute("DROP TABLE event_actors")
+
+    reopened = engine.open()
+    await reopened.start()
+
+    assert await all_ids(reopened, actor="ALICE") == [event_id_for("a")]
+    assert (await reopened.filter_options()).actors == ["Alice Admin", "Bob"]

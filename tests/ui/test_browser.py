@@ -7,8 +7,10 @@ Screenshots land in test-artifacts/ (gitignored) so that a person can look at wh
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import re
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -18,14 +20,17 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from jose import jwt
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
 from aoc_api.app import create_app
+from aoc_api.auth import JwksCache, TokenVerifier
 from aoc_common.event_store.sqlite import SqliteEventStore
 from aoc_common.rules import Alert
 from aoc_common.settings import Settings
 from aoc_common.source_health import SourceHealth, write_source_health
 from tests.api.conftest import fixture_events
+from tests.api.test_auth import FakeIdentityProvider, a_signing_key
 from tests.local_server import serving
 
 REPO = Path(__file__).resolve().parents[2]
@@ -374,3 +379,118 @@ def test_the_openapi_page_renders_from_vendored_files_under_the_csp(
     assert errors == []
     assert external == []
     page.close()
+
+
+def test_a_signed_in_analyst_reads_and_comments_with_a_verified_token(
+    browser: Browser, tmp_path: Path, fixtures_dir: Path
+) -> None:
+    """The whole sign-in: MSAL.js redirects to the identity provider (answered by the browser's
+    router), redeems the code with its PKCE verifier, and calls the API with the access token,
+    which the API verifies against the key set of a fake provider on 127.0.0.1."""
+    authority_host = "https://login.contoso-idp.test"
+    issuer = f"{authority_host}/{TENANT}/v2.0"
+    key = a_signing_key("ui-key")
+    provider = FakeIdentityProvider(keys=[key])
+    stored_fixtures(tmp_path, fixtures_dir)
+    settings = Settings(
+        data_dir=tmp_path,
+        retention_days=3650,
+        auth_enabled=True,
+        auth_tenant_id=TENANT,
+        auth_client_id=CLIENT,
+        authority_host=authority_host,
+    )
+    oid = "0a0a0a0a-0000-0000-0000-0000000000aa"
+    client_info = base64.urlsafe_b64encode(
+        json.dumps({"uid": oid, "utid": TENANT}).encode()
+    ).decode()
+    redeemed: list[dict[str, list[str]]] = []
+    nonce: list[str] = []
+
+    def token(claims: dict[str, Any]) -> str:
+        now = int(time.time())
+        payload = {"iss": issuer, "tid": TENANT, "oid": oid, "sub": oid, "iat": now, "nbf": now}
+        payload.update(exp=now + 3600, **claims)
+        return jwt.encode(payload, key.private_pem.decode(), "RS256", headers={"kid": key.kid})
+
+    def identity_provider(route: Route) -> None:
+        request = route.request
+        cors = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Headers": "*"}
+        if request.method == "OPTIONS":
+            route.fulfill(status=204, headers=cors)
+        elif "openid-configuration" in request.url:
+            route.fulfill(
+                headers=cors,
+                json={
+                    "issuer": issuer,
+                    "authorization_endpoint": f"{authority_host}/{TENANT}/oauth2/v2.0/authorize",
+                    "token_endpoint": f"{authority_host}/{TENANT}/oauth2/v2.0/token",
+                    "end_session_endpoint": f"{authority_host}/{TENANT}/oauth2/v2.0/logout",
+                    "jwks_uri": f"{authority_host}/{TENANT}/discovery/v2.0/keys",
+                },
+            )
+        elif "/oauth2/v2.0/authorize" in request.url:
+            query = parse_qs(urlsplit(request.url).query)
+            nonce.append(query["nonce"][0])
+            back = (
+                f"{query['redirect_uri'][0]}#code=the-code&state={query['state'][0]}"
+                f"&client_info={client_info}"
+            )
+            route.fulfill(status=302, headers={"Location": back})
+        elif "/oauth2/v2.0/token" in request.url:
+            redeemed.append(parse_qs(request.post_data or ""))
+            route.fulfill(
+                headers=cors,
+                json={
+                    "token_type": "Bearer",
+                    "scope": f"api://{CLIENT}/.default",
+                    "expires_in": 3600,
+                    "ext_expires_in": 3600,
+                    "access_token": token(
+                        {
+                            "aud": CLIENT,
+                            "preferred_username": "dana@contoso.com",
+                            "roles": ["AOC.Writer"],
+                        }
+                    ),
+                    "id_token": token(
+                        {
+                            "aud": CLIENT,
+                            "preferred_username": "dana@contoso.com",
+                            "name": "Dana",
+                            "nonce": nonce[-1],
+                        }
+                    ),
+                    "client_info": client_info,
+                },
+            )
+        else:
+            route.fulfill(status=404, body="")
+
+    errors: list[str] = []
+    with serving(provider.app()) as provider_url:
+        app = create_app(settings)
+        app.state.token_verifier = TokenVerifier(
+            settings, JwksCache(f"{provider_url}/{TENANT}/discovery/v2.0/keys")
+        )
+        with serving(app) as url:
+            page = watched_page(browser, errors)
+            page.route(f"{authority_host}/**", identity_provider)
+            page.goto(url)
+            page.click("#sign-in-main")
+            expect(rows(page)).to_have_count(50)
+            expect(page.locator("#user")).to_have_text("dana@contoso.com")
+            expect(page.locator("#sign-out")).to_be_visible()
+            rows(page).first.click()
+            page.fill("#comment-input", "Seen, signed in")
+            page.click("#add-comment")
+            expect(page.locator("#detail-comments li .muted")).to_contain_text(["dana@contoso.com"])
+            page.screenshot(path=str(ARTIFACTS / "ui-signed-in.png"))
+            page.close()
+            anonymous = httpx.get(f"{url}/api/events")
+    assert anonymous.status_code == 401
+    assert redeemed[0]["grant_type"] == ["authorization_code"]
+    assert redeemed[0]["code"] == ["the-code"]
+    assert len(redeemed[0]["code_verifier"][0]) >= 43
+    assert provider.fetches == 1
+    assert errors == []
