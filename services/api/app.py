@@ -21,6 +21,7 @@ from aoc_api.problems import document_problems, install_problem_handlers
 from aoc_api.routes import alerts as alert_routes
 from aoc_api.routes import config, events, system
 from aoc_api.routes import rules as rule_routes
+from aoc_api.routes.ask import router as ask_router
 from aoc_api.routes.sources import router as sources_router
 from aoc_common import __version__
 from aoc_common.event_store import EventStore, open_event_store
@@ -129,6 +130,7 @@ def create_app(
     app.include_router(rule_routes.router)
     app.include_router(alert_routes.router)
     app.include_router(sources_router)
+    app.include_router(ask_router)
     app.mount("/", StaticFiles(directory=static_dir(), html=True), name="ui")
     _document_errors_and_security(app, settings)
     return app

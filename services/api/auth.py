@@ -16,7 +16,8 @@ With AUTH_ENABLED=false every request passes as the anonymous principal. With it
   Missing rights are 403.
 
 `guard_api_request` is installed on the whole app, so every `/api/*` route, including routes other
-branches add, needs a reader (a writer for any method other than GET/HEAD/OPTIONS), except the
+branches add, needs a reader (a writer for any method other than GET/HEAD/OPTIONS, except the
+read-only POSTs of READ_ONLY_POST_PATHS such as `/api/ask`), except the
 public `/api/config/auth`, `/api/version` and the Graph webhook (clientState-checked). Routes that
 need the caller's identity declare `Depends(require_reader)` / `Depends(require_writer)`; the
 principal is verified once per request.
@@ -56,6 +57,9 @@ JWKS_RETRY_POLICY = RetryPolicy(
 # subscription's clientState instead (routes/sources.py).
 PUBLIC_API_PATHS = frozenset({"/api/config/auth", "/api/version", "/api/webhooks/graph"})
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# POSTs that only read (a question's body is too long and too private for a query string): a
+# reader may send them.
+READ_ONLY_POST_PATHS = frozenset({"/api/ask"})
 ANY_READER = "*"
 
 
@@ -359,7 +363,9 @@ async def guard_api_request(request: Request) -> None:
     """App-wide dependency: readers for `/api/*` reads, writers for every other method."""
     if not is_protected(request.method, request.url.path):
         return
-    if request.method in READ_METHODS:
+    if request.method in READ_METHODS or (
+        request.method == "POST" and request.url.path in READ_ONLY_POST_PATHS
+    ):
         await require_reader(request)
     else:
         await require_writer(request)
