@@ -5,6 +5,7 @@
 - `aoc topics`: create every topic (a one-shot step before the consumers start).
 - `aoc replay`: move a stopped consumer group to an offset or a time, to backfill or re-process.
 - `aoc renormalize`: publish named versions of events whose directory names were pending.
+- `aoc mcp`: the read-only MCP server on stdin/stdout, for AI assistants.
 
 This module is the composition root: the only place that imports several services at once.
 """
@@ -105,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     renormalize.add_argument(
         "--since", required=True, type=_parse_time, help="first raw record time (ISO 8601)"
     )
+
+    commands.add_parser("mcp", help="serve read-only MCP tools over stdio (for AI assistants)")
     return parser
 
 
@@ -134,6 +137,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from aoc_normalizer.renormalize import run_renormalize
 
         return asyncio.run(run_renormalize(settings, args.since))
+    if args.command == "mcp":
+        from aoc_api.mcp_server import serve_stdio
+
+        return asyncio.run(serve_stdio(settings))
     return asyncio.run(_replay(settings, args.group, args.topic, args.offset, args.timestamp))
 
 
