@@ -1,5 +1,5 @@
 // AOC web UI: events (filters, histogram, cursor paging, detail drawer with tags, comments and the
-// raw record), alerts, source health. No framework, no CDN: MSAL.js is loaded from vendor/ only when
+// raw record), questions in plain language (when AI features are on), alerts, source health. No framework, no CDN: MSAL.js is loaded from vendor/ only when
 // /api/config/auth says sign-in is on. Everything from the API is inserted as text, never as HTML.
 "use strict";
 
@@ -160,6 +160,75 @@ async function loadFilterOptions() {
     actors.replaceChildren(...options.actors.map((actor) => { const o = el("option"); o.value = actor; return o; }));
   } catch (error) {
     $("status").textContent = "Could not load filter options: " + error.message;
+  }
+}
+
+// --- questions (POST /api/ask, shown only when /api/config/features says ai is on) -------------
+
+const ASKED_FILTERS = ["search", "service", "operation", "result", "source", "actor"];
+
+// Show the query the model chose in the filter controls, so that "Load more", the histogram and any
+// further filter change continue from exactly what was searched.
+function setControl(id, value) {
+  const control = $(id);
+  if (control.tagName === "SELECT" && value && ![...control.options].some((o) => o.value === value)) {
+    const option = el("option", value);
+    option.value = value;
+    control.appendChild(option);
+  }
+  control.value = value || "";
+}
+
+function showQueryInFilters(query) {
+  for (const name of ASKED_FILTERS) setControl(name, query[name]);
+  setControl("tag", (query.tags || [])[0]);
+  const hasTime = Boolean(query.start || query.end);
+  $("range").value = hasTime ? "custom" : "";
+  $("start").value = query.start ? query.start.slice(0, 19) : "";
+  $("end").value = query.end ? query.end.slice(0, 19) : "";
+}
+
+function describeQuery(query) {
+  const parts = [];
+  for (const name of [...ASKED_FILTERS, "start", "end"]) {
+    if (query[name]) parts.push(`${name}=${query[name]}`);
+  }
+  if (query.tags && query.tags.length) parts.push(`tags=${query.tags.join(",")}`);
+  return parts.length ? parts.join(" · ") : "all events";
+}
+
+async function ask(question) {
+  $("ask-submit").disabled = true;
+  $("ask-answer").hidden = false;
+  $("ask-summary").textContent = "Asking…";
+  $("ask-query").textContent = "";
+  try {
+    const answer = await api("/api/ask", { method: "POST", body: { question } });
+    $("ask-summary").textContent = answer.answer;
+    $("ask-query").textContent = describeQuery(answer.query);
+    showQueryInFilters(answer.query);
+    $("events").tBodies[0].replaceChildren();
+    addRows(answer.events);
+    state.cursor = answer.next_cursor;
+    $("more").hidden = !answer.next_cursor;
+    const shown = answer.events.length;
+    $("status").textContent = shown === 0
+      ? "No events match this question."
+      : `${shown} event${shown === 1 ? "" : "s"} shown` + (answer.next_cursor ? " (more available)" : "");
+    loadHistogram();
+  } catch (error) {
+    $("ask-summary").textContent = "Could not answer: " + error.message;
+  } finally {
+    $("ask-submit").disabled = false;
+  }
+}
+
+async function loadFeatures() {
+  try {
+    const features = await api("/api/config/features");
+    $("ask").hidden = !features.ai;
+  } catch {
+    $("ask").hidden = true;
   }
 }
 
@@ -547,6 +616,11 @@ $("comment-form").addEventListener("submit", (e) => {
   const text = $("comment-input").value.trim();
   if (text) addComment(text);
 });
+$("ask").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const question = $("question").value.trim();
+  if (question) ask(question);
+});
 $("alert-filters").addEventListener("submit", (e) => { e.preventDefault(); loadAlerts(true); });
 $("alerts-more").addEventListener("click", () => loadAlerts(false));
 for (const tab of document.querySelectorAll("#tabs [role=tab]")) {
@@ -567,6 +641,7 @@ async function start() {
     return;
   }
   if (!ready) return;
+  loadFeatures();
   loadFilterOptions();
   refreshEvents();
   loadAlertsBadge();

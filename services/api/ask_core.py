@@ -41,6 +41,7 @@ MAX_VOCABULARY_ITEMS = 200
 MAX_VOCABULARY_ITEM_LENGTH = 100
 MAX_ARGUMENTS_LENGTH = 20_000
 TOOL_NAME = "search_events"
+SUMMARY_TIME = "%Y-%m-%d %H:%M UTC"
 
 
 class AskRequest(BaseModel):
@@ -216,8 +217,8 @@ def summarize(events: Sequence[CanonicalEvent], more: bool) -> str:
     if not events:
         return "No events match this query."
     count = f"{len(events)}{'+' if more else ''}"
-    oldest = min(e.timestamp for e in events).isoformat()
-    newest = max(e.timestamp for e in events).isoformat()
+    oldest = min(e.timestamp for e in events).strftime(SUMMARY_TIME)
+    newest = max(e.timestamp for e in events).strftime(SUMMARY_TIME)
     lines = [
         f"{count} events from {oldest} to {newest}"
         + (" (first page shown; more match)." if more else "."),

@@ -30,6 +30,7 @@ from aoc_common.rules import Alert
 from aoc_common.settings import Settings
 from aoc_common.source_health import SourceHealth, write_source_health
 from tests.api.conftest import fixture_events
+from tests.api.fake_llm import fake_llm, tool_call
 from tests.api.test_auth import FakeIdentityProvider, a_signing_key
 from tests.local_server import serving
 
@@ -148,6 +149,7 @@ def test_an_analyst_filters_pages_opens_a_raw_event_and_tags_it(
     expect(page.locator("#histogram-chart rect.bar").first).to_be_attached()
     expect(page.locator("#histogram-title")).to_contain_text("Events over time")
     expect(page.locator("#health")).to_have_text("ok")
+    expect(page.locator("#ask")).to_be_hidden()  # AI_FEATURES_ENABLED is off
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "ui-events.png"))
 
@@ -162,7 +164,8 @@ def test_an_analyst_filters_pages_opens_a_raw_event_and_tags_it(
     assert set(services) == {"Exchange"}
     page.fill("#search", "forwarding")
     page.click("#apply")
-    expect(page.locator("#status")).not_to_contain_text("20 events")
+    # Not merely "not 20 events": "Loading…" is that too, with the old rows still in the table.
+    expect(page.locator("#status")).to_have_text(re.compile(r"^(?!20 )\d+ events? shown"))
     expect(rows(page).first).to_be_visible()
     searched = rows(page).count()
     assert 0 < searched < 20
@@ -494,3 +497,54 @@ def test_a_signed_in_analyst_reads_and_comments_with_a_verified_token(
     assert len(redeemed[0]["code_verifier"][0]) >= 43
     assert provider.fetches == 1
     assert errors == []
+
+
+def test_with_ai_on_an_analyst_asks_a_question_and_sees_the_query_and_its_events(
+    browser: Browser, tmp_path: Path, fixtures_dir: Path
+) -> None:
+    stored_fixtures(tmp_path, fixtures_dir)
+    for llm in fake_llm():
+        llm.reset(
+            tool_call(
+                service="Entra ID",
+                operation="Add user",
+                start="2026-11-01T00:00:00Z",
+                end="2026-11-20T00:00:00Z",
+            )
+        )
+        settings = Settings(
+            data_dir=tmp_path,
+            retention_days=3650,
+            ai_features_enabled=True,
+            llm_api_key="sk-test-key",
+            llm_base_url=f"{llm.url}/v1",
+        )
+        with serving(create_app(settings)) as url:
+            errors: list[str] = []
+            page = watched_page(browser, errors)
+            page.goto(url)
+            expect(rows(page)).to_have_count(50)
+
+            page.fill("#question", "Who added users in Entra ID in November?")
+            page.click("#ask-submit")
+
+            expect(page.locator("#ask-summary")).to_contain_text("14 events from 2026-11")
+            expect(page.locator("#ask-query")).to_contain_text("service=Entra ID")
+            expect(page.locator("#ask-query")).to_contain_text("operation=Add user")
+            expect(rows(page)).to_have_count(14)
+            services = page.locator("#events tbody tr td:nth-child(2)").all_inner_texts()
+            assert set(services) == {"Entra ID"}
+            # The filters now show what was searched, so Apply re-runs the same query.
+            expect(page.locator("#service")).to_have_value("Entra ID")
+            expect(page.locator("#operation")).to_have_value("Add user")
+            expect(page.locator("#start")).to_have_value(re.compile(r"^2026-11-01T00:00"))
+            expect(page.locator("#end")).to_have_value(re.compile(r"^2026-11-20T00:00"))
+            page.click("#apply")
+            expect(page.locator("#status")).to_have_text("14 events shown")
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "ui-ask.png"))
+            assert [r["messages"][-1]["content"] for r in llm.requests] == [
+                "Who added users in Entra ID in November?"
+            ]
+            assert errors == []
+            page.close()
