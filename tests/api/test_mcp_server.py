@@ -1,10 +1,12 @@
 """`aoc mcp` as an AI assistant sees it: launched as a subprocess over stdio by the MCP client,
-reading an embedded store filled with the fixture events and one alert."""
+reading a store (embedded, and MongoDB over the wire) filled with the fixture events and one
+alert."""
 
 from __future__ import annotations
 
 import json
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -15,6 +17,8 @@ import pytest
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
+from aoc_common.event_store.base import EventStore
+from aoc_common.event_store.mongo import MongoEventStore
 from aoc_common.event_store.sqlite import SqliteEventStore
 from aoc_common.events import CanonicalEvent
 from aoc_common.rules import Alert
@@ -26,8 +30,7 @@ CALL_TIMEOUT_S = 30.0
 TOOLS = {"search_events", "get_event", "list_alerts", "filter_options", "source_health"}
 
 
-async def fill(data_dir: Path, events: list[CanonicalEvent]) -> None:
-    store = SqliteEventStore(data_dir / "events.sqlite3", retention_days=3650)
+async def fill(store: EventStore, events: list[CanonicalEvent]) -> None:
     await store.start()
     await store.upsert_events(events)
     await store.insert_alerts(
@@ -59,19 +62,14 @@ def events(fixtures_dir: Path) -> list[CanonicalEvent]:
 
 
 @asynccontextmanager
-async def mcp_session(data_dir: Path) -> AsyncIterator[ClientSession]:
+async def mcp_session(store_env: dict[str, str]) -> AsyncIterator[ClientSession]:
     """`aoc mcp` over stdio. (A context manager, not a fixture: the client's task group must be
     left in the task that entered it.)"""
     server = StdioServerParameters(
         command=AOC,
         args=["mcp"],
-        env={
-            "DATA_DIR": str(data_dir),
-            "STORE_ENGINE": "embedded",
-            "RETENTION_DAYS": "3650",
-            "LOG_LEVEL": "WARNING",
-        },
-        cwd=data_dir,  # no .env of the working copy
+        env={**store_env, "RETENTION_DAYS": "3650", "LOG_LEVEL": "WARNING"},
+        cwd=store_env["DATA_DIR"],  # no .env of the working copy
     )
     async with (
         stdio_client(server) as (read, write),
@@ -81,10 +79,21 @@ async def mcp_session(data_dir: Path) -> AsyncIterator[ClientSession]:
         yield session
 
 
-@pytest.fixture
-async def data_dir(tmp_path: Path, events: list[CanonicalEvent]) -> Path:
-    await fill(tmp_path, events)
-    return tmp_path
+@pytest.fixture(params=["embedded", "mongo"])
+async def store_env(
+    request: pytest.FixtureRequest, tmp_path: Path, events: list[CanonicalEvent]
+) -> dict[str, str]:
+    """The settings (environment) of a store holding the fixtures, on each engine."""
+    env = {"DATA_DIR": str(tmp_path), "STORE_ENGINE": request.param}
+    store: EventStore
+    if request.param == "embedded":
+        store = SqliteEventStore(tmp_path / "events.sqlite3", retention_days=3650)
+    else:
+        uri, database = request.getfixturevalue("mongo_uri"), f"mcp_{uuid.uuid4().hex[:12]}"
+        store = MongoEventStore(uri, database, retention_days=3650)
+        env |= {"MONGO_URI": uri, "MONGO_DB": database}
+    await fill(store, events)
+    return env
 
 
 async def call(session: ClientSession, tool: str, **arguments: Any) -> Any:
@@ -99,8 +108,8 @@ async def error_of(session: ClientSession, tool: str, arguments: dict[str, Any])
     return str(result.content[0].text)  # type: ignore[union-attr]
 
 
-async def test_the_mcp_server_lists_only_read_only_tools(data_dir: Path) -> None:
-    async with mcp_session(data_dir) as session:
+async def test_the_mcp_server_lists_only_read_only_tools(store_env: dict[str, str]) -> None:
+    async with mcp_session(store_env) as session:
         tools = (await session.list_tools()).tools
 
     assert {t.name for t in tools} == TOOLS
@@ -111,7 +120,7 @@ async def test_the_mcp_server_lists_only_read_only_tools(data_dir: Path) -> None
 
 
 async def test_search_events_filters_pages_and_get_event_returns_the_raw_record(
-    data_dir: Path, events: list[CanonicalEvent]
+    store_env: dict[str, str], events: list[CanonicalEvent]
 ) -> None:
     expected = sorted(
         (e for e in events if e.service == "Entra ID" and e.operation == "Add user"),
@@ -119,7 +128,7 @@ async def test_search_events_filters_pages_and_get_event_returns_the_raw_record(
         reverse=True,
     )
 
-    async with mcp_session(data_dir) as session:
+    async with mcp_session(store_env) as session:
         filters = {"service": "Entra ID", "operation": "Add user", "page_size": 10}
         first = await call(session, "search_events", **filters)
         second = await call(session, "search_events", **filters, cursor=first["next_cursor"])
@@ -134,8 +143,10 @@ async def test_search_events_filters_pages_and_get_event_returns_the_raw_record(
     assert one["raw"] == expected[0].raw
 
 
-async def test_alerts_filter_options_and_source_health_are_served(data_dir: Path) -> None:
-    async with mcp_session(data_dir) as session:
+async def test_alerts_filter_options_and_source_health_are_served(
+    store_env: dict[str, str],
+) -> None:
+    async with mcp_session(store_env) as session:
         open_high = await call(session, "list_alerts", status="open", severity="high")
         acknowledged = await call(session, "list_alerts", status="acknowledged")
         options = await call(session, "filter_options")
@@ -167,9 +178,9 @@ HOSTILE_CALLS: list[tuple[str, dict[str, Any], str]] = [
 
 
 async def test_hostile_arguments_are_tool_errors_and_the_server_keeps_serving(
-    data_dir: Path,
+    store_env: dict[str, str],
 ) -> None:
-    async with mcp_session(data_dir) as session:
+    async with mcp_session(store_env) as session:
         for tool, arguments, reason in HOSTILE_CALLS:
             message = await error_of(session, tool, arguments)
             assert reason in message, (tool, arguments, message)
