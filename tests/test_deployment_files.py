@@ -117,6 +117,14 @@ def test_aoc_containers_set_only_variables_the_settings_model_reads(name: str) -
     assert set(environment) - SETTINGS_VARIABLES == set()
 
 
+@pytest.mark.parametrize("name", AOC_SERVICES)
+def test_each_aoc_service_serves_prometheus_metrics_on_the_compose_network(name: str) -> None:
+    environment = environment_of(compose_services()[name])
+
+    assert environment["METRICS_HOST"] == "0.0.0.0"
+    assert environment["METRICS_PORT"] == "9464"
+
+
 def test_topics_are_created_once_before_any_consumer_starts() -> None:
     services = compose_services()
 

@@ -11,6 +11,8 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 
+from prometheus_client import start_http_server
+
 from aoc_common.logging import configure_logging, get_logger
 from aoc_common.settings import ConfigurationError, Settings, load_settings
 
@@ -39,6 +41,17 @@ async def _run(name: str, main: ServiceMain, settings: Settings) -> int:
         log_engine=settings.resolved_log_engine,
         store_engine=settings.resolved_store_engine,
     )
+    if settings.metrics_port is not None:
+        # Consumers have no HTTP server of their own; without this their lag, retries and dead
+        # letters would be invisible outside `aoc demo`.
+        try:
+            start_http_server(settings.metrics_port, addr=settings.metrics_host)
+        except OSError as error:
+            log.error(
+                "metrics endpoint could not start", port=settings.metrics_port, error=str(error)
+            )
+            return 1
+        log.info("serving metrics", host=settings.metrics_host, port=settings.metrics_port)
     try:
         await main(settings, stop)
     except Exception:

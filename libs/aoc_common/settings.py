@@ -132,6 +132,10 @@ class Settings(BaseSettings):
     mappings_path: Path = REPO_ROOT / "mappings.yml"
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Prometheus scrape endpoint of a service process (`aoc run <service>`); the API also serves
+    # /metrics on its own port. Empty: no separate endpoint.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_host: str = "127.0.0.1"
 
     # --- Alerter notifications (a webhook URL often carries its own secret, so it is one) ---
     alert_webhook_url: SecretStr | None = None

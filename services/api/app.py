@@ -18,6 +18,7 @@ from fastapi.staticfiles import StaticFiles
 
 from aoc_api.auth import add_bearer_security, guard_api_request
 from aoc_api.problems import document_problems, install_problem_handlers
+from aoc_api.request_size import RequestSizeLimit
 from aoc_api.routes import alerts as alert_routes
 from aoc_api.routes import config, events, system
 from aoc_api.routes import rules as rule_routes
@@ -98,6 +99,7 @@ def create_app(
     app.state.store = store
     app.state.message_log = message_log
     install_problem_handlers(app)
+    app.add_middleware(RequestSizeLimit)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
