@@ -284,3 +284,15 @@ async def test_with_sign_in_on_a_reader_may_ask_and_no_token_is_401(
     assert len(as_reader.json()["events"]) == 14
     assert comment.status_code == 403
     assert len(llm.requests) == 1
+
+
+async def test_a_model_that_answers_the_query_as_json_text_instead_of_calling_is_understood(
+    ask_client: httpx.AsyncClient, llm: FakeLlm
+) -> None:
+    llm.reset(Reply(content='{"service": "Exchange"}'))
+
+    response = await ask_client.post("/api/ask", json={"question": "What happened in Exchange?"})
+
+    assert response.status_code == 200, response.text
+    assert response.json()["query"]["service"] == "Exchange"
+    assert len(response.json()["events"]) == 20
