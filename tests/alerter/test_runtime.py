@@ -23,19 +23,17 @@ from aoc_alerter.runtime import Alerter, seed_default_rules
 from aoc_common import topics
 from aoc_common.codec import encode
 from aoc_common.event_store.base import EventStore
-from aoc_common.event_store.mongo import MongoEventStore
 from aoc_common.event_store.sqlite import SqliteEventStore
 from aoc_common.events import CanonicalEvent
 from aoc_common.http_retry import RetryPolicy
 from aoc_common.message_log.base import Message, MessageLog, Record
 from aoc_common.message_log.embedded import EmbeddedMessageLog
-from aoc_common.message_log.kafka import KafkaMessageLog
 from aoc_common.rules import Alert, AlertQuery
 from aoc_common.settings import Settings
 from tests.alerter.builders import a_burst, fixture_events
 from tests.alerter.test_default_rules import EXPECTED, EXPECTED_ALERTS
 from tests.alerter.webhook_receiver import running_receiver
-from tests.engines.kafka_server import kafka_test_options
+from tests.engines.pipeline_engines import ENGINE_KINDS, started_engines
 
 T = TypeVar("T")
 FAST_RETRIES = RetryPolicy(max_attempts=4, base_delay_s=0.01, max_delay_s=0.05)
@@ -129,22 +127,15 @@ class Engines:
         )
 
 
-@pytest.fixture(params=["embedded", "kafka+mongo"])
+@pytest.fixture(params=ENGINE_KINDS)
 async def engines(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Engines]:
-    if request.param == "embedded":
-        message_log: MessageLog = EmbeddedMessageLog(tmp_path / "log.sqlite3")
-        store: EventStore = SqliteEventStore(tmp_path / "events.sqlite3", retention_days=3650)
-    else:
-        bootstrap = request.getfixturevalue("kafka_bootstrap")
-        mongo_uri = request.getfixturevalue("mongo_uri")
-        message_log = KafkaMessageLog(bootstrap, default_partitions=3, **kafka_test_options())
-        store = MongoEventStore(mongo_uri, f"alerter_{uuid.uuid4().hex[:12]}", retention_days=3650)
-    await message_log.start()
-    await store.start()
-    await message_log.ensure_topics(topics.ALL_TOPICS)
-    if request.param == "embedded":
-        yield Engines(message_log, store)
-    else:
+    async with started_engines(request, tmp_path, database_prefix="alerter") as (
+        message_log,
+        store,
+    ):
+        if request.param == "embedded":
+            yield Engines(message_log, store)
+            return
         # The session's broker is shared with other tests (the pipeline test counts what its store
         # sink reads from aoc.events): this test reads its own copy of the stream as its own group,
         # and counts only its own alerts (by id) on aoc.alerts, in its own database.
@@ -153,8 +144,6 @@ async def engines(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         yield Engines(
             message_log, store, f"{topics.EVENTS}.test-{suffix}", f"test-alerter-{suffix}"
         )
-    await store.stop()
-    await message_log.stop()
 
 
 async def test_fixture_alerts_are_stored_and_published_once_across_a_restart_and_a_replay(

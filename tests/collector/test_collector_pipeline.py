@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -15,41 +14,24 @@ import pytest
 
 from aoc_collector.core import watermark_key
 from aoc_collector.fake_microsoft import FakeMicrosoft
-from aoc_common import topics
 from aoc_common.event_store.base import EventStore
-from aoc_common.event_store.mongo import MongoEventStore
-from aoc_common.event_store.sqlite import SqliteEventStore
 from aoc_common.message_log.base import MessageLog
-from aoc_common.message_log.embedded import EmbeddedMessageLog
-from aoc_common.message_log.kafka import KafkaMessageLog
 from aoc_common.settings import Settings
 from aoc_common.source_health import read_source_health
 from aoc_normalizer.runtime import Normalizer
 from aoc_store.runtime import StoreSink
 from tests.collector.conftest import FIXTURE_COUNTS, build_harness, raw_keys
-from tests.engines.kafka_server import (
-    kafka_test_options,
-)
+from tests.engines.pipeline_engines import ENGINE_KINDS, started_engines
 
 
-@pytest.fixture(params=["embedded", "kafka+mongo"])
+@pytest.fixture(params=ENGINE_KINDS)
 async def engines(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[tuple[MessageLog, EventStore]]:
-    if request.param == "embedded":
-        message_log: MessageLog = EmbeddedMessageLog(tmp_path / "log.sqlite3")
-        store: EventStore = SqliteEventStore(tmp_path / "events.sqlite3", retention_days=3650)
-    else:
-        bootstrap = request.getfixturevalue("private_kafka_bootstrap")
-        mongo_uri = request.getfixturevalue("mongo_uri")
-        message_log = KafkaMessageLog(bootstrap, default_partitions=3, **kafka_test_options())
-        store = MongoEventStore(mongo_uri, f"coll_{uuid.uuid4().hex[:12]}", retention_days=3650)
-    await message_log.start()
-    await store.start()
-    await message_log.ensure_topics(topics.ALL_TOPICS)
-    yield message_log, store
-    await store.stop()
-    await message_log.stop()
+    async with started_engines(
+        request, tmp_path, database_prefix="coll", kafka_fixture="private_kafka_bootstrap"
+    ) as engines:
+        yield engines
 
 
 async def test_two_overlapping_runs_store_every_fixture_record_exactly_once(

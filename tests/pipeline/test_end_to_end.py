@@ -17,16 +17,14 @@ import pytest
 from aoc_collector.__main__ import publish_replay
 from aoc_common import topics
 from aoc_common.event_store.base import EventStore
-from aoc_common.event_store.mongo import MongoEventStore
 from aoc_common.event_store.sqlite import SqliteEventStore
 from aoc_common.message_log.base import MessageLog, Record
 from aoc_common.message_log.embedded import EmbeddedMessageLog
-from aoc_common.message_log.kafka import KafkaMessageLog
 from aoc_common.query import EventQuery
 from aoc_common.settings import Settings
 from aoc_normalizer.runtime import Normalizer
 from aoc_store.runtime import StoreSink
-from tests.engines.kafka_server import kafka_test_options
+from tests.engines.pipeline_engines import ENGINE_KINDS, started_engines
 
 STORED_FIXTURE_EVENTS = 147  # 62 directory records of which 60 unique + 30 Intune + 57 unified
 MALFORMED_INPUTS = 8
@@ -57,25 +55,15 @@ async def read_topic(message_log: MessageLog, topic: str, expected: int) -> list
     return records
 
 
-@pytest.fixture(params=["embedded", "kafka+mongo"])
+@pytest.fixture(params=ENGINE_KINDS)
 async def engines(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[tuple[MessageLog, EventStore]]:
-    if request.param == "embedded":
-        message_log: MessageLog = EmbeddedMessageLog(tmp_path / "log.sqlite3")
-        store: EventStore = SqliteEventStore(tmp_path / "events.sqlite3", retention_days=3650)
-    else:
-        # Its own broker: this test counts everything on aoc.events and aoc.dlq from offset 0.
-        bootstrap = request.getfixturevalue("private_kafka_bootstrap")
-        mongo_uri = request.getfixturevalue("mongo_uri")
-        message_log = KafkaMessageLog(bootstrap, default_partitions=3, **kafka_test_options())
-        store = MongoEventStore(mongo_uri, f"e2e_{uuid.uuid4().hex[:12]}", retention_days=3650)
-    await message_log.start()
-    await store.start()
-    await message_log.ensure_topics(topics.ALL_TOPICS)
-    yield message_log, store
-    await store.stop()
-    await message_log.stop()
+    # Its own broker: this test counts everything on aoc.events and aoc.dlq from offset 0.
+    async with started_engines(
+        request, tmp_path, database_prefix="e2e", kafka_fixture="private_kafka_bootstrap"
+    ) as engines:
+        yield engines
 
 
 async def test_fixtures_flow_through_the_pipeline_with_dedupe_and_dead_letters(
