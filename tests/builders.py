@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aoc_common.codec import encode
-from aoc_common.events import RawEnvelope, Source
+from aoc_common.events import CanonicalEvent, RawEnvelope, Source
 from aoc_common.message_log.base import Record
 from aoc_common.topics import raw_topic
 
@@ -55,3 +58,38 @@ def malformed_inputs(fixtures: Path) -> list[dict[str, Any]]:
         if entry["kind"] == "huge_field":
             entry["payload"]["activityDisplayName"] = "A" * 2_000_000
     return entries
+
+
+def fixture_events(fixtures: Path) -> list[CanonicalEvent]:
+    """Every fixture record as the normalizer core maps it (duplicates included, in fixture order)."""
+    from aoc_normalizer.core import normalize_message
+    from aoc_normalizer.mappings import load_mappings
+
+    mappings = load_mappings(Path(__file__).resolve().parents[1] / "mappings.yml")
+    records = (
+        [raw_record("directory", r) for r in directory_records(fixtures)]
+        + [raw_record("intune", r) for r in intune_records(fixtures)]
+        + [raw_record("unified", r) for r in unified_records(fixtures)]
+    )
+    events = [normalize_message(r, mappings, now=NOW) for r in records]
+    assert all(isinstance(e, CanonicalEvent) for e in events)
+    return events  # type: ignore[return-value]
+
+
+T = TypeVar("T")
+
+
+async def wait_for(
+    probe: Callable[[], T] | Callable[[], Awaitable[T]],
+    done: Callable[[T], bool],
+    timeout_s: float = 60.0,
+) -> T:
+    """Poll `probe` until `done` holds or the deadline passes (then the caller's assert explains)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = probe()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if done(value) or time.monotonic() > deadline:  # type: ignore[arg-type]
+            return value  # type: ignore[return-value]
+        await asyncio.sleep(0.02)

@@ -4,29 +4,10 @@ variations of them."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from aoc_common.events import CanonicalEvent, event_id_for
 from aoc_common.rules import Rule
-from aoc_normalizer.core import normalize_message
-from aoc_normalizer.mappings import load_mappings
-from tests.builders import NOW, directory_records, intune_records, raw_record, unified_records
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def fixture_events(fixtures: Path) -> list[CanonicalEvent]:
-    """Every fixture record as the normalizer publishes it on aoc.events (duplicates included)."""
-    mappings = load_mappings(REPO / "mappings.yml")
-    records = (
-        [raw_record("directory", r) for r in directory_records(fixtures)]
-        + [raw_record("intune", r) for r in intune_records(fixtures)]
-        + [raw_record("unified", r) for r in unified_records(fixtures)]
-    )
-    events = [normalize_message(r, mappings, now=NOW) for r in records]
-    assert all(isinstance(e, CanonicalEvent) for e in events)
-    return events  # type: ignore[return-value]
 
 
 def a_variant(event: CanonicalEvent, key: str, *, at: datetime | None = None, **changes: Any):

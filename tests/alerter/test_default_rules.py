@@ -11,7 +11,8 @@ import pytest
 from aoc_alerter.core import Evaluation, find_hits, raise_alerts
 from aoc_alerter.default_rules import default_rules
 from aoc_common.events import CanonicalEvent
-from tests.alerter.builders import a_burst, fixture_events
+from tests.alerter.builders import a_burst
+from tests.builders import fixture_events
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -30,24 +30,14 @@ from aoc_common.message_log.base import Message, MessageLog, Record
 from aoc_common.message_log.embedded import EmbeddedMessageLog
 from aoc_common.rules import Alert, AlertQuery
 from aoc_common.settings import Settings
-from tests.alerter.builders import a_burst, fixture_events
+from tests.alerter.builders import a_burst
 from tests.alerter.test_default_rules import EXPECTED, EXPECTED_ALERTS
 from tests.alerter.webhook_receiver import running_receiver
+from tests.builders import fixture_events, wait_for
 from tests.engines.pipeline_engines import ENGINE_KINDS, started_engines
 
 T = TypeVar("T")
 FAST_RETRIES = RetryPolicy(max_attempts=4, base_delay_s=0.01, max_delay_s=0.05)
-
-
-async def wait_for(
-    probe: Callable[[], Awaitable[T]], done: Callable[[T], bool], timeout_s: float = 60.0
-) -> T:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = await probe()
-        if done(value) or time.monotonic() > deadline:
-            return value
-        await asyncio.sleep(0.05)
 
 
 async def all_alerts(store: EventStore) -> list[Alert]:

@@ -10,26 +10,9 @@ import pytest
 
 from aoc_api.app import create_app
 from aoc_common.event_store.sqlite import SqliteEventStore
-from aoc_common.events import CanonicalEvent
 from aoc_common.message_log.embedded import EmbeddedMessageLog
 from aoc_common.settings import Settings
-from aoc_normalizer.core import normalize_message
-from aoc_normalizer.mappings import load_mappings
-from tests.builders import NOW, directory_records, intune_records, raw_record, unified_records
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def fixture_events(fixtures: Path) -> list[CanonicalEvent]:
-    mappings = load_mappings(REPO / "mappings.yml")
-    records = (
-        [raw_record("directory", r) for r in directory_records(fixtures)]
-        + [raw_record("intune", r) for r in intune_records(fixtures)]
-        + [raw_record("unified", r) for r in unified_records(fixtures)]
-    )
-    events = [normalize_message(r, mappings, now=NOW) for r in records]
-    assert all(isinstance(e, CanonicalEvent) for e in events)
-    return events  # type: ignore[return-value]
+from tests.builders import fixture_events
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from aoc_common.event_store.sqlite import SqliteEventStore
 from aoc_common.events import CanonicalEvent
 from aoc_common.rules import Alert
 from aoc_common.source_health import SourceHealth, write_source_health
-from tests.api.conftest import fixture_events
+from tests.builders import fixture_events
 
 AOC = str(Path(sys.executable).parent / "aoc")
 CALL_TIMEOUT_S = 30.0

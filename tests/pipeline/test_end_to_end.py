@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -24,6 +24,7 @@ from aoc_common.query import EventQuery
 from aoc_common.settings import Settings
 from aoc_normalizer.runtime import Normalizer
 from aoc_store.runtime import StoreSink
+from tests.builders import wait_for
 from tests.engines.pipeline_engines import ENGINE_KINDS, started_engines
 
 STORED_FIXTURE_EVENTS = 147  # 62 directory records of which 60 unique + 30 Intune + 57 unified
@@ -31,18 +32,6 @@ MALFORMED_INPUTS = 8
 
 
 T = TypeVar("T")
-
-
-async def wait_for(
-    probe: Callable[[], Awaitable[T]], done: Callable[[T], bool], timeout_s: float = 60.0
-) -> T:
-    """Poll `probe` until `done` holds or the deadline passes (then the caller's assert explains)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = await probe()
-        if done(value) or time.monotonic() > deadline:
-            return value
-        await asyncio.sleep(0.05)
 
 
 async def read_topic(message_log: MessageLog, topic: str, expected: int) -> list[Record]:

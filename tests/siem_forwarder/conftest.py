@@ -7,7 +7,7 @@ import base64
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,13 +22,11 @@ from aoc_common.events import CanonicalEvent, event_id_for
 from aoc_common.message_log.base import Message, MessageLog
 from aoc_common.message_log.embedded import EmbeddedMessageLog
 from aoc_common.message_log.kafka import KafkaMessageLog
-from aoc_normalizer.core import normalize_message
-from aoc_normalizer.mappings import load_mappings
 from aoc_siem_forwarder.runtime import SiemForwarder
-from tests.builders import NOW, directory_records, intune_records, raw_record, unified_records
+from tests.builders import fixture_events as mapped_fixture_events
+from tests.builders import wait_for
 from tests.engines.kafka_server import kafka_test_options, using_tansu
 
-REPO = Path(__file__).resolve().parents[2]
 FIXTURE_EVENTS = (
     147  # 60 unique directory audits + 30 Intune events + 57 Management Activity records
 )
@@ -36,36 +34,12 @@ FIXTURE_EVENTS = (
 T = TypeVar("T")
 
 
-async def wait_for(
-    probe: Callable[[], T] | Callable[[], Awaitable[T]],
-    done: Callable[[T], bool],
-    timeout_s: float = 60.0,
-) -> T:
-    """Poll `probe` until `done` holds or the deadline passes (then the caller's assert explains)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = probe()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if done(value) or time.monotonic() > deadline:  # type: ignore[arg-type]
-            return value  # type: ignore[return-value]
-        await asyncio.sleep(0.02)
-
-
 @pytest.fixture(scope="session")
 def fixture_events(fixtures_dir: Path) -> list[CanonicalEvent]:
     """Every fixture record through the normalizer core, one event per dedupe_key (147)."""
-    mappings = load_mappings(REPO / "mappings.yml")
-    raw = (
-        [raw_record("directory", r) for r in directory_records(fixtures_dir)]
-        + [raw_record("intune", r) for r in intune_records(fixtures_dir)]
-        + [raw_record("unified", r) for r in unified_records(fixtures_dir)]
-    )
     events: dict[str, CanonicalEvent] = {}
-    for record in raw:
-        outcome = normalize_message(record, mappings, now=NOW)
-        assert isinstance(outcome, CanonicalEvent), outcome
-        events.setdefault(outcome.dedupe_key, outcome)
+    for event in mapped_fixture_events(fixtures_dir):
+        events.setdefault(event.dedupe_key, event)
     assert len(events) == FIXTURE_EVENTS
     return list(events.values())
 

@@ -29,9 +29,9 @@ from aoc_common.event_store.sqlite import SqliteEventStore
 from aoc_common.rules import Alert
 from aoc_common.settings import Settings
 from aoc_common.source_health import SourceHealth, write_source_health
-from tests.api.conftest import fixture_events
 from tests.api.fake_llm import fake_llm, tool_call
 from tests.api.test_auth import FakeIdentityProvider, a_signing_key
+from tests.builders import fixture_events
 from tests.local_server import serving
 
 REPO = Path(__file__).resolve().parents[2]
