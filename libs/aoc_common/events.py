@@ -13,13 +13,19 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Whether the directory objects an event names carry readable names (see `CanonicalEvent.enrichment`).
 Enrichment = Literal["complete", "pending", "off"]
 
 Source = Literal["directory", "intune", "unified"]
 SOURCES: tuple[Source, ...] = ("directory", "intune", "unified")
+
+# What happened, as analysts filter on it. "partial": Microsoft says part of it was done
+# (`PartiallySucceeded`); "unknown" only when nothing in the record decides it.
+Result = Literal["success", "failure", "partial", "unknown"]
+RESULTS: tuple[Result, ...] = ("success", "failure", "partial", "unknown")
+ActorType = Literal["user", "app", "system", "unknown"]
 
 # Namespace for event ids derived from dedupe keys: the same record always gets the same id.
 _EVENT_ID_NAMESPACE = uuid.UUID("6f1f8e52-4f0c-4d2e-9c1a-0a0c0a0c0a0c")
@@ -43,17 +49,30 @@ def event_id_for(dedupe_key: str) -> str:
     return str(uuid.uuid5(_EVENT_ID_NAMESPACE, dedupe_key))
 
 
-class Actor(BaseModel):
-    """Who did it: a user (UPN) or an application / service principal."""
+class GeoLocation(BaseModel):
+    """Where a sign-in or request came from, as Microsoft resolved it (v3)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    type: Literal["user", "app", "system", "unknown"] = "unknown"
+    city: str | None = None
+    state: str | None = None
+    country_or_region: str | None = None
+
+
+class Actor(BaseModel):
+    """Who did it: a user (UPN), an application / service principal, or the system itself."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: ActorType = "unknown"
     id: str | None = None
     display_name: str | None = None
     user_principal_name: str | None = None
     app_id: str | None = None
     ip_address: str | None = None
+    # v3: the client the actor used and where it was, when the record says.
+    user_agent: str | None = None
+    location: GeoLocation | None = None
 
 
 class Target(BaseModel):
@@ -98,7 +117,7 @@ class CanonicalEvent(BaseModel):
     service: str
     category: str
     operation: str
-    result: Literal["success", "failure", "unknown"]
+    result: Result
     actor_display: str
     target_displays: list[str] = Field(default_factory=list)
     display_summary: str
@@ -109,6 +128,13 @@ class CanonicalEvent(BaseModel):
     # v2: "pending" = Graph did not answer, some ids are shown as ids; `aoc renormalize` publishes a
     # resolved version later. "off" = ids without names and enrichment not configured.
     enrichment: Enrichment = "complete"
+    # v3: Microsoft's own words for the outcome (`ResultStatus`, `result`, a sign-in's error code and
+    # failure reason), kept beside the normalised `result` for the detail view.
+    result_detail: str | None = None
+    # v3: the few source-specific facts an analyst reads first (a sign-in's application, client app,
+    # conditional access status and risk; a DLP match's policy and sensitive types; the agent that
+    # wrote a compliance record). Flat: names in snake_case, values scalars or lists of strings.
+    details: dict[str, str | int | float | bool | list[str] | None] = Field(default_factory=dict)
     tags: list[str] = Field(default_factory=list)
     comments: list[Comment] = Field(default_factory=list)
 

@@ -9,12 +9,22 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 
-from aoc_common.events import CanonicalEvent, Source, to_utc_millis
+from aoc_common.events import CanonicalEvent, Result, Source, to_utc_millis
 from aoc_common.search import event_terms, query_tokens
 
 MAX_PAGE_SIZE = 500
@@ -67,29 +77,71 @@ def timestamp_ms(value: datetime) -> int:
     return (to_utc_millis(value) - _EPOCH) // _MILLISECOND
 
 
-class EventQuery(BaseModel):
-    """Filters (all optional, combined with AND) plus paging."""
+# Dates an audit log can hold. Anything outside is a typo or a probe, and far-off years overflow
+# date arithmetic (a UTC conversion of 9999-12-31T23:59:59-14:00) instead of answering 422.
+EARLIEST_FILTER_YEAR = 1970
+LATEST_FILTER_YEAR = 2999
+_NUMBER = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
+
+
+def _not_a_number(value: Any) -> Any:
+    """Pydantic reads 1700000000 (and "0.5") as epoch seconds; a filter wants an ISO 8601 date."""
+    if isinstance(value, bool | int | float) or (isinstance(value, str) and _NUMBER.match(value)):
+        raise ValueError("expected an ISO 8601 date or date-time (e.g. 2026-11-29T08:00:00Z)")
+    return value
+
+
+def _bounded_utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    # The year is checked before any UTC conversion: that conversion is what overflows.
+    if not EARLIEST_FILTER_YEAR <= value.year <= LATEST_FILTER_YEAR:
+        raise ValueError(
+            f"date must be between {EARLIEST_FILTER_YEAR}-01-01 and {LATEST_FILTER_YEAR}-12-31"
+        )
+    return to_utc_millis(value)
+
+
+FilterDate = Annotated[
+    datetime | None, BeforeValidator(_not_a_number), AfterValidator(_bounded_utc)
+]
+
+
+class EventFilters(BaseModel):
+    """Which events: the one filter contract of `/api/events`, the histogram, export, MCP, `/api/ask`
+    and alert queries. All optional, combined with AND.
+
+    Declared once here; the API takes it as a query-parameter model, MCP tools and the ask model
+    validate into it, and every store translates it. A field added here is a filter everywhere.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    service: str | None = Field(default=None, max_length=200)
-    source: Source | None = None
-    actor: str | None = Field(
-        default=None, max_length=200, description="Case-insensitive substring"
+    service: str | None = Field(
+        default=None, max_length=200, description="Exact service label, e.g. Exchange"
     )
-    operation: str | None = Field(default=None, max_length=200)
-    result: str | None = Field(default=None, max_length=20)
-    start: datetime | None = None
-    end: datetime | None = None
-    search: str | None = Field(default=None, max_length=500)
-    tags: list[str] = Field(default_factory=list, max_length=10)
-    cursor: Cursor | None = None
-    page_size: int = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
+    source: Source | None = Field(default=None, description="Which Microsoft log")
+    actor: str | None = Field(
+        default=None, max_length=200, description="Case-insensitive part of the actor"
+    )
+    operation: str | None = Field(default=None, max_length=200, description="Exact operation name")
+    result: Result | None = Field(default=None, description="success | failure | partial | unknown")
+    start: FilterDate = Field(default=None, description="Earliest timestamp (ISO 8601)")
+    end: FilterDate = Field(default=None, description="Latest timestamp (ISO 8601)")
+    search: str | None = Field(
+        default=None, max_length=500, description="Words; each must start a word of the event"
+    )
+    tags: list[Annotated[str, Field(max_length=100)]] = Field(
+        default_factory=list, max_length=10, description="Events carrying every tag"
+    )
 
-    @field_validator("start", "end")
+    @field_validator("end")
     @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        return None if value is None else to_utc_millis(value)
+    def _not_before_start(cls, end: datetime | None, info: ValidationInfo) -> datetime | None:
+        start = info.data.get("start")
+        if end is not None and start is not None and start > end:
+            raise ValueError("end is before start")
+        return end
 
     @property
     def search_tokens(self) -> list[str]:
@@ -100,6 +152,24 @@ class EventQuery(BaseModel):
         """A search with no letters or digits (say `.*` or `"()"`) cannot match any indexed
         token. (`(a+)+$` is not one: it searches for the word prefix `a`.)"""
         return bool(self.search and self.search.strip()) and not self.search_tokens
+
+    def filters_only(self) -> EventFilters:
+        """Just the filters (an `EventQuery` without its paging)."""
+        return EventFilters.model_validate(
+            {name: getattr(self, name) for name in EventFilters.model_fields}
+        )
+
+
+class EventQuery(EventFilters):
+    """Filters plus paging: what a store's `query_events` answers."""
+
+    cursor: Cursor | None = None
+    page_size: int = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
+
+    @classmethod
+    def of(cls, filters: EventFilters, **paging: Any) -> EventQuery:
+        """`filters` with paging (cursor, page_size) added."""
+        return cls.model_validate({**filters.model_dump(), **paging})
 
 
 class EventPage(BaseModel):

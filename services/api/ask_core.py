@@ -18,12 +18,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from aoc_common.events import CanonicalEvent, Source, to_utc_millis
+from aoc_common.events import CanonicalEvent, Result, Source, to_utc_millis
 from aoc_common.query import EventQuery, FilterOptions
 
 MAX_QUESTION_LENGTH = 1000
@@ -75,7 +75,7 @@ class ModelQuery(BaseModel):
     operation: str | None = Field(
         default=None, max_length=200, description="Exact operation name, one of the known ones"
     )
-    result: Literal["success", "failure", "unknown"] | None = None
+    result: Result | None = None
     start: datetime | None = Field(default=None, description="Earliest time, ISO 8601 with zone")
     end: datetime | None = Field(default=None, description="Latest time, ISO 8601 with zone")
     search: str | None = Field(

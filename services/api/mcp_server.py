@@ -21,7 +21,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field, ValidationError
 
 from aoc_common.event_store import EventStore, open_event_store
-from aoc_common.events import CanonicalEvent
+from aoc_common.events import CanonicalEvent, Result
 from aoc_common.logging import get_logger
 from aoc_common.query import Cursor, EventQuery, InvalidCursor
 from aoc_common.rules import AlertQuery
@@ -92,7 +92,7 @@ def build_mcp_server(store: EventStore) -> MCPServer:
         source: Literal["directory", "intune", "unified"] | None = None,
         actor: Annotated[Text, Field(description="Part of the actor, any case")] = None,
         operation: Annotated[Text, Field(description="Exact operation name")] = None,
-        result: Literal["success", "failure", "unknown"] | None = None,
+        result: Result | None = None,
         start: Annotated[datetime | None, Field(description="Earliest time, ISO 8601")] = None,
         end: Annotated[datetime | None, Field(description="Latest time, ISO 8601")] = None,
         search: Annotated[

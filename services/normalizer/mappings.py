@@ -17,7 +17,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from aoc_common.events import Source
+from aoc_common.events import Result, Source
 from aoc_common.logging import get_logger
 from aoc_common.metrics import MAPPINGS_RELOADS
 
@@ -103,7 +103,7 @@ class Mappings(BaseModel):
     results: ResultWords
     sources: dict[Source, SourceMapping]
 
-    def result_of(self, raw_result: object) -> Literal["success", "failure", "unknown"]:
+    def result_of(self, raw_result: object) -> Result:
         word = str(raw_result).strip().lower()
         if word in (w.lower() for w in self.results.success):
             return "success"

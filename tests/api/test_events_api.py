@@ -9,6 +9,7 @@ import pytest
 
 from aoc_api.app import create_app
 from aoc_common.event_store.mongo import MongoEventStore
+from aoc_common.events import SCHEMA_VERSION
 from aoc_common.search import query_tokens
 from aoc_common.settings import Settings
 from tests.builders import load_json
@@ -112,7 +113,7 @@ async def test_filter_options_list_what_is_stored(client: httpx.AsyncClient) -> 
         ({"page_size": "ten"}, "page_size"),
         ({"cursor": "not-a-cursor"}, "cursor"),
         ({"start": "yesterday"}, "start"),
-        ({"start": "2026-11-15T00:00:00Z", "end": "2026-11-14T00:00:00Z"}, "start"),
+        ({"start": "2026-11-15T00:00:00Z", "end": "2026-11-14T00:00:00Z"}, "end"),
         ({"source": "exchange"}, "source"),
         ({"search": "x" * 501}, "search"),
         ({"serivce": "Exchange"}, "serivce"),
@@ -179,7 +180,7 @@ async def test_health_is_503_when_the_store_is_unreachable(tmp_path: Path) -> No
 
 async def test_version_metrics_ui_and_security_headers(client: httpx.AsyncClient) -> None:
     version = await client.get("/api/version")
-    assert version.json()["name"] == "aoc" and version.json()["schema_version"] == 2
+    assert version.json()["name"] == "aoc" and version.json()["schema_version"] == SCHEMA_VERSION
     await client.get("/api/events")
     metrics = await client.get("/metrics")
     assert 'aoc_http_requests_total{method="GET",route="/api/events",status="200"}' in metrics.text

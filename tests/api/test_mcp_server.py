@@ -168,7 +168,7 @@ HOSTILE_CALLS: list[tuple[str, dict[str, Any], str]] = [
     (
         "search_events",
         {"start": "2026-11-20T00:00:00Z", "end": "2026-11-01T00:00:00Z"},
-        "start is after end",
+        "end is before start",
     ),
     ("get_event", {"event_id": "no-such-event"}, "no event"),
     ("get_event", {"event_id": "e" * 5000}, "event_id"),

@@ -25,6 +25,15 @@ def test_schema_requires_the_fields_consumers_rely_on() -> None:
     assert schema["additionalProperties"] is False
 
 
+# Changes beyond new optional fields, each announced in the README's schema history: a consumer that
+# checks these enumerations must accept the new values.
+WIDENED_ENUMS = {(3, "result"): {"partial"}}
+
+
+def _without_enum(definition: dict[str, object]) -> dict[str, object]:
+    return {key: value for key, value in definition.items() if key != "enum"}
+
+
 def test_each_schema_version_is_kept_and_only_adds_optional_fields() -> None:
     """The compatibility promise of `aoc.events`: a consumer of version N-1 can read version N."""
     for version in range(2, SCHEMA_VERSION + 1):
@@ -34,5 +43,11 @@ def test_each_schema_version_is_kept_and_only_adds_optional_fields() -> None:
         for name, definition in older["properties"].items():
             if name == "schema_version":
                 continue  # its default is the version itself
-            assert newer["properties"].get(name) == definition, f"v{version} changed {name}"
+            changed = newer["properties"].get(name)
+            widened = WIDENED_ENUMS.get((version, name))
+            if widened is not None:
+                assert _without_enum(changed) == _without_enum(definition), f"v{version}: {name}"
+                assert set(changed["enum"]) == set(definition["enum"]) | widened, name
+                continue
+            assert changed == definition, f"v{version} changed {name}"
         assert set(newer["required"]) == set(older["required"]), f"v{version} requires more"

@@ -16,6 +16,7 @@ import orjson
 import pytest
 
 from aoc_common import topics
+from aoc_common.events import SCHEMA_VERSION
 from aoc_common.http_retry import RetryPolicy
 from aoc_common.message_log.base import Message
 from aoc_common.message_log.kafka import KafkaMessageLog
@@ -92,7 +93,7 @@ async def test_map_agent_sends_events_keyed_by_dedupe_key_and_bad_records_to_the
 
     assert mapped.key == b"directory:Directory_0F17A300_0007"
     event = orjson.loads(mapped.value)
-    assert event["schema_version"] == 2 and event["enrichment"] == "complete"
+    assert event["schema_version"] == SCHEMA_VERSION and event["enrichment"] == "complete"
     assert event["display_summary"] == (
         "bob.secops@contoso.com added member7@contoso.com to role Role 7"
     )

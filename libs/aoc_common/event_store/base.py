@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from aoc_common.events import CanonicalEvent, Comment
 from aoc_common.query import EventPage, EventQuery, FilterOptions, UpsertResult
@@ -25,8 +25,63 @@ class StoreError(RuntimeError):
     """The store could not be reached or refused the operation."""
 
 
+# --- Narrow views: each service depends on the one it uses (the engines implement them all). ---
+
+
+class EventReader(Protocol):
+    """Reading events: the API, MCP and ask."""
+
+    async def query_events(self, query: EventQuery) -> EventPage: ...
+    async def get_event(self, event_id: str) -> CanonicalEvent | None: ...
+    async def count_events(self) -> int: ...
+    async def filter_options(self) -> FilterOptions: ...
+    async def count_by_interval(
+        self, query: EventQuery, start: datetime, interval_ms: int, buckets: int
+    ) -> list[int]: ...
+
+
+class EventWriter(Protocol):
+    """Writing events: the store sink (upserts) and the API (analysts' tags and comments)."""
+
+    async def upsert_events(self, events: Sequence[CanonicalEvent]) -> UpsertResult: ...
+    async def set_tags(self, event_id: str, tags: Sequence[str]) -> CanonicalEvent | None: ...
+    async def add_comment(self, event_id: str, comment: Comment) -> CanonicalEvent | None: ...
+    async def purge_expired(self, now: datetime | None = None) -> int: ...
+
+
+class StateStore(Protocol):
+    """Small service state: collector watermarks and fetched content ids, source health."""
+
+    async def get_state(self, key: str) -> dict[str, Any] | None: ...
+    async def put_state(self, key: str, value: dict[str, Any]) -> None: ...
+
+
+class RuleStore(Protocol):
+    """Alert rules: the alerter reads them, the API edits them."""
+
+    async def list_rules(self) -> list[Rule]: ...
+    async def get_rule(self, rule_id: str) -> Rule | None: ...
+    async def put_rule(self, rule: Rule) -> None: ...
+    async def delete_rule(self, rule_id: str) -> bool: ...
+
+
+class AlertStore(Protocol):
+    """Alerts: the alerter inserts them, the API lists and acknowledges them."""
+
+    async def insert_alerts(self, alerts: Sequence[Alert]) -> list[str]: ...
+    async def existing_alert_ids(self, alert_ids: Sequence[str]) -> set[str]: ...
+    async def query_alerts(self, query: AlertQuery) -> AlertPage: ...
+    async def get_alert(self, alert_id: str) -> Alert | None: ...
+    async def acknowledge_alert(self, alert_id: str, by: str, at: datetime) -> Alert | None: ...
+
+
 class EventStore(ABC):
-    """A connection to the event database. `start` creates indexes and applies retention."""
+    """A connection to the event database, implementing every narrow view above.
+
+    `start` creates indexes and applies retention. Code that only reads events should be typed with
+    `EventReader`, the alerter with `RuleStore` + `AlertStore`, and so on: an engine class stays one
+    class, but a service states what it needs.
+    """
 
     engine: str
 
