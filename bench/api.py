@@ -17,14 +17,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import random
 import socket
 import statistics
 import sys
 import time
 import uuid
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,45 +35,10 @@ from aoc_api.app import create_app  # noqa: E402
 from aoc_common.event_store.base import EventStore  # noqa: E402
 from aoc_common.event_store.mongo import MongoEventStore  # noqa: E402
 from aoc_common.event_store.sqlite import SqliteEventStore  # noqa: E402
-from aoc_common.events import CanonicalEvent, event_id_for  # noqa: E402
 from aoc_common.settings import Settings  # noqa: E402
-from tests.utils.records import fixture_events  # noqa: E402
+from bench.corpus import synthetic_events  # noqa: E402
 
-SAMPLES = REPO / "services" / "collector" / "sample_data"
 BATCH = 5_000
-NEWEST = datetime(2026, 11, 20, tzinfo=UTC)
-SPAN_S = 90 * 86_400
-RARE_WORDS = ("exfiltration", "quarantine", "breakglass", "impossibletravel")
-
-
-def synthetic_events(count: int, seed: int = 11) -> Iterator[list[CanonicalEvent]]:
-    """Batches of events cloned from the fixture events; about 1 in 1,000 carries a rare word."""
-    rng = random.Random(seed)
-    templates = fixture_events(SAMPLES)
-    actors = [f"user{n:04}@contoso.com" for n in range(2_000)]
-    batch: list[CanonicalEvent] = []
-    for n in range(count):
-        template = rng.choice(templates)
-        key = f"bench:{uuid.UUID(int=rng.getrandbits(128))}"
-        actor = rng.choice(actors) if rng.random() < 0.7 else template.actor_display
-        summary = template.display_summary
-        if rng.random() < 0.001:
-            summary += f" ({rng.choice(RARE_WORDS)})"
-        batch.append(
-            template.model_copy(
-                update={
-                    "id": event_id_for(key),
-                    "dedupe_key": key,
-                    "timestamp": NEWEST - timedelta(seconds=rng.randrange(SPAN_S)),
-                    "actor_display": actor,
-                    "display_summary": summary,
-                    "tags": ["reviewed"] if rng.random() < 0.01 else [],
-                }
-            )
-        )
-        if len(batch) == BATCH or n == count - 1:
-            yield batch
-            batch = []
 
 
 async def fill(store: EventStore, count: int) -> None:
@@ -88,7 +50,7 @@ async def fill(store: EventStore, count: int) -> None:
         raise SystemExit(f"the bench store holds {existing:,} events, not {count:,}: delete it")
     started = time.perf_counter()
     done = 0
-    for batch in synthetic_events(count):
+    for batch in synthetic_events(count, batch_size=BATCH):
         await store.upsert_events(batch)
         done += len(batch)
         if done % 100_000 == 0 or done == count:
