@@ -19,13 +19,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+from aoc_cli.services import SERVICES, definition, service_module
 from aoc_common import topics
 from aoc_common.logging import configure_logging
 from aoc_common.message_log import open_message_log
 from aoc_common.service import run_service
 from aoc_common.settings import ConfigurationError, Settings, load_settings
-
-SERVICES = ("collector", "normalizer", "store", "api", "siem_forwarder", "alerter")
 
 
 def _settings_or_exit() -> Settings:
@@ -128,46 +127,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         )
     if args.command == "run":
-        return _run(args.service)
+        return run_service(definition(args.service))
     settings = _settings_or_exit()
     configure_logging("aoc", settings.log_level)
     if args.command == "topics":
         return asyncio.run(_create_topics(settings))
     if args.command == "renormalize":
-        from aoc_normalizer.renormalize import run_renormalize
-
-        return asyncio.run(run_renormalize(settings, args.since))
+        renormalize = service_module("normalizer").renormalize_since
+        return asyncio.run(renormalize(settings, args.since))
     if args.command == "mcp":
-        from aoc_api.mcp_server import serve_stdio
-
-        return asyncio.run(serve_stdio(settings))
+        return asyncio.run(service_module("api").serve_mcp_stdio(settings))
     return asyncio.run(_replay(settings, args.group, args.topic, args.offset, args.timestamp))
-
-
-def _run(service: str) -> int:
-    if service == "collector":
-        from aoc_collector.__main__ import main as collector_main
-
-        return run_service("collector", collector_main)
-    if service == "normalizer":
-        from aoc_normalizer.__main__ import main as normalizer_main
-
-        return run_service("normalizer", normalizer_main)
-    if service == "store":
-        from aoc_store.__main__ import main as store_main
-
-        return run_service("store", store_main)
-    if service == "siem_forwarder":
-        from aoc_siem_forwarder.__main__ import main as siem_forwarder_main
-
-        return run_service("siem_forwarder", siem_forwarder_main)
-    if service == "alerter":
-        from aoc_alerter.__main__ import main as alerter_main
-
-        return run_service("alerter", alerter_main)
-    from aoc_api.__main__ import main as api_main
-
-    return run_service("api", api_main)
 
 
 async def _create_topics(settings: Settings) -> int:

@@ -1,54 +1,56 @@
 """The store sink's shell: `aoc.events` in, bulk upserts into the event store, commit after the write.
 
-If the store is down the batch is not committed and is read again after a backoff; nothing is lost. The
-embedded store also needs retention applied by someone, and the sink is the one writer, so it does that.
+If the store is down the batch is not committed and is read again after a backoff; nothing is lost. An
+event the store refuses on its own is dead-lettered and the rest stored. The embedded store also needs
+retention applied by someone, and the sink is the one writer, so it does that.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Sequence
+from typing import Protocol
 
 from aoc_common import topics
-from aoc_common.consumed_events import ConsumedEvent, dead_letter_messages
+from aoc_common.consumed_events import ConsumedEvent
 from aoc_common.dead_letter import DeadLetter
-from aoc_common.event_store.base import EventStore, StoreError
+from aoc_common.event_store.base import EventWriter, StoreError
 from aoc_common.logging import get_logger
-from aoc_common.message_log.base import MessageLog, Record
-from aoc_common.message_log.consumer import run_consumer
-from aoc_common.metrics import DEAD_LETTERS, EVENTS_STORED
+from aoc_common.message_log.base import MessageLog
+from aoc_common.message_log.consumer import EventConsumer
+from aoc_common.metrics import EVENTS_STORED
 from aoc_common.query import UpsertResult
-from aoc_store.core import STAGE, dead_letter_for, decode_events
+from aoc_store.core import STAGE, dead_letter_for
 
-SERVICE = "store"
 PURGE_EVERY_S = 3600.0
 log = get_logger(__name__)
 
 
-class StoreSink:
-    def __init__(self, message_log: MessageLog, store: EventStore) -> None:
-        self.message_log = message_log
+class SinkStore(EventWriter, Protocol):
+    """What the sink needs of the store: writes, and telling "down" from "refused"."""
+
+    async def ping(self) -> None: ...
+
+
+class StoreSink(EventConsumer):
+    service = STAGE
+    reader = "sink"
+
+    def __init__(self, message_log: MessageLog, store: SinkStore) -> None:
+        super().__init__(message_log, topics=[topics.EVENTS], group=topics.STORE_GROUP)
         self.store = store
         self._last_purge = 0.0
 
-    async def handle(self, records: Sequence[Record]) -> None:
-        batch = decode_events(records)
-        dead_letters = list(batch.dead_letters)
-        if batch.events:
-            try:
-                result = await self.store.upsert_events(
-                    [consumed.event for consumed in batch.events]
-                )
-            except StoreError:
-                result, refused = await self._upsert_one_by_one(batch.events)
-                dead_letters += refused
-            EVENTS_STORED.labels(SERVICE, "inserted").inc(result.inserted)
-            EVENTS_STORED.labels(SERVICE, "updated").inc(result.updated)
-        if dead_letters:
-            await self.message_log.publish(topics.DLQ, dead_letter_messages(dead_letters))
-            DEAD_LETTERS.labels(SERVICE, STAGE).inc(len(dead_letters))
+    async def handle_events(self, events: Sequence[ConsumedEvent]) -> list[DeadLetter]:
+        refused: list[DeadLetter] = []
+        try:
+            result = await self.store.upsert_events([consumed.event for consumed in events])
+        except StoreError:
+            result, refused = await self._upsert_one_by_one(events)
+        EVENTS_STORED.labels(self.service, "inserted").inc(result.inserted)
+        EVENTS_STORED.labels(self.service, "updated").inc(result.updated)
         await self._purge_if_due()
+        return refused
 
     async def _upsert_one_by_one(
         self, events: Sequence[ConsumedEvent]
@@ -76,13 +78,3 @@ class StoreSink:
         purged = await self.store.purge_expired()
         if purged:
             log.info("retention purge", purged=purged)
-
-    async def run(self, stop: asyncio.Event) -> None:
-        await run_consumer(
-            self.message_log,
-            service=SERVICE,
-            topics=[topics.EVENTS],
-            group=topics.STORE_GROUP,
-            handle=self.handle,
-            stop=stop,
-        )
