@@ -17,6 +17,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 from datetime import datetime
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from aoc_common import topics
@@ -44,8 +45,16 @@ def _parse_time(value: str) -> datetime:
     return parsed
 
 
+def _installed_version() -> str:
+    try:
+        return version("aoc")
+    except PackageNotFoundError:  # imported from a checkout that was never installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aoc", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"aoc {_installed_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="run the whole pipeline on the bundled sample data")
