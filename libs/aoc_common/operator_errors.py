@@ -16,6 +16,8 @@ import textwrap
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from aiokafka.errors import KafkaError
+
 from aoc_common.event_store.base import StoreError
 from aoc_common.message_log.base import MessageLogError
 from aoc_common.settings import Settings
@@ -92,6 +94,8 @@ def describe_failure(
         # pymongo appends its whole topology description to a server selection timeout; the URI
         # itself is never shown, since it may carry a password.
         return one_line(f"MONGO_URI: {str(error).split(', Topology Description:', 1)[0]}")
+    if isinstance(error, KafkaError) and settings is not None:  # raised by Faust, unwrapped
+        return one_line(f"KAFKA_BOOTSTRAP_SERVERS={settings.kafka_bootstrap_servers}: {error}")
     if isinstance(error, OSError):
         return one_line(f"{error.strerror or error}")
     return one_line(
