@@ -21,6 +21,7 @@ from pathlib import Path
 from setuptools import setup
 from setuptools.command.build_py import build_py
 
+HERE = Path(__file__).resolve().parent
 FIXED_ROOTS = {"aoc_cli": "cli", "aoc_ui": "ui"}
 SKIPPED_FOLDERS = {"__pycache__"}
 SOURCE_SUFFIXES = {".py", ".pyc", ".pyo"}
@@ -28,12 +29,15 @@ PACKAGED_MAPPINGS = Path("aoc_common") / "mappings.yml"
 
 
 def package_roots() -> dict[str, str]:
-    """Import name → folder of every top-level package."""
+    """Import name → folder (relative to this file) of every top-level package.
+
+    Also read by tests (tests/test_import_boundaries.py lays the packages out by it).
+    """
     roots = dict(FIXED_ROOTS)
-    for init in sorted(Path("libs").glob("*/__init__.py")):
-        roots[init.parent.name] = init.parent.as_posix()
-    for init in sorted(Path("services").glob("*/__init__.py")):
-        roots[f"aoc_{init.parent.name}"] = init.parent.as_posix()
+    for init in sorted(HERE.glob("libs/*/__init__.py")):
+        roots[init.parent.name] = init.parent.relative_to(HERE).as_posix()
+    for init in sorted(HERE.glob("services/*/__init__.py")):
+        roots[f"aoc_{init.parent.name}"] = init.parent.relative_to(HERE).as_posix()
     return roots
 
 
@@ -46,7 +50,7 @@ def discover(roots: dict[str, str]) -> tuple[list[str], dict[str, list[str]]]:
     packages: list[str] = []
     package_data: dict[str, list[str]] = {}
     for name, folder in roots.items():
-        root = Path(folder)
+        root = HERE / folder
         for directory in sorted([root, *(p for p in root.rglob("*") if p.is_dir())]):
             relative = directory.relative_to(root)
             if not _is_shipped(relative):
@@ -73,15 +77,15 @@ class BuildWithMappings(build_py):
         if not self.editable_mode:
             target = Path(self.build_lib) / PACKAGED_MAPPINGS
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile("mappings.yml", target)
+            shutil.copyfile(HERE / "mappings.yml", target)
 
 
-ROOTS = package_roots()
-PACKAGES, PACKAGE_DATA = discover(ROOTS)
-
-setup(
-    package_dir=ROOTS,
-    packages=PACKAGES,
-    package_data=PACKAGE_DATA,
-    cmdclass={"build_py": BuildWithMappings},
-)
+if __name__ == "__main__":  # as setuptools runs it; importing this file only defines the functions
+    ROOTS = package_roots()
+    PACKAGES, PACKAGE_DATA = discover(ROOTS)
+    setup(
+        package_dir=ROOTS,
+        packages=PACKAGES,
+        package_data=PACKAGE_DATA,
+        cmdclass={"build_py": BuildWithMappings},
+    )
