@@ -35,6 +35,7 @@ from aoc_collector.service import build as build_collector
 from aoc_common import topics
 from aoc_common.engines import Engines, open_engines
 from aoc_common.logging import configure_logging
+from aoc_common.operator_errors import describe_failure, tracebacks_shown
 from aoc_common.settings import ConfigurationError, Settings, load_settings
 
 # The services the demo runs beside its feed, each built as `aoc run` builds it (those the settings
@@ -77,8 +78,13 @@ def run_demo(options: DemoOptions) -> int:
     configure_logging("demo", "WARNING" if settings.log_level == "INFO" else settings.log_level)
     try:
         return asyncio.run(_demo(settings, options))
-    except RuntimeError as error:
-        print(f"aoc demo: {error}", file=sys.stderr)
+    except Exception as error:
+        if tracebacks_shown(settings):
+            raise
+        paths = {"--data-dir": options.data_dir}
+        if options.samples is not None:
+            paths["--samples"] = options.samples
+        print(f"aoc demo: {describe_failure(error, settings, paths=paths)}", file=sys.stderr)
         return 1
 
 

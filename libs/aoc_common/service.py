@@ -8,7 +8,9 @@ whether it uses the event store and when it is switched off. `python -m aoc_<ser
 
 Process entry (`run_service`): settings, logging, signals, the metrics endpoint, one clean shutdown
 path. SIGINT/SIGTERM set a stop event; the service finishes the batch in hand, commits, and exits 0. A
-bad setting exits 2 with one line naming the variable, never a traceback.
+bad setting exits 2 with one line naming the variable; a path it cannot use or an engine it cannot
+reach exits 1 with one log line naming the setting and the cause (aoc_common.operator_errors).
+Tracebacks only with `aoc --debug` or LOG_LEVEL=DEBUG.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from prometheus_client import start_http_server
 
 from aoc_common.engines import Engines, open_engines
 from aoc_common.logging import configure_logging, get_logger
+from aoc_common.operator_errors import describe_failure, tracebacks_shown
 from aoc_common.settings import ConfigurationError, Settings, load_settings
 
 
@@ -113,7 +116,8 @@ async def _run(definition: ServiceDefinition, settings: Settings) -> int:
             start_http_server(settings.metrics_port, addr=settings.metrics_host)
         except OSError as error:
             log.error(
-                "metrics endpoint could not start", port=settings.metrics_port, error=str(error)
+                "metrics endpoint could not start",
+                error=f"METRICS_PORT={settings.metrics_port}: {error.strerror or error}",
             )
             return 1
         log.info("serving metrics", host=settings.metrics_host, port=settings.metrics_port)
@@ -123,8 +127,11 @@ async def _run(definition: ServiceDefinition, settings: Settings) -> int:
         # A setting only the service itself can check (a file that must exist where it runs).
         print(error.code, file=sys.stderr)
         return 2
-    except Exception:
-        log.exception("stopped by an error")
+    except Exception as error:
+        if tracebacks_shown(settings):
+            log.exception("stopped by an error")
+        else:
+            log.error("stopped by an error", error=describe_failure(error, settings))
         return 1
     log.info("stopped")
     return 0
