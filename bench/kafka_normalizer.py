@@ -40,11 +40,13 @@ from generate import generate
 
 from aoc_common import topics
 
-FLOOR_OUT = "bench.floor"
 QUIX_EVENTS = "bench.quix.events"
 QUIX_DLQ = "bench.quix.dlq"
 RETENTION_MS = str(7 * 86_400_000)  # quixstreams' stateful mode needs retention.ms on its inputs
-CONTENDERS = ("floor", "quixstreams", "aoc")
+CONTENDERS = ("floor", "faust-ceiling", "quixstreams", "aoc", "aoc-step-on-aiokafka")
+COPIES = {"floor": "bench.floor", "faust-ceiling": "bench.faust-ceiling"}
+STEP_EVENTS = "bench.step.events"
+STEP_DLQ = "bench.step.dlq"
 SESSION = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000, "rebalance_timeout_ms": 5000}
 
 
@@ -86,7 +88,7 @@ async def run_floor(bootstrap: str) -> None:
         while not stopping.is_set():
             batches = await consumer.getmany(timeout_ms=500, max_records=1000)
             deliveries = [
-                await producer.send(FLOOR_OUT, message.value, key=message.key)
+                await producer.send(COPIES["floor"], message.value, key=message.key)
                 for messages in batches.values()
                 for message in messages
             ]
@@ -96,6 +98,106 @@ async def run_floor(bootstrap: str) -> None:
     finally:
         await consumer.stop()
         await producer.stop()
+
+
+def run_faust_ceiling(bootstrap: str, state_dir: str) -> None:
+    """Faust's own consumer path with no work: batches taken and copied out as record batches.
+
+    The most any Faust agent can do on this broker, whatever it computes: the per-message cost of
+    Faust's fetcher, conductor and stream (a task pair, an event and a queue hop per message).
+    """
+    import faust
+
+    from aoc_common.message_log.base import Message
+    from aoc_normalizer.faust_app import RecordBatchPublisher
+
+    app = faust.App(
+        "bench-faust-ceiling",
+        broker=f"kafka://{bootstrap}",
+        store="memory://",
+        web_enabled=False,
+        autodiscover=False,
+        datadir=state_dir,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=6.0,
+        broker_heartbeat_interval=1.0,
+        broker_rebalance_timeout=5.0,
+        producer_max_batch_size=512 * 1024,
+        producer_linger_ms=5,
+    )
+    out = app.topic(COPIES["faust-ceiling"], key_serializer="raw", value_serializer="raw")
+    publisher = RecordBatchPublisher(app)
+
+    async def copy(stream: faust.StreamT[bytes]) -> None:
+        async for batch in stream.take_events(1000, within=1.0):
+            messages = [Message(e.message.key, e.message.value) for e in batch]
+            await asyncio.gather(*await publisher.send(out, messages))
+
+    for raw in topics.RAW_TOPICS:
+        source = app.topic(raw, key_serializer="raw", value_serializer="raw")
+        app.agent(source, name=f"copy-{raw}")(copy)
+    app.main()
+
+
+async def run_step_on_aiokafka(bootstrap: str) -> None:
+    """The alternative to Faust: AOC's normalizer step on AOC's own Kafka consumer shell.
+
+    `aoc_normalizer.runtime.Normalizer` (the embedded shell: run_consumer, publish, commit) over
+    `KafkaMessageLog`, writing to bench topics. Its dedupe state here is in memory: this row measures
+    the shell, not a finished design (on Kafka the state must follow partitions across workers).
+    """
+    from aoc_common.message_log.kafka import KafkaMessageLog
+    from aoc_common.settings import Settings
+    from aoc_normalizer import runtime
+    from aoc_normalizer.enrichment import MemoryNameCache
+
+    class MemorySightings:
+        def __init__(self) -> None:
+            self.seen: dict[str, int] = {}
+            self.names = MemoryNameCache()
+
+        def seen_at(self, keys: Sequence[str]) -> dict[str, int]:
+            return {k: self.seen[k] for k in keys if k in self.seen}
+
+        def remember(self, keys_by_partition: dict[int, Sequence[str]], at_ms: int) -> None:
+            for keys in keys_by_partition.values():
+                self.seen.update(dict.fromkeys(keys, at_ms))
+
+        def forget_before(self, before_ms: int) -> int:
+            return 0
+
+        def cached_names(self, ids: Sequence[str]) -> dict:
+            return self.names.cached_names(ids)
+
+        def remember_names(self, names: dict) -> None:
+            self.names.remember_names(names)
+
+        def close(self) -> None:
+            pass
+
+    runtime.topics = _BenchTopics()  # type: ignore[attr-defined]
+    stopping = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
+    message_log = KafkaMessageLog(bootstrap, enable_idempotence=False, **SESSION)
+    await message_log.start()
+    try:
+        settings = Settings(data_dir=Path(tempfile.mkdtemp()), kafka_bootstrap_servers=bootstrap)
+        normalizer = runtime.Normalizer(
+            message_log,
+            runtime.LiveMappings.load(settings.mappings_path),
+            runtime.limits_from(settings),
+            state=MemorySightings(),  # type: ignore[arg-type]
+        )
+        await normalizer.run(stopping)
+    finally:
+        await message_log.stop()
+
+
+class _BenchTopics:
+    """`aoc_common.topics` with the outputs renamed, so the row writes to topics of its own."""
+
+    def __getattr__(self, name: str) -> object:
+        return {"EVENTS": STEP_EVENTS, "DLQ": STEP_DLQ}.get(name) or getattr(topics, name)
 
 
 def run_quixstreams(bootstrap: str, state_dir: str) -> None:
@@ -168,7 +270,16 @@ async def prepare(bootstrap: str, count: int, partitions: int, seed: int) -> tup
         wanted = [NewTopic(t, partitions, 1, topic_configs=config) for t in topics.RAW_TOPICS]
         wanted += [
             NewTopic(t, partitions, 1)
-            for t in (FLOOR_OUT, QUIX_EVENTS, QUIX_DLQ, topics.EVENTS, topics.DLQ, topics.ALERTS)
+            for t in (
+                *COPIES.values(),
+                QUIX_EVENTS,
+                QUIX_DLQ,
+                STEP_EVENTS,
+                STEP_DLQ,
+                topics.EVENTS,
+                topics.DLQ,
+                topics.ALERTS,
+            )
         ]
         await admin.create_topics(wanted)
     finally:
@@ -309,19 +420,28 @@ async def one_round(
     outcomes = []
     for name in wanted:
         outputs: tuple[str, str | None] = {
-            "floor": (FLOOR_OUT, None),
+            "floor": (COPIES["floor"], None),
+            "faust-ceiling": (COPIES["faust-ceiling"], None),
             "quixstreams": (QUIX_EVENTS, QUIX_DLQ),
             "aoc": (topics.EVENTS, topics.DLQ),
+            "aoc-step-on-aiokafka": (STEP_EVENTS, STEP_DLQ),
         }[name]
-        expected = records if name == "floor" else unique
+        expected = records if name in COPIES else unique
         process = spawn(name, bootstrap, partitions, workdir)
+        profile = os.environ.get("AOC_BENCH_PROFILE")  # collapsed stacks of AOC's worker (py-spy)
+        if profile and name == "aoc":
+            command = ["py-spy", "record", "-f", "raw", "-o", profile, "--pid", str(process.pid)]
+            subprocess.Popen([*command, "-r", "50"])  # noqa: S603, ASYNC220 - a developer option
         outcome = await measure(name, process, bootstrap, outputs, expected, 60 + expected / 200)
         print(
             f"  {name:<12} {outcome.rate:>9,.0f} events/s  start-up {outcome.startup_s:4.1f} s  "
             f"{outcome.events:,} events ({outcome.distinct:,} keys), {outcome.dead} dead letters"
-            + ("" if name == "floor" or outcome.correct else "  << WRONG COUNT")
+            + ("" if name in COPIES or outcome.correct else "  << WRONG COUNT")
             + (f"  peak {outcome.peak_mb:,.0f} MB" if outcome.peak_mb else "")
         )
+        if not outcome.rate:
+            tail = (workdir / f"{name}.log").read_text(errors="replace").splitlines()[-25:]
+            print("\n".join(f"    | {line}" for line in tail))
         outcomes.append(outcome)
     return outcomes
 
@@ -341,9 +461,11 @@ def report(rounds: list[list[Outcome]], engine: str, count: int) -> int:
     print("|---|---:|---:|---|")
     for name, rate in medians.items():
         share = f"{rate / floor:.0%}" if floor else "n/a"
-        correct = "n/a" if name == "floor" else str(all(o.correct for o in by_name[name]))
+        correct = "n/a" if name in COPIES else str(all(o.correct for o in by_name[name]))
         print(f"| {name} | {rate:,.0f} | {share} | {correct} |")
-    wrong = any(not o.correct for name, found in by_name.items() if name != "floor" for o in found)
+    wrong = any(
+        not o.correct for name, found in by_name.items() if name not in COPIES for o in found
+    )
     return 1 if wrong else 0
 
 
@@ -377,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partitions", type=int, default=3)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--only", action="append", choices=CONTENDERS)
-    parser.add_argument("--contender", choices=("floor", "quixstreams"), help=argparse.SUPPRESS)
+    parser.add_argument("--contender", choices=CONTENDERS, help=argparse.SUPPRESS)
     parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
     parser.add_argument("--state-dir", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -386,6 +508,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.contender == "quixstreams":
         run_quixstreams(args.bootstrap, args.state_dir)
+        return 0
+    if args.contender == "faust-ceiling":
+        sys.argv = [sys.argv[0], "worker", "--loglevel", "warn"]
+        run_faust_ceiling(args.bootstrap, args.state_dir)
+        return 0
+    if args.contender == "aoc-step-on-aiokafka":
+        asyncio.run(run_step_on_aiokafka(args.bootstrap))
         return 0
     return asyncio.run(bench(args))
 
