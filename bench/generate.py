@@ -1,11 +1,11 @@
 """Deterministic raw audit records at volume, for the throughput benchmarks: `python bench/generate.py [N]`.
 
-Every source the collector can replay contributes records shaped like the bundled samples (the same
-templates `aoc demo` publishes), each with its own record id and a timestamp spread over 20 days, keyed
-and enveloped exactly as the collector publishes them. A share of the records (2 % by default, 1–3 % is
-what overlapping fetch windows and Management API redeliveries look like) are byte-identical copies of
-an earlier record: what the normalizer's dedupe must drop. The same N and seed always give the same
-bytes, so two benches (or two runs) compare the same input.
+Every source of the registry (`aoc_common.sources`) with samples contributes records shaped like the
+bundled samples (the templates `aoc demo` publishes), each with its own record id and a timestamp
+spread over 20 days, keyed and enveloped exactly as the collector publishes them. A share of the
+records (2 % by default; 1–3 % is what overlapping fetch windows and Management API redeliveries
+look like) are byte-identical copies of an earlier record: what the normalizer's dedupe must drop.
+The same N and seed always give the same bytes, so two benches (or two runs) compare the same input.
 
 Only templates that the normalizer turns into events are used: a bench counts events out, and a
 dead-lettered copy would be counted twice. 1M records take well under a minute on one core.
@@ -32,15 +32,13 @@ from aoc_collector.replay import bundled_sample_dir, load_replay_set
 from aoc_common.codec import encode
 from aoc_common.events import RawEnvelope
 from aoc_common.message_log.base import Message, Record
-from aoc_common.sources import RECORD_ID_FIELD, source_record_id
+from aoc_common.sources import source_record_id, source_spec
 from aoc_common.topics import raw_topic
 from aoc_normalizer.core import normalize_message
 from aoc_normalizer.mappings import load_mappings
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DUPLICATE_RATE = 0.02
-# Where each API puts the time of the action (Graph audits, Graph sign-ins, Management Activity).
-TIMESTAMP_FIELDS = ("activityDateTime", "createdDateTime", "CreationTime")
 SPREAD_START = datetime(2026, 11, 1, tzinfo=UTC)
 SPREAD = timedelta(days=20)
 FETCHED_AT = datetime(2026, 11, 22, tzinfo=UTC)
@@ -91,10 +89,11 @@ def templates(samples: Path | None = None) -> list[Template]:
             continue  # a sample that is dead-lettered on purpose
         if not isinstance(payload, dict) or source_record_id(envelope.source, payload) is None:
             continue
-        stamp = next((f for f in TIMESTAMP_FIELDS if isinstance(payload.get(f), str)), None)
-        found.append(
-            Template(envelope.source, topic, payload, RECORD_ID_FIELD[envelope.source], stamp)
+        spec = source_spec(envelope.source)
+        stamp = (
+            spec.record_time_field if isinstance(payload.get(spec.record_time_field), str) else None
         )
+        found.append(Template(envelope.source, topic, payload, spec.record_id_field, stamp))
     if not found:
         raise SystemExit(f"no usable sample records under {samples or bundled_sample_dir()}")
     return found

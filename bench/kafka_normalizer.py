@@ -197,7 +197,8 @@ class _BenchTopics:
     """`aoc_common.topics` with the outputs renamed, so the row writes to topics of its own."""
 
     def __getattr__(self, name: str) -> object:
-        return {"EVENTS": STEP_EVENTS, "DLQ": STEP_DLQ}.get(name) or getattr(topics, name)
+        renamed = {"EVENTS": STEP_EVENTS, "DLQ": STEP_DLQ, "NORMALIZER_GROUP": "bench-step"}
+        return renamed.get(name) or getattr(topics, name)
 
 
 def run_quixstreams(bootstrap: str, state_dir: str) -> None:

@@ -18,8 +18,8 @@ from aoc_common.message_log.base import Message
 from aoc_common.message_log.kafka import KafkaMessageLog
 from aoc_common.settings import Settings
 from aoc_normalizer.__main__ import main as normalizer_main
-from tests.builders import directory_records, raw_record
 from tests.engines.kafka_server import kafka_test_options
+from tests.utils.records import directory_records, raw_record
 
 PARTITIONS = 3
 RECORDS = 300
