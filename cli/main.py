@@ -4,6 +4,7 @@
 - `aoc run <service>`: one service in the foreground (what each container runs).
 - `aoc topics`: create every topic (a one-shot step before the consumers start).
 - `aoc replay`: move a stopped consumer group to an offset or a time, to backfill or re-process.
+- `aoc ingest DIR`: publish saved API answers to the raw topics of the configured engine.
 - `aoc renormalize`: publish named versions of events whose directory names were pending.
 - `aoc mcp`: the read-only MCP server on stdin/stdout, for AI assistants.
 
@@ -98,6 +99,23 @@ def build_parser() -> argparse.ArgumentParser:
         type=_parse_time,
         help="restart from the first message at or after this time (ISO 8601)",
     )
+    replay.add_argument(
+        "--follow",
+        action="store_true",
+        help="then watch the group re-process: progress, rate and an estimate of the time left",
+    )
+
+    ingest = commands.add_parser(
+        "ingest",
+        help="publish saved API answers (the demo samples, an export, *.jsonl raw envelopes) "
+        "to the raw topics of the configured engine",
+    )
+    ingest.add_argument("path", type=Path, help="a folder of saved answers, or a .jsonl file")
+    ingest.add_argument(
+        "--with-malformed",
+        action="store_true",
+        help="also publish malformed_inputs.json (the bad-input drill) when the folder has one",
+    )
 
     renormalize = commands.add_parser(
         "renormalize",
@@ -137,11 +155,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         from aoc_normalizer.renormalize import run_renormalize
 
         return asyncio.run(run_renormalize(settings, args.since))
+    if args.command == "ingest":
+        from aoc_cli.ingest import run_ingest
+
+        return run_ingest(settings, args.path, include_malformed=args.with_malformed)
     if args.command == "mcp":
         from aoc_api.mcp_server import serve_stdio
 
         return asyncio.run(serve_stdio(settings))
-    return asyncio.run(_replay(settings, args.group, args.topic, args.offset, args.timestamp))
+    from aoc_cli.replay import replay
+
+    return asyncio.run(
+        replay(settings, args.group, args.topic, args.offset, args.timestamp, follow=args.follow)
+    )
 
 
 def _run(service: str) -> int:
@@ -178,25 +204,6 @@ async def _create_topics(settings: Settings) -> int:
     finally:
         await message_log.stop()
     print("topics ready: " + ", ".join(topics.ALL_TOPICS))
-    return 0
-
-
-async def _replay(
-    settings: Settings, group: str, topic: str, offset: int | None, timestamp: datetime | None
-) -> int:
-    message_log = open_message_log(settings, client_id="aoc-replay")
-    await message_log.start()
-    try:
-        positions = await message_log.reset_group(
-            group, topic, to_offset=offset, to_timestamp=timestamp
-        )
-    except (ValueError, RuntimeError) as error:
-        print(f"replay refused: {error}", file=sys.stderr)
-        return 1
-    finally:
-        await message_log.stop()
-    for partition, position in sorted(positions.items()):
-        print(f"{group} on {topic}[{partition}] will resume at offset {position}")
     return 0
 
 
