@@ -5,6 +5,7 @@
 - `aoc topics`: create every topic (a one-shot step before the consumers start).
 - `aoc replay`: move a stopped consumer group to an offset or a time, to backfill or re-process.
 - `aoc ingest DIR`: publish saved API answers to the raw topics of the configured engine.
+- `aoc stand-in`: serve the local Microsoft stand-in over HTTPS, for a staging stack's collector.
 - `aoc renormalize`: publish named versions of events whose directory names were pending.
 - `aoc mcp`: the read-only MCP server on stdin/stdout, for AI assistants.
 
@@ -117,6 +118,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="also publish malformed_inputs.json (the bad-input drill) when the folder has one",
     )
 
+    stand_in = commands.add_parser(
+        "stand-in",
+        help="serve the local stand-in of Entra ID, Graph and the Management Activity API "
+        "(HTTPS) for a staging stack's collector",
+    )
+    stand_in.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    stand_in.add_argument("--port", type=int, default=8443)
+    stand_in.add_argument(
+        "--advertised-host",
+        help="the name collectors reach it by (e.g. a compose service name); default: --host",
+    )
+    stand_in.add_argument(
+        "--samples", type=Path, default=None, help="saved API answers (default: the bundled ones)"
+    )
+    stand_in.add_argument(
+        "--tls-dir",
+        type=Path,
+        default=Path(".aoc-data/stand-in"),
+        help="where its self-signed certificate (cert.pem: give it to clients) and key are written",
+    )
+
     renormalize = commands.add_parser(
         "renormalize",
         help="re-read the raw topics from a time and publish events whose names can now be resolved",
@@ -147,6 +169,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if args.command == "run":
         return _run(args.service)
+    if args.command == "stand-in":
+        from aoc_cli.stand_in import serve_stand_in
+
+        return serve_stand_in(
+            host=args.host,
+            port=args.port,
+            advertised_host=args.advertised_host,
+            samples=args.samples,
+            tls_dir=args.tls_dir,
+        )
     settings = _settings_or_exit()
     configure_logging("aoc", settings.log_level)
     if args.command == "topics":
