@@ -8,6 +8,7 @@ import asyncio
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -123,4 +124,8 @@ async def test_a_worker_stopped_mid_stream_and_restarted_loses_nothing_and_repea
         stop.set()
         await asyncio.wait_for(second, timeout=60)
 
-    assert sorted(seen) == sorted(f"directory:{r['id']}".encode() for r in records)
+    wanted = {f"directory:{r['id']}".encode() for r in records}
+    repeated = sorted(k for k, n in Counter(seen).items() if n > 1)
+    missing = sorted(wanted - set(seen))
+    assert (repeated, missing) == ([], []), f"{len(repeated)} repeated, {len(missing)} missing"
+    assert len(seen) == RECORDS
