@@ -27,11 +27,11 @@ KNOWN_GAPS_FILE = CORPUS_DIR / "known_gaps.txt"
 COMPARED = ("operation", "result", "actor", "actor_type", "service", "category", "summary")
 
 # A summary with a hole where a value should have been: brackets or quotes left empty, doubled or
-# dangling spaces, a sentence ending on a preposition, punctuation after a space, or a placeholder
-# that was never filled.
+# dangling spaces, punctuation after a space, a placeholder never filled, "None", or a sentence
+# ending on a word that needs an object ("to", "on", "of"… but not "in": "signed in" is whole).
 _EMPTY_SLOT = re.compile(
-    r'\(\s*\)|""|\s{2,}|^\s|\s$|\s[,.:;)]|[{}]|\bNone\b'
-    r"|\s(to|on|of|in|from|with|for|by|as|at|and|the|a)$",
+    r'\(\s*\)|""|\s{2,}|^\s|\s$|\s[,.:;)]|\{[a-z_]+\}|\bNone\b'
+    r"|\s(to|on|of|from|with|for|by|as|at|and|the|a)$",
     re.IGNORECASE,
 )
 

@@ -1,8 +1,8 @@
 """Every corpus record, mapped by the real normalizer core, reads the way an analyst expects (issue 9).
 
-`known_gaps.txt` lists the entries today's mapping still gets wrong; each is a strict xfail, so an entry
-that starts passing must be taken off the list, and an entry not on the list must pass. The figures are
-printed at the end of the run (see conftest.py).
+`known_gaps.txt` lists entries the mapping does not get right yet (a record added before its mapping);
+each is a strict xfail, so an entry that starts passing must come off the list, and every other entry
+must pass. The figures are printed at the end of the run (see conftest.py) and must meet issue 9's goals.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from tests.corpus.corpus import (
 REPO = Path(__file__).resolve().parents[2]
 ENTRIES = load_entries()
 GAPS = known_gaps()
-GOALS_MET = False  # flips with the mapping work of issue 9; until then the goals are strict xfails
 
 
 @pytest.fixture(scope="module")
@@ -79,9 +78,6 @@ def test_no_record_crashes_or_is_lost(mappings: Mappings) -> None:
     assert result.silent_losses == 0
 
 
-@pytest.mark.xfail(
-    not GOALS_MET, strict=True, reason="goals of issue 9 arrive with the mapping work"
-)
 def test_the_figures_meet_the_goals_of_issue_9(mappings: Mappings) -> None:
     result = figures([map_entry(e, mappings, offset=i) for i, e in enumerate(ENTRIES)])
     assert result.unexpected_dead_letters == 0
