@@ -44,7 +44,6 @@ from aoc_common.sources.mapping import (
 log = get_logger(__name__)
 
 
-
 class MappingError(ValueError):
     """mappings.yml cannot be used; the message names the file and the offending entry."""
 
@@ -82,7 +81,9 @@ class Template:
             position = optional.end()
         parts.append((text[position:], ()))
         required = tuple(
-            dict.fromkeys(name for part, names in parts if not names for name in _NAME.findall(part))
+            dict.fromkeys(
+                name for part, names in parts if not names for name in _NAME.findall(part)
+            )
         )
         return cls(text, required, tuple(p for p in parts if p[0]))
 
@@ -149,7 +150,9 @@ class _Rule:
     values: Mapping[str, Result]
     result: Result | None
 
-    def decide(self, record: Mapping[str, Any], operation: str, category: str) -> tuple[Result, str] | None:
+    def decide(
+        self, record: Mapping[str, Any], operation: str, category: str
+    ) -> tuple[Result, str] | None:
         if self.operations and operation not in self.operations:
             return None
         if self.categories and category not in self.categories:
@@ -272,7 +275,9 @@ class Mappings(BaseModel):
         for source, section in self.sources.items():
             section.use_names(self.names)
             self._tables[source] = _SourceTables(
-                operations={operation_key(o): o.strip().rstrip(".").strip() for o in section.summaries},
+                operations={
+                    operation_key(o): o.strip().rstrip(".").strip() for o in section.summaries
+                },
                 summaries={operation_key(o): _compiled(t) for o, t in section.summaries.items()},
                 category_summaries={c: _compiled(t) for c, t in section.category_summaries.items()},
                 fallback=_compiled(section.fallback_summaries),
