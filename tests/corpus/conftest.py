@@ -4,16 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-_FIGURES: list[Any] = []
-
-
-def remember_figures(figures: Any) -> None:
-    _FIGURES[:] = [figures]
+from tests.utils.corpus import LAST_FIGURES
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if not _FIGURES:
+    if not LAST_FIGURES:
         return
     terminalreporter.section("real-format corpus (tests/corpus)")
-    for line in _FIGURES[0].lines():
+    for line in LAST_FIGURES[0].lines():
         terminalreporter.write_line(line)

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from aoc_normalizer.mappings import Mappings, load_mappings
-from tests.corpus.conftest import remember_figures
-from tests.corpus.corpus import (
+from tests.utils.corpus import (
     CORPUS_DIR,
     KNOWN_GAPS_FILE,
     CorpusEntry,
@@ -22,6 +21,7 @@ from tests.corpus.corpus import (
     known_gaps,
     load_entries,
     map_entry,
+    remember_figures,
 )
 
 REPO = Path(__file__).resolve().parents[2]

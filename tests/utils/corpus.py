@@ -20,9 +20,9 @@ from aoc_common.dead_letter import DeadLetter
 from aoc_common.events import CanonicalEvent, Source
 from aoc_normalizer.core import normalize_message
 from aoc_normalizer.mappings import Mappings
-from tests.builders import NOW, raw_record
+from tests.utils.records import NOW, raw_record
 
-CORPUS_DIR = Path(__file__).resolve().parent
+CORPUS_DIR = Path(__file__).resolve().parents[1] / "corpus"
 KNOWN_GAPS_FILE = CORPUS_DIR / "known_gaps.txt"
 COMPARED = ("operation", "result", "actor", "actor_type", "service", "category", "summary")
 
@@ -221,3 +221,11 @@ def figures(outcomes: list[Outcome]) -> Figures:
             result.generic_summaries += is_generic(event)
             result.empty_slots += has_empty_slot(event.display_summary)
     return result
+
+
+# The figures of the last run that mapped the whole corpus, for the end-of-run report (conftest.py).
+LAST_FIGURES: list[Figures] = []
+
+
+def remember_figures(result: Figures) -> None:
+    LAST_FIGURES[:] = [result]
