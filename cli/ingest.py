@@ -80,8 +80,19 @@ def chunks(items: Iterator[RawEnvelope], size: int = CHUNK) -> Iterator[list[Raw
         yield chunk
 
 
-def run_ingest(settings: Settings, path: Path, *, include_malformed: bool = False) -> int:
+async def ingest(settings: Settings, path: Path, *, include_malformed: bool = False) -> int:
     """Publish everything under `path`; prints a progress line, then what went where. Exit code."""
+    planned = await asyncio.to_thread(plan, settings, path, include_malformed)
+    if isinstance(planned, int):
+        return planned
+    files, saved, total = planned
+    return await _publish(settings, files, saved, total)
+
+
+def plan(
+    settings: Settings, path: Path, include_malformed: bool
+) -> int | tuple[list[Path], ReplaySet | None, int]:
+    """What there is to publish (files read off the event loop), or an exit code when nothing."""
     if not path.exists():
         print(f"aoc ingest: {path} does not exist", file=sys.stderr)
         return 2
@@ -106,7 +117,7 @@ def run_ingest(settings: Settings, path: Path, *, include_malformed: bool = Fals
             file=sys.stderr,
         )
         return 2
-    return asyncio.run(_publish(settings, files, saved, total))
+    return files, saved, total
 
 
 async def _publish(
