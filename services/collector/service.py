@@ -7,7 +7,10 @@
   (trusting its certificate, on its clock).
 - `build_replay(...)`: saved API answers (the bundled samples) published once, as the collector would
   have published them; what `aoc demo` and the pipeline tests feed the pipeline with.
-- `serve_stand_in(samples)`: the local stand-in of Entra ID, Graph and the Management Activity API.
+- `serve_stand_in(samples)`: the local stand-in of Entra ID, Graph and the Management Activity API
+  (`FakeMicrosoft` and `self_signed_certificate` for `aoc stand-in`, which serves it on its own).
+- `load_replay_set`, `publish_envelopes`: saved answers read and published as the collector does
+  (`aoc ingest`).
 """
 
 from __future__ import annotations
@@ -25,9 +28,9 @@ from pydantic import SecretStr
 from aoc_collector.control import create_control_app
 from aoc_collector.fake_microsoft import FakeMicrosoft
 from aoc_collector.live import MICROSOFT_TIMEOUT, CollectionReport, Collector
-from aoc_collector.replay import bundled_sample_dir, load_replay_set
+from aoc_collector.replay import ReplaySet, bundled_sample_dir, load_replay_set
 from aoc_collector.runtime import publish_envelopes
-from aoc_collector.serving import Served, serve_app
+from aoc_collector.serving import Served, self_signed_certificate, serve_app
 from aoc_common import topics
 from aoc_common.engines import Engines
 from aoc_common.entra_auth import EntraTokenProvider
@@ -41,11 +44,16 @@ __all__ = [
     "DEFINITION",
     "CollectionReport",
     "CollectorService",
+    "FakeMicrosoft",
     "ReplayFeed",
+    "ReplaySet",
     "StandIn",
     "build",
     "build_replay",
     "bundled_sample_dir",
+    "load_replay_set",
+    "publish_envelopes",
+    "self_signed_certificate",
     "serve_stand_in",
 ]
 
