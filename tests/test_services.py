@@ -5,6 +5,7 @@ asked, and a service process opens only the engines it uses (or none while switc
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -119,3 +120,15 @@ async def test_engines_opened_without_a_store_say_so_instead_of_opening_one(
         with pytest.raises(LookupError, match="without an event store"):
             engines.store  # noqa: B018
     assert not (tmp_path / "events.sqlite3").exists()
+
+
+async def test_the_api_on_a_port_in_use_fails_with_one_clear_error(
+    engines: Engines, tmp_path: Path
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        service = definition("api").build(on_embedded(tmp_path, api_port=port), engines)
+        with pytest.raises(RuntimeError, match=f"could not serve on http://127.0.0.1:{port}"):
+            await asyncio.wait_for(service.run(asyncio.Event()), 30)
