@@ -39,6 +39,14 @@ def unified_records(fixtures: Path) -> list[dict[str, Any]]:
     return [r for c in feed["content_list"] for r in feed["blobs"][c["contentId"]]]
 
 
+def signin_records(fixtures: Path) -> list[dict[str, Any]]:
+    """The Entra sign-in sample pages (Graph `/auditLogs/signIns`), newest first as Graph lists them."""
+    records: list[dict[str, Any]] = []
+    for page in sorted(fixtures.glob("graph_signins_page*.json")):
+        records += load_json(page)["value"]
+    return records
+
+
 def raw_record(source: Source, payload: Any, *, offset: int = 0) -> Record:
     """A raw-topic record carrying `payload` in a collector envelope."""
     envelope = RawEnvelope(
@@ -72,6 +80,20 @@ def fixture_events(fixtures: Path) -> list[CanonicalEvent]:
         + [raw_record("unified", r) for r in unified_records(fixtures)]
     )
     events = [normalize_message(r, mappings, now=NOW) for r in records]
+    assert all(isinstance(e, CanonicalEvent) for e in events)
+    return events  # type: ignore[return-value]
+
+
+def signin_events(fixtures: Path) -> list[CanonicalEvent]:
+    """Every sample sign-in as the normalizer core maps it, in the order Graph lists them."""
+    from aoc_normalizer.core import normalize_message
+    from aoc_normalizer.mappings import load_mappings
+
+    mappings = load_mappings(Path(__file__).resolve().parents[1] / "mappings.yml")
+    events = [
+        normalize_message(raw_record("signins", r), mappings, now=NOW)
+        for r in signin_records(fixtures)
+    ]
     assert all(isinstance(e, CanonicalEvent) for e in events)
     return events  # type: ignore[return-value]
 

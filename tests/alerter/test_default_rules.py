@@ -65,6 +65,11 @@ EXPECTED = {
     ],
     # The fixtures delete users one at a time, days apart: below the threshold.
     "default-mass-user-deletion": [],
+    # The sign-in rules: the admin fixtures hold no sign-ins (see test_signin_rules.py).
+    "default-signin-failures-then-success": [],
+    "default-signin-new-country": [],
+    "default-signin-legacy-authentication": [],
+    "default-signin-risky": [],
 }
 EXPECTED_ALERTS = sum(len(keys) for keys in EXPECTED.values())
 
@@ -90,7 +95,7 @@ def test_each_default_rule_fires_on_exactly_its_fixture_events(events: list[Cano
     assert alerts_by_rule(events) == {rule: sorted(keys) for rule, keys in EXPECTED.items()}
 
 
-def test_the_default_rules_are_the_seven_admin_threats_with_unique_ids():
+def test_the_default_rules_are_the_admin_threats_and_sign_in_classics_with_unique_ids():
     rules = default_rules()
     assert [rule.id for rule in rules] == list(EXPECTED)
     assert all(rule.enabled and rule.description for rule in rules)

@@ -42,6 +42,12 @@ def test_the_demo_reports_the_sample_alerts_and_a_second_run_adds_none(tmp_path:
             check=False,
         )
         assert result.returncode == 0, result.stdout + result.stderr
-        assert f"AOC demo: {EXPECTED_ALERTS} alerts in the store" in result.stdout, result.stdout
+        # The admin fixtures' alerts, and the five of the sample sign-ins (test_signin_rules.py).
+        total = EXPECTED_ALERTS + 5
+        assert f"AOC demo: {total} alerts in the store" in result.stdout, result.stdout
+        assert "1 × [high] Many failed sign-ins, then a success" in result.stdout
+        assert "2 × [medium] Sign-in from a new country" in result.stdout
+        assert "1 × [medium] Legacy authentication sign-in" in result.stdout
+        assert "1 × [high] Risky sign-in" in result.stdout
         assert "4 × [high] Mailbox forwarding to an external address" in result.stdout
         assert "7 × [high] Member added to a privileged role" in result.stdout

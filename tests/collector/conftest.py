@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
 from aoc_collector.fake_microsoft import FakeMicrosoft
 from aoc_collector.live import Collector
@@ -25,7 +25,8 @@ from aoc_common.message_log.base import MessageLog
 from aoc_common.message_log.embedded import EmbeddedMessageLog
 from aoc_common.settings import Settings
 
-FIXTURE_COUNTS = {"directory": 60, "intune": 30, "unified": 57}  # unique records per source
+# Unique records per source in the fixtures (the sign-in pages come from the bundled samples).
+FIXTURE_COUNTS = {"directory": 60, "intune": 30, "signins": 31, "unified": 57}
 
 
 class Clock:
@@ -99,7 +100,9 @@ def build_harness(
     sleep = RecordedSleep()
     harness: Harness
 
-    def make(**overrides: object) -> Collector:
+    def make(
+        source_options: Mapping[str, BaseModel] | None = None, **overrides: object
+    ) -> Collector:
         settings = harness.settings(**overrides)
         policy = RetryPolicy(max_attempts=4, base_delay_s=0.01)
         tokens = EntraTokenProvider.from_settings(settings, http, policy=policy, sleep=sleep)
@@ -112,6 +115,7 @@ def build_harness(
             now=clock,
             sleep=sleep,
             policy=policy,
+            source_options=source_options,
         )
 
     harness = Harness(fake, base_url, http, message_log, store, clock, sleep, make)

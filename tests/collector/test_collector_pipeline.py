@@ -60,15 +60,14 @@ async def test_two_overlapping_runs_store_every_fixture_record_exactly_once(
             keys = await raw_keys(message_log, source, before[source] + expected)
             assert len(keys) - before[source] == expected, source
         deadline = time.monotonic() + 60
-        while await store.count_events() < 147 and time.monotonic() < deadline:
+        total = sum(FIXTURE_COUNTS.values())
+        while await store.count_events() < total and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        assert await store.count_events() == 147
+        assert await store.count_events() == total
         assert (await store.get_state(watermark_key("intune")) or {})["watermark"]
         health = await read_source_health(store)
         assert [(h.source, h.status, h.last_count) for h in health] == [
-            ("directory", "ok", 0),
-            ("intune", "ok", 0),
-            ("unified", "ok", 0),
+            (source, "ok", 0) for source in FIXTURE_COUNTS
         ]
     finally:
         stop.set()

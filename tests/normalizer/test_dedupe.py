@@ -80,7 +80,7 @@ async def test_the_embedded_normalizer_remembers_published_keys_across_a_restart
         await publish_replay(message_log, settings, fixtures_dir, include_malformed=False)
         await run_until_caught_up(message_log, settings)
         dropped = DUPLICATES_DROPPED.labels("normalizer")._value.get() - before
-        assert dropped == 62 + 30 + 57
+        assert dropped == 62 + 30 + 57 + 31
         assert sum((await message_log.end_offsets(topics.EVENTS)).values()) == len(first)
         keys = {orjson.loads(r.value)["dedupe_key"] for r in first}
         assert len(keys) == STORED_FIXTURE_EVENTS

@@ -27,7 +27,8 @@ from aoc_store.runtime import StoreSink
 from tests.builders import wait_for
 from tests.engines.pipeline_engines import ENGINE_KINDS, started_engines
 
-STORED_FIXTURE_EVENTS = 147  # 62 directory records of which 60 unique + 30 Intune + 57 unified
+# 62 directory records of which 60 unique + 30 Intune + 57 unified + 31 Entra sign-ins
+STORED_FIXTURE_EVENTS = 178
 MALFORMED_INPUTS = 8
 
 
@@ -69,7 +70,8 @@ async def test_fixtures_flow_through_the_pipeline_with_dedupe_and_dead_letters(
         published = await publish_replay(
             message_log, settings, fixtures_dir, include_malformed=True
         )
-        assert published == 62 + 30 + 57 + MALFORMED_INPUTS - 1  # huge_field stops at the collector
+        # huge_field stops at the collector
+        assert published == 62 + 30 + 57 + 31 + MALFORMED_INPUTS - 1
 
         stored = await wait_for(store.count_events, lambda n: n >= STORED_FIXTURE_EVENTS)
         assert stored == STORED_FIXTURE_EVENTS
@@ -96,6 +98,20 @@ async def test_fixtures_flow_through_the_pipeline_with_dedupe_and_dead_letters(
         assert len(keys) == len(set(keys)) == STORED_FIXTURE_EVENTS
         page = await store.query_events(EventQuery(search="Directory_A6511445_0023"))
         assert len(page.items) == 1
+
+        # Entra sign-ins arrive mapped: actor with IP and location, result from the error code.
+        signins = await store.query_events(EventQuery(source="signins", page_size=100))
+        assert len(signins.items) == 31
+        blocked = await store.query_events(EventQuery(source="signins", actor="adele.vance"))
+        [event] = blocked.items
+        assert event.result == "failure"
+        assert event.display_summary == (
+            "adele.vance@contoso.com failed to sign in to Office 365 Exchange Online "
+            "from 203.0.113.7 (NL) — blocked by conditional access"
+        )
+        assert event.result_detail is not None and event.result_detail.startswith("53003: ")
+        assert event.details["conditional_access"] == "failure"
+        assert event.actor.location is not None and event.actor.location.city == "Amsterdam"
     finally:
         stop.set()
         for worker in workers:
@@ -116,7 +132,8 @@ async def test_replaying_the_store_group_restores_deleted_state(
     normalizer = asyncio.create_task(Normalizer.from_settings(message_log, settings).run(stop))
     sink = asyncio.create_task(StoreSink(message_log, first).run(stop))
     await publish_replay(message_log, settings, fixtures_dir, include_malformed=False)
-    assert await wait_for(first.count_events, lambda n: n >= 147) == 147
+    stored = STORED_FIXTURE_EVENTS
+    assert await wait_for(first.count_events, lambda n: n >= stored) == stored
     stop.set()
     await asyncio.gather(normalizer, sink)
     await first.stop()
@@ -128,7 +145,7 @@ async def test_replaying_the_store_group_restores_deleted_state(
     stop = asyncio.Event()
     sink = asyncio.create_task(StoreSink(message_log, rebuilt).run(stop))
     try:
-        assert await wait_for(rebuilt.count_events, lambda n: n >= 147) == 147
+        assert await wait_for(rebuilt.count_events, lambda n: n >= stored) == stored
     finally:
         stop.set()
         await sink

@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from aoc_common.settings import ConfigurationError
 from aoc_common.sources.spec import SourceSpec
 
 _ID = re.compile(r"^[a-z][a-z0-9_]{0,31}$")  # a raw topic name part and a URL-safe word
@@ -75,8 +76,10 @@ def source_descriptions() -> str:
     return "; ".join(f"{spec.id}: {spec.labels.description}" for spec in all_sources())
 
 
-class SourceOptionsError(ValueError):
-    """A source's own settings (e.g. `SIGNINS_…`) are invalid; the message names the variable."""
+class SourceOptionsError(ConfigurationError):
+    """A source's own settings (e.g. `SIGNINS_…`) are invalid; the message names the variable.
+
+    Like any bad setting it stops start-up with one line (a clean exit, never a traceback)."""
 
 
 def load_source_options() -> Mapping[str, BaseModel]:
@@ -89,8 +92,7 @@ def load_source_options() -> Mapping[str, BaseModel]:
             options[spec.id] = spec.options()
         except ValidationError as error:
             problems = "; ".join(
-                f"{spec.id.upper()}_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
-                for e in error.errors()
+                f"{spec.id.upper()}_{str(e['loc'][0]).upper()}: {e['msg']}" for e in error.errors()
             )
             raise SourceOptionsError(problems) from None
     return options
