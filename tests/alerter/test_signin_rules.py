@@ -17,8 +17,8 @@ from aoc_alerter.core import Evaluation, GroupState, find_hits, raise_alerts
 from aoc_alerter.default_rules import default_rules
 from aoc_common.events import CanonicalEvent, GeoLocation
 from aoc_common.rules import Alert, Rule
-from tests.alerter.builders import a_variant
-from tests.builders import signin_events
+from tests.utils.alerts import a_variant
+from tests.utils.records import signin_events
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 SIGNIN_RULES = [rule for rule in default_rules() if rule.id.startswith("default-signin-")]

@@ -16,7 +16,8 @@ from aoc_collector.control import create_control_app
 from aoc_collector.serving import serve_app
 from aoc_common.settings import Settings
 from aoc_common.sources import SOURCES
-from tests.collector.conftest import FIXTURE_COUNTS, Harness
+from tests.utils.collector import Harness
+from tests.utils.expected import UNIQUE_RECORDS
 
 ApiFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 
@@ -84,11 +85,11 @@ async def test_fetch_audit_logs_collects_through_the_collector_and_health_shows_
     assert fetched.status_code == 200, fetched.text
     body = fetched.json()
     assert body["hours"] == 720
-    assert body["counts"] == FIXTURE_COUNTS
-    assert body["total"] == sum(FIXTURE_COUNTS.values())
+    assert body["counts"] == UNIQUE_RECORDS
+    assert body["total"] == sum(UNIQUE_RECORDS.values())
     assert any("7 days" in w for w in body["warnings"]["unified"])
     assert [(h["source"], h["status"], h["last_count"]) for h in health] == [
-        (source, "ok", count) for source, count in FIXTURE_COUNTS.items()
+        (source, "ok", count) for source, count in UNIQUE_RECORDS.items()
     ]
     assert all(h["watermark"] and h["last_success_at"] for h in health)
 

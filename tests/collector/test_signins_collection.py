@@ -15,14 +15,13 @@ import pytest
 from aoc_collector.core import watermark_key
 from aoc_collector.fake_microsoft import FakeMicrosoft, Fault
 from aoc_collector.serving import serve_app
-from aoc_common import topics
-from aoc_common.event_store.sqlite import SqliteEventStore
-from aoc_common.message_log.embedded import EmbeddedMessageLog
+from aoc_common.engines import Engines
 from aoc_common.settings import ConfigurationError
 from aoc_common.sources import load_source_options
 from aoc_common.sources.signins import SignInOptions
-from tests.builders import signin_records
-from tests.collector.conftest import Harness, build_harness, raw_keys
+from tests.utils.collector import Harness, build_harness
+from tests.utils.records import signin_records
+from tests.utils.topic_io import raw_keys
 
 SAMPLE_SIGNINS = 31
 
@@ -79,23 +78,19 @@ def beta_records(fixtures_dir: Path) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-async def beta_harness(tmp_path: Path, fixtures_dir: Path) -> AsyncIterator[Harness]:
+async def beta_harness(
+    tmp_path: Path, fixtures_dir: Path, engines: Engines
+) -> AsyncIterator[Harness]:
+    """The stand-in serving one sign-in of each type (and nothing else)."""
     samples = tmp_path / "samples"
     samples.mkdir()
     page = {"value": beta_records(fixtures_dir)}
     (samples / "graph_signins_page1.json").write_bytes(orjson.dumps(page))
-    message_log = EmbeddedMessageLog(tmp_path / "log.sqlite3")
-    store = SqliteEventStore(tmp_path / "events.sqlite3", retention_days=3650)
-    await message_log.start()
-    await store.start()
-    await message_log.ensure_topics(topics.ALL_TOPICS)
     fake = FakeMicrosoft(samples)
     async with serve_app(fake.app, tls=True) as served:
         fake.base_url = served.url
         async with httpx.AsyncClient(verify=served.client_ssl or True) as http:
-            yield build_harness((fake, served.url, http), message_log, store)
-    await store.stop()
-    await message_log.stop()
+            yield build_harness((fake, served.url, http), engines.message_log, engines.store)
 
 
 async def test_by_default_only_interactive_sign_ins_are_collected_from_v1(

@@ -13,7 +13,7 @@ from aoc_common.dead_letter import DeadLetter
 from aoc_common.events import CanonicalEvent, GeoLocation
 from aoc_normalizer.core import normalize_message
 from aoc_normalizer.mappings import Mappings, load_mappings
-from tests.builders import NOW, raw_record, signin_records
+from tests.utils.records import NOW, raw_record, signin_records
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,20 +1,19 @@
-"""Builders for test inputs: raw records as they arrive on the raw topics, from the shared fixtures."""
+"""Builders for test inputs: raw records as they arrive on the raw topics, and the canonical events the
+normalizer core makes of them, from the shared fixtures."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from aoc_common.codec import encode
 from aoc_common.events import CanonicalEvent, RawEnvelope, Source
 from aoc_common.message_log.base import Record
 from aoc_common.topics import raw_topic
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 FETCHED_AT = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -39,14 +38,6 @@ def unified_records(fixtures: Path) -> list[dict[str, Any]]:
     return [r for c in feed["content_list"] for r in feed["blobs"][c["contentId"]]]
 
 
-def signin_records(fixtures: Path) -> list[dict[str, Any]]:
-    """The Entra sign-in sample pages (Graph `/auditLogs/signIns`), newest first as Graph lists them."""
-    records: list[dict[str, Any]] = []
-    for page in sorted(fixtures.glob("graph_signins_page*.json")):
-        records += load_json(page)["value"]
-    return records
-
-
 def raw_record(source: Source, payload: Any, *, offset: int = 0) -> Record:
     """A raw-topic record carrying `payload` in a collector envelope."""
     envelope = RawEnvelope(
@@ -68,20 +59,12 @@ def malformed_inputs(fixtures: Path) -> list[dict[str, Any]]:
     return entries
 
 
-def fixture_events(fixtures: Path) -> list[CanonicalEvent]:
-    """Every fixture record as the normalizer core maps it (duplicates included, in fixture order)."""
-    from aoc_normalizer.core import normalize_message
-    from aoc_normalizer.mappings import load_mappings
-
-    mappings = load_mappings(Path(__file__).resolve().parents[1] / "mappings.yml")
-    records = (
-        [raw_record("directory", r) for r in directory_records(fixtures)]
-        + [raw_record("intune", r) for r in intune_records(fixtures)]
-        + [raw_record("unified", r) for r in unified_records(fixtures)]
-    )
-    events = [normalize_message(r, mappings, now=NOW) for r in records]
-    assert all(isinstance(e, CanonicalEvent) for e in events)
-    return events  # type: ignore[return-value]
+def signin_records(fixtures: Path) -> list[dict[str, Any]]:
+    """The Entra sign-in sample pages (Graph `/auditLogs/signIns`), newest first as Graph lists them."""
+    records: list[dict[str, Any]] = []
+    for page in sorted(fixtures.glob("graph_signins_page*.json")):
+        records += load_json(page)["value"]
+    return records
 
 
 def signin_events(fixtures: Path) -> list[CanonicalEvent]:
@@ -89,7 +72,7 @@ def signin_events(fixtures: Path) -> list[CanonicalEvent]:
     from aoc_normalizer.core import normalize_message
     from aoc_normalizer.mappings import load_mappings
 
-    mappings = load_mappings(Path(__file__).resolve().parents[1] / "mappings.yml")
+    mappings = load_mappings(REPO_ROOT / "mappings.yml")
     events = [
         normalize_message(raw_record("signins", r), mappings, now=NOW)
         for r in signin_records(fixtures)
@@ -98,20 +81,18 @@ def signin_events(fixtures: Path) -> list[CanonicalEvent]:
     return events  # type: ignore[return-value]
 
 
-T = TypeVar("T")
+def fixture_events(fixtures: Path) -> list[CanonicalEvent]:
+    """Every admin audit fixture record (directory, Intune, Management Activity; the sign-ins are
+    `signin_events`) as the normalizer core maps it (duplicates included, in fixture order)."""
+    from aoc_normalizer.core import normalize_message
+    from aoc_normalizer.mappings import load_mappings
 
-
-async def wait_for(
-    probe: Callable[[], T] | Callable[[], Awaitable[T]],
-    done: Callable[[T], bool],
-    timeout_s: float = 60.0,
-) -> T:
-    """Poll `probe` until `done` holds or the deadline passes (then the caller's assert explains)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = probe()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if done(value) or time.monotonic() > deadline:  # type: ignore[arg-type]
-            return value  # type: ignore[return-value]
-        await asyncio.sleep(0.02)
+    mappings = load_mappings(REPO_ROOT / "mappings.yml")
+    records = (
+        [raw_record("directory", r) for r in directory_records(fixtures)]
+        + [raw_record("intune", r) for r in intune_records(fixtures)]
+        + [raw_record("unified", r) for r in unified_records(fixtures)]
+    )
+    events = [normalize_message(r, mappings, now=NOW) for r in records]
+    assert all(isinstance(e, CanonicalEvent) for e in events)
+    return events  # type: ignore[return-value]
