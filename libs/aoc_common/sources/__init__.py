@@ -82,6 +82,20 @@ class SourceOptionsError(ConfigurationError):
     Like any bad setting it stops start-up with one line (a clean exit, never a traceback)."""
 
 
+def _env_prefix(options: type[BaseModel]) -> str:
+    return str(options.model_config.get("env_prefix", "")).upper()
+
+
+def source_option_variables() -> frozenset[str]:
+    """The environment variables the sources' own settings read (e.g. `SIGNINS_EVENT_TYPES`)."""
+    return frozenset(
+        f"{_env_prefix(spec.options)}{name.upper()}"
+        for spec in all_sources()
+        if spec.options is not None
+        for name in spec.options.model_fields
+    )
+
+
 def load_source_options() -> Mapping[str, BaseModel]:
     """Each source's own settings, read from the environment (and `.env`) once at start-up."""
     options: dict[str, BaseModel] = {}
@@ -91,8 +105,9 @@ def load_source_options() -> Mapping[str, BaseModel]:
         try:
             options[spec.id] = spec.options()
         except ValidationError as error:
+            prefix = _env_prefix(spec.options)
             problems = "; ".join(
-                f"{spec.id.upper()}_{str(e['loc'][0]).upper()}: {e['msg']}" for e in error.errors()
+                f"{prefix}{str(e['loc'][0]).upper()}: {e['msg']}" for e in error.errors()
             )
             raise SourceOptionsError(problems) from None
     return options
@@ -105,6 +120,7 @@ __all__ = [
     "all_sources",
     "load_source_options",
     "source_descriptions",
+    "source_option_variables",
     "source_record_id",
     "source_spec",
     "source_vocabulary",
