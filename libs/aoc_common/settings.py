@@ -164,7 +164,6 @@ class Settings(BaseSettings):
     dedupe_window_days: int = Field(default=7, ge=1, le=90)
     enrichment_enabled: bool = False
     enrichment_cache_ttl_hours: int = Field(default=24, ge=1, le=24 * 30)
-    normalizer_concurrency: int = Field(default=1, ge=1, le=64)
 
     _split_lists = field_validator(
         "auth_allowed_roles", "auth_allowed_groups", "cors_origins", mode="before"
