@@ -20,6 +20,15 @@ CommaList = Annotated[list[str], NoDecode]
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+def default_mappings_path() -> Path:
+    """The copy of `mappings.yml` an installed wheel carries next to this module, else the checkout's.
+
+    An editable install (and the tests) read the repository's own file, which is the one people edit.
+    """
+    packaged = Path(__file__).resolve().parent / "mappings.yml"
+    return packaged if packaged.is_file() else REPO_ROOT / "mappings.yml"
+
+
 class ConfigurationError(SystemExit):
     """Raised (as a clean exit, never a traceback) when a setting is invalid."""
 
@@ -129,7 +138,7 @@ class Settings(BaseSettings):
     # --- Input hygiene ---
     max_record_bytes: int = Field(default=1_000_000, ge=1024)
     max_future_skew_minutes: int = Field(default=60, ge=0)
-    mappings_path: Path = REPO_ROOT / "mappings.yml"
+    mappings_path: Path = Field(default_factory=default_mappings_path)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # Prometheus scrape endpoint of a service process (`aoc run <service>`); the API also serves
@@ -146,7 +155,7 @@ class Settings(BaseSettings):
     management_api_base_url: str = "https://manage.office.com"
     fetch_overlap_minutes: int = Field(default=15, ge=0, le=24 * 60)
     collector_control_host: str = "127.0.0.1"
-    collector_control_port: int = Field(default=8001, ge=1, le=65535)
+    collector_control_port: int = Field(default=8001, ge=0, le=65535)  # 0: any free port
     collector_url: str | None = None
     collector_control_token: SecretStr | None = None
     graph_webhook_client_state: SecretStr | None = None
@@ -155,7 +164,6 @@ class Settings(BaseSettings):
     dedupe_window_days: int = Field(default=7, ge=1, le=90)
     enrichment_enabled: bool = False
     enrichment_cache_ttl_hours: int = Field(default=24, ge=1, le=24 * 30)
-    normalizer_concurrency: int = Field(default=1, ge=1, le=64)
 
     _split_lists = field_validator(
         "auth_allowed_roles", "auth_allowed_groups", "cors_origins", mode="before"

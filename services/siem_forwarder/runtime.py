@@ -1,63 +1,45 @@
 """The SIEM forwarder's shell: `aoc.events` in (its own consumer group), batches out to the SIEM.
 
-Delivery is at-least-once: offsets are committed by run_consumer only after `handle` returned, i.e. after
-the SIEM acknowledged every event of the batch or each refused one is on `aoc.dlq` with the SIEM's answer.
+Delivery is at-least-once: offsets are committed (by the Consumer base) only after `handle_events`
+returned and its dead letters are on `aoc.dlq`, i.e. after the SIEM acknowledged every event of the batch
+or refused it with an answer the dead letter keeps.
 A crash in between means the batch is sent again (the SIEM may see an event twice, never zero times).
 
 - A batch the SIEM rejects for its content (HTTP 400/413/422) is split in halves, recursively, until the
   events it refuses on their own are found; those are dead-lettered and the rest are forwarded.
-- A SIEM that cannot be reached (after http_retry's retries, or the syslog reconnects) fails the batch:
-  it is read again after a backoff. After SIEM_BREAKER_FAILURES such batches in a row the circuit opens:
-  no call for SIEM_BREAKER_COOLDOWN_SECONDS, then the consumer rejoins from the committed offset and one
-  batch tries the SIEM again.
+- A SIEM that cannot be reached, answers too late or answers 5xx is tried again after growing waits
+  (delivery.py); every such attempt counts on the circuit breaker. After SIEM_BREAKER_FAILURES failed
+  attempts in a row the circuit opens: no call for SIEM_BREAKER_COOLDOWN_SECONDS, then the consumer
+  rejoins from the committed offset and one batch tries the SIEM again.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import socket
 import ssl
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 from aoc_common import topics
 from aoc_common.circuit_breaker import CircuitBreaker
-from aoc_common.consumed_events import ConsumedEvent, dead_letter_messages
+from aoc_common.consumed_events import ConsumedEvent
 from aoc_common.dead_letter import DeadLetter
 from aoc_common.http_retry import RetryPolicy
 from aoc_common.logging import get_logger
-from aoc_common.message_log.base import MessageLog, MessageLogError, Record
-from aoc_common.message_log.consumer import RetryLater, record_lag, run_consumer
-from aoc_common.metrics import (
-    DEAD_LETTERS,
-    SIEM_BATCH_SECONDS,
-    SIEM_CIRCUIT_OPEN,
-    SIEM_EVENTS_FORWARDED,
-)
+from aoc_common.message_log.base import MessageLog
+from aoc_common.message_log.consumer import EventConsumer
+from aoc_common.metrics import SIEM_BATCH_SECONDS, SIEM_EVENTS_FORWARDED
 from aoc_common.settings import ConfigurationError, Settings
-from aoc_siem_forwarder.core import (
-    STAGE,
-    decode_batch,
-    plan_batches,
-    rejected_by_siem,
-)
-from aoc_siem_forwarder.transports import (
-    HttpTransport,
-    SiemUnavailable,
-    SyslogTransport,
-    Transport,
-)
+from aoc_siem_forwarder.core import STAGE, plan_batches, rejected_by_siem
+from aoc_siem_forwarder.delivery import SIEM_RETRY_POLICY, Delivery
+from aoc_siem_forwarder.transports import HttpTransport, SyslogTransport, Transport
 
-SERVICE = "siem_forwarder"
-LAG_EVERY_S = 15.0
-LAG_TIMEOUT_S = 10.0
 log = get_logger(__name__)
 
 
-def transport_from_settings(settings: Settings, policy: RetryPolicy | None = None) -> Transport:
+def transport_from_settings(settings: Settings) -> Transport:
     """The transport SIEM_FORMAT asks for; Settings has already checked that its settings are there."""
-    policy = policy or RetryPolicy(max_attempts=settings.siem_max_attempts)
     host = socket.gethostname()
     secret = settings.siem_hmac_secret
     hmac_secret = None if secret is None else secret.get_secret_value().encode("utf-8")
@@ -69,7 +51,6 @@ def transport_from_settings(settings: Settings, policy: RetryPolicy | None = Non
             payload=settings.syslog_payload,
             hostname=host,
             timeout_s=settings.siem_timeout_seconds,
-            policy=policy,
             tls=syslog_tls_context(settings),
         )
     if settings.siem_format == "splunk_hec":
@@ -78,7 +59,6 @@ def transport_from_settings(settings: Settings, policy: RetryPolicy | None = Non
             "splunk_hec",
             settings.splunk_hec_url,
             timeout_s=settings.siem_timeout_seconds,
-            policy=policy,
             hmac_secret=hmac_secret,
             hec_token=settings.splunk_hec_token.get_secret_value(),
             hec_sourcetype=settings.splunk_hec_sourcetype,
@@ -90,7 +70,6 @@ def transport_from_settings(settings: Settings, policy: RetryPolicy | None = Non
         "json",
         settings.siem_webhook_url,
         timeout_s=settings.siem_timeout_seconds,
-        policy=policy,
         hmac_secret=hmac_secret,
     )
 
@@ -106,8 +85,12 @@ def syslog_tls_context(settings: Settings) -> ssl.SSLContext | None:
     return ssl.create_default_context(cafile=None if ca_file is None else str(ca_file))
 
 
-class SiemForwarder:
-    """Consumes `aoc.events` as aoc-siem-forwarder and hands batches to one transport."""
+class SiemForwarder(EventConsumer):
+    """Consumes `aoc.events` as aoc-siem-forwarder and hands batches to one transport (its own: closed
+    when the forwarder stops)."""
+
+    service = STAGE
+    reader = "forwarder"
 
     def __init__(
         self,
@@ -115,71 +98,59 @@ class SiemForwarder:
         transport: Transport,
         *,
         breaker: CircuitBreaker,
+        policy: RetryPolicy = SIEM_RETRY_POLICY,
         batch_max_events: int = 500,
         batch_max_bytes: int = 1_000_000,
         linger_s: float = 1.0,
         group: str = topics.SIEM_FORWARDER_GROUP,
     ) -> None:
-        self.message_log = message_log
+        super().__init__(
+            message_log,
+            topics=[topics.EVENTS],
+            group=group,
+            batch_size=batch_max_events,
+            linger_s=linger_s,
+        )
         self.transport = transport
         self.breaker = breaker
+        self.delivery = Delivery(transport, breaker, policy)
         self.batch_max_events = batch_max_events
         self.batch_max_bytes = batch_max_bytes
-        self.linger_s = linger_s
-        self.group = group
         self._format = transport.siem_format
 
     @classmethod
     def from_settings(
         cls, message_log: MessageLog, settings: Settings, *, policy: RetryPolicy | None = None
     ) -> SiemForwarder:
+        policy = policy or replace(SIEM_RETRY_POLICY, max_attempts=settings.siem_max_attempts)
         return cls(
             message_log,
-            transport_from_settings(settings, policy),
+            transport_from_settings(settings),
             breaker=CircuitBreaker(
                 settings.siem_breaker_failures, settings.siem_breaker_cooldown_seconds
             ),
+            policy=policy,
             batch_max_events=settings.siem_batch_max_events,
             batch_max_bytes=settings.siem_batch_max_bytes,
             linger_s=settings.siem_batch_linger_ms / 1000,
         )
 
-    async def handle(self, records: Sequence[Record]) -> None:
-        """Forward one consumed batch; returns only when every event is acknowledged or dead-lettered."""
-        wait = self.breaker.retry_in_s()
-        if wait > 0:
-            raise RetryLater(wait, "SIEM circuit breaker is open")
-        decoded = decode_batch(records)
-        dead_letters = list(decoded.dead_letters)
+    async def handle_events(self, events: Sequence[ConsumedEvent]) -> list[DeadLetter]:
+        """Forward one consumed batch; returns when every event is acknowledged or refused."""
+        dead_letters: list[DeadLetter] = []
         batches = plan_batches(
-            decoded.events,
+            events,
             max_items=self.batch_max_events,
             max_bytes=self.batch_max_bytes,
             size_of=self.transport.size_of,
         )
-        try:
-            for batch in batches:
-                started = time.perf_counter()
-                dead_letters += await self._deliver(batch)
-                SIEM_BATCH_SECONDS.labels(self._format).observe(time.perf_counter() - started)
-        except SiemUnavailable as error:
-            if self.breaker.record_failure():
-                SIEM_CIRCUIT_OPEN.labels(self._format).set(1)
-                log.warning(
-                    "siem circuit opened",
-                    failures=self.breaker.consecutive_failures,
-                    cooldown_s=self.breaker.cooldown_s,
-                    error=str(error),
-                )
-                raise RetryLater(self.breaker.cooldown_s, str(error)) from error
-            raise
-        if self.breaker.state != "closed":
-            log.info("siem reachable again; circuit closed")
-        self.breaker.record_success()
-        SIEM_CIRCUIT_OPEN.labels(self._format).set(0)
-        if dead_letters:
-            await self.message_log.publish(topics.DLQ, dead_letter_messages(dead_letters))
-            DEAD_LETTERS.labels(SERVICE, STAGE).inc(len(dead_letters))
+        # Delivery raises RetryLater while the SIEM is down or the breaker open: nothing is committed
+        # and the batch is read again after that wait.
+        for batch in batches:
+            started = time.perf_counter()
+            dead_letters += await self._deliver(batch)
+            SIEM_BATCH_SECONDS.labels(self._format).observe(time.perf_counter() - started)
+        return dead_letters
 
     async def _deliver(self, events: Sequence[ConsumedEvent]) -> list[DeadLetter]:
         """Send `events`; when the SIEM rejects their content, find the events it refuses on their own.
@@ -189,7 +160,7 @@ class SiemForwarder:
         """
         if not events:
             return []
-        answer = await self.transport.send(events)
+        answer = await self.delivery.send(events)
         if answer.verdict == "accepted":
             SIEM_EVENTS_FORWARDED.labels(self._format).inc(len(events))
             return []
@@ -213,37 +184,5 @@ class SiemForwarder:
             dead += await self._deliver(part)
         return dead
 
-    async def run(self, stop: asyncio.Event) -> None:
-        lag = asyncio.create_task(self._report_lag(stop))
-        try:
-            await run_consumer(
-                self.message_log,
-                service=SERVICE,
-                topics=[topics.EVENTS],
-                group=self.group,
-                handle=self.handle,
-                stop=stop,
-                batch_size=self.batch_max_events,
-                linger_s=self.linger_s,
-            )
-            await lag  # stop is set: it reports the lag once more, after the last commit, and ends
-        finally:
-            if not lag.done():
-                lag.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await lag
-            await self.transport.close()
-
-    async def _report_lag(self, stop: asyncio.Event) -> None:
-        """Keep the lag gauge fresh: a forwarder falling behind its SIEM shows up on a dashboard."""
-        while True:
-            try:
-                await asyncio.wait_for(
-                    record_lag(self.message_log, self.group, [topics.EVENTS]), LAG_TIMEOUT_S
-                )
-            except (MessageLogError, TimeoutError) as error:
-                log.warning("could not read the lag", error=f"{type(error).__name__}: {error}")
-            if stop.is_set():
-                return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), LAG_EVERY_S)
+    async def on_stop(self) -> None:
+        await self.transport.close()
