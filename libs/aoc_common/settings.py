@@ -155,7 +155,7 @@ class Settings(BaseSettings):
     management_api_base_url: str = "https://manage.office.com"
     fetch_overlap_minutes: int = Field(default=15, ge=0, le=24 * 60)
     collector_control_host: str = "127.0.0.1"
-    collector_control_port: int = Field(default=8001, ge=1, le=65535)
+    collector_control_port: int = Field(default=8001, ge=0, le=65535)  # 0: any free port
     collector_url: str | None = None
     collector_control_token: SecretStr | None = None
     graph_webhook_client_state: SecretStr | None = None
