@@ -50,9 +50,7 @@ async def test_two_overlapping_runs_store_every_fixture_record_exactly_once(
         assert (await store.get_state(watermark_key("intune")) or {})["watermark"]
         health = await read_source_health(store)
         assert [(h.source, h.status, h.last_count) for h in health] == [
-            ("directory", "ok", 0),
-            ("intune", "ok", 0),
-            ("unified", "ok", 0),
+            (source, "ok", 0) for source in UNIQUE_RECORDS
         ]
     finally:
         stop.set()

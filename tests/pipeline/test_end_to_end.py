@@ -68,6 +68,20 @@ async def test_fixtures_flow_through_the_pipeline_with_dedupe_and_dead_letters(
         assert len(keys) == len(set(keys)) == STORED_FIXTURE_EVENTS
         page = await store.query_events(EventQuery(search="Directory_A6511445_0023"))
         assert len(page.items) == 1
+
+        # Entra sign-ins arrive mapped: actor with IP and location, result from the error code.
+        signins = await store.query_events(EventQuery(source="signins", page_size=100))
+        assert len(signins.items) == 31
+        blocked = await store.query_events(EventQuery(source="signins", actor="adele.vance"))
+        [event] = blocked.items
+        assert event.result == "failure"
+        assert event.display_summary == (
+            "adele.vance@contoso.com failed to sign in to Office 365 Exchange Online "
+            "from 203.0.113.7 (NL) — blocked by conditional access"
+        )
+        assert event.result_detail is not None and event.result_detail.startswith("53003: ")
+        assert event.details["conditional_access"] == "failure"
+        assert event.actor.location is not None and event.actor.location.city == "Amsterdam"
     finally:
         stop.set()
         for worker in workers:
