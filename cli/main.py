@@ -256,13 +256,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "stand-in":
         from aoc_cli.stand_in import serve_stand_in
 
-        return serve_stand_in(
-            host=args.host,
-            port=args.port,
-            advertised_host=args.advertised_host,
-            samples=args.samples,
-            tls_dir=args.tls_dir,
-        )
+        paths = {"--tls-dir": args.tls_dir, "--samples": args.samples}
+        try:
+            return serve_stand_in(
+                host=args.host,
+                port=args.port,
+                advertised_host=args.advertised_host,
+                samples=args.samples,
+                tls_dir=args.tls_dir,
+            )
+        except Exception as error:
+            if args.debug:
+                raise
+            named = {name: path for name, path in paths.items() if path is not None}
+            print(f"aoc stand-in: {describe_failure(error, paths=named)}", file=sys.stderr)
+            return 1
     settings = _settings_or_exit()
     configure_logging("aoc", settings.log_level)
     try:

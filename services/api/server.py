@@ -35,7 +35,9 @@ async def serve(app: FastAPI, host: str, port: int, stop: asyncio.Event) -> None
     watcher = asyncio.create_task(_stop_when_asked())
     try:
         await server.serve()
-    except SystemExit:  # uvicorn exits the process when it cannot bind: here, one clear error instead
+    except (
+        SystemExit
+    ):  # uvicorn exits the process when it cannot bind: here, one clear error instead
         pass
     finally:
         watcher.cancel()
