@@ -39,7 +39,7 @@ class AlerterStore(RuleStore, AlertStore, StateStore, Protocol):
     """What the alerter needs of the store: rules, alerts and its window state, never events."""
 
 
-async def seed_default_rules(store: RuleStore | AlerterStore) -> list[str]:
+async def seed_default_rules(store: AlerterStore) -> list[str]:
     """Store each shipped default rule once; returns the ids added now.
 
     The ids seeded so far are remembered, so a default rule an operator deleted stays deleted and one
