@@ -85,6 +85,7 @@ async def test_a_rule_is_created_read_replaced_and_deleted(client: httpx.AsyncCl
             "all": [{**A_RULE["match"]["all"][0], "negate": False, "case_sensitive": False}],
             "any": [{**A_RULE["match"]["any"][0], "negate": False, "case_sensitive": False}],
         },
+        "threshold": {**A_RULE["threshold"], "distinct": None},
     }
     assert (await client.get(f"/api/rules/{rule['id']}")).json() == rule
 
@@ -158,6 +159,7 @@ async def test_alerts_page_newest_first_and_filter(client: httpx.AsyncClient, st
     assert set(critical["items"][0]) == {
         "id", "rule_id", "rule_name", "severity", "status", "created_at", "summary",
         "group_value", "event_ids", "acknowledged_by", "acknowledged_at",
+        "tags", "references", "sigma_id",
     }  # fmt: skip
 
 
