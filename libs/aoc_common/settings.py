@@ -98,6 +98,10 @@ class Settings(BaseSettings):
 
     # --- Downstream consumers ---
     alerts_enabled: bool = True
+    # Sigma rules (README "Sigma rules"): files or folders, separated by ":", loaded by the alerter;
+    # placeholder values such as {"internal_domains": ["contoso.com"]} (JSON).
+    sigma_rules_path: str = ""
+    sigma_placeholders: dict[str, list[str]] = Field(default_factory=dict)
     siem_enabled: bool = False
     siem_webhook_url: str | None = None
 
@@ -155,7 +159,7 @@ class Settings(BaseSettings):
     management_api_base_url: str = "https://manage.office.com"
     fetch_overlap_minutes: int = Field(default=15, ge=0, le=24 * 60)
     collector_control_host: str = "127.0.0.1"
-    collector_control_port: int = Field(default=8001, ge=1, le=65535)
+    collector_control_port: int = Field(default=8001, ge=0, le=65535)  # 0: any free port
     collector_url: str | None = None
     collector_control_token: SecretStr | None = None
     graph_webhook_client_state: SecretStr | None = None

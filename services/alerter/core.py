@@ -20,9 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from aoc_alerter.sigma_logic import SigmaLogic, Temporal, sigma_logic
-from aoc_common.consumed_events import DecodedEvents, decode_canonical_events
 from aoc_common.events import CanonicalEvent
-from aoc_common.message_log.base import Record
 from aoc_common.query import timestamp_ms
 from aoc_common.rules import Alert, Condition, Match, Rule, compile_pattern
 from aoc_common.rules import resolve_path as resolve
@@ -37,14 +35,6 @@ MAX_ALERT_EVENT_IDS = 100
 ALLOWED_LATENESS_MS = 48 * 3600 * 1000
 STATE_PREFIX = "alerter:group:"
 ADDRESS_SEPARATORS = (";", ",", " ", "\t", "\n")
-
-
-# --- decoding ------------------------------------------------------------------------------------
-
-
-def decode_events(records: Sequence[Record]) -> DecodedEvents:
-    """Every record becomes an event to evaluate or a dead letter saying why it cannot be."""
-    return decode_canonical_events(records, stage=STAGE, reader="alerter")
 
 
 # --- matching ------------------------------------------------------------------------------------

@@ -14,8 +14,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
+from typing import Protocol
 
-from aoc_common.event_store.base import EventStore
+from aoc_common.event_store.base import RuleStore, StateStore
 from aoc_common.logging import get_logger
 from aoc_common.rules import Rule
 from aoc_common.sigma import LoadResult, load_paths, to_rule
@@ -56,8 +57,12 @@ def rules_from(
     return LoadReport(rules, result)
 
 
+class SigmaRuleStore(RuleStore, StateStore, Protocol):
+    """Where loaded Sigma rules and the load report go."""
+
+
 async def load_sigma_rules_into(
-    store: EventStore, paths: Sequence[Path], placeholders: Mapping[str, Sequence[str]]
+    store: SigmaRuleStore, paths: Sequence[Path], placeholders: Mapping[str, Sequence[str]]
 ) -> LoadReport:
     report = rules_from(paths, placeholders)
     wanted = {rule.id for rule in report.loaded}

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import httpx
 
-from aoc_collector.__main__ import serve_collector
 from aoc_collector.core import watermark_key
 from aoc_collector.fake_microsoft import FakeMicrosoft, Fault
+from aoc_collector.service import serve_collector
 from aoc_common.engines import Engines
 from aoc_common.message_log.base import Message, MessageLogError
 from aoc_common.message_log.embedded import EmbeddedMessageLog
