@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -183,3 +183,87 @@ def test_sigma_alerts_carry_the_rules_title_level_tags_and_references(
     assert forwarding.sigma_id == "478e343d-ff04-5f44-ae2f-94c12da1bc52"
     assert forwarding.tags == ["attack.collection", "attack.t1114.003"]
     assert forwarding.references[0] == "https://attack.mitre.org/techniques/T1114/003/"
+
+
+CORRELATIONS = """\
+title: Set-Mailbox
+id: 11111111-0000-4000-8000-000000000001
+name: set_mailbox
+logsource: {product: m365, service: exchange}
+detection:
+    selection: {Operation: Set-Mailbox}
+    condition: selection
+---
+title: New-InboxRule
+id: 11111111-0000-4000-8000-000000000002
+name: new_inbox_rule
+logsource: {product: m365, service: exchange}
+detection:
+    selection: {Operation: New-InboxRule}
+    condition: selection
+---
+title: Forwarding then an inbox rule, in order
+id: 11111111-0000-4000-8000-000000000003
+correlation:
+    type: temporal_ordered
+    rules: [set_mailbox, new_inbox_rule]
+    group-by: [UserId]
+    timespan: 1h
+level: high
+---
+title: Mailboxes changed by one admin
+id: 11111111-0000-4000-8000-000000000004
+correlation:
+    type: value_count
+    rules: [set_mailbox]
+    group-by: [UserId]
+    timespan: 1h
+    condition: {gte: 3, field: ObjectId}
+level: medium
+"""
+
+
+def test_temporal_ordered_and_value_count_correlations_run_on_event_time(
+    events: list[CanonicalEvent],
+):
+    from aoc_common.sigma import compile_text, to_rule
+
+    result = compile_text(CORRELATIONS)
+    assert result.refusals == []
+    rules = [to_rule(c, result.documents[c.meta.sigma_id], origin="test") for c in result.rules]
+    by_name = {rule.name: rule for rule in rules}
+    assert set(by_name) == {
+        "Forwarding then an inbox rule, in order",
+        "Mailboxes changed by one admin",
+    }
+    mailbox = next(e for e in events if e.operation == "Set-Mailbox")
+    inbox = next(e for e in events if e.operation == "New-InboxRule")
+    admin = {"UserId": "eve@contoso.com"}
+    at = mailbox.timestamp
+
+    def variant(event: CanonicalEvent, key: str, minutes: int, **raw: str) -> CanonicalEvent:
+        return a_variant(
+            event, key, at=at + timedelta(minutes=minutes), raw={**event.raw, **admin, **raw}
+        )
+
+    forwarding = variant(mailbox, "unified:m1", 0, ObjectId="a@contoso.com")
+    rule_after = variant(inbox, "unified:i1", 10)
+    rule_before = variant(inbox, "unified:i0", -10)
+    ordered = by_name["Forwarding then an inbox rule, in order"]
+    # In order within the hour: one alert whichever arrives first; reversed order: none.
+    for batch in ([forwarding, rule_after], [rule_after, forwarding]):
+        [alert] = evaluate([ordered], [batch])
+        assert alert.event_ids == [forwarding.id, rule_after.id]
+        assert alert.group_value == "eve@contoso.com"
+    assert evaluate([ordered], [[rule_before, forwarding]]) == []
+
+    # value_count: 3 distinct mailboxes (a repeat of one does not count twice).
+    changes = [
+        variant(mailbox, f"unified:v{n}", n, ObjectId=f"{box}@contoso.com")
+        for n, box in enumerate(["a", "a", "b", "c"])
+    ]
+    distinct = by_name["Mailboxes changed by one admin"]
+    assert evaluate([distinct], [changes[:3]]) == []
+    [alert] = evaluate([distinct], [changes])
+    assert alert.event_ids == [changes[0].id, changes[2].id, changes[3].id]
+    assert alert.summary.startswith("3 distinct values by eve@contoso.com")
