@@ -148,7 +148,8 @@ def test_a_long_reason_is_shortened_at_a_word_boundary() -> None:
     shown = lines[2].removeprefix("  - ")
     assert len(shown) <= REASON_WIDTH and shown.endswith("…")
     assert reason.startswith(shown.removesuffix("…"))
-    assert reason[len(shown) - 1] == " "  # the cut falls between two words
+    cut = len(shown) - 1  # where "…" stands: the reason's next character ends a word
+    assert reason[cut] in " ;,:" and reason[cut - 1] not in " ;,:"
 
 
 def test_a_bad_setting_stops_start_up_with_one_clear_line(tmp_path: Path) -> None:
