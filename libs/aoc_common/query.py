@@ -20,7 +20,9 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
 )
 
@@ -68,6 +70,39 @@ class Cursor(BaseModel):
     @classmethod
     def after(cls, event: CanonicalEvent) -> Cursor:
         return cls(timestamp_ms=timestamp_ms(event.timestamp), id=event.id)
+
+
+MAX_CURSOR_LENGTH = 400
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]+$"
+
+
+def _decoded_cursor(value: Any) -> Any:
+    """A cursor given as its token (a query string, a JSON body, a tool argument) is decoded here,
+    so that a bad token is a validation error naming `cursor` like any other bad input."""
+    if isinstance(value, str):
+        if len(value) > MAX_CURSOR_LENGTH or not re.fullmatch(CURSOR_PATTERN, value):
+            raise InvalidCursor("cursor is not valid; start again without it")
+        return Cursor.decode(value)
+    return value
+
+
+# How every query model takes a cursor: as the opaque token `next_cursor` handed out (or a
+# `Cursor`), documented as the string it is and serialized back to that string.
+CursorToken = Annotated[
+    Cursor | None,
+    BeforeValidator(_decoded_cursor),
+    PlainSerializer(lambda cursor: cursor.encode() if cursor is not None else None),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "aoc-cursor",
+            "pattern": CURSOR_PATTERN,
+            "minLength": 1,
+            "maxLength": MAX_CURSOR_LENGTH,
+            "description": "`next_cursor` of the previous page, as it was handed out (opaque)",
+        }
+    ),
+]
 
 
 def timestamp_ms(value: datetime) -> int:
@@ -163,8 +198,10 @@ class EventFilters(BaseModel):
 class EventQuery(EventFilters):
     """Filters plus paging: what a store's `query_events` answers."""
 
-    cursor: Cursor | None = None
-    page_size: int = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
+    cursor: CursorToken = None
+    page_size: int = Field(
+        default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE, description="Events per page"
+    )
 
     @classmethod
     def of(cls, filters: EventFilters, **paging: Any) -> EventQuery:

@@ -19,7 +19,7 @@ import regex
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from aoc_common.events import to_utc_millis
-from aoc_common.query import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Cursor, timestamp_ms
+from aoc_common.query import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Cursor, CursorToken, timestamp_ms
 
 Severity = Literal["low", "medium", "high", "critical"]
 AlertStatus = Literal["open", "acknowledged"]
@@ -213,11 +213,13 @@ class AlertQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    status: AlertStatus | None = None
-    severity: Severity | None = None
-    rule_id: str | None = Field(default=None, max_length=100)
-    page_size: int = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
-    cursor: Cursor | None = None
+    status: AlertStatus | None = Field(default=None, description="open | acknowledged")
+    severity: Severity | None = Field(default=None, description="low | medium | high | critical")
+    rule_id: str | None = Field(default=None, max_length=100, description="Alerts of this rule")
+    page_size: int = Field(
+        default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE, description="Alerts per page"
+    )
+    cursor: CursorToken = None
 
 
 class AlertPage(BaseModel):

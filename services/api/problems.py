@@ -32,11 +32,17 @@ def _location(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "request"
 
 
+def _message(error: dict[str, Any]) -> str:
+    if error.get("type") == "extra_forbidden":
+        return "unknown parameter"
+    return str(error.get("msg", "invalid")).removeprefix("Value error, ")
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, error: RequestValidationError) -> JSONResponse:
         errors = [
-            {"parameter": _location(tuple(e.get("loc", ()))), "message": e.get("msg", "invalid")}
+            {"parameter": _location(tuple(e.get("loc", ()))), "message": _message(e)}
             for e in error.errors()
         ]
         detail = "; ".join(f"{e['parameter']}: {e['message']}" for e in errors[:5])

@@ -7,14 +7,12 @@ Write endpoints need a writer (`require_writer`): a rule decides what pages the 
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Response
 from pydantic import BaseModel
 
 from aoc_api.auth import require_writer
-from aoc_api.dependencies import get_store
-from aoc_common.event_store.base import EventStore
+from aoc_api.dependencies import RulesDep
 from aoc_common.rules import Rule, RuleSpec
 
 router = APIRouter(prefix="/api", tags=["rules"])
@@ -31,7 +29,7 @@ def _not_found() -> HTTPException:
 
 
 @router.get("/rules", response_model=RuleList, summary="Every alert rule, by name")
-async def list_rules(store: Annotated[EventStore, Depends(get_store)]) -> RuleList:
+async def list_rules(store: RulesDep) -> RuleList:
     return RuleList(items=await store.list_rules())
 
 
@@ -42,14 +40,14 @@ async def list_rules(store: Annotated[EventStore, Depends(get_store)]) -> RuleLi
     dependencies=WRITE_DEPENDENCIES,
     summary="Create a rule; the server assigns its id",
 )
-async def create_rule(spec: RuleSpec, store: Annotated[EventStore, Depends(get_store)]) -> Rule:
+async def create_rule(spec: RuleSpec, store: RulesDep) -> Rule:
     rule = Rule(id=f"rule-{uuid.uuid4().hex}", **spec.model_dump())
     await store.put_rule(rule)
     return rule
 
 
 @router.get("/rules/{rule_id}", response_model=Rule, summary="One rule")
-async def get_rule(rule_id: str, store: Annotated[EventStore, Depends(get_store)]) -> Rule:
+async def get_rule(rule_id: str, store: RulesDep) -> Rule:
     rule = await store.get_rule(rule_id) if len(rule_id) <= MAX_ID_LENGTH else None
     if rule is None:
         raise _not_found()
@@ -62,9 +60,7 @@ async def get_rule(rule_id: str, store: Annotated[EventStore, Depends(get_store)
     dependencies=WRITE_DEPENDENCIES,
     summary="Replace a rule (enable, disable, edit)",
 )
-async def replace_rule(
-    rule_id: str, spec: RuleSpec, store: Annotated[EventStore, Depends(get_store)]
-) -> Rule:
+async def replace_rule(rule_id: str, spec: RuleSpec, store: RulesDep) -> Rule:
     if len(rule_id) > MAX_ID_LENGTH or await store.get_rule(rule_id) is None:
         raise _not_found()
     rule = Rule(id=rule_id, **spec.model_dump())
@@ -79,7 +75,7 @@ async def replace_rule(
     dependencies=WRITE_DEPENDENCIES,
     summary="Delete a rule (its alerts stay)",
 )
-async def delete_rule(rule_id: str, store: Annotated[EventStore, Depends(get_store)]) -> Response:
+async def delete_rule(rule_id: str, store: RulesDep) -> Response:
     if len(rule_id) > MAX_ID_LENGTH or not await store.delete_rule(rule_id):
         raise _not_found()
     return Response(status_code=204)
