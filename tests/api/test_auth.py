@@ -3,6 +3,7 @@ provider on 127.0.0.1 (keys generated here), through HTTP against the app."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -27,6 +28,7 @@ from aoc_api.auth import JwksCache, TokenVerifier, jwks_url
 from aoc_common.event_store.sqlite import SqliteEventStore
 from aoc_common.query import EventQuery
 from aoc_common.settings import Settings
+from tests.builders import wait_for
 from tests.local_server import serving
 
 TENANT = "11111111-2222-3333-4444-555555555555"
@@ -63,6 +65,8 @@ class FakeIdentityProvider:
     keys: list[SigningKey]
     fetches: int = 0
     down: bool = False
+    status: int = 200
+    delay_s: float = 0.0
     url: str = ""
     extra: list[SigningKey] = field(default_factory=list)
 
@@ -72,8 +76,11 @@ class FakeIdentityProvider:
         @app.get("/{tenant}/discovery/v2.0/keys")
         async def keys(tenant: str) -> JSONResponse:
             self.fetches += 1
+            await asyncio.sleep(self.delay_s)
             if self.down or tenant != TENANT:
                 return JSONResponse({"error": "unavailable"}, status_code=404)
+            if self.status != 200:
+                return JSONResponse({"error": "unavailable"}, status_code=self.status)
             return JSONResponse({"keys": [key.public_jwk for key in self.keys]})
 
         return app
@@ -95,6 +102,7 @@ def idp(signing_keys: dict[str, SigningKey]) -> Iterator[FakeIdentityProvider]:
 @pytest.fixture(autouse=True)
 def reset_idp(idp: FakeIdentityProvider, signing_keys: dict[str, SigningKey]) -> None:
     idp.keys, idp.fetches, idp.down = [signing_keys["key-1"]], 0, False
+    idp.status, idp.delay_s = 200, 0.0
 
 
 class Clock:
@@ -299,8 +307,9 @@ async def test_keys_are_cached_for_an_hour(api: Api, signing_keys: dict[str, Sig
         assert (await api.client.get("/api/events", headers=token)).status_code == 200
     assert api.idp.fetches == 1
     api.clock.now += 3601
+    # An hour on, the cached key still answers at once while one fetch renews the set.
     assert (await api.client.get("/api/events", headers=token)).status_code == 200
-    assert api.idp.fetches == 2
+    assert await wait_for(lambda: api.idp.fetches, lambda n: n == 2, timeout_s=10) == 2
 
 
 async def test_an_unknown_kid_refetches_the_keys_once_so_a_rotated_key_works(
@@ -330,11 +339,144 @@ async def test_an_unreachable_key_set_is_503_not_a_crash(
     assert response.headers["content-type"] == "application/problem+json"
 
 
+# --- forged tokens against a slow or failing key endpoint (issue 12, finding 1) ------------------
+
+VALID_LATENCY_S = 0.1
+READ_PATH = "/api/config/features"  # needs a reader, touches no store: the time is the token check
+
+
+async def timed_get(client: httpx.AsyncClient, headers: dict[str, str]) -> tuple[int, float]:
+    started = time.perf_counter()
+    response = await client.get(READ_PATH, headers=headers)
+    return response.status_code, time.perf_counter() - started
+
+
+@pytest.fixture
+async def stall_api(
+    idp: FakeIdentityProvider, tmp_path: Path, store: SqliteEventStore
+) -> AsyncIterator[Api]:
+    """An API whose key cache waits at most 0.5 s per request (the default is 2 s)."""
+    settings = auth_settings(idp, tmp_path)
+    app = create_app(settings, store=store, message_log=None)
+    clock = Clock()
+    cache = JwksCache(jwks_url(settings), clock=clock, request_budget_s=0.5, fetch_timeout_s=3.0)
+    app.state.token_verifier = TokenVerifier(settings, cache)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://aoc.test") as client:
+        yield Api(client, app, clock, idp, "")
+    await cache.aclose()
+
+
+def forged_tokens(
+    signing_keys: dict[str, SigningKey], idp: FakeIdentityProvider, n: int, prefix: str
+) -> list[dict[str, str]]:
+    return [bearer(sign(signing_keys["attacker"], idp, kid=f"{prefix}-{i}")) for i in range(n)]
+
+
+async def flood_then_valid(
+    api: Api, forged: list[dict[str, str]], valid: dict[str, str]
+) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+    """Send the forged tokens at once; while they wait on the key fetch they caused, send five
+    valid requests, one after the other (each timed on its own, so that the figure is the wait
+    and not the machine's load). Returns (forged results, valid results)."""
+    fetches = api.idp.fetches
+    flood = [asyncio.create_task(timed_get(api.client, headers)) for headers in forged]
+    await wait_for(lambda: api.idp.fetches, lambda n: n > fetches, timeout_s=10)
+    valid_results = [await timed_get(api.client, valid) for _ in range(5)]
+    assert not any(task.done() for task in flood)  # the valid ones were served meanwhile
+    return await asyncio.gather(*flood), valid_results
+
+
+async def test_forged_tokens_never_make_valid_requests_wait_on_a_slow_key_endpoint(
+    stall_api: Api, signing_keys: dict[str, SigningKey]
+) -> None:
+    api = stall_api
+    valid = bearer(sign(signing_keys["key-1"], api.idp))
+    assert (await timed_get(api.client, valid))[0] == 200
+    assert api.idp.fetches == 1
+    api.idp.delay_s = 2.5  # the key endpoint now takes longer than a request may wait
+    api.clock.now += 11  # and a refetch for an unknown kid is due
+
+    forged_results, valid_results = await flood_then_valid(
+        api, forged_tokens(signing_keys, api.idp, 30, "slow"), valid
+    )
+
+    assert [status for status, _ in valid_results] == [200] * 5
+    assert max(elapsed for _, elapsed in valid_results) < VALID_LATENCY_S, valid_results
+    # The forged ones waited for the one fetch, at most the budget each, and were not let in.
+    assert {status for status, _ in forged_results} == {503}
+    assert max(elapsed for _, elapsed in forged_results) < 1.5
+    assert api.idp.fetches == 2  # thirty unknown kids, one fetch
+
+
+async def test_a_failing_key_endpoint_is_asked_once_per_backoff_however_many_forged_tokens(
+    stall_api: Api, signing_keys: dict[str, SigningKey]
+) -> None:
+    api = stall_api
+    valid = bearer(sign(signing_keys["key-1"], api.idp))
+    assert (await timed_get(api.client, valid))[0] == 200
+    api.idp.status, api.idp.delay_s = 503, 0.3  # slow, then failing
+    api.clock.now += 11
+
+    forged = forged_tokens(signing_keys, api.idp, 30, "down")
+    forged_results, valid_results = await flood_then_valid(api, forged, valid)
+    for headers in forged:  # and again, one by one, right after the failure
+        assert (await timed_get(api.client, headers))[0] == 503
+
+    assert api.idp.fetches == 2  # not 30, not 90
+    assert {status for status, _ in forged_results} == {503}
+    assert [status for status, _ in valid_results] == [200] * 5
+    assert max(elapsed for _, elapsed in valid_results) < VALID_LATENCY_S, valid_results
+    api.idp.delay_s = 0.0
+    # A failed fetch is spaced like a successful one (10 s), then doubled: 20 s after a second.
+    api.clock.now += 9
+    assert (await timed_get(api.client, forged[0]))[0] == 503
+    assert api.idp.fetches == 2
+    api.clock.now += 4  # 13 s after the failure: one more attempt, which fails again
+    assert (await timed_get(api.client, forged[0]))[0] == 503
+    assert api.idp.fetches == 3
+    api.clock.now += 15  # less than 20 s after the second failure: still no attempt
+    assert (await timed_get(api.client, forged[1]))[0] == 503
+    assert api.idp.fetches == 3
+    # The endpoint recovers and the next attempt is due: a rotated key is accepted, forged kids
+    # are refused (401) and remembered, so they cause no fetch of their own.
+    api.idp.status = 200
+    api.idp.keys = [signing_keys["key-1"], signing_keys["key-2"]]
+    api.clock.now += 30
+    rotated = bearer(sign(signing_keys["key-2"], api.idp))
+    assert (await timed_get(api.client, rotated))[0] == 200
+    assert api.idp.fetches == 4
+    api.clock.now += 60
+    for headers in forged[:3]:
+        assert (await timed_get(api.client, headers))[0] == 401
+    assert api.idp.fetches == 5
+    api.clock.now += 60
+    for headers in forged[:3]:
+        assert (await timed_get(api.client, headers))[0] == 401
+    assert api.idp.fetches == 5
+
+
+async def test_an_expired_key_cache_answers_valid_tokens_at_once_while_one_fetch_renews_it(
+    stall_api: Api, signing_keys: dict[str, SigningKey]
+) -> None:
+    api = stall_api
+    valid = bearer(sign(signing_keys["key-1"], api.idp))
+    assert (await timed_get(api.client, valid))[0] == 200
+    api.idp.delay_s = 1.0
+    api.clock.now += 3601
+
+    results = [await timed_get(api.client, valid) for _ in range(10)]
+
+    assert [status for status, _ in results] == [200] * 10
+    assert max(elapsed for _, elapsed in results) < VALID_LATENCY_S
+    assert await wait_for(lambda: api.idp.fetches, lambda n: n == 2, timeout_s=10) == 2
+
+
 # --- what each caller may do ---------------------------------------------------------------------
 
 
 async def test_public_endpoints_need_no_token(api: Api) -> None:
-    for path in ("/api/config/auth", "/api/version", "/health", "/metrics", "/"):
+    for path in ("/api/config/auth", "/api/version", "/health", "/", "/app.js"):
         assert (await api.client.get(path)).status_code == 200, path
     config = (await api.client.get("/api/config/auth")).json()
     assert config == {
@@ -347,6 +489,29 @@ async def test_public_endpoints_need_no_token(api: Api) -> None:
     }
     for path in ("/api/config/features", "/api/filter-options", "/api/events/histogram"):
         assert (await api.client.get(path)).status_code == 401, path
+
+
+@pytest.mark.parametrize("path", ["/docs", "/openapi.json", "/metrics"])
+async def test_docs_openapi_and_metrics_need_a_reader_with_sign_in_on(
+    api: Api, signing_keys: dict[str, SigningKey], path: str
+) -> None:
+    anonymous = await api.client.get(path)
+    assert anonymous.status_code == 401, anonymous.text
+    assert anonymous.headers["content-type"] == "application/problem+json"
+    reader = bearer(sign(signing_keys["key-1"], api.idp, roles=[]))
+    assert (await api.client.get(path, headers=reader)).status_code == 200
+
+
+async def test_public_api_docs_opens_docs_and_openapi_but_never_metrics(
+    idp: FakeIdentityProvider, tmp_path: Path, store: SqliteEventStore
+) -> None:
+    app, _ = await open_api(auth_settings(idp, tmp_path, public_api_docs=True), store, idp)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://aoc.test") as client:
+        assert (await client.get("/docs")).status_code == 200
+        spec = await client.get("/openapi.json")
+        assert spec.status_code == 200 and "/api/events" in spec.json()["paths"]
+        assert (await client.get("/metrics")).status_code == 401
 
 
 async def test_comment_author_is_the_token_principal(
@@ -441,8 +606,11 @@ async def test_roles_and_groups_gate_reads_and_writes(
         assert response.status_code == write
 
 
-async def test_openapi_marks_exactly_the_protected_operations(api: Api) -> None:
-    spec = (await api.client.get("/openapi.json")).json()
+async def test_openapi_marks_exactly_the_protected_operations(
+    api: Api, signing_keys: dict[str, SigningKey]
+) -> None:
+    key = signing_keys["key-1"]
+    spec = (await api.client.get("/openapi.json", headers=bearer(sign(key, api.idp)))).json()
     assert spec["components"]["securitySchemes"]["EntraIdBearer"]["scheme"] == "bearer"
     assert spec["paths"]["/api/events"]["get"]["security"] == [{"EntraIdBearer": []}]
     assert "security" not in spec["paths"]["/api/config/auth"]["get"]

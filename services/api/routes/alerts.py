@@ -13,10 +13,11 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 
 from aoc_api.auth import Principal, require_writer
 from aoc_api.dependencies import AlertsDep
+from aoc_api.openapi import STORE_RESPONSES
 from aoc_common.events import utc_now
 from aoc_common.rules import Alert, AlertPage, AlertQuery
 
-router = APIRouter(prefix="/api", tags=["alerts"])
+router = APIRouter(prefix="/api", tags=["alerts"], responses=STORE_RESPONSES)
 MAX_ID_LENGTH = 100
 
 

@@ -102,7 +102,7 @@ async def model_arguments(client: openai.AsyncOpenAI, model: str, messages: Any)
     responses={
         404: {"description": "AI_FEATURES_ENABLED is off"},
         502: {"description": "The language model failed or answered with an unusable query"},
-        503: {"description": "No LLM_API_KEY configured"},
+        503: {"description": "No LLM_API_KEY configured, or the event store is unavailable"},
         504: {"description": "The language model did not answer within LLM_TIMEOUT_SECONDS"},
     },
 )

@@ -18,10 +18,11 @@ from aoc_api.auth import Principal, require_writer
 from aoc_api.dependencies import ReaderDep, WriterDep
 from aoc_api.histogram import EventHistogram, HistogramQuery, histogram_window
 from aoc_api.notes import CommentRequest, TagsRequest
+from aoc_api.openapi import STORE_RESPONSES
 from aoc_common.events import CanonicalEvent, Comment, utc_now
 from aoc_common.query import EventPage, EventQuery, FilterOptions
 
-router = APIRouter(prefix="/api", tags=["events"])
+router = APIRouter(prefix="/api", tags=["events"], responses=STORE_RESPONSES)
 FILTER_OPTIONS_TTL_S = 10.0
 # Ids are UUIDs (36 characters); anything much longer names no event and never reaches a store.
 MAX_EVENT_ID_LENGTH = 200

@@ -13,9 +13,10 @@ from pydantic import BaseModel
 
 from aoc_api.auth import require_writer
 from aoc_api.dependencies import RulesDep
+from aoc_api.openapi import STORE_RESPONSES
 from aoc_common.rules import Rule, RuleSpec
 
-router = APIRouter(prefix="/api", tags=["rules"])
+router = APIRouter(prefix="/api", tags=["rules"], responses=STORE_RESPONSES)
 WRITE_DEPENDENCIES = [Depends(require_writer)]
 MAX_ID_LENGTH = 100
 
