@@ -117,28 +117,58 @@ def timestamp_ms(value: datetime) -> int:
 EARLIEST_FILTER_YEAR = 1970
 LATEST_FILTER_YEAR = 2999
 _NUMBER = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
+# A written date's own year (before any zone is applied) is what the bound is about; the document
+# states it with this same pattern.
+_FILTER_YEAR_PATTERN = r"^(19[7-9][0-9]|2[0-9]{3})-"
+_YEAR_FIRST = re.compile(r"^[0-9]{4}-")
+_OUT_OF_RANGE = f"date must be between {EARLIEST_FILTER_YEAR}-01-01 and {LATEST_FILTER_YEAR}-12-31"
+# Once in UTC, a bounded date lies within a day of those years (zones reach ±14 h).
+_EARLIEST_UTC = datetime(EARLIEST_FILTER_YEAR - 1, 12, 31, tzinfo=UTC)
+_LATEST_UTC = datetime(LATEST_FILTER_YEAR + 1, 1, 2, tzinfo=UTC)
 
 
 def _not_a_number(value: Any) -> Any:
-    """Pydantic reads 1700000000 (and "0.5") as epoch seconds; a filter wants an ISO 8601 date."""
+    """Pydantic reads 1700000000 (and "0.5") as epoch seconds; a filter wants an ISO 8601 date,
+    written in the bounded years."""
     if isinstance(value, bool | int | float) or (isinstance(value, str) and _NUMBER.match(value)):
         raise ValueError("expected an ISO 8601 date or date-time (e.g. 2026-11-29T08:00:00Z)")
+    if (
+        isinstance(value, str)
+        and _YEAR_FIRST.match(value)
+        and not re.match(_FILTER_YEAR_PATTERN, value)
+    ):
+        raise ValueError(_OUT_OF_RANGE)
     return value
 
 
 def _bounded_utc(value: datetime | None) -> datetime | None:
+    """In UTC. The year is checked before the conversion (which is what overflows), loosely enough
+    that a date already converted (say 1969-12-31T22:00Z, from 1970-01-01T00:00+02:00) passes
+    again unchanged."""
     if value is None:
         return None
-    # The year is checked before any UTC conversion: that conversion is what overflows.
-    if not EARLIEST_FILTER_YEAR <= value.year <= LATEST_FILTER_YEAR:
-        raise ValueError(
-            f"date must be between {EARLIEST_FILTER_YEAR}-01-01 and {LATEST_FILTER_YEAR}-12-31"
-        )
-    return to_utc_millis(value)
+    if not EARLIEST_FILTER_YEAR - 1 <= value.year <= LATEST_FILTER_YEAR + 1:
+        raise ValueError(_OUT_OF_RANGE)
+    utc = to_utc_millis(value)
+    if not _EARLIEST_UTC <= utc < _LATEST_UTC:
+        raise ValueError(_OUT_OF_RANGE)
+    return utc
 
 
+# The document states what the validators above accept: an ISO 8601 date or date-time (a missing
+# zone is UTC) in the bounded years; a number is not a date.
+_FILTER_DATE_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "format": "date-time", "pattern": _FILTER_YEAR_PATTERN},
+        {"type": "string", "format": "date", "pattern": _FILTER_YEAR_PATTERN},
+        {"type": "null"},
+    ]
+}
 FilterDate = Annotated[
-    datetime | None, BeforeValidator(_not_a_number), AfterValidator(_bounded_utc)
+    datetime | None,
+    BeforeValidator(_not_a_number),
+    AfterValidator(_bounded_utc),
+    WithJsonSchema(_FILTER_DATE_SCHEMA),
 ]
 
 
@@ -161,8 +191,12 @@ class EventFilters(BaseModel):
     )
     operation: str | None = Field(default=None, max_length=200, description="Exact operation name")
     result: Result | None = Field(default=None, description="success | failure | partial | unknown")
-    start: FilterDate = Field(default=None, description="Earliest timestamp (ISO 8601)")
-    end: FilterDate = Field(default=None, description="Latest timestamp (ISO 8601)")
+    start: FilterDate = Field(
+        default=None, description="Earliest timestamp (ISO 8601; UTC when it has no zone)"
+    )
+    end: FilterDate = Field(
+        default=None, description="Latest timestamp (ISO 8601), not before `start`"
+    )
     search: str | None = Field(
         default=None, max_length=500, description="Words; each must start a word of the event"
     )

@@ -9,14 +9,23 @@ the alerter's core; this module must never do I/O.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 import regex
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
 
 from aoc_common.events import to_utc_millis
 from aoc_common.query import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Cursor, CursorToken, timestamp_ms
@@ -31,10 +40,17 @@ MAX_PATH_SEGMENTS = 12
 MAX_PATTERN_LENGTH = 500
 MAX_CONDITIONS = 50
 MAX_IN_VALUES = 200
+# Numbers a rule may compare with: what every store keeps (MongoDB: 64-bit integers).
+MIN_RULE_NUMBER = -(2**63)
+MAX_RULE_NUMBER = 2**63 - 1
 
 # One path segment: a key, optionally followed by a selector `[Key=Value]` that keeps only the list
 # elements whose `Key` equals `Value` (case-insensitive), as in `raw.Parameters[Name=ForwardTo].Value`.
 _SEGMENT = re.compile(r"(?P<name>[^.\[\]=]+)(?:\[(?P<key>[^.\[\]=]+)=(?P<value>[^\[\]]*)\])?")
+# The same grammar as one pattern, for the API's document: names and keys hold a non-space character.
+_NAME = r"[^.\[\]=]*[^.\[\]=\s][^.\[\]=]*"
+_SEGMENT_PATTERN = rf"{_NAME}(\[{_NAME}=[^\[\]]*\])?"
+PATH_PATTERN = rf"^{_SEGMENT_PATTERN}(\.{_SEGMENT_PATTERN}){{0,{MAX_PATH_SEGMENTS - 1}}}$"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +78,9 @@ def parse_path(path: str) -> tuple[PathSegment, ...]:
         name = found["name"].strip()
         if not name:
             raise ValueError(f"field path {path!r} has an empty segment")
-        key = found["key"].strip() if found["key"] else None
+        key = found["key"].strip() if found["key"] is not None else None
+        if key == "":
+            raise ValueError(f"field path {path!r} has a selector without a key")
         segments.append(PathSegment(name, key, found["value"] if key else None))
         position = found.end()
         if position == len(path):
@@ -82,19 +100,74 @@ def compile_pattern(pattern: str, case_sensitive: bool) -> regex.Pattern[str]:
     return regex.compile(pattern, 0 if case_sensitive else regex.IGNORECASE)
 
 
+_SCALAR_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "string"},
+        {"type": "number", "minimum": MIN_RULE_NUMBER, "maximum": MAX_RULE_NUMBER},
+        {"type": "boolean"},
+        {"type": "null"},
+    ]
+}
+_TEXT_VALUE_SCHEMA: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": 500}
+# What each operator takes as `value` (checked by `Condition._value_fits_operator`).
+_VALUE_BY_OPERATOR: dict[str, tuple[dict[str, Any], bool]] = {
+    "equals": (_SCALAR_SCHEMA, False),
+    "in": (
+        {"type": "array", "items": _SCALAR_SCHEMA, "minItems": 1, "maxItems": MAX_IN_VALUES},
+        True,
+    ),
+    "contains": (_TEXT_VALUE_SCHEMA, True),
+    "regex": ({**_TEXT_VALUE_SCHEMA, "format": "regex"}, True),
+    "exists": ({"type": ["boolean", "null"]}, False),
+    "external_address": ({"type": "null"}, False),
+}
+
+
+def _document_value_by_operator(schema: dict[str, Any]) -> None:
+    schema["oneOf"] = [
+        {
+            "properties": {"op": {"const": operator}, "value": value},
+            "required": ["op", "value"] if required else ["op"],
+        }
+        for operator, (value, required) in _VALUE_BY_OPERATOR.items()
+    ]
+
+
+def _check_storable(value: Scalar) -> None:
+    """Every store keeps the value exactly: finite numbers within 64-bit integers."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return
+    if not (math.isfinite(value) and MIN_RULE_NUMBER <= value <= MAX_RULE_NUMBER):
+        raise ValueError(f"numbers in a rule lie between {MIN_RULE_NUMBER} and {MAX_RULE_NUMBER}")
+
+
+def _not_bool_or_text(value: Any) -> Any:
+    """A JSON `false` is not the number 0, nor `"5"` the number 5 (5.0 is)."""
+    if isinstance(value, bool | str):
+        raise ValueError("expected a number")
+    return value
+
+
+# As the document says: a count is a JSON integer, a switch a JSON boolean.
+WholeNumber = Annotated[int, BeforeValidator(_not_bool_or_text)]
+
+
 class Condition(BaseModel):
     """One test on the values found at `field` (a path into the event; lists fan out, so a condition
     holds when any value found satisfies it)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_document_value_by_operator)
 
     field: str = Field(
-        max_length=MAX_PATH_LENGTH, examples=["raw.Parameters[Name=ForwardTo].Value"]
+        min_length=1,
+        max_length=MAX_PATH_LENGTH,
+        examples=["raw.Parameters[Name=ForwardTo].Value"],
+        json_schema_extra={"pattern": PATH_PATTERN},
     )
     op: Operator
     value: Scalar | list[Scalar] = None
-    negate: bool = Field(default=False, description="Holds when the test does not")
-    case_sensitive: bool = False
+    negate: StrictBool = Field(default=False, description="Holds when the test does not")
+    case_sensitive: StrictBool = False
 
     @field_validator("field")
     @classmethod
@@ -105,6 +178,8 @@ class Condition(BaseModel):
     @model_validator(mode="after")
     def _value_fits_operator(self) -> Condition:
         value = self.value
+        for scalar in value if isinstance(value, list) else [value]:
+            _check_storable(scalar)
         if self.op == "equals" and isinstance(value, list):
             raise ValueError("`equals` takes one value (use `in` for a list)")
         if self.op == "in" and not (isinstance(value, list) and 0 < len(value) <= MAX_IN_VALUES):
@@ -128,7 +203,15 @@ class Condition(BaseModel):
 class Match(BaseModel):
     """Every `all` condition holds, and at least one `any` condition does (when there are any)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": [
+                {"properties": {"all": {"minItems": 1}}, "required": ["all"]},
+                {"properties": {"any": {"minItems": 1}}, "required": ["any"]},
+            ]
+        },
+    )
 
     all: list[Condition] = Field(default_factory=list, max_length=MAX_CONDITIONS)
     any: list[Condition] = Field(default_factory=list, max_length=MAX_CONDITIONS)
@@ -145,8 +228,8 @@ class Threshold(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    count: int = Field(ge=2, le=10_000)
-    window_seconds: int = Field(ge=1, le=7 * 86_400)
+    count: WholeNumber = Field(ge=2, le=10_000)
+    window_seconds: WholeNumber = Field(ge=1, le=7 * 86_400)
 
 
 class RuleSpec(BaseModel):
@@ -157,15 +240,17 @@ class RuleSpec(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=2000)
     severity: Severity = "medium"
-    enabled: bool = True
+    enabled: StrictBool = True
     match: Match
     group_by: str | None = Field(
         default=None,
+        min_length=1,
         max_length=MAX_PATH_LENGTH,
+        json_schema_extra={"pattern": PATH_PATTERN},
         description="Path whose value groups events for the threshold and the suppression",
     )
     threshold: Threshold | None = None
-    suppression_seconds: int = Field(
+    suppression_seconds: WholeNumber = Field(
         default=0,
         ge=0,
         le=30 * 86_400,

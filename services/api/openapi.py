@@ -2,10 +2,10 @@
 error as problem+json, and (with sign-in on) which operations need a token.
 
 Statuses that follow from an operation's shape are added by rule, so a route added later is
-documented the same way: parameters or a body → 422, a body → 413, an id in the path → 404, and a
-protected operation with sign-in on → 401, 403 and 503 (signing keys unavailable). What only the
-route knows it declares itself: the routers that use the store declare `STORE_RESPONSES` (503),
-routes that call another service their 502/503.
+documented the same way: parameters or a body → 422, a body → 400 (not JSON) and 413, an id in
+the path → 404, and a protected operation with sign-in on → 401, 403 and 503 (signing keys
+unavailable). What only the route knows it declares itself: the routers that use the store
+declare `STORE_RESPONSES` (503), routes that call another service their 502/503.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ def shape_statuses(
     statuses: dict[str, str] = {}
     if operation.get("parameters") or operation.get("requestBody"):
         statuses["422"] = "A parameter or the body is not valid; `errors` names each"
+    if operation.get("requestBody"):
+        statuses["400"] = "The body is not JSON"
     if operation.get("requestBody") or method in BODY_METHODS:
         statuses["413"] = "The body is larger than 1 MiB"
     if "{" in path:

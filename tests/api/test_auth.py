@@ -342,6 +342,17 @@ async def test_an_unreachable_key_set_is_503_not_a_crash(
 # --- forged tokens against a slow or failing key endpoint (issue 12, finding 1) ------------------
 
 VALID_LATENCY_S = 0.1
+# No valid request may wait on a key fetch (which here takes 1 s or more). A shared CI machine can
+# stall any single request for a moment, so the typical one is held to 100 ms and the slowest to
+# a bound that a request waiting on the fetch could not meet.
+NEVER_WAITED_S = 0.5
+
+
+def answered_at_once(results: list[tuple[int, float]]) -> bool:
+    latencies = sorted(elapsed for _, elapsed in results)
+    return latencies[len(latencies) // 2] < VALID_LATENCY_S and latencies[-1] < NEVER_WAITED_S
+
+
 READ_PATH = "/api/config/features"  # needs a reader, touches no store: the time is the token check
 
 
@@ -355,11 +366,11 @@ async def timed_get(client: httpx.AsyncClient, headers: dict[str, str]) -> tuple
 async def stall_api(
     idp: FakeIdentityProvider, tmp_path: Path, store: SqliteEventStore
 ) -> AsyncIterator[Api]:
-    """An API whose key cache waits at most 0.5 s per request (the default is 2 s)."""
+    """An API whose key cache waits at most 1.5 s per request (the default is 2 s)."""
     settings = auth_settings(idp, tmp_path)
     app = create_app(settings, store=store, message_log=None)
     clock = Clock()
-    cache = JwksCache(jwks_url(settings), clock=clock, request_budget_s=0.5, fetch_timeout_s=3.0)
+    cache = JwksCache(jwks_url(settings), clock=clock, request_budget_s=1.5, fetch_timeout_s=3.0)
     app.state.token_verifier = TokenVerifier(settings, cache)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://aoc.test") as client:
@@ -402,10 +413,10 @@ async def test_forged_tokens_never_make_valid_requests_wait_on_a_slow_key_endpoi
     )
 
     assert [status for status, _ in valid_results] == [200] * 5
-    assert max(elapsed for _, elapsed in valid_results) < VALID_LATENCY_S, valid_results
+    assert answered_at_once(valid_results), valid_results
     # The forged ones waited for the one fetch, at most the budget each, and were not let in.
     assert {status for status, _ in forged_results} == {503}
-    assert max(elapsed for _, elapsed in forged_results) < 1.5
+    assert max(elapsed for _, elapsed in forged_results) < 2.0
     assert api.idp.fetches == 2  # thirty unknown kids, one fetch
 
 
@@ -415,7 +426,7 @@ async def test_a_failing_key_endpoint_is_asked_once_per_backoff_however_many_for
     api = stall_api
     valid = bearer(sign(signing_keys["key-1"], api.idp))
     assert (await timed_get(api.client, valid))[0] == 200
-    api.idp.status, api.idp.delay_s = 503, 0.3  # slow, then failing
+    api.idp.status, api.idp.delay_s = 503, 1.0  # slow, then failing
     api.clock.now += 11
 
     forged = forged_tokens(signing_keys, api.idp, 30, "down")
@@ -426,7 +437,7 @@ async def test_a_failing_key_endpoint_is_asked_once_per_backoff_however_many_for
     assert api.idp.fetches == 2  # not 30, not 90
     assert {status for status, _ in forged_results} == {503}
     assert [status for status, _ in valid_results] == [200] * 5
-    assert max(elapsed for _, elapsed in valid_results) < VALID_LATENCY_S, valid_results
+    assert answered_at_once(valid_results), valid_results
     api.idp.delay_s = 0.0
     # A failed fetch is spaced like a successful one (10 s), then doubled: 20 s after a second.
     api.clock.now += 9
@@ -468,7 +479,7 @@ async def test_an_expired_key_cache_answers_valid_tokens_at_once_while_one_fetch
     results = [await timed_get(api.client, valid) for _ in range(10)]
 
     assert [status for status, _ in results] == [200] * 10
-    assert max(elapsed for _, elapsed in results) < VALID_LATENCY_S
+    assert answered_at_once(results), results
     assert await wait_for(lambda: api.idp.fetches, lambda n: n == 2, timeout_s=10) == 2
 
 
