@@ -29,8 +29,8 @@ from aoc_api.app import create_app
 from aoc_common.event_store.sqlite import SqliteEventStore
 from aoc_common.query import Cursor, InvalidCursor
 from aoc_common.settings import Settings
-from tests.builders import fixture_events
-from tests.local_server import serving
+from tests.utils.records import fixture_events
+from tests.utils.local_servers import serving
 
 EXAMPLES_PER_OPERATION = 30
 SAMPLE_DATA = Path(__file__).resolve().parents[2] / "services" / "collector" / "sample_data"

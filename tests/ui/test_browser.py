@@ -29,10 +29,10 @@ from aoc_common.event_store.sqlite import SqliteEventStore
 from aoc_common.rules import Alert
 from aoc_common.settings import Settings
 from aoc_common.source_health import SourceHealth, write_source_health
-from tests.api.fake_llm import fake_llm, tool_call
-from tests.api.test_auth import FakeIdentityProvider, a_signing_key
-from tests.builders import fixture_events
-from tests.local_server import serving
+from tests.utils.fake_llm import fake_llm, tool_call
+from tests.utils.identity import CLIENT, TENANT, FakeIdentityProvider, a_signing_key
+from tests.utils.local_servers import serving
+from tests.utils.records import fixture_events
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
@@ -48,8 +48,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 TIMEOUT_MS = 15_000
-TENANT = "11111111-2222-3333-4444-555555555555"
-CLIENT = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
 
 
 @pytest.fixture(scope="module")

@@ -11,16 +11,16 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-import socket
 import ssl
 import time
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-import uvicorn
+
+from tests.utils.local_servers import serving_here
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -39,11 +39,17 @@ class Reply:
 
 @dataclass
 class SeenRequest:
-    """One request, listed when it arrived; `status` is filled in when it is answered."""
+    """One request, listed when it arrived; `status` is filled in when it is answered.
+
+    `key` is the batch's `Idempotency-Key` header, `event_keys` each event's idempotency key (from the
+    JSON body's `event_keys`, or HEC's indexed field).
+    """
 
     at: float
     ids: list[str]
     status: int = 0
+    key: str = ""
+    event_keys: list[str] = field(default_factory=list)
 
     @property
     def events(self) -> int:
@@ -80,7 +86,12 @@ class HttpSiem:
             if not message.get("more_body"):
                 break
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-        seen = SeenRequest(time.monotonic(), [e["id"] for e in self._events(body)])
+        seen = SeenRequest(
+            time.monotonic(),
+            [e["id"] for e in self._events(body)],
+            key=headers.get("idempotency-key", ""),
+            event_keys=self._event_keys(body),
+        )
         self.requests.append(seen)
         status, answer, extra = await self._answer(body, headers)
         seen.status = status
@@ -136,41 +147,26 @@ class HttpSiem:
         self.accepted_events += events
         return 200, {"text": "Success", "code": 0}, []
 
+    def _event_keys(self, body: bytes) -> list[str]:
+        if self.siem_format == "splunk_hec":
+            envelopes = [orjson.loads(line) for line in body.splitlines() if line.strip()]
+            return [e.get("fields", {}).get("aoc_idempotency_key", "") for e in envelopes]
+        return list(orjson.loads(body).get("event_keys", []))
+
     def _events(self, body: bytes) -> list[dict[str, Any]]:
         if self.siem_format == "splunk_hec":
             return [orjson.loads(line)["event"] for line in body.splitlines() if line.strip()]
         return list(orjson.loads(body)["events"])
 
 
-class _TestServer(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield  # pytest owns the process's signals
-
-
 @contextlib.asynccontextmanager
 async def serving(app: HttpSiem) -> AsyncIterator[str]:
     """Serve `app` on 127.0.0.1 on a free port; yields its base URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = _TestServer(
-        uvicorn.Config(
-            app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=1
-        )
-    )
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert not task.done() and time.monotonic() < deadline, "receiver did not start"
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        app.release.set()
-        server.should_exit = True
-        await task
-        sock.close()
+    async with serving_here(app, shutdown_timeout_s=1) as url:
+        try:
+            yield url
+        finally:
+            app.release.set()  # a request held open must not hold the shutdown
 
 
 class SyslogSiem:
@@ -215,8 +211,24 @@ class SyslogSiem:
 
 
 def syslog_parts(message: bytes) -> list[bytes]:
-    """`<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID SD MSG` split into its 8 parts."""
-    return message.split(b" ", 7)
+    """`<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID SD MSG` split into its 8 parts.
+
+    SD is `-` or one element `[id param="value" …]` (values here never hold `]`).
+    """
+    head = message.split(b" ", 6)
+    rest = head.pop()
+    if rest.startswith(b"["):
+        end = rest.index(b"] ") + 1
+        return [*head, rest[:end], rest[end + 1 :]]
+    return [*head, *rest.split(b" ", 1)]
+
+
+def syslog_idempotency_key(message: bytes) -> str:
+    """The event's key: CEF's cs6, or the JSON payload's structured data."""
+    parts = syslog_parts(message)
+    if parts[7].startswith(b"CEF:0|"):
+        return parts[7].split(b"cs6=", 1)[1].split(b" ", 1)[0].decode()
+    return parts[6].split(b'idempotencyKey="', 1)[1].split(b'"', 1)[0].decode()
 
 
 def event_id_of_syslog(message: bytes) -> str:
