@@ -21,8 +21,8 @@ from aoc_common.event_store.sqlite import SqliteEventStore
 from aoc_common.message_log.embedded import EmbeddedMessageLog
 from aoc_common.query import EventQuery
 from aoc_common.settings import Settings
-from tests.utils.records import fixture_events
 from tests.utils.local_servers import serving
+from tests.utils.records import fixture_events
 
 CHATTR = shutil.which("chattr") or "/usr/bin/chattr"
 

@@ -151,7 +151,7 @@ ROWS: dict[str, Row] = {
         "GET", "/api/events", [("tags", str(n)) for n in range(11)], status=422, parameter="tags"
     ),  # type: ignore[arg-type]
     "a tag of 101 characters": Row(
-        "GET", "/api/events", {"tags": "t" * 101}, status=422, parameter="tags.0"
+        "GET", "/api/events", {"tags": "t" * 101}, status=422, parameter="tags"
     ),
     "a rule id of 10 kB": Row(
         "GET", "/api/alerts", {"rule_id": "r" * 10_000}, status=422, parameter="rule_id"
@@ -306,6 +306,26 @@ ROWS: dict[str, Row] = {
     ),
     "an unknown source": Row(
         "GET", "/api/events", {"source": "exchange"}, status=422, parameter="source"
+    ),
+    "51 services at once": Row(
+        "GET",
+        "/api/events",
+        [("service", str(n)) for n in range(51)],
+        status=422,
+        parameter="service",  # type: ignore[arg-type]
+    ),
+    "an unknown order": Row(
+        "GET", "/api/events", {"order": "sideways"}, status=422, parameter="order"
+    ),
+    "a newest-first cursor for oldest-first pages": Row(
+        "GET", "/api/events", {"cursor": A_CURSOR, "order": "oldest"}, status=422
+    ),
+    "an unknown actor type to leave out": Row(
+        "GET",
+        "/api/events",
+        {"exclude_actor_type": "robot"},
+        status=422,
+        parameter="exclude_actor_type",
     ),
     "an unknown result": Row(
         "GET", "/api/events", {"result": "maybe"}, status=422, parameter="result"

@@ -29,8 +29,8 @@ from aoc_api.app import create_app
 from aoc_common.event_store.sqlite import SqliteEventStore
 from aoc_common.query import Cursor, InvalidCursor
 from aoc_common.settings import Settings
-from tests.utils.records import fixture_events
 from tests.utils.local_servers import serving
+from tests.utils.records import fixture_events
 
 EXAMPLES_PER_OPERATION = 30
 SAMPLE_DATA = Path(__file__).resolve().parents[2] / "services" / "collector" / "sample_data"
@@ -103,15 +103,19 @@ def _parses(value: Any) -> datetime | None:
 
 def follow_cross_field_rules(case: schemathesis.Case) -> None:
     """What a schema cannot say: `end` is not before `start`, and a cursor is one the API handed
-    out. Valid (positive) queries are made to follow both; invalid ones keep their mistakes."""
+    out, for pages in the `order` asked. Valid (positive) queries are made to follow these rules;
+    invalid ones keep their mistakes."""
     if case.meta is None or case.meta.is_negative_at(ParameterLocation.QUERY) or not case.query:
         return
     query = case.query
     if "cursor" in query:
+        order = query.get("order", "newest")
         try:
-            Cursor.decode(str(query["cursor"]))
+            fits = Cursor.decode(str(query["cursor"])).order == order
         except InvalidCursor:
-            query["cursor"] = Cursor(timestamp_ms=0, id="contract").encode()
+            fits = False
+        if not fits:
+            query["cursor"] = Cursor(timestamp_ms=0, id="contract", order=order).encode()
     start, end = _parses(query.get("start")), _parses(query.get("end"))
     if start and end and (start.tzinfo is None) == (end.tzinfo is None) and end < start:
         query["start"], query["end"] = query["end"], query["start"]

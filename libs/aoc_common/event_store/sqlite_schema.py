@@ -213,6 +213,11 @@ def prepare(connection: sqlite3.Connection) -> None:
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
+def schema_is_current(connection: sqlite3.Connection) -> bool:
+    """The file already holds this version's schema (nothing to create or upgrade)."""
+    return bool(connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION)
+
+
 def _statements(script: str) -> list[str]:
     """The statements of a DDL script, for running one by one inside a transaction
     (`executescript` would commit it)."""
