@@ -211,7 +211,9 @@ def test_an_analyst_filters_pages_opens_a_raw_event_and_tags_it(
 
     # The source-health panel shows each source, with the failing one's error text.
     page.click("#tab-sources")
-    expect(page.locator("#sources .card h3")).to_have_text(["directory", "intune", "unified"])
+    expect(page.locator("#sources .card h3")).to_have_text(
+        ["directory", "intune", "signins", "unified"]
+    )
     expect(page.locator("#sources .card.status-error .last-error")).to_have_text(UNIFIED_ERROR)
     page.screenshot(path=str(ARTIFACTS / "ui-sources.png"))
     page.click("#tab-events")
@@ -526,10 +528,10 @@ def test_with_ai_on_an_analyst_asks_a_question_and_sees_the_query_and_its_events
             page.fill("#question", "Who added users in Entra ID in November?")
             page.click("#ask-submit")
 
-            expect(page.locator("#ask-summary")).to_contain_text("14 events from 2026-11")
+            expect(page.locator("#ask-summary")).to_contain_text("17 events from 2026-11")
             expect(page.locator("#ask-query")).to_contain_text("service=Entra ID")
             expect(page.locator("#ask-query")).to_contain_text("operation=Add user")
-            expect(rows(page)).to_have_count(14)
+            expect(rows(page)).to_have_count(17)
             services = page.locator("#events tbody tr td:nth-child(2)").all_inner_texts()
             assert set(services) == {"Entra ID"}
             # The filters now show what was searched, so Apply re-runs the same query.
@@ -538,7 +540,7 @@ def test_with_ai_on_an_analyst_asks_a_question_and_sees_the_query_and_its_events
             expect(page.locator("#start")).to_have_value(re.compile(r"^2026-11-01T00:00"))
             expect(page.locator("#end")).to_have_value(re.compile(r"^2026-11-20T00:00"))
             page.click("#apply")
-            expect(page.locator("#status")).to_have_text("14 events shown")
+            expect(page.locator("#status")).to_have_text("17 events shown")
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "ui-ask.png"))
             assert [r["messages"][-1]["content"] for r in llm.requests] == [
