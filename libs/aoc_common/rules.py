@@ -29,6 +29,7 @@ from pydantic import (
 
 from aoc_common.events import to_utc_millis
 from aoc_common.query import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Cursor, CursorToken, timestamp_ms
+from aoc_common.text_patterns import WHITESPACE
 
 Severity = Literal["low", "medium", "high", "critical"]
 AlertStatus = Literal["open", "acknowledged"]
@@ -48,7 +49,8 @@ MAX_RULE_NUMBER = 2**63 - 1
 # elements whose `Key` equals `Value` (case-insensitive), as in `raw.Parameters[Name=ForwardTo].Value`.
 _SEGMENT = re.compile(r"(?P<name>[^.\[\]=]+)(?:\[(?P<key>[^.\[\]=]+)=(?P<value>[^\[\]]*)\])?")
 # The same grammar as one pattern, for the API's document: names and keys hold a non-space character.
-_NAME = r"[^.\[\]=]*[^.\[\]=\s][^.\[\]=]*"
+# Unambiguous (linear to match): leading spaces, then the first character that is not one.
+_NAME = rf"[{WHITESPACE}]*[^.\[\]={WHITESPACE}][^.\[\]=]*"
 _SEGMENT_PATTERN = rf"{_NAME}(\[{_NAME}=[^\[\]]*\])?"
 PATH_PATTERN = rf"^{_SEGMENT_PATTERN}(\.{_SEGMENT_PATTERN}){{0,{MAX_PATH_SEGMENTS - 1}}}$"
 
@@ -134,10 +136,16 @@ def _document_value_by_operator(schema: dict[str, Any]) -> None:
 
 
 def _check_storable(value: Scalar) -> None:
-    """Every store keeps the value exactly: finite numbers within 64-bit integers."""
+    """Every store keeps the value exactly: 64-bit integers, finite numbers in the same range
+    (compared as floats, as a JSON Schema validator compares them)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return
-    if not (math.isfinite(value) and MIN_RULE_NUMBER <= value <= MAX_RULE_NUMBER):
+    within = (
+        MIN_RULE_NUMBER <= value <= MAX_RULE_NUMBER
+        if isinstance(value, int)
+        else math.isfinite(value) and float(MIN_RULE_NUMBER) <= value <= float(MAX_RULE_NUMBER)
+    )
+    if not within:
         raise ValueError(f"numbers in a rule lie between {MIN_RULE_NUMBER} and {MAX_RULE_NUMBER}")
 
 

@@ -10,13 +10,16 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from aoc_common.text_patterns import SPACES, WHITESPACE
+
 MAX_TAGS = 20
 MAX_COMMENT_CHARS = 2000
 
 # Control characters (tabs and line breaks aside, in comments) are refused; so is a value with
 # nothing but spaces. The patterns state both in the API's document; the validators enforce them.
-_TAG_PATTERN = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
-_COMMENT_PATTERN = r"^[^\x00-\x08\x0b-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x08\x0b-\x1f\x7f]*$"
+# Each is unambiguous (linear to match): spaces, the first other character, then the rest.
+_TAG_PATTERN = rf"^[{SPACES}]*[^{WHITESPACE}\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+_COMMENT_PATTERN = rf"^[\t\n{SPACES}]*[^{WHITESPACE}\x00-\x1f\x7f][^\x00-\x08\x0b-\x1f\x7f]*$"
 
 
 def _no_control_characters(text: str, allowed: str = "") -> str:
