@@ -182,7 +182,7 @@ def test_record_without_an_id_gets_a_content_hash_dedupe_key(mappings: Mappings)
 EXPECTED_REASONS = {
     "not_json": "invalid JSON",
     "missing_timestamp": "activityDateTime: Field required",
-    "wrong_types": "id: Input should be a valid string",
+    "wrong_types": "activityDateTime: Input should be a valid datetime",
     "huge_field": "exceeds MAX_RECORD_BYTES=1000000",
     "unicode_and_nulls": "contains a NUL character",
     "regex_bomb_search": "payload is a JSON str, expected an object",
