@@ -4,7 +4,8 @@
 - `aoc run <service>`: one service in the foreground (what each container runs).
 - `aoc topics`: create every topic (a one-shot step before the consumers start).
 - `aoc replay`: move a stopped consumer group to an offset or a time, to backfill or re-process.
-- `aoc renormalize`: publish named versions of events whose directory names were pending.
+- `aoc renormalize`: publish named versions of events whose directory names were pending; with
+  `--remap`, bring stored events up to the mapping in force.
 - `aoc mcp`: the read-only MCP server on stdin/stdout, for AI assistants.
 - `aoc completion <shell>`: the shell completion script.
 
@@ -59,7 +60,10 @@ EXAMPLES = {
         "aoc replay --group aoc-store --topic aoc.events --offset 0",
         "aoc replay --group aoc-siem-forwarder --topic aoc.events --timestamp 2026-11-20T00:00:00Z",
     ],
-    "renormalize": ["aoc renormalize --since 2026-11-20T00:00:00Z"],
+    "renormalize": [
+        "aoc renormalize --since 2026-11-20T00:00:00Z",
+        "aoc renormalize --since 2026-11-01T00:00:00Z --remap   # after mappings.yml changed",
+    ],
     "mcp": ["DATA_DIR=/srv/aoc aoc mcp                  # stdin/stdout, started by an MCP client"],
     "completion": [
         'eval "$(aoc completion bash)"              # this shell only',
@@ -166,10 +170,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     renormalize = command(
         "renormalize",
-        "re-read the raw topics from a time and publish events whose names can now be resolved",
+        "re-read the raw topics from a time and publish events whose names can now be resolved "
+        "(--remap: every event, as the mapping in force maps it)",
     )
     renormalize.add_argument(
         "--since", required=True, type=_parse_time, help="first raw record time (ISO 8601)"
+    )
+    renormalize.add_argument(
+        "--remap",
+        action="store_true",
+        help="republish every event of the range as mappings.yml now maps it (after an upgrade or "
+        "an edit); enrichment is then optional",
     )
 
     command("mcp", "serve read-only MCP tools over stdio (for AI assistants)")
@@ -227,7 +238,7 @@ async def _command(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "renormalize":
         from aoc_normalizer.renormalize import run_renormalize
 
-        return await run_renormalize(settings, args.since)
+        return await run_renormalize(settings, args.since, remap=args.remap)
     if args.command == "mcp":
         from aoc_api.mcp_server import serve_stdio
 
