@@ -406,7 +406,8 @@ class Mappings(BaseModel):
     ) -> str:
         """The first template that renders: the operation's own, then its category's, then the
         source's fallback, then the generic defaults (the last of which always renders)."""
-        return self.prepared[source].summary(operation_key(operation), values, raw_category)
+        filled = {"actor": self.defaults.actor, "operation": operation, **values}
+        return self.prepared[source].summary(operation_key(operation), filled, raw_category)
 
 
 def _joined(first: str | None, second: str) -> str | None:
