@@ -4,6 +4,8 @@
 - `aoc run <service>`: one service in the foreground (what each container runs).
 - `aoc topics`: create every topic (a one-shot step before the consumers start).
 - `aoc replay`: move a stopped consumer group to an offset or a time, to backfill or re-process.
+- `aoc ingest PATH`: publish saved API answers to the raw topics of the configured engine.
+- `aoc stand-in`: serve the local Microsoft stand-in over HTTPS, for a staging stack's collector.
 - `aoc renormalize`: publish named versions of events whose directory names were pending; with
   `--remap`, bring stored events up to the mapping in force.
 - `aoc mcp`: the read-only MCP server on stdin/stdout, for AI assistants.
@@ -59,6 +61,15 @@ EXAMPLES = {
     "replay": [
         "aoc replay --group aoc-store --topic aoc.events --offset 0",
         "aoc replay --group aoc-siem-forwarder --topic aoc.events --timestamp 2026-11-20T00:00:00Z",
+        "aoc replay --group aoc-normalizer --topic aoc.raw.directory --offset 0 --follow",
+    ],
+    "ingest": [
+        "KAFKA_BOOTSTRAP_SERVERS=kafka:9092 aoc ingest ./saved-answers   # Graph pages, feed blobs",
+        "DATA_DIR=/srv/aoc aoc ingest export.jsonl  # raw envelopes, one per line",
+    ],
+    "stand-in": [
+        "aoc stand-in                               # https://127.0.0.1:8443, prints the settings",
+        "aoc stand-in --host 0.0.0.0 --advertised-host stand-in --tls-dir /certs",
     ],
     "renormalize": [
         "aoc renormalize --since 2026-11-20T00:00:00Z",
@@ -167,6 +178,46 @@ def build_parser() -> argparse.ArgumentParser:
         type=_parse_time,
         help="restart from the first message at or after this time (ISO 8601)",
     )
+    replay.add_argument(
+        "--follow",
+        action="store_true",
+        help="then watch the group re-process: progress, rate and an estimate of the time left",
+    )
+
+    ingest = command(
+        "ingest",
+        "publish saved API answers (the demo samples, an export, *.jsonl raw envelopes) "
+        "to the raw topics of the configured engine",
+    )
+    ingest.add_argument(
+        "path", type=Path, help="a folder of saved answers, or a .jsonl file"
+    ).complete = shtab.FILE  # type: ignore[attr-defined]
+    ingest.add_argument(
+        "--with-malformed",
+        action="store_true",
+        help="also publish malformed_inputs.json (the bad-input drill) when the folder has one",
+    )
+
+    stand_in = command(
+        "stand-in",
+        "serve the local stand-in of Entra ID, Graph and the Management Activity API "
+        "(HTTPS) for a staging stack's collector",
+    )
+    stand_in.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    stand_in.add_argument("--port", type=int, default=8443, help="port to listen on (8443)")
+    stand_in.add_argument(
+        "--advertised-host",
+        help="the name collectors reach it by (e.g. a compose service name); default: --host",
+    )
+    stand_in.add_argument(
+        "--samples", type=Path, default=None, help="saved API answers (default: the bundled ones)"
+    ).complete = shtab.DIRECTORY  # type: ignore[attr-defined]
+    stand_in.add_argument(
+        "--tls-dir",
+        type=Path,
+        default=Path(".aoc-data/stand-in"),
+        help="where its self-signed certificate (cert.pem: give it to clients) and key are written",
+    ).complete = shtab.DIRECTORY  # type: ignore[attr-defined]
 
     renormalize = command(
         "renormalize",
@@ -213,6 +264,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if args.command == "run":
         return _run(args.service)
+    if args.command == "stand-in":
+        from aoc_cli.stand_in import serve_stand_in
+
+        return serve_stand_in(
+            host=args.host,
+            port=args.port,
+            advertised_host=args.advertised_host,
+            samples=args.samples,
+            tls_dir=args.tls_dir,
+        )
     settings = _settings_or_exit()
     configure_logging("aoc", settings.log_level)
     try:
@@ -239,11 +300,19 @@ async def _command(args: argparse.Namespace, settings: Settings) -> int:
         from aoc_normalizer.renormalize import run_renormalize
 
         return await run_renormalize(settings, args.since, remap=args.remap)
+    if args.command == "ingest":
+        from aoc_cli.ingest import ingest
+
+        return await ingest(settings, args.path, include_malformed=args.with_malformed)
     if args.command == "mcp":
         from aoc_api.mcp_server import serve_stdio
 
         return await serve_stdio(settings)
-    return await _replay(settings, args.group, args.topic, args.offset, args.timestamp)
+    from aoc_cli.replay import replay
+
+    return await replay(
+        settings, args.group, args.topic, args.offset, args.timestamp, follow=args.follow
+    )
 
 
 def _run(service: str) -> int:
@@ -280,25 +349,6 @@ async def _create_topics(settings: Settings) -> int:
     finally:
         await message_log.stop()
     print("topics ready: " + ", ".join(topics.ALL_TOPICS))
-    return 0
-
-
-async def _replay(
-    settings: Settings, group: str, topic: str, offset: int | None, timestamp: datetime | None
-) -> int:
-    message_log = open_message_log(settings, client_id="aoc-replay")
-    await message_log.start()
-    try:
-        positions = await message_log.reset_group(
-            group, topic, to_offset=offset, to_timestamp=timestamp
-        )
-    except (ValueError, RuntimeError) as error:
-        print(f"replay refused: {error}", file=sys.stderr)
-        return 1
-    finally:
-        await message_log.stop()
-    for partition, position in sorted(positions.items()):
-        print(f"{group} on {topic}[{partition}] will resume at offset {position}")
     return 0
 
 
