@@ -45,12 +45,12 @@ def test_demo_ingests_the_samples_and_serves_them(tmp_path: Path) -> None:
     process, lines = start_demo(tmp_path, port)
     try:
         output = "\n".join(lines)
-        assert "147 events in the store; 8 dead letters this run" in output, output
+        assert "178 events in the store; 8 dead letters this run" in output, output
         assert f"http://127.0.0.1:{port}" in output
 
         base = f"http://127.0.0.1:{port}"
         everything = httpx.get(f"{base}/api/events", params={"page_size": 500}, timeout=10).json()
-        assert len(everything["items"]) == 147
+        assert len(everything["items"]) == 178  # 147 admin audit events and 31 sign-ins
         seen: list[str] = []
         cursor = None
         while True:
@@ -86,7 +86,7 @@ def test_a_second_run_keeps_the_data_and_stores_nothing_twice(tmp_path: Path) ->
             cwd=tmp_path,
         )
         assert result.returncode == 0, result.stdout + result.stderr
-        assert "147 events in the store; 8 dead letters this run" in result.stdout
+        assert "178 events in the store; 8 dead letters this run" in result.stdout
 
 
 def test_a_bad_setting_stops_start_up_with_one_clear_line(tmp_path: Path) -> None:

@@ -156,7 +156,7 @@ def _caught_up(positions: dict[str, dict[int, int]], ends: dict[str, dict[int, i
 async def run_renormalize(settings: Settings, since: datetime, *, remap: bool = False) -> int:
     """`aoc renormalize --since T [--remap]` with the configured engines (and Graph when enrichment
     is configured); returns the exit code: 1 when events were left as they are for want of names."""
-    from aoc_normalizer.__main__ import token_source
+    from aoc_normalizer.service import token_source
 
     if not remap and not settings.enrichment_enabled:
         print(

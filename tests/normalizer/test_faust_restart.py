@@ -17,8 +17,9 @@ import pytest
 from aoc_common import topics
 from aoc_common.message_log.base import Message
 from aoc_common.message_log.kafka import KafkaMessageLog
+from aoc_common.service import serve
 from aoc_common.settings import Settings
-from aoc_normalizer.__main__ import main as normalizer_main
+from aoc_normalizer.service import DEFINITION as NORMALIZER
 from tests.engines.kafka_server import kafka_test_options
 from tests.utils.records import directory_records, raw_record
 
@@ -79,7 +80,7 @@ async def test_a_worker_stopped_mid_stream_and_restarted_loses_nothing_and_repea
     reader_group = f"test-{uuid.uuid4().hex}"
     stop = asyncio.Event()
     first = asyncio.create_task(
-        normalizer_main(settings_for(private_kafka_bootstrap, tmp_path / "first"), stop)
+        serve(NORMALIZER, settings_for(private_kafka_bootstrap, tmp_path / "first"), stop)
     )
     try:
         seen = await read_events(kafka_log, reader_group, until=RECORDS // 4)
@@ -115,7 +116,7 @@ async def test_a_worker_stopped_mid_stream_and_restarted_loses_nothing_and_repea
     await kafka_log.publish(raw, messages[RECORDS // 2 :])  # the rest, and the redeliveries
     stop = asyncio.Event()
     second = asyncio.create_task(
-        normalizer_main(settings_for(private_kafka_bootstrap, tmp_path / "second"), stop)
+        serve(NORMALIZER, settings_for(private_kafka_bootstrap, tmp_path / "second"), stop)
     )
     try:
         seen += await read_events(kafka_log, reader_group, until=RECORDS - len(seen))
