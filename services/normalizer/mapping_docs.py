@@ -22,7 +22,10 @@ def _sorted_categories(categories: dict[str, str]) -> list[tuple[str, str]]:
 
 def render(mappings: Mappings) -> str:
     lines: list[str] = [START, ""]
-    lines.append("How the result is decided (first rule that applies):")
+    lines.append(
+        "How the result is decided (first rule that applies; a source's mapper may decide it from"
+        " the record's own status first, as the sign-in logs do from the error code):"
+    )
     lines.append("")
     for spec in all_sources():
         section = mappings.sources[spec.id]
