@@ -169,6 +169,9 @@ async def _run(
     await _report(settings, engines, dlq_start, published, origin)
     if api.done():
         await api  # the API could not start (port in use…): report that, not "serving"
+    range_line = report.time_range_line(settings, await report.stored_time_range(engines.store))
+    if range_line is not None:
+        print(range_line)
     print(report.serving_line(settings), flush=True)
     if options.exit_when_ingested:
         stop.set()
