@@ -1,5 +1,10 @@
-"""`aoc demo`: every service in one process on one pair of embedded engines, fed with the bundled
-samples, then the UI served until Ctrl-C.
+"""`aoc demo`: every service on one pair of embedded engines, fed with the bundled samples, then the UI
+served until Ctrl-C.
+
+The consuming services (normalizer, store sink, alerter, SIEM forwarder) each run in a child process of
+their own, as `aoc run` would start them (cli/service_process.py), so their stages overlap on separate
+cores; the feed, the report and the API run in the demo's own process. Children log to
+`<data dir>/logs/<service>.log` and stop with the demo.
 
 The demo is a list of the services' own builds (`build(settings, engines)`, as `aoc run` uses them),
 a feed, and a report (demo_report.py). The feed is the replay of the samples, or with `--source fake`
@@ -17,12 +22,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
 import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from aoc_alerter import service as alerter_service
 from aoc_cli import demo_report as report
+from aoc_cli.service_process import ServiceProcess
 from aoc_cli.services import definition
 from aoc_collector.service import (
     CollectorService,
@@ -41,6 +50,8 @@ from aoc_common.settings import ConfigurationError, Settings, load_settings
 # The services the demo runs beside its feed, each built as `aoc run` builds it (those the settings
 # switch off, e.g. the SIEM forwarder without SIEM_ENABLED, are left out).
 SERVICES = ("normalizer", "store", "siem_forwarder", "alerter", "api")
+# The sample tenant's own mail domains: what the Sigma rules' %internal_domains% is in the demo.
+DEMO_INTERNAL_DOMAINS = ["contoso.com", "contoso.onmicrosoft.com"]
 
 
 @dataclass(frozen=True)
@@ -54,19 +65,45 @@ class DemoOptions:
     source: str = "samples"  # or "fake": the live collector against the local Microsoft stand-in
 
 
+def demo_overrides(options: DemoOptions) -> dict[str, object]:
+    """What the demo decides for itself on top of the environment (see the module docstring)."""
+    return {
+        "log_engine": "embedded",
+        "store_engine": "embedded",
+        "data_dir": options.data_dir,
+        "api_host": options.host,
+        "api_port": options.port,
+        "alert_webhook_url": None,
+        "enrichment_enabled": False,
+        "enable_periodic_fetch": False,
+        "collector_control_port": 0,
+        "metrics_port": None,  # several processes: one port could serve only one of them
+        # AOC's own Sigma rules beside the native ones (and the environment's SIGMA_RULES_PATH).
+        "sigma_rules_path": os.pathsep.join(
+            part
+            for part in (
+                str(alerter_service.bundled_sigma_rules()),
+                os.environ.get("SIGMA_RULES_PATH", ""),
+            )
+            if part
+        ),
+        "sigma_placeholders": {"internal_domains": DEMO_INTERNAL_DOMAINS, **_env_placeholders()},
+    }
+
+
+def _env_placeholders() -> dict[str, object]:
+    """SIGMA_PLACEHOLDERS from the environment, when it is a JSON object (the settings model reports
+    any other value as the configuration error it is)."""
+    try:
+        value = json.loads(os.environ.get("SIGMA_PLACEHOLDERS") or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def demo_settings(options: DemoOptions) -> Settings:
-    """The environment's settings with what the demo decides for itself (see the module docstring)."""
-    return load_settings(
-        log_engine="embedded",
-        store_engine="embedded",
-        data_dir=options.data_dir,
-        api_host=options.host,
-        api_port=options.port,
-        alert_webhook_url=None,
-        enrichment_enabled=False,
-        enable_periodic_fetch=False,
-        collector_control_port=0,
-    )
+    """The environment's settings with the demo's own decisions applied."""
+    return load_settings(**demo_overrides(options))
 
 
 def run_demo(options: DemoOptions) -> int:
@@ -137,7 +174,7 @@ async def _run(
         tasks.append(collecting)
         await _until(feed.serving, collecting)
         settings = feed.settings.model_copy(update={"collector_url": feed.control_url})
-    api = _start(settings, engines, stop, tasks)
+    api = _start(settings, engines, demo_overrides(options), stop, tasks)
     if isinstance(feed, CollectorService):
         await _until(feed.collected, collecting)
         assert feed.first_report is not None
@@ -157,6 +194,9 @@ async def _run(
     await _report(settings, engines, dlq_start, published, origin)
     if api.done():
         await api  # the API could not start (port in use…): report that, not "serving"
+    range_line = report.time_range_line(settings, await report.stored_time_range(engines.store))
+    if range_line is not None:
+        print(range_line)
     print(report.serving_line(settings), flush=True)
     if options.exit_when_ingested:
         stop.set()
@@ -167,15 +207,28 @@ async def _run(
 
 
 def _start(
-    settings: Settings, engines: Engines, stop: asyncio.Event, tasks: list[asyncio.Task[None]]
+    settings: Settings,
+    engines: Engines,
+    overrides: dict[str, object],
+    stop: asyncio.Event,
+    tasks: list[asyncio.Task[None]],
 ) -> asyncio.Task[None]:
-    """Every service of SERVICES the settings leave on, running; returns the API's task."""
+    """Every service of SERVICES the settings leave on, running; returns the API's task.
+
+    The API runs here (it serves the demo's own settings, e.g. the stand-in collector's URL); every
+    other service in a child process of its own, with the same settings.
+    """
     api: asyncio.Task[None] | None = None
     for name in SERVICES:
         service = definition(name)
         if service.off_because(settings) is not None:
             continue
-        task = asyncio.create_task(service.build(settings, engines).run(stop), name=name)
+        if name == "api":
+            running = service.build(settings, engines).run(stop)
+        else:
+            log_path = settings.data_dir / "logs" / f"{name}.log"
+            running = ServiceProcess(name, overrides, log_path).run(stop)
+        task = asyncio.create_task(running, name=name)
         tasks.append(task)
         if name == "api":
             api = task

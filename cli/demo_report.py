@@ -14,14 +14,16 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
 
 from aoc_common import topics
 from aoc_common.codec import decode
-from aoc_common.event_store.base import AlertStore
+from aoc_common.event_store.base import AlertStore, EventReader
 from aoc_common.message_log.base import MessageLog
 from aoc_common.message_log.consumer import record_lag
-from aoc_common.query import MAX_PAGE_SIZE
+from aoc_common.operator_errors import one_line
+from aoc_common.query import MAX_PAGE_SIZE, EventQuery
 from aoc_common.rules import Alert, AlertQuery
 from aoc_common.settings import Settings
 
@@ -85,6 +87,15 @@ async def stored_alerts(store: AlertStore) -> tuple[list[Alert], bool]:
     return page.items, page.next_cursor is not None
 
 
+async def stored_time_range(store: EventReader) -> tuple[datetime, datetime] | None:
+    """When the oldest and the newest stored event happened; None when the store is empty."""
+    newest = await store.query_events(EventQuery(page_size=1))
+    oldest = await store.query_events(EventQuery(page_size=1, order="oldest"))
+    if not newest.items or not oldest.items:
+        return None
+    return oldest.items[0].timestamp, newest.items[0].timestamp
+
+
 # --- what is printed ---------------------------------------------------------------------------
 
 
@@ -98,10 +109,15 @@ def collection_problem_lines(problems: Sequence[tuple[str, str]]) -> list[str]:
 
 
 def ingest_lines(published: int, origin: str, stored: int, reasons: Sequence[str]) -> list[str]:
+    """What was published and stored; each dead letter's reason on one line, shortened at a word."""
+    plural = "" if len(reasons) == 1 else "s"
+    dead = (
+        f"{len(reasons)} dead letter{plural} this run:" if reasons else "no dead letters this run"
+    )
     return [
         f"{PREFIX}published {published} raw records from {origin}",
-        f"{PREFIX}{stored} events in the store; {len(reasons)} dead letters this run:",
-        *(f"  - {reason[:REASON_WIDTH]}" for reason in reasons),
+        f"{PREFIX}{stored} events in the store; {dead}",
+        *(f"  - {one_line(reason, REASON_WIDTH)}" for reason in reasons),
     ]
 
 
@@ -115,14 +131,41 @@ def siem_line(lag: int, settings: Settings) -> str:
 
 
 def alert_lines(alerts: Sequence[Alert], more: bool) -> list[str]:
-    """How many alerts each rule raised."""
-    by_rule = Counter((alert.severity, alert.rule_name) for alert in alerts)
+    """How many alerts each rule raised; a Sigma rule's alerts say so (its twin may share the
+    native rule's name)."""
+    by_rule = Counter(
+        (alert.severity, alert.rule_name, alert.sigma_id is not None) for alert in alerts
+    )
     lines = [f"{PREFIX}{len(alerts)}{'+' if more else ''} alerts in the store (…/api/alerts):"]
-    for (severity, name), count in sorted(by_rule.items(), key=lambda item: item[0][1]):
-        lines.append(f"  - {count} × [{severity}] {name}")
+    for (severity, name, sigma), count in sorted(by_rule.items(), key=lambda i: i[0][1:]):
+        lines.append(f"  - {count} × [{severity}] {'Sigma: ' if sigma else ''}{name}")
     return lines
 
 
 def serving_line(settings: Settings) -> str:
     url = f"http://{settings.api_host}:{settings.api_port}"
     return f"{PREFIX}serving {url}  (UI: {url}/ · API: {url}/api/events · Ctrl-C to stop)"
+
+
+def time_range_line(settings: Settings, time_range: tuple[datetime, datetime] | None) -> str | None:
+    """A UI link opened on the days the stored events happened.
+
+    The samples keep the times Microsoft recorded (they are audit records: the demo does not move
+    them), so a "last 24 hours" view of them would be empty a few days later; this link is not.
+    """
+    if time_range is None:
+        return None
+    first = time_range[0].astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    last = time_range[1].astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    end = last + timedelta(days=1)
+    query = urlencode(
+        {
+            "view": "events",
+            "start": f"{first:%Y-%m-%dT%H:%M:%SZ}",
+            "end": f"{end:%Y-%m-%dT%H:%M:%SZ}",
+        },
+        safe=":",
+    )
+    url = f"http://{settings.api_host}:{settings.api_port}/?{query}"
+    days = f"{first:%Y-%m-%d}" if first == last else f"{first:%Y-%m-%d} to {last:%Y-%m-%d}"
+    return f"{PREFIX}the events happened {days} (times as recorded); the UI on those days: {url}"

@@ -95,6 +95,38 @@ def parse_path(path: str) -> tuple[PathSegment, ...]:
     return tuple(segments)
 
 
+def resolve_path(document: Any, path: str) -> list[Any]:
+    """Every value at `path` in a JSON-like document; lists fan out at every step (as in MongoDB),
+    and a `[Key=Value]` selector keeps the list elements whose `Key` equals `Value` (any case)."""
+    current: list[Any] = [document]
+    for segment in parse_path(path):
+        found: list[Any] = []
+        for item in current:
+            if not isinstance(item, dict) or segment.name not in item:
+                continue
+            value = item[segment.name]
+            found.extend(value if isinstance(value, list) else [value])
+        if segment.select_key is not None:
+            wanted = (segment.select_value or "").casefold()
+            found = [
+                item
+                for item in found
+                if isinstance(item, dict)
+                and _as_text(item.get(segment.select_key)).casefold() == wanted
+            ]
+        current = found
+    values: list[Any] = []
+    for value in current:
+        values.extend(value if isinstance(value, list) else [value])
+    return [value for value in values if value is not None]
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if isinstance(value, str) else str(value)
+
+
 @lru_cache(maxsize=1024)
 def compile_pattern(pattern: str, case_sensitive: bool) -> regex.Pattern[str]:
     """Compiled with the `regex` package, whose searches take a timeout (Python's `re` cannot be
@@ -238,6 +270,20 @@ class Threshold(BaseModel):
 
     count: WholeNumber = Field(ge=2, le=10_000)
     window_seconds: WholeNumber = Field(ge=1, le=7 * 86_400)
+    distinct: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_PATH_LENGTH,
+        json_schema_extra={"pattern": PATH_PATTERN},
+        description="Count distinct values at this path rather than events (e.g. users per IP)",
+    )
+
+    @field_validator("distinct")
+    @classmethod
+    def _valid_distinct_path(cls, path: str | None) -> str | None:
+        if path is not None:
+            parse_path(path)
+        return path
 
 
 class PrecededBy(BaseModel):
@@ -283,17 +329,44 @@ class NewValue(BaseModel):
         return path
 
 
+MAX_SIGMA_YAML = 200_000
+
+
+class SigmaSource(BaseModel):
+    """The Sigma rule an AOC rule runs: its YAML as accepted (the rule, and for a correlation the
+    rules it refers to), compiled by the alerter with AOC's pySigma pipeline, plus what an analyst
+    and an alert read about it. Written by the Sigma loaders (`aoc_common.sigma`), which compile the
+    text before storing it, so a stored Sigma rule is one AOC can run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=100, description="The Sigma rule's own `id`")
+    yaml: str = Field(min_length=1, max_length=MAX_SIGMA_YAML)
+    level: str = Field(default="medium", max_length=20)
+    status: str = Field(default="", max_length=20)
+    logsource: str = Field(default="", max_length=100, examples=["m365/exchange"])
+    kind: str = Field(default="detection", max_length=30, examples=["detection", "event_count"])
+    tags: list[str] = Field(default_factory=list, max_length=100)
+    references: list[str] = Field(default_factory=list, max_length=50)
+    origin: str = Field(default="", max_length=1000, description="File or `api` it came from")
+
+
 STATE_KINDS = ("threshold", "preceded_by", "new_value")
 
 
 def _document_one_kind_of_state(schema: dict[str, Any]) -> None:
-    """State in the API's document what `RuleSpec._one_kind_of_state` checks."""
+    """State in the API's document what `RuleSpec._one_kind_of_state` checks: `match` or `sigma`;
+    a Sigma rule without state or grouping; at most one kind of state; grouping where it needs it."""
 
     def given(*names: str) -> dict[str, Any]:
         return {"properties": {name: {"type": "object"} for name in names}, "required": [*names]}
 
     pairs = [(a, b) for i, a in enumerate(STATE_KINDS) for b in STATE_KINDS[i + 1 :]]
+    without_state = {"properties": {name: {"type": "null"} for name in (*STATE_KINDS, "group_by")}}
     schema["allOf"] = [
+        {"anyOf": [given("match"), given("sigma")]},
+        {"not": given("match", "sigma")},
+        {"if": given("sigma"), "then": without_state},
         *({"not": given(a, b)} for a, b in pairs),
         *(
             {
@@ -308,7 +381,8 @@ def _document_one_kind_of_state(schema: dict[str, Any]) -> None:
 class RuleSpec(BaseModel):
     """A rule as a client writes it (POST / PUT): everything but the id.
 
-    At most one of `threshold`, `preceded_by` and `new_value`; the last two need `group_by`.
+    Either AOC's own `match` (with at most one of `threshold`, `preceded_by` and `new_value`; the
+    last two need `group_by`) or a `sigma` rule, whose YAML says everything itself.
     """
 
     model_config = ConfigDict(extra="forbid", json_schema_extra=_document_one_kind_of_state)
@@ -317,7 +391,8 @@ class RuleSpec(BaseModel):
     description: str = Field(default="", max_length=2000)
     severity: Severity = "medium"
     enabled: StrictBool = True
-    match: Match
+    match: Match | None = None
+    sigma: SigmaSource | None = None
     group_by: str | None = Field(
         default=None,
         min_length=1,
@@ -344,6 +419,13 @@ class RuleSpec(BaseModel):
 
     @model_validator(mode="after")
     def _one_kind_of_state(self) -> RuleSpec:
+        if (self.match is None) == (self.sigma is None):
+            raise ValueError("a rule has either `match` (AOC's own rule) or `sigma`")
+        if self.sigma is not None:
+            for name in (*STATE_KINDS, "group_by"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"a Sigma rule takes no `{name}`: its YAML says it")
+            return self
         kinds = [name for name in STATE_KINDS if getattr(self, name) is not None]
         if len(kinds) > 1:
             raise ValueError(f"a rule takes one of threshold, preceded_by, new_value: {kinds}")
@@ -372,6 +454,10 @@ class Alert(BaseModel):
     event_ids: list[str]
     acknowledged_by: str | None = None
     acknowledged_at: datetime | None = None
+    # Sigma rules: the rule's ATT&CK (and other) tags, references and own id.
+    tags: list[str] = Field(default_factory=list)
+    references: list[str] = Field(default_factory=list)
+    sigma_id: str | None = None
 
     @field_validator("created_at", "acknowledged_at")
     @classmethod

@@ -100,6 +100,10 @@ class Settings(BaseSettings):
 
     # --- Downstream consumers ---
     alerts_enabled: bool = True
+    # Sigma rules (README "Sigma rules"): files or folders, separated by ":", loaded by the alerter;
+    # placeholder values such as {"internal_domains": ["contoso.com"]} (JSON).
+    sigma_rules_path: str = ""
+    sigma_placeholders: dict[str, list[str]] = Field(default_factory=dict)
     siem_enabled: bool = False
     siem_webhook_url: str | None = None
 

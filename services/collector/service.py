@@ -39,6 +39,9 @@ from aoc_common.logging import get_logger
 from aoc_common.message_log import MessageLog
 from aoc_common.service import ServiceDefinition
 from aoc_common.settings import Settings
+from aoc_common.source_health import replayed_health, write_source_health
+from aoc_common.sources import all_sources
+from aoc_common.sources.samples import sample_records
 
 __all__ = [
     "DEFINITION",
@@ -192,12 +195,17 @@ DEFINITION = ServiceDefinition("collector", build)
 
 
 class ReplayFeed:
-    """Saved API answers published once; `published` says how many records (and dead letters)."""
+    """Saved API answers published once; `published` says how many records (and dead letters).
+
+    Each source it fed gets a source health record `replayed` (with how many sample records), so the
+    Sources view says so instead of "never run"; a live collection run later replaces it.
+    """
 
     def __init__(
         self, settings: Settings, engines: Engines, directory: Path, *, include_malformed: bool
     ) -> None:
         self.settings = settings
+        self.engines = engines
         self.message_log = engines.message_log
         self.directory = directory
         self.include_malformed = include_malformed
@@ -211,6 +219,12 @@ class ReplayFeed:
             self.directory,
             include_malformed=self.include_malformed,
         )
+        replayed_at = utc_now()
+        for spec in all_sources():
+            count = len(sample_records(spec, self.directory))
+            if count:
+                health = replayed_health(spec.id, count, str(self.directory), replayed_at)
+                await write_source_health(self.engines.store, health)
 
 
 def build_replay(

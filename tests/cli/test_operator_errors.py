@@ -243,6 +243,7 @@ def test_debug_shows_the_traceback(workdir: dict[str, Path]) -> None:
         ("one two three four five six", "one two three four…"),
         ("x" * 30, "x" * 19 + "…"),
         ("line one\nline two", "line one line two"),
+        ("bad: first; second; third", "bad: first…"),
     ],
 )
 def test_one_line_shortens_at_a_word_boundary(text: str, shortened: str) -> None:

@@ -240,6 +240,9 @@ def test_the_alerts_view_and_source_panel_show_what_the_apis_return(
         "event_ids": ["e1", "e2"],
         "acknowledged_by": None,
         "acknowledged_at": None,
+        "tags": ["attack.collection", "attack.t1114.003"],
+        "references": ["https://attack.mitre.org/techniques/T1114/003/"],
+        "sigma_id": "478e343d-ff04-5f44-ae2f-94c12da1bc52",
     }
     acknowledged: list[str] = []
 
@@ -287,6 +290,12 @@ def test_the_alerts_view_and_source_panel_show_what_the_apis_return(
     page.click("#tab-alerts")
     expect(page.locator("#alerts tbody tr")).to_have_count(1)
     expect(page.locator("#alerts tbody tr td.severity")).to_have_text("high")
+    # A Sigma rule's alert: its mark, its ATT&CK tags (techniques link to MITRE) and references.
+    expect(page.locator("#alerts tbody tr .sigma-mark")).to_have_text("Sigma")
+    technique = page.locator("#alerts tbody tr .alert-tags a.chip")
+    expect(technique).to_have_text("attack.t1114.003")
+    expect(technique).to_have_attribute("href", "https://attack.mitre.org/techniques/T1114/003/")
+    expect(page.locator("#alerts tbody tr .alert-references a")).to_have_count(1)
     page.click("#alerts tbody tr button.ack")
     expect(page.locator("#alerts tbody tr td:nth-child(6)")).to_have_text(
         "acknowledged by anonymous"
