@@ -213,6 +213,7 @@ def _one_or_many(value: Any) -> Any:
 
 
 def _distinct(values: list[Any]) -> list[Any]:
+    """Repeats dropped (after the length bound, which is on the values as sent)."""
     return list(dict.fromkeys(values))
 
 
@@ -220,32 +221,32 @@ Label = Annotated[str, Field(max_length=200)]
 AnyOf = Annotated[
     list[Label],
     BeforeValidator(_one_or_many),
-    AfterValidator(_distinct),
     Field(max_length=MAX_FILTER_VALUES),
+    AfterValidator(_distinct),
 ]
 AnyResult = Annotated[
     list[Result],
     BeforeValidator(_one_or_many),
-    AfterValidator(_distinct),
     Field(max_length=MAX_FILTER_VALUES),
+    AfterValidator(_distinct),
 ]
 AnySource = Annotated[
     list[Source],
     BeforeValidator(_one_or_many),
-    AfterValidator(_distinct),
     Field(max_length=MAX_FILTER_VALUES),
+    AfterValidator(_distinct),
 ]
 AnyActorType = Annotated[
     list[ActorType],
     BeforeValidator(_one_or_many),
-    AfterValidator(_distinct),
     Field(max_length=MAX_FILTER_VALUES),
+    AfterValidator(_distinct),
 ]
 TagList = Annotated[
     list[Annotated[str, Field(max_length=100)]],
     BeforeValidator(_one_or_many),
-    AfterValidator(_distinct),
     Field(max_length=10),
+    AfterValidator(_distinct),
 ]
 
 # The one-value fields filtered by exact value: each has `<field>` (any of) and

@@ -131,6 +131,7 @@ SIGMA_REPORT_KEY = "alerter:sigma-load-report"  # written by the alerter at star
         "The paths, the ids of the rules loaded, and every refused rule with its file and the "
         "exact reason. 404 until an alerter with SIGMA_RULES_PATH has started."
     ),
+    responses={404: {"description": "No alerter with SIGMA_RULES_PATH has started yet"}},
 )
 async def sigma_report(store: StateDep) -> dict[str, Any]:
     report = await store.get_state(SIGMA_REPORT_KEY)
