@@ -101,6 +101,9 @@ async def test_filter_options_list_what_is_stored(client: httpx.AsyncClient) -> 
     assert options["services"] == sorted(["Entra ID", "Exchange", "Intune", "SharePoint", "Teams"])
     assert options["sources"] == ["directory", "intune", "unified"]
     assert "Set-Mailbox" in options["operations"]
+    # "Add user." (Management Activity) and "Add user" (Graph) are one operation.
+    assert options["operations"].count("Add user") == 1
+    assert "Add user." not in options["operations"]
     assert set(options["results"]) <= {"success", "failure", "unknown"}
     assert "alice.admin@contoso.com" in options["actors"]
 
@@ -163,7 +166,7 @@ async def test_health_reports_each_engine(client: httpx.AsyncClient) -> None:
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok"
-    assert body["checks"]["store"] == {"engine": "embedded", "ok": True}
+    assert body["checks"]["store"] == {"engine": "embedded", "ok": True, "writable": True}
     assert body["checks"]["message_log"] == {"engine": "embedded", "ok": True}
 
 
