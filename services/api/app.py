@@ -16,13 +16,17 @@ from fastapi import Depends, FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
+from aoc_api.assistant import Assistant
 from aoc_api.auth import add_bearer_security, guard_api_request
+from aoc_api.mcp_http import McpOverHttp
+from aoc_api.mcp_server import build_mcp_server
 from aoc_api.problems import document_problems, install_problem_handlers
 from aoc_api.request_size import RequestSizeLimit
 from aoc_api.routes import alerts as alert_routes
 from aoc_api.routes import config, events, system
 from aoc_api.routes import rules as rule_routes
 from aoc_api.routes.ask import router as ask_router
+from aoc_api.routes.explain import router as explain_router
 from aoc_api.routes.sources import router as sources_router
 from aoc_common import __version__
 from aoc_common.event_store import EventStore, open_event_store
@@ -76,8 +80,10 @@ def create_app(
         for engine in owned:
             await engine.start()
         try:
-            yield
+            async with mcp.running():
+                yield
         finally:
+            await app.state.assistant.close()
             for engine in reversed(owned):
                 await engine.stop()
 
@@ -98,6 +104,9 @@ def create_app(
     app.state.settings = settings
     app.state.store = store
     app.state.message_log = message_log
+    # The AI features and the MCP tools read the store the lifespan opens (or the one given).
+    app.state.assistant = Assistant(settings, lambda: app.state.store)
+    mcp = McpOverHttp(build_mcp_server(lambda: app.state.store, app.state.assistant), settings)
     install_problem_handlers(app)
     app.add_middleware(RequestSizeLimit)
     app.add_middleware(
@@ -118,7 +127,7 @@ def create_app(
     ) -> Response:
         response = await call_next(request)
         response.headers.update(security_headers)
-        if request.url.path.startswith("/api/") or request.url.path == "/health":
+        if request.url.path.startswith(("/api/", "/mcp")) or request.url.path == "/health":
             # Audit events are sensitive: no browser or proxy keeps a copy.
             response.headers.setdefault("Cache-Control", "no-store")
         route = request.scope.get("route")
@@ -133,6 +142,8 @@ def create_app(
     app.include_router(alert_routes.router)
     app.include_router(sources_router)
     app.include_router(ask_router)
+    app.include_router(explain_router)
+    app.router.routes.extend(mcp.routes())  # /mcp, /mcp/sse, /mcp/messages/ (aoc_api.mcp_http)
     app.mount("/", StaticFiles(directory=static_dir(), html=True), name="ui")
     _document_errors_and_security(app, settings)
     return app
