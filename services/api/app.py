@@ -144,6 +144,7 @@ def create_app(
     app.include_router(ask_router)
     app.include_router(explain_router)
     app.router.routes.extend(mcp.routes())  # /mcp, /mcp/sse, /mcp/messages/ (aoc_api.mcp_http)
+    app.state.on_stop = [mcp.end_streams]  # called by aoc_api.server when the API stops
     app.mount("/", StaticFiles(directory=static_dir(), html=True), name="ui")
     _document_errors_and_security(app, settings)
     return app

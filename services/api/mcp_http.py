@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import anyio
 from fastapi import HTTPException
@@ -46,6 +47,7 @@ SSE_PATH = "/sse"  # under MCP_PATH
 MESSAGES_PATH = "/messages/"  # under MCP_PATH
 SESSION_HEADER = "mcp-session-id"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
 TITLES = {401: "Unauthorized", 403: "Forbidden", 404: "Not found", 503: "Unavailable"}
 
 
@@ -127,6 +129,34 @@ async def _no_body() -> Message:
     return {"type": "http.request", "body": b"", "more_body": False}
 
 
+class OpenStreams:
+    """The requests being served, so that a shutting-down API can end its open streams at once
+    instead of waiting for clients that never hang up."""
+
+    def __init__(self) -> None:
+        self._scopes: set[anyio.CancelScope] = set()
+        self.ending = False
+
+    @contextlib.contextmanager
+    def serving(self, deadline: float | None) -> Iterator[anyio.CancelScope]:
+        scope = anyio.CancelScope(
+            deadline=anyio.current_time() + (deadline - time.time()) if deadline else math.inf
+        )
+        if self.ending:
+            scope.cancel()
+        self._scopes.add(scope)
+        try:
+            with scope:
+                yield scope
+        finally:
+            self._scopes.discard(scope)
+
+    def end_all(self) -> None:
+        self.ending = True
+        for scope in list(self._scopes):
+            scope.cancel()
+
+
 class SignedInMcp:
     """ASGI wrapper of an MCP transport: the API's sign-in, the caller's identity for the SDK and
     the tools, and the token's expiry as the deadline of everything the request opens."""
@@ -135,11 +165,13 @@ class SignedInMcp:
         self,
         app: ASGIApp,
         settings: Settings,
+        streams: OpenStreams,
         sessions: StreamableHTTPSessionManager | None = None,
         deadlines: SessionDeadlines | None = None,
     ) -> None:
         self.app = app
         self.settings = settings
+        self.streams = streams
         self.sessions = sessions
         self.deadlines = deadlines
 
@@ -152,6 +184,11 @@ class SignedInMcp:
             principal = await current_principal(request)
         except HTTPException as error:
             await _send_problem(send, scope, error.status_code, str(error.detail), error.headers)
+            return
+        if principal.expires_at is not None and principal.expires_at <= time.time():
+            # Inside the clock-skew leeway the API accepts, but nothing opened here may
+            # outlive the token: the client signs in again.
+            await _send_problem(send, scope, 401, "token has expired", UNAUTHORIZED_HEADERS)
             return
         denial = read_denial(principal, self.settings)
         if denial is not None:
@@ -179,6 +216,10 @@ class SignedInMcp:
 
         async def watched(message: Message) -> None:
             nonlocal started, finished, opened_session
+            if finished or (started and message["type"] == "http.response.start"):
+                # The SDK's SSE endpoint answers an empty response after its stream has ended
+                # (the client left): a second response on a finished one. Nothing to send.
+                return
             if message["type"] == "http.response.start":
                 started = True
                 for name, value in message.get("headers", []):
@@ -188,20 +229,13 @@ class SignedInMcp:
                 finished = True
             await send(message)
 
-        if deadline is None:
+        with self.streams.serving(deadline) as cut:
             await self.app(scope, receive, watched)
-            return
-        remaining = deadline - time.time()
-        if remaining <= 0:
-            await _send_problem(send, scope, 401, "token has expired")
-            return
-        with anyio.move_on_after(remaining) as cut:
-            await self.app(scope, receive, watched)
-            if opened_session is not None and not _has_session_header(scope):
+            if deadline and opened_session is not None and not _has_session_header(scope):
                 self._end_at(opened_session, deadline, scope)
         if cut.cancelled_caught:
             if not started:
-                await _send_problem(send, scope, 401, "token has expired")
+                await _send_problem(send, scope, 401, "token has expired", UNAUTHORIZED_HEADERS)
             elif not finished:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
 
@@ -254,6 +288,7 @@ class McpOverHttp:
         server.streamable_http_app(transport_security=security)  # makes the session manager
         self.sessions = server.session_manager
         self.deadlines = SessionDeadlines()
+        self.streams = OpenStreams()
         self.sse = server.sse_app(
             sse_path=SSE_PATH, message_path=MESSAGES_PATH, transport_security=security
         )
@@ -261,12 +296,17 @@ class McpOverHttp:
 
     def routes(self) -> list[BaseRoute]:
         streamable = SignedInMcp(
-            self.sessions.handle_request, self.settings, self.sessions, self.deadlines
+            self.sessions.handle_request, self.settings, self.streams, self.sessions, self.deadlines
         )
         return [
             Route(MCP_PATH, endpoint=streamable, methods=["GET", "POST", "DELETE"]),
-            Mount(MCP_PATH, app=SignedInMcp(self.sse, self.settings)),
+            Mount(MCP_PATH, app=SignedInMcp(self.sse, self.settings, self.streams)),
         ]
+
+    def end_streams(self) -> None:
+        """End every open MCP stream now (the API is stopping): clients reconnect elsewhere or
+        later, and the shutdown does not wait on them."""
+        self.streams.end_all()
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
