@@ -179,7 +179,7 @@ def test_sigma_alerts_carry_the_rules_title_level_tags_and_references(
     alerts = evaluate(sigma_rules, [events])
     [forwarding, *_] = [a for a in alerts if a.rule_name.startswith("Mailbox forwarding")]
 
-    assert forwarding.severity == "high"
+    assert (forwarding.severity, forwarding.level) == ("high", "high")
     assert forwarding.sigma_id == "478e343d-ff04-5f44-ae2f-94c12da1bc52"
     assert forwarding.tags == ["attack.collection", "attack.t1114.003"]
     assert forwarding.references[0] == "https://attack.mitre.org/techniques/T1114/003/"
@@ -256,6 +256,16 @@ def test_temporal_ordered_and_value_count_correlations_run_on_event_time(
         assert alert.event_ids == [forwarding.id, rule_after.id]
         assert alert.group_value == "eve@contoso.com"
     assert evaluate([ordered], [[rule_before, forwarding]]) == []
+    # The same pair as an unordered `temporal` correlation: either order within the hour fires.
+    unordered_text = CORRELATIONS.replace("type: temporal_ordered", "type: temporal")
+    unordered = compile_text(unordered_text)
+    [temporal] = [
+        to_rule(c, unordered.documents[c.meta.sigma_id], origin="test")
+        for c in unordered.rules
+        if c.meta.title.startswith("Forwarding then")
+    ]
+    [alert] = evaluate([temporal], [[forwarding, rule_before]])
+    assert alert.event_ids == [rule_before.id, forwarding.id]
 
     # value_count: 3 distinct mailboxes (a repeat of one does not count twice).
     changes = [

@@ -269,6 +269,9 @@ class ServedLogsource:
         """The AOC path for a Sigma field name, or None when it is not a field of this log."""
         if name in self.fields:
             return self.fields[name]
+        folded = {key.casefold(): path for key, path in self.fields.items()}
+        if name.casefold() in folded:  # `Resultdescription`: column names read case-blind
+            return folded[name.casefold()]
         if name.startswith(("raw.", "aoc.")):
             return name[4:] if name.startswith("aoc.") else name
         path = name.replace("{}", "")
