@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 
 from aoc_api.assistant import Assistant
 from aoc_api.auth import add_bearer_security, guard_api_request
-from aoc_api.mcp_http import McpOverHttp
+from aoc_api.mcp_http import McpOverHttp, mcp_routes
 from aoc_api.mcp_server import build_mcp_server
 from aoc_api.problems import document_problems, install_problem_handlers
 from aoc_api.request_size import RequestSizeLimit
@@ -79,10 +79,14 @@ def create_app(
             owned.append(app.state.message_log)
         for engine in owned:
             await engine.start()
+        app.state.mcp = McpOverHttp(
+            build_mcp_server(lambda: app.state.store, app.state.assistant), settings
+        )
         try:
-            async with mcp.running():
+            async with app.state.mcp.running():
                 yield
         finally:
+            app.state.mcp = None
             await app.state.assistant.close()
             for engine in reversed(owned):
                 await engine.stop()
@@ -106,7 +110,7 @@ def create_app(
     app.state.message_log = message_log
     # The AI features and the MCP tools read the store the lifespan opens (or the one given).
     app.state.assistant = Assistant(settings, lambda: app.state.store)
-    mcp = McpOverHttp(build_mcp_server(lambda: app.state.store, app.state.assistant), settings)
+    app.state.mcp = None  # MCP over HTTP, made in the lifespan
     install_problem_handlers(app)
     app.add_middleware(RequestSizeLimit)
     app.add_middleware(
@@ -143,8 +147,13 @@ def create_app(
     app.include_router(sources_router)
     app.include_router(ask_router)
     app.include_router(explain_router)
-    app.router.routes.extend(mcp.routes())  # /mcp, /mcp/sse, /mcp/messages/ (aoc_api.mcp_http)
-    app.state.on_stop = [mcp.end_streams]  # called by aoc_api.server when the API stops
+    app.router.routes.extend(mcp_routes())  # /mcp, /mcp/sse, /mcp/messages/ (aoc_api.mcp_http)
+
+    def end_mcp_streams() -> None:
+        if app.state.mcp is not None:
+            app.state.mcp.end_streams()
+
+    app.state.on_stop = [end_mcp_streams]  # called by aoc_api.server when the API stops
     app.mount("/", StaticFiles(directory=static_dir(), html=True), name="ui")
     _document_errors_and_security(app, settings)
     return app

@@ -280,8 +280,9 @@ async def _discard(message: Message) -> None:
 
 
 class McpOverHttp:
-    """The MCP server's two HTTP transports, signed in, as routes of the API; `running()` belongs
-    in the API's lifespan (it runs the streamable HTTP sessions)."""
+    """The MCP server's two HTTP transports, signed in. Made in the API's lifespan (building the
+    tools' argument models takes a noticeable fraction of a second, which an app that never
+    serves MCP should not pay), whose `running()` runs the streamable HTTP sessions."""
 
     def __init__(self, server: MCPServer, settings: Settings) -> None:
         security = transport_security(settings)
@@ -289,19 +290,13 @@ class McpOverHttp:
         self.sessions = server.session_manager
         self.deadlines = SessionDeadlines()
         self.streams = OpenStreams()
-        self.sse = server.sse_app(
+        sse = server.sse_app(
             sse_path=SSE_PATH, message_path=MESSAGES_PATH, transport_security=security
         )
-        self.settings = settings
-
-    def routes(self) -> list[BaseRoute]:
-        streamable = SignedInMcp(
-            self.sessions.handle_request, self.settings, self.streams, self.sessions, self.deadlines
+        self.streamable_app = SignedInMcp(
+            self.sessions.handle_request, settings, self.streams, self.sessions, self.deadlines
         )
-        return [
-            Route(MCP_PATH, endpoint=streamable, methods=["GET", "POST", "DELETE"]),
-            Mount(MCP_PATH, app=SignedInMcp(self.sse, self.settings, self.streams)),
-        ]
+        self.sse_app = SignedInMcp(sse, settings, self.streams)
 
     def end_streams(self) -> None:
         """End every open MCP stream now (the API is stopping): clients reconnect elsewhere or
@@ -315,3 +310,26 @@ class McpOverHttp:
                 yield
             finally:
                 await self.deadlines.cancel_all()
+
+
+class _Mounted:
+    """Hands a request to the app's MCP transport (`app.state.mcp`), or answers 503 while the
+    API's lifespan has not made it."""
+
+    def __init__(self, transport: str) -> None:
+        self.transport = transport
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        mcp: McpOverHttp | None = getattr(scope["app"].state, "mcp", None)
+        if mcp is None:
+            await _send_problem(send, scope, 503, "MCP is not running yet.")
+            return
+        await getattr(mcp, self.transport)(scope, receive, send)
+
+
+def mcp_routes() -> list[BaseRoute]:
+    """`/mcp` (streamable HTTP) and `/mcp/sse`, `/mcp/messages/` (SSE), for the API's router."""
+    return [
+        Route(MCP_PATH, endpoint=_Mounted("streamable_app"), methods=["GET", "POST", "DELETE"]),
+        Mount(MCP_PATH, app=_Mounted("sse_app")),
+    ]

@@ -187,6 +187,7 @@ def build_mcp_server(store: Callable[[], EventStore], assistant: Assistant) -> M
 
     @server.tool(
         description="Last collection run per source: status, times, error, count, watermark."
+        + UNTRUSTED
     )
     async def source_health() -> dict[str, Any]:
         health = await read_source_health(store())

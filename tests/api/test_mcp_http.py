@@ -187,8 +187,7 @@ async def test_a_reader_lists_and_calls_every_tool_over_streamable_http_and_sse_
     assert [t.model_dump() for t in listed["sse"]] == [t.model_dump() for t in listed["streamable"]]
     for tool in listed["streamable"]:
         assert tool.output_schema is not None, tool.name
-        if tool.name != "source_health":
-            assert UNTRUSTED_WARNING in (tool.description or ""), tool.name
+        assert UNTRUSTED_WARNING in (tool.description or ""), tool.name
     assert results["sse"] == results["streamable"]
     searched, event, alerts, options, health, summary = results["streamable"]
     exchange = [e for e in served.events if e.service == "Exchange" and e.result != "failure"]
