@@ -19,8 +19,8 @@ from fastapi.staticfiles import StaticFiles
 from aoc_api.auth import add_bearer_security, guard_api_request
 from aoc_api.problems import document_problems, install_problem_handlers
 from aoc_api.request_size import RequestSizeLimit
+from aoc_api.routes import alert_triage, config, events, system
 from aoc_api.routes import alerts as alert_routes
-from aoc_api.routes import config, events, system
 from aoc_api.routes import rules as rule_routes
 from aoc_api.routes.ask import router as ask_router
 from aoc_api.routes.sources import router as sources_router
@@ -130,6 +130,7 @@ def create_app(
     app.include_router(events.router)
     app.include_router(config.router)
     app.include_router(rule_routes.router)
+    app.include_router(alert_triage.router)
     app.include_router(alert_routes.router)
     app.include_router(sources_router)
     app.include_router(ask_router)

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from aoc_common.events import CanonicalEvent, Comment
 from aoc_common.query import EventPage, EventQuery, FilterOptions, UpsertResult
-from aoc_common.rules import Alert, AlertPage, AlertQuery, Rule
+from aoc_common.rules import Alert, AlertCount, AlertPage, AlertQuery, Rule
 
 # Filter-option lists are for dropdowns: bounded so that a tenant with 100k actors answers fast.
 MAX_FILTER_OPTIONS = 500
@@ -73,6 +73,7 @@ class AlertStore(Protocol):
     async def query_alerts(self, query: AlertQuery) -> AlertPage: ...
     async def get_alert(self, alert_id: str) -> Alert | None: ...
     async def acknowledge_alert(self, alert_id: str, by: str, at: datetime) -> Alert | None: ...
+    async def alert_counts(self) -> list[AlertCount]: ...
 
 
 class EventStore(ABC):
@@ -188,6 +189,11 @@ class EventStore(ABC):
     async def acknowledge_alert(self, alert_id: str, by: str, at: datetime) -> Alert | None:
         """Mark an open alert acknowledged; an acknowledged one is returned unchanged (the first
         acknowledgement is the one kept). None when there is no such alert."""
+
+    @abstractmethod
+    async def alert_counts(self) -> list[AlertCount]:
+        """How many alerts per (rule id, rule name, severity, status), sorted by rule name, rule id,
+        severity and status; counted by the database, never by reading the alerts."""
 
 
 def dedupe_last_wins(events: Sequence[CanonicalEvent]) -> list[CanonicalEvent]:

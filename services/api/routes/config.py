@@ -32,6 +32,9 @@ class FeatureFlags(BaseModel):
     ai: bool
     siem: bool
     periodic_fetch: bool
+    fetch_interval_minutes: int = Field(
+        description="How often the collector fetches when periodic_fetch is on (staleness)"
+    )
 
 
 def auth_config(settings: Settings) -> AuthConfig:
@@ -62,4 +65,5 @@ async def get_features(settings: Annotated[Settings, Depends(get_settings)]) -> 
         ai=settings.ai_features_enabled,
         siem=settings.siem_enabled,
         periodic_fetch=settings.enable_periodic_fetch,
+        fetch_interval_minutes=settings.fetch_interval_minutes,
     )

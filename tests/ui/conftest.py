@@ -1,0 +1,45 @@
+"""Browser-test fixtures: Debian's chromium driven by Playwright, the real API serving the fixture
+events from an embedded store on a loopback port, and pages that fail the test on any console error,
+uncaught exception, failed request or HTTP error response."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, sync_playwright
+
+from aoc_api.app import create_app
+from aoc_common.settings import Settings
+from tests.local_server import serving
+from tests.ui.browser import CHROMIUM, CHROMIUM_ARGS, WatchedPages, stored_fixtures
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail("Debian's chromium is not installed (.ci/run installs it)", pytrace=False)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def aoc_url(tmp_path: Path, fixtures_dir: Path) -> Iterator[str]:
+    stored_fixtures(tmp_path, fixtures_dir)
+    app = create_app(Settings(data_dir=tmp_path, retention_days=3650))
+    with serving(app) as url:
+        yield url
+
+
+@pytest.fixture
+def pages(browser: Browser) -> Iterator[WatchedPages]:
+    """Open pages with `pages.open()`; the test fails if any of them saw an error."""
+    watched = WatchedPages(browser)
+    yield watched
+    problems = watched.unexpected()
+    for page in watched.pages:
+        page.close()
+    assert problems == [], "the browser saw errors"
