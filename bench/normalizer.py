@@ -8,7 +8,6 @@ off (it is I/O: Graph and its cache), as in the demo."""
 from __future__ import annotations
 
 import gc
-import json
 import random
 import sys
 import time
@@ -19,6 +18,8 @@ from pathlib import Path
 from aoc_common.codec import encode
 from aoc_common.events import RawEnvelope, Source
 from aoc_common.message_log.base import Record
+from aoc_common.sources import SOURCES, all_sources, source_spec
+from aoc_common.sources.samples import sample_records
 from aoc_common.topics import raw_topic
 from aoc_normalizer.core import normalize_batch, normalize_message
 from aoc_normalizer.dedupe import DedupeWindow, now_ms
@@ -26,33 +27,31 @@ from aoc_normalizer.mappings import load_mappings
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "services" / "collector" / "sample_data"
-ID_FIELD = {"directory": "id", "intune": "id", "unified": "Id"}
 
 
-def templates() -> list[tuple[Source, dict]]:
-    pages = sorted(SAMPLES.glob("graph_directory_audits_page*.json"))
-    found: list[tuple[Source, dict]] = []
-    for page in pages:
-        found += [("directory", r) for r in json.loads(page.read_text())["value"]]
-    intune = json.loads((SAMPLES / "graph_intune_audit_events.json").read_text())["value"]
-    found += [("intune", r) for r in intune]
-    feed = json.loads((SAMPLES / "o365_management_activity.json").read_text())
-    found += [("unified", r) for blob in feed["blobs"].values() for r in blob]
-    return found
+def templates(sources: tuple[str, ...] = SOURCES) -> list[tuple[Source, dict]]:
+    """Every sample record of `sources`, as the shapes synthetic records copy."""
+    return [
+        (spec.id, record)
+        for spec in all_sources()
+        if spec.id in sources
+        for record in sample_records(spec, SAMPLES)
+    ]
 
 
-def synthetic_records(count: int) -> list[Record]:
+def synthetic_records(count: int, sources: tuple[str, ...] = SOURCES) -> list[Record]:
     rng = random.Random(7)
-    shapes = templates()
+    shapes = templates(sources)
     start = datetime(2026, 11, 1, tzinfo=UTC)
     fetched = datetime(2026, 11, 22, tzinfo=UTC)
     records = []
     for offset in range(count):
         source, template = rng.choice(shapes)
         payload = dict(template)
-        payload[ID_FIELD[source]] = str(uuid.UUID(int=rng.getrandbits(128)))
+        spec = source_spec(source)
+        payload[spec.record_id_field] = str(uuid.UUID(int=rng.getrandbits(128)))
         stamp = (start + timedelta(seconds=rng.randrange(20 * 86400))).isoformat()
-        payload["CreationTime" if source == "unified" else "activityDateTime"] = stamp
+        payload[spec.record_time_field] = stamp
         envelope = RawEnvelope(
             source=source, tenant_id="contoso", fetched_at=fetched, payload=payload
         )

@@ -30,6 +30,8 @@ from aoc_common.http_retry import RetryPolicy
 from aoc_common.logging import configure_logging
 from aoc_common.message_log.base import Message, Record
 from aoc_common.message_log.embedded import EmbeddedMessageLog
+from aoc_common.sources import all_sources
+from aoc_common.sources.samples import sample_records
 from aoc_common.topics import raw_topic
 from aoc_normalizer.core import normalize_message
 from aoc_normalizer.mappings import load_mappings
@@ -97,13 +99,9 @@ def free_port() -> int:
 
 def sample_events() -> list[CanonicalEvent]:
     mappings = load_mappings(REPO / "mappings.yml")
-    payloads: list[tuple[Source, dict]] = []
-    for page in sorted(SAMPLES.glob("graph_directory_audits_page*.json")):
-        payloads += [("directory", r) for r in orjson.loads(page.read_bytes())["value"]]
-    intune = orjson.loads((SAMPLES / "graph_intune_audit_events.json").read_bytes())["value"]
-    payloads += [("intune", r) for r in intune]
-    feed = orjson.loads((SAMPLES / "o365_management_activity.json").read_bytes())
-    payloads += [("unified", r) for blob in feed["blobs"].values() for r in blob]
+    payloads: list[tuple[Source, dict]] = [
+        (spec.id, record) for spec in all_sources() for record in sample_records(spec, SAMPLES)
+    ]
     fetched = datetime(2026, 11, 22, tzinfo=UTC)
     now = datetime(2026, 11, 23, tzinfo=UTC)
     events = []

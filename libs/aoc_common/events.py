@@ -9,17 +9,59 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Literal
+from functools import cache
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    field_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema
 
 SCHEMA_VERSION = 3
 
 # Whether the directory objects an event names carry readable names (see `CanonicalEvent.enrichment`).
 Enrichment = Literal["complete", "pending", "off"]
 
-Source = Literal["directory", "intune", "unified"]
-SOURCES: tuple[Source, ...] = ("directory", "intune", "unified")
+
+class _RegisteredSource:
+    """A source id from the registry (`aoc_common.sources`): a string checked against the known ids,
+    whose JSON Schema lists them as an enum. Looked up lazily, because the sources' modules use this
+    module's models."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source_type: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(_known_source, core_schema.str_schema())
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"type": "string", "enum": list(_source_ids())}
+
+
+@cache
+def _source_ids() -> tuple[str, ...]:
+    from aoc_common.sources import SOURCES
+
+    return SOURCES
+
+
+def _known_source(value: str) -> str:
+    if value not in _source_ids():
+        raise ValueError(f"unknown source {value!r}; known: {', '.join(_source_ids())}")
+    return value
+
+
+# Which Microsoft log a record came from: one of `aoc_common.sources.SOURCES`.
+Source = Annotated[str, _RegisteredSource]
 
 # What happened, as analysts filter on it. "partial": Microsoft says part of it was done
 # (`PartiallySucceeded`); "unknown" only when nothing in the record decides it.

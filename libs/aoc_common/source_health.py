@@ -13,7 +13,8 @@ from typing import Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from aoc_common.event_store.base import EventStore
-from aoc_common.events import SOURCES, Source
+from aoc_common.events import Source
+from aoc_common.sources import SOURCES
 
 HealthStatus = Literal["ok", "error", "never_run"]
 
@@ -36,7 +37,7 @@ def source_health_key(source: Source) -> str:
 
 
 async def read_source_health(store: EventStore) -> list[SourceHealth]:
-    """Every source, in the fixed order directory, intune, unified; `never_run` when unknown."""
+    """Every source, in the registry's order; `never_run` when unknown."""
     result = []
     for source in SOURCES:
         document = await store.get_state(source_health_key(source))

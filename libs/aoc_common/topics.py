@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from aoc_common.events import SOURCES, Source
+from aoc_common.events import Source
+from aoc_common.sources import SOURCES
 
 RAW_PREFIX = "aoc.raw."
 EVENTS = "aoc.events"
@@ -22,7 +23,7 @@ ALL_TOPICS: tuple[str, ...] = (*RAW_TOPICS, EVENTS, ALERTS, DLQ)
 def source_of_raw_topic(topic: str) -> Source | None:
     """The source a raw topic carries, or None for any other topic."""
     name = topic.removeprefix(RAW_PREFIX)
-    return name if topic.startswith(RAW_PREFIX) and name in SOURCES else None  # type: ignore[return-value]
+    return name if topic.startswith(RAW_PREFIX) and name in SOURCES else None
 
 
 # Consumer groups: each consumer of a topic is its own group, so each keeps its own offsets and can lag,

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from aoc_common.events import CanonicalEvent, Result, Source, to_utc_millis
 from aoc_common.query import EventQuery, FilterOptions
+from aoc_common.sources import source_descriptions
 
 MAX_QUESTION_LENGTH = 1000
 # A question answers with one page; the analyst pages on with `/api/events` and `next_cursor`.
@@ -66,7 +67,9 @@ class ModelQuery(BaseModel):
     service: str | None = Field(
         default=None, max_length=200, description="Exact service label, one of the known services"
     )
-    source: Source | None = Field(default=None, description="Which Microsoft API reported it")
+    source: Source | None = Field(
+        default=None, description=f"Which Microsoft log reported it ({source_descriptions()})"
+    )
     actor: str | None = Field(
         default=None,
         max_length=200,

@@ -21,7 +21,8 @@ from pydantic import BaseModel
 
 from aoc_collector.core import DEFAULT_FORCED_HOURS, MAX_FORCED_HOURS
 from aoc_collector.live import Collector
-from aoc_common.events import SOURCES, Source
+from aoc_common.events import Source
+from aoc_common.sources import SOURCES
 
 
 class TriggerRequest(BaseModel):

@@ -22,7 +22,8 @@ from aoc_common.codec import encode, encode_key
 from aoc_common.dead_letter import DeadLetter, dead_letter
 from aoc_common.events import RawEnvelope, Source
 from aoc_common.message_log.base import Message
-from aoc_common.sources import source_record_id
+from aoc_common.sources import source_record_id, source_spec
+from aoc_common.sources.spec import iso_z
 from aoc_common.topics import raw_topic
 
 STAGE = "collector"
@@ -78,12 +79,7 @@ def to_messages(items: Iterable[RawEnvelope], *, max_record_bytes: int) -> Outgo
 
 # --- Live collection: windows, history limits, watermarks (pure; the shell does the I/O) ---------
 
-# How far back each API can still answer (Microsoft's documented retention for app-only reads).
-HISTORY_LIMIT: dict[Source, timedelta] = {
-    "directory": timedelta(days=30),  # Entra directory audits via Graph (P1/P2 tenants)
-    "intune": timedelta(days=365),  # Intune audit events
-    "unified": timedelta(days=7),  # Management Activity API content
-}
+# How far back each API can still answer is each source's `history_limit` (aoc_common.sources).
 # The Management API refuses a start time older than 7 days by its clock, not ours: stay a minute
 # inside the limit so that a small clock difference does not turn a whole run into a 400.
 HISTORY_MARGIN = timedelta(minutes=1)
@@ -93,17 +89,6 @@ MAX_FORCED_HOURS = 720
 # records older than what the APIs keep cannot be collected later, so take them while they exist.
 FIRST_RUN_LOOKBACK = timedelta(hours=MAX_FORCED_HOURS)
 CONTENT_WINDOW = timedelta(hours=24)  # the Management API's longest listing window
-GRAPH_PAGE_SIZE = 999  # $top: Graph's largest page for audit collections, fewest round trips
-CONTENT_TYPES = (
-    "Audit.AzureActiveDirectory",
-    "Audit.Exchange",
-    "Audit.SharePoint",
-    "Audit.General",
-)
-GRAPH_COLLECTION: dict[Source, str] = {
-    "directory": "auditLogs/directoryAudits",
-    "intune": "deviceManagement/auditEvents",
-}
 _FRACTION = re.compile(r"(\.\d{6})\d+")
 
 
@@ -134,7 +119,9 @@ def watermark_key(source: Source) -> str:
     return f"watermarks:{source}"
 
 
-FETCHED_CONTENT_KEY = "collector:unified:fetched_content"
+def fetched_content_key(source: Source) -> str:
+    """State key of the content blobs a Management Activity source already fetched."""
+    return f"collector:{source}:fetched_content"
 
 
 def plan_window(
@@ -154,20 +141,16 @@ def plan_window(
     else:
         start = now - FIRST_RUN_LOOKBACK
     start = min(start, now)
-    limit = HISTORY_LIMIT[source]
+    spec = source_spec(source)
+    limit = spec.history_limit
     earliest = now - limit + HISTORY_MARGIN
     if start >= earliest:
         return Window(start, now)
     warnings: tuple[str, ...] = ()
     if start < now - limit:
         days = limit.days
-        api = {
-            "directory": "Microsoft Graph keeps Entra directory audits",
-            "intune": "Microsoft Graph keeps Intune audit events",
-            "unified": "The Management Activity API keeps content",
-        }[source]
         warnings = (
-            f"{api} for {days} days: the window starts at {iso_z(earliest)} instead of "
+            f"{spec.labels.retention} for {days} days: the window starts at {iso_z(earliest)} instead of "
             f"{iso_z(start)}; records from before then can no longer be collected",
         )
     return Window(earliest, now, clamped=True, warnings=warnings)
@@ -196,9 +179,9 @@ def content_windows(window: Window) -> list[Window]:
     return windows
 
 
-def graph_filter(window: Window) -> str:
-    """`$filter` on activityDateTime (both collections support ge/le on it)."""
-    return f"activityDateTime ge {iso_z(window.start)} and activityDateTime le {iso_z(window.end)}"
+def graph_filter(window: Window, time_field: str = "activityDateTime") -> str:
+    """`$filter` on a Graph collection's time field (audit collections support ge/le on it)."""
+    return f"{time_field} ge {iso_z(window.start)} and {time_field} le {iso_z(window.end)}"
 
 
 def record_time(payload: Any, field_name: str = "activityDateTime") -> datetime | None:
@@ -231,9 +214,10 @@ def new_records(source: Source, records: Iterable[Any], already_published: set[s
 
 def boundary_ids(source: Source, published: Iterable[Any], next_start: datetime) -> list[str]:
     """Ids of published records the next run will read again (at or after its start)."""
+    time_field = source_spec(source).record_time_field
     ids = set()
     for record in published:
-        moment = record_time(record)
+        moment = record_time(record, time_field)
         record_id = source_record_id(source, record)
         if record_id is not None and (moment is None or moment >= next_start):
             ids.add(record_id)
@@ -248,11 +232,6 @@ def prune_fetched_content(fetched: dict[str, str], now: datetime) -> dict[str, s
         if moment is None or moment > now - HISTORY_MARGIN:
             kept[content_id] = expires
     return kept
-
-
-def iso_z(moment: datetime) -> str:
-    """UTC ISO 8601 with a Z, the form Graph filters and our state use."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def management_time(moment: datetime) -> str:

@@ -3,7 +3,8 @@
 FOR DEMOS AND TESTS ONLY. It serves saved API answers (the fixtures format, e.g. the bundled
 `sample_data`) with the real protocols' shapes, so that the real collector code runs unchanged against
 it: OpenID discovery and a client-credentials token endpoint that checks the client secret,
-`@odata.nextLink` paging with `$filter`/`$top` on Graph, subscriptions, ≤ 24-hour content listing with
+`@odata.nextLink` paging with `$filter`/`$top` on Graph (v1.0 and beta, every Graph source of the
+registry, with its time field and `field/any(...)` filters), subscriptions, ≤ 24-hour content listing with
 `NextPageUri` paging and the 7-day limit on the Management Activity API, and bearer tokens checked per
 audience. Faults can be injected (a 429 with Retry-After, a 500, an expired token) to drill the
 collector's retries. It is not a security boundary and never talks to Microsoft.
@@ -30,21 +31,32 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from aoc_common.sources import SourceSpec, all_sources
+from aoc_common.sources.samples import feed_sample, graph_sample_records
+from aoc_common.sources.spec import GraphPaging, ManagementActivityFeed
+
 GRAPH_PREFIX = "/graph"
+GRAPH_VERSIONS = ("v1.0", "beta")
 MANAGEMENT_PREFIX = "/manage"
-CONTENT_TYPES = (
-    "Audit.AzureActiveDirectory",
-    "Audit.Exchange",
-    "Audit.SharePoint",
-    "Audit.General",
-)
-GRAPH_COLLECTIONS = {
-    "auditLogs/directoryAudits": "graph_directory_audits_page*.json",
-    "deviceManagement/auditEvents": "graph_intune_audit_events.json",
+# Every source the registry collects from Graph, by collection path; every Management content type.
+GRAPH_SOURCES: dict[str, SourceSpec] = {
+    spec.collection.path: spec for spec in all_sources() if isinstance(spec.collection, GraphPaging)
 }
+FEED_SOURCES: tuple[SourceSpec, ...] = tuple(
+    spec for spec in all_sources() if isinstance(spec.collection, ManagementActivityFeed)
+)
+CONTENT_TYPES: tuple[str, ...] = tuple(
+    dict.fromkeys(
+        content_type
+        for spec in FEED_SOURCES
+        if isinstance(spec.collection, ManagementActivityFeed)
+        for content_type in spec.collection.content_types
+    )
+)
 TOKEN_LIFETIME_S = 3599
-_FILTER_GE = re.compile(r"activityDateTime ge (\S+)")
-_FILTER_LE = re.compile(r"activityDateTime le (\S+)")
+_TIME_BOUND = re.compile(r"(\w+) (ge|le) (\S+)")
+# OData lambda on a collection field, as Graph takes it: `field/any(t: t eq 'a' or t eq 'b')`.
+_ANY = re.compile(r"(\w+)/any\((\w+):\s*(.*?)\)")
 
 
 @dataclass
@@ -98,20 +110,21 @@ class FakeMicrosoft:
         self.enabled_subscriptions: set[str] = set()
         self.tokens_issued = 0
         self._graph = {
-            path: _graph_records(self.fixtures, pattern)
-            for path, pattern in GRAPH_COLLECTIONS.items()
+            path: graph_sample_records(spec, self.fixtures) for path, spec in GRAPH_SOURCES.items()
         }
-        activity = self.fixtures / "o365_management_activity.json"
-        feed = orjson.loads(activity.read_bytes()) if activity.exists() else {}
-        self._content: list[dict[str, Any]] = list(feed.get("content_list", []))
-        self._blobs: dict[str, list[Any]] = dict(feed.get("blobs", {}))
+        self._content: list[dict[str, Any]] = []
+        self._blobs: dict[str, list[Any]] = {}
+        for spec in FEED_SOURCES:
+            feed = feed_sample(spec, self.fixtures)
+            self._content += feed.content_list
+            self._blobs.update(feed.blobs)
         if self.now is None:
             self.now = recorded_at(self.fixtures)
         self.app = Starlette(
             routes=[
                 Route("/{tenant}/v2.0/.well-known/openid-configuration", self._openid),
                 Route("/{tenant}/oauth2/v2.0/token", self._token, methods=["POST"]),
-                Route(GRAPH_PREFIX + "/v1.0/{collection:path}", self._graph_page),
+                Route(GRAPH_PREFIX + "/{version}/{collection:path}", self._graph_page),
                 Route(
                     MANAGEMENT_PREFIX + "/api/v1.0/{tenant}/activity/feed/subscriptions/{action}",
                     self._subscriptions,
@@ -283,31 +296,34 @@ class FakeMicrosoft:
         refused = self._before(request, self.graph_base_url)
         if refused is not None:
             return refused
-        collection = request.path_params["collection"]
+        version, collection = request.path_params["version"], request.path_params["collection"]
         records = self._graph.get(collection)
-        if records is None:
+        if records is None or version not in GRAPH_VERSIONS:
+            segment = collection if version in GRAPH_VERSIONS else version
             return _graph_error(
-                400, "BadRequest", f"Resource not found for the segment '{collection}'."
+                400, "BadRequest", f"Resource not found for the segment '{segment}'."
             )
+        paging = GRAPH_SOURCES[collection].collection
+        assert isinstance(paging, GraphPaging)
         query = request.query_params
         if "$skiptoken" in query:
             state = orjson.loads(base64.urlsafe_b64decode(query["$skiptoken"].encode()))
         else:
             state = {"o": 0, "f": query.get("$filter", ""), "t": int(query.get("$top", "100"))}
         try:
-            selected = _graph_filter(records, state["f"])
+            selected = _graph_filter(records, state["f"], paging)
         except ValueError as error:
             return _graph_error(400, "BadRequest", f"Invalid filter clause: {error}")
         size = max(1, min(int(state["t"]), self.graph_page_size))
         offset = int(state["o"])
         body: dict[str, Any] = {
-            "@odata.context": f"{self.graph_base_url}/v1.0/$metadata#{collection}",
+            "@odata.context": f"{self.graph_base_url}/{version}/$metadata#{collection}",
             "value": selected[offset : offset + size],
         }
         if offset + size < len(selected):
             token = base64.urlsafe_b64encode(orjson.dumps({**state, "o": offset + size})).decode()
             link_base = self.graph_next_link_base or self.graph_base_url
-            body["@odata.nextLink"] = f"{link_base}/v1.0/{collection}?$skiptoken={token}"
+            body["@odata.nextLink"] = f"{link_base}/{version}/{collection}?$skiptoken={token}"
         return JSONResponse(body)
 
     # --- Management Activity API ---
@@ -410,38 +426,54 @@ def recorded_at(fixtures: Path) -> datetime:
     limits apply to the samples as they did when Microsoft answered.
     """
     newest = datetime(2000, 1, 1, tzinfo=UTC)
-    for pattern in GRAPH_COLLECTIONS.values():
-        for record in _graph_records(fixtures, pattern):
-            if isinstance(record, dict) and isinstance(record.get("activityDateTime"), str):
-                newest = max(newest, _parse_time(record["activityDateTime"]))
-    activity = fixtures / "o365_management_activity.json"
-    if activity.exists():
-        for content in orjson.loads(activity.read_bytes()).get("content_list", []):
+    for spec in GRAPH_SOURCES.values():
+        time_field = spec.record_time_field
+        for record in graph_sample_records(spec, fixtures):
+            if isinstance(record, dict) and isinstance(record.get(time_field), str):
+                newest = max(newest, _parse_time(record[time_field]))
+    for spec in FEED_SOURCES:
+        for content in feed_sample(spec, fixtures).content_list:
             newest = max(newest, _parse_time(content["contentCreated"]))
     return newest.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
 
 
-def _graph_records(fixtures: Path, pattern: str) -> list[Any]:
-    records: list[Any] = []
-    for page in sorted(fixtures.glob(pattern)):
-        body = orjson.loads(page.read_bytes())
-        records += body.get("value", []) if isinstance(body, dict) else []
-    return records
-
-
-def _graph_filter(records: list[Any], expression: str) -> list[Any]:
-    lower = _FILTER_GE.search(expression)
-    upper = _FILTER_LE.search(expression)
-    if expression and not (lower or upper):
+def _graph_filter(records: list[Any], expression: str, paging: GraphPaging) -> list[Any]:
+    """The records a Graph `$filter` keeps: `<time field> ge|le <time>` bounds joined by `and`,
+    and `field/any(t: t eq 'a' or …)` on a collection field (else the collection's implicit one)."""
+    bounds = _TIME_BOUND.findall(expression)
+    lambdas = _ANY.findall(expression)
+    if expression and not (bounds or lambdas):
         raise ValueError(expression)
-    start = _parse_time(lower.group(1)) if lower else None
-    end = _parse_time(upper.group(1)) if upper else None
+    start = end = None
+    for field_name, operator, value in bounds:
+        if field_name != paging.time_field:
+            raise ValueError(f"{field_name} is not filterable here")
+        moment = _parse_time(value)
+        start, end = (moment, end) if operator == "ge" else (start, moment)
+    wanted: list[tuple[str, set[str]]] = [
+        (field_name, set(re.findall(rf"{variable} eq '([^']*)'", body)))
+        for field_name, variable, body in lambdas
+    ]
+    if not wanted and paging.implicit_filter is not None:
+        field_name, values = paging.implicit_filter
+        wanted = [(field_name, set(values))]
     kept = []
     for record in records:
-        moment = _parse_time(record["activityDateTime"])
-        if (start is None or moment >= start) and (end is None or moment <= end):
+        moment = _parse_time(record[paging.time_field])
+        if (start is not None and moment < start) or (end is not None and moment > end):
+            continue
+        if all(_any_of(record, field_name, values) for field_name, values in wanted):
             kept.append(record)
     return kept
+
+
+def _any_of(record: dict[str, Any], field_name: str, values: set[str]) -> bool:
+    """Whether the record's collection field holds one of `values` (a record without the field,
+    as v1.0 answers have, counts as matching: the stand-in cannot tell)."""
+    found = record.get(field_name)
+    if not isinstance(found, list):
+        return True
+    return any(item in values for item in found)
 
 
 def _parse_time(value: str) -> datetime:

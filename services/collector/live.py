@@ -14,7 +14,7 @@ page points at; tokens and secrets never reach a log line or a health record.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,18 +24,13 @@ import orjson
 from pydantic import BaseModel, Field
 
 from aoc_collector.core import (
-    CONTENT_TYPES,
-    FETCHED_CONTENT_KEY,
-    GRAPH_COLLECTION,
-    GRAPH_PAGE_SIZE,
-    HISTORY_LIMIT,
     SourceWatermark,
     Window,
     advance_watermark,
     boundary_ids,
     content_windows,
     envelopes,
-    graph_filter,
+    fetched_content_key,
     management_time,
     new_records,
     plan_window,
@@ -46,12 +41,14 @@ from aoc_collector.core import (
 from aoc_collector.runtime import publish_envelopes
 from aoc_common.entra_auth import TokenProvider, default_scope
 from aoc_common.event_store.base import EventStore
-from aoc_common.events import SOURCES, Source, utc_now
+from aoc_common.events import Source, utc_now
 from aoc_common.http_retry import RetryPolicy, Sleep, request_with_retries
 from aoc_common.logging import get_logger
 from aoc_common.message_log.base import MessageLog
 from aoc_common.settings import Settings
 from aoc_common.source_health import SourceHealth, read_source_health, write_source_health
+from aoc_common.sources import SOURCES, SourceSpec, load_source_options, source_spec
+from aoc_common.sources.spec import GraphPaging, ManagementActivityFeed
 
 log = get_logger("collector")
 
@@ -102,7 +99,12 @@ class _Progress:
 
 
 class Collector:
-    """Collects the three sources into the raw topics; state lives in the event store."""
+    """Collects every registered source into its raw topic; state lives in the event store.
+
+    How a source is read follows its collection strategy (`aoc_common.sources`): Graph paging or
+    Management Activity content blobs. `source_options`: each source's own settings (default: read
+    from the environment).
+    """
 
     def __init__(
         self,
@@ -115,6 +117,7 @@ class Collector:
         now: Callable[[], datetime] = utc_now,
         sleep: Sleep = asyncio.sleep,
         policy: RetryPolicy = DEFAULT_POLICY,
+        source_options: Mapping[str, BaseModel] | None = None,
     ) -> None:
         self._log = message_log
         self._store = store
@@ -124,6 +127,7 @@ class Collector:
         self._now = now
         self._sleep = sleep
         self._policy = policy
+        self._options = load_source_options() if source_options is None else source_options
         self._graph = settings.graph_base_url
         self._management = settings.management_api_base_url
         self._lock = asyncio.Lock()
@@ -207,12 +211,15 @@ class Collector:
         )
         progress = _Progress(warnings=list(window.warnings))
         error: str | None = None
+        spec = source_spec(source)
         try:
-            if source == "unified":
-                await self._collect_unified(window, progress)
+            if isinstance(spec.collection, ManagementActivityFeed):
+                await self._collect_feed(spec, spec.collection, window, progress)
                 new_state = SourceWatermark(watermark=advance_watermark(state.watermark, window))
             else:
-                new_state = await self._collect_graph(source, window, state, progress)
+                new_state = await self._collect_graph(
+                    spec, spec.collection, window, state, progress
+                )
             await self._store.put_state(watermark_key(source), new_state.model_dump(mode="json"))
         except Exception as failure:  # one source's failure is a health record, not a crash
             error = _describe(failure)
@@ -247,14 +254,18 @@ class Collector:
         )
 
     async def _collect_graph(
-        self, source: Source, window: Window, state: SourceWatermark, progress: _Progress
+        self,
+        spec: SourceSpec,
+        paging: GraphPaging,
+        window: Window,
+        state: SourceWatermark,
+        progress: _Progress,
     ) -> SourceWatermark:
+        source = spec.id
         scope = default_scope(self._graph)
-        url: str | None = f"{self._graph}/v1.0/{GRAPH_COLLECTION[source]}"
-        params: dict[str, str] | None = {
-            "$filter": graph_filter(window),
-            "$top": str(GRAPH_PAGE_SIZE),
-        }
+        request = paging.first_request(window.start, window.end, self._options.get(source))
+        url: str | None = f"{self._graph}/{request.api_version}/{request.path}"
+        params: dict[str, str] | None = request.params
         seen = set(state.boundary_ids)
         overlap = timedelta(minutes=self._settings.fetch_overlap_minutes)
         boundary: set[str] = set()
@@ -279,16 +290,23 @@ class Collector:
             return state  # a forced window that did not reach the watermark leaves it alone
         return SourceWatermark(watermark=watermark, boundary_ids=sorted(boundary))
 
-    async def _collect_unified(self, window: Window, progress: _Progress) -> None:
+    async def _collect_feed(
+        self,
+        spec: SourceSpec,
+        activity: ManagementActivityFeed,
+        window: Window,
+        progress: _Progress,
+    ) -> None:
         scope = default_scope(self._management)
         tenant = self._settings.tenant_id or ""
         feed = f"{self._management}/api/v1.0/{tenant}/activity/feed"
         publisher = {"PublisherIdentifier": tenant}
-        await self._ensure_subscriptions(feed, scope, publisher)
-        stored = await self._store.get_state(FETCHED_CONTENT_KEY) or {}
+        await self._ensure_subscriptions(feed, scope, publisher, activity.content_types)
+        state_key = fetched_content_key(spec.id)
+        stored = await self._store.get_state(state_key) or {}
         fetched = prune_fetched_content(dict(stored.get("content", {})), self._now())
         try:
-            for content_type in CONTENT_TYPES:
+            for content_type in activity.content_types:
                 for part in content_windows(window):
                     url: str | None = f"{feed}/subscriptions/content"
                     params: dict[str, str] | None = {
@@ -305,7 +323,9 @@ class Collector:
                                 f"management-api: {_path(url)} answered without a content list"
                             )
                         for item in listing:
-                            await self._fetch_content(item, scope, publisher, fetched, progress)
+                            await self._fetch_content(
+                                spec, item, scope, publisher, fetched, progress
+                            )
                         next_page = response.headers.get("NextPageUri")
                         if next_page and not same_origin(next_page, self._management):
                             raise CollectionError(
@@ -315,12 +335,14 @@ class Collector:
                         # The identifier keeps our throttling quota our own on every page.
                         url = _with_params(next_page, publisher) if next_page else None
                         params = None
-                        await self._store.put_state(FETCHED_CONTENT_KEY, {"content": fetched})
+                        await self._store.put_state(state_key, {"content": fetched})
         finally:
-            await self._store.put_state(FETCHED_CONTENT_KEY, {"content": fetched})
+            await self._store.put_state(state_key, {"content": fetched})
 
-    async def _ensure_subscriptions(self, feed: str, scope: str, publisher: dict[str, str]) -> None:
-        """Start the four content subscriptions that are not enabled yet."""
+    async def _ensure_subscriptions(
+        self, feed: str, scope: str, publisher: dict[str, str], content_types: Sequence[str]
+    ) -> None:
+        """Start the content subscriptions that are not enabled yet."""
         listing = _json(
             await self._get(f"{feed}/subscriptions/list", scope, "management-api", publisher),
             f"{feed}/subscriptions/list",
@@ -330,7 +352,7 @@ class Collector:
             for s in (listing if isinstance(listing, list) else [])
             if isinstance(s, dict) and s.get("status") == "enabled"
         }
-        for content_type in CONTENT_TYPES:
+        for content_type in content_types:
             if content_type in enabled:
                 continue
             url = f"{feed}/subscriptions/start"
@@ -342,6 +364,7 @@ class Collector:
 
     async def _fetch_content(
         self,
+        spec: SourceSpec,
         item: Any,
         scope: str,
         publisher: dict[str, str],
@@ -361,13 +384,11 @@ class Collector:
         records = _json(await self._get(uri, scope, "management-api", publisher), uri)
         if not isinstance(records, list):
             raise CollectionError(f"management-api: content {content_id} is not a record list")
-        await self._publish("unified", records)
+        await self._publish(spec.id, records)
         progress.count += len(records)
         expires = item.get("contentExpiration")
         fetched[content_id] = (
-            expires
-            if isinstance(expires, str)
-            else (self._now() + HISTORY_LIMIT["unified"]).isoformat()
+            expires if isinstance(expires, str) else (self._now() + spec.history_limit).isoformat()
         )
 
     # --- I/O helpers ---

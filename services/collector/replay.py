@@ -1,7 +1,8 @@
 """The replay source: publishes saved API answers (the fixtures format) instead of calling Microsoft.
 
-Used by `aoc demo` and by tests. It reads the same shapes the live APIs return: Graph pages of
-`directoryAudits` and Intune `auditEvents`, and Management Activity API content blobs. It can also replay
+Used by `aoc demo` and by tests. It reads the same shapes the live APIs return, each registered
+source's sample files in its collection's format (Graph pages, Management Activity content blobs:
+`aoc_common.sources.samples`). It can also replay
 `malformed_inputs.json`, the bad-input drill: each entry is published as it would arrive from a broken
 producer, so that the demo shows every one of them ending in the dead-letter topic with a reason.
 """
@@ -17,9 +18,11 @@ from typing import Any
 
 import orjson
 
-from aoc_collector.core import envelopes, graph_page_records
+from aoc_collector.core import envelopes
 from aoc_common.events import RawEnvelope
 from aoc_common.message_log.base import Message
+from aoc_common.sources import all_sources
+from aoc_common.sources.samples import sample_records
 from aoc_common.topics import raw_topic
 
 # Fixture files describe a 2 MB value as "<2,000,000 x 'A': …>" instead of storing it.
@@ -46,34 +49,21 @@ def load_replay_set(
 ) -> ReplaySet:
     """Everything in `directory`, in the order the live collector would have fetched it."""
     replay = ReplaySet()
-    for page in sorted(directory.glob("graph_directory_audits_page*.json")):
-        records = graph_page_records(_read(page))
-        replay.envelopes += envelopes(
-            "directory", records, tenant_id=tenant_id, fetched_at=fetched_at
-        )
-    intune = directory / "graph_intune_audit_events.json"
-    if intune.exists():
-        records = graph_page_records(_read(intune))
-        replay.envelopes += envelopes("intune", records, tenant_id=tenant_id, fetched_at=fetched_at)
-    activity = directory / "o365_management_activity.json"
-    if activity.exists():
-        feed = _read(activity)
-        blobs = feed.get("blobs", {})
-        for content in feed.get("content_list", []):
-            records = blobs.get(content.get("contentId"), [])
-            replay.envelopes += envelopes(
-                "unified", records, tenant_id=tenant_id, fetched_at=fetched_at
-            )
+    for spec in all_sources():
+        records = sample_records(spec, directory)
+        replay.envelopes += envelopes(spec.id, records, tenant_id=tenant_id, fetched_at=fetched_at)
     malformed = directory / "malformed_inputs.json"
     if include_malformed and malformed.exists():
         for entry in _read(malformed):
             payload = _expand(entry.get("payload"))
+            # The drill's records are directory audits unless an entry names its source.
+            source = entry.get("source", "directory")
             if entry.get("kind") == "not_json" and isinstance(payload, str):
                 message = Message(None, payload.encode("utf-8"))
-                replay.raw_messages.append((raw_topic("directory"), message))
+                replay.raw_messages.append((raw_topic(source), message))
             else:
                 replay.envelopes.append(
-                    RawEnvelope(source="directory", fetched_at=fetched_at, payload=payload)
+                    RawEnvelope(source=source, fetched_at=fetched_at, payload=payload)
                 )
     return replay
 

@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import orjson
-from pydantic import BaseModel, ValidationError
 
 from aoc_common.dead_letter import DeadLetter, dead_letter
 from aoc_common.events import (
@@ -29,17 +28,12 @@ from aoc_common.events import (
 )
 from aoc_common.message_log.base import Record
 from aoc_common.search import RAW_TEXT_INDEXED_CHARS
-from aoc_common.sources import source_record_id
+from aoc_common.sources import source_record_id, source_spec
+from aoc_common.sources.mapping import Mapped, Rejected, validated
 from aoc_common.topics import source_of_raw_topic
 from aoc_normalizer.mappings import Mappings
-from aoc_normalizer.records import (
-    DirectoryAuditRecord,
-    IntuneAuditEvent,
-    ManagementActivityRecord,
-)
 
 STAGE = "normalizer"
-M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,25 +42,6 @@ class Limits:
 
     max_record_bytes: int = 1_000_000
     max_future_skew: timedelta = timedelta(minutes=60)
-
-
-class Rejected(Exception):
-    """A record that cannot become an event; the message is the dead-letter reason."""
-
-
-@dataclass(frozen=True, slots=True)
-class Mapped:
-    """What a source mapper extracts, before the common fields are filled in."""
-
-    timestamp: datetime
-    operation: str
-    raw_category: str | None
-    service: str
-    raw_result: object
-    actor: Actor
-    targets: list[Target]
-    detail: str
-    tenant_id: str | None
 
 
 def normalize_message(
@@ -116,7 +91,7 @@ def _normalize(
         document = orjson.loads(record.value)
     except orjson.JSONDecodeError as error:
         raise Rejected(f"invalid JSON: {error}") from None
-    envelope = _validated(RawEnvelope, document, "envelope")
+    envelope = validated(RawEnvelope, document, "envelope")
     if envelope.source != topic_source:
         raise Rejected(f"envelope source {envelope.source!r} published on {record.topic!r}")
     payload = envelope.payload
@@ -127,7 +102,8 @@ def _normalize(
     if nul_path is not None:
         raise Rejected(f"field {nul_path} contains a NUL character")
 
-    mapped = _MAPPERS[envelope.source](payload, mappings)
+    source = envelope.source
+    mapped = source_spec(source).mapper(payload, mappings.sources[source])
     timestamp = to_utc_millis(mapped.timestamp)
     if timestamp > now + limits.max_future_skew:
         minutes = int(limits.max_future_skew.total_seconds() // 60)
@@ -135,7 +111,6 @@ def _normalize(
             f"timestamp {timestamp.isoformat()} is more than {minutes} minutes in the future"
         )
 
-    source = envelope.source
     category_map = mappings.sources[source].categories
     category = category_map.get(mapped.raw_category or "", mapped.raw_category) or (
         mappings.defaults.category
@@ -151,6 +126,7 @@ def _normalize(
         actor=mapped.actor,
         targets=mapped.targets,
         detail=mapped.detail,
+        values=mapped.summary_values,
     )
     enrichment: Enrichment = (
         "off" if _unresolved_ids(source, mapped.actor, mapped.targets) else "complete"
@@ -165,7 +141,9 @@ def _normalize(
         service=mapped.service,
         category=category,
         operation=mapped.operation,
-        result=mappings.result_of(mapped.raw_result),
+        result=mapped.result or mappings.result_of(mapped.raw_result),
+        result_detail=mapped.result_detail,
+        details=mapped.details,
         actor_display=actor_display,
         target_displays=target_displays,
         display_summary=summary,
@@ -187,8 +165,11 @@ def _displays(
     actor: Actor,
     targets: list[Target],
     detail: str,
+    values: Mapping[str, str],
 ) -> tuple[str, list[str], str]:
-    """actor_display, target_displays and display_summary: what analysts read, from the same parts."""
+    """actor_display, target_displays and display_summary: what analysts read, from the same parts.
+
+    `values` fill the source's own placeholders (`SourceSpec.summary_fields`)."""
     actor_display = _actor_display(actor) or mappings.defaults.actor
     target_displays = [d for d in (_target_display(t) for t in targets) if d]
     summary = mappings.summary(
@@ -205,6 +186,7 @@ def _displays(
             "service": service,
             "category": category,
             "detail": detail,
+            **values,
         },
     )
     return actor_display, target_displays, summary
@@ -214,7 +196,6 @@ def _displays(
 
 # Target types of directory audits that are Entra directory objects, so Graph's getByIds can name them.
 DIRECTORY_OBJECT_TYPES = frozenset({"user", "group", "serviceprincipal", "device", "application"})
-_ENRICHED_SOURCES = frozenset({"directory", "intune"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,12 +208,13 @@ class DirectoryName:
 
 
 def _unresolved_ids(source: Source, actor: Actor, targets: list[Target]) -> list[str]:
-    if source not in _ENRICHED_SOURCES:
-        return []  # Management Activity records name their objects (UPNs, site URLs, team names)
+    enriched = source_spec(source).name_enrichment
+    if enriched == "none":
+        return []  # e.g. Management Activity records name their objects (UPNs, sites, teams)
     ids: list[str] = []
     if actor.id and actor.type in ("user", "app") and not _has_name(actor):
         ids.append(actor.id)
-    if source == "directory":
+    if enriched == "actor_and_targets":
         ids += [
             t.id
             for t in targets
@@ -268,6 +250,7 @@ def with_directory_names(
         return event
     actor = _named(event.actor, names.get(event.actor.id or ""))
     targets = [_named(t, names.get(t.id or "")) for t in event.targets]
+    detail, values = _summary_parts(event, mappings)
     actor_display, target_displays, summary = _displays(
         mappings,
         event.source,
@@ -276,7 +259,8 @@ def with_directory_names(
         category=event.category,
         actor=actor,
         targets=targets,
-        detail="",  # only Management Activity records have a detail, and they are never enriched
+        detail=detail,
+        values=values,
     )
     complete = all(i in names for i in wanted)
     return event.model_copy(
@@ -289,6 +273,16 @@ def with_directory_names(
             "enrichment": "complete" if complete else unresolved,
         }
     )
+
+
+def _summary_parts(event: CanonicalEvent, mappings: Mappings) -> tuple[str, Mapping[str, str]]:
+    """The detail and source-specific summary values of the event's record, mapped again: the event
+    does not keep them, and the re-rendered summary must show them as the first one did."""
+    try:
+        mapped = source_spec(event.source).mapper(event.raw, mappings.sources[event.source])
+    except Rejected:  # the mapping changed since: render without them
+        return "", {}
+    return mapped.detail, mapped.summary_values
 
 
 P = TypeVar("P", Actor, Target)
@@ -323,16 +317,6 @@ def make_dedupe_key(
     return f"{source}:sha256:{hashlib.sha256(identity).hexdigest()}"
 
 
-def _validated(model: type[M], value: Any, what: str) -> M:
-    try:
-        return model.model_validate(value)
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or what}: {e['msg']}" for e in error.errors()[:5]
-        )
-        raise Rejected(f"invalid {what}: {problems}") from None
-
-
 def _first_nul(value: Any, path: str = "payload") -> str | None:
     """Where a NUL hides in a string or key: no store can index it, and no analyst can read it."""
     if isinstance(value, str):
@@ -365,174 +349,3 @@ def _first_display(targets: list[Target], types: set[str]) -> str:
         if (target.type or "").lower() in types:
             return _target_display(target) or ""
     return ""
-
-
-def _modified(properties: list[Any]) -> list[dict[str, Any]]:
-    return [p.model_dump(mode="json", by_alias=True, exclude_none=True) for p in properties]
-
-
-# --- per-source mappers ---
-
-
-def _map_directory(payload: dict[str, Any], mappings: Mappings) -> Mapped:
-    record = _validated(DirectoryAuditRecord, payload, "directoryAudit record")
-    source_map = mappings.sources["directory"]
-    initiated = record.initiated_by
-    if (
-        initiated
-        and initiated.user
-        and (initiated.user.user_principal_name or initiated.user.id or initiated.user.display_name)
-    ):
-        user = initiated.user
-        actor = Actor(
-            type="user",
-            id=user.id,
-            display_name=user.display_name,
-            user_principal_name=user.user_principal_name,
-            ip_address=user.ip_address,
-        )
-    elif initiated and initiated.app:
-        app = initiated.app
-        actor = Actor(
-            type="app",
-            id=app.service_principal_id,
-            display_name=app.display_name or app.service_principal_name,
-            app_id=app.app_id,
-        )
-    else:
-        actor = Actor(type="unknown")
-    targets = [
-        Target(
-            type=t.type,
-            id=t.id,
-            display_name=t.display_name,
-            user_principal_name=t.user_principal_name,
-            modified_properties=_modified(t.modified_properties),
-        )
-        for t in record.target_resources
-    ]
-    service = source_map.services.get(record.logged_by_service or "", source_map.default_service)
-    return Mapped(
-        timestamp=record.activity_date_time,
-        operation=record.activity_display_name,
-        raw_category=record.category,
-        service=service,
-        raw_result=record.result,
-        actor=actor,
-        targets=targets,
-        detail="",
-        tenant_id=None,
-    )
-
-
-def _map_intune(payload: dict[str, Any], mappings: Mappings) -> Mapped:
-    record = _validated(IntuneAuditEvent, payload, "Intune auditEvent")
-    operation = record.activity_type or record.display_name
-    if not operation:
-        raise Rejected("invalid Intune auditEvent: activityType and displayName are both empty")
-    source_actor = record.actor
-    if source_actor and source_actor.user_principal_name:
-        actor = Actor(
-            type="user",
-            id=source_actor.user_id,
-            user_principal_name=source_actor.user_principal_name,
-            app_id=source_actor.application_id,
-            ip_address=source_actor.ip_address,
-        )
-    elif source_actor and (source_actor.application_display_name or source_actor.application_id):
-        actor = Actor(
-            type="app",
-            display_name=source_actor.application_display_name
-            or source_actor.service_principal_name,
-            app_id=source_actor.application_id,
-        )
-    elif source_actor and source_actor.user_id:
-        # Only an object id: enrichment can name it through Graph.
-        actor = Actor(type="user", id=source_actor.user_id, ip_address=source_actor.ip_address)
-    else:
-        actor = Actor(type="unknown")
-    targets = [
-        Target(
-            type=r.type,
-            id=r.resource_id,
-            display_name=r.display_name,
-            modified_properties=_modified(r.modified_properties),
-        )
-        for r in record.resources
-    ]
-    return Mapped(
-        timestamp=record.activity_date_time,
-        operation=operation,
-        raw_category=record.category or record.component_name,
-        service=mappings.sources["intune"].default_service,
-        raw_result=record.activity_result,
-        actor=actor,
-        targets=targets,
-        detail="",
-        tenant_id=None,
-    )
-
-
-def _map_unified(payload: dict[str, Any], mappings: Mappings) -> Mapped:
-    record = _validated(ManagementActivityRecord, payload, "Management Activity record")
-    source_map = mappings.sources["unified"]
-    user = record.user_id or record.user_key
-    actor = Actor(
-        type="user" if user and "@" in user else ("system" if user else "unknown"),
-        id=record.user_key,
-        user_principal_name=record.user_id if record.user_id and "@" in record.user_id else None,
-        display_name=None if record.user_id and "@" in record.user_id else record.user_id,
-        ip_address=record.client_ip,
-    )
-    targets, detail = _unified_targets(record)
-    return Mapped(
-        timestamp=record.creation_time,
-        operation=record.operation,
-        raw_category=None if record.record_type is None else str(record.record_type),
-        service=source_map.services.get(record.workload or "", source_map.default_service),
-        raw_result=record.result_status,
-        actor=actor,
-        targets=targets,
-        detail=detail,
-        tenant_id=record.organization_id,
-    )
-
-
-def _unified_targets(record: ManagementActivityRecord) -> tuple[list[Target], str]:
-    """Each workload names its targets differently; `detail` is what the summary shows besides them."""
-    workload = (record.workload or "").lower()
-    if workload == "exchange":
-        parameters = [p for p in record.parameters if isinstance(p.get("Name"), str)]
-        shown = [f"{p['Name']}={p.get('Value', '')}" for p in parameters if p["Name"] != "Identity"]
-        name = record.object_id or next(
-            (str(p.get("Value")) for p in parameters if p["Name"] == "Identity"), None
-        )
-        targets = [Target(type="Mailbox", display_name=name)] if name else []
-        return targets, "; ".join(shown)
-    if workload in ("sharepoint", "onedrive"):
-        site = record.site_url or record.object_id or ""
-        targets = [Target(type="Site", display_name=site)] if site else []
-        if record.target_user_or_group_name:
-            targets.append(Target(type="User", display_name=record.target_user_or_group_name))
-        return targets, site
-    if workload == "microsoftteams":
-        team = record.team_name or ""
-        targets = [Target(type="Team", display_name=team)] if team else []
-        for member in record.members:
-            name = member.get("UPN") or member.get("DisplayName")
-            if isinstance(name, str) and name:
-                targets.append(Target(type="Member", display_name=name))
-        return targets, team
-    if workload == "azureactivedirectory":
-        names = [t["ID"] for t in record.target if isinstance(t.get("ID"), str) and "@" in t["ID"]]
-        return [Target(type="User", user_principal_name=n) for n in names] or (
-            [Target(display_name=record.object_id)] if record.object_id else []
-        ), ""
-    return ([Target(display_name=record.object_id)] if record.object_id else []), ""
-
-
-_MAPPERS = {
-    "directory": _map_directory,
-    "intune": _map_intune,
-    "unified": _map_unified,
-}

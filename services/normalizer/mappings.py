@@ -10,33 +10,21 @@ from __future__ import annotations
 
 import os
 import re
-import string
+from functools import cache
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from aoc_common.events import Result, Source
 from aoc_common.logging import get_logger
 from aoc_common.metrics import MAPPINGS_RELOADS
+from aoc_common.sources import SOURCES, source_spec
+from aoc_common.sources.mapping import PLACEHOLDERS, SourceMapping, check_template
 
 log = get_logger(__name__)
 
-PLACEHOLDERS = frozenset(
-    {
-        "actor",
-        "target",
-        "targets",
-        "member",
-        "role",
-        "group",
-        "operation",
-        "service",
-        "category",
-        "detail",
-    }
-)
 _EMPTY_BRACKETS = re.compile(r"\s*\(\s*\)")
 _SPACES = re.compile(r"\s{2,}")
 
@@ -45,33 +33,10 @@ class MappingError(ValueError):
     """mappings.yml cannot be used; the message names the file and the offending entry."""
 
 
-def check_template(template: str) -> str:
-    """Only plain placeholders from PLACEHOLDERS: no attribute or index access, no format specs."""
-    try:
-        fields = list(string.Formatter().parse(template))
-    except ValueError as error:
-        raise ValueError(f"template {template!r}: {error}") from None
-    for _, name, spec, conversion in fields:
-        if name is None:
-            continue
-        if name not in PLACEHOLDERS or spec or conversion:
-            allowed = ", ".join(sorted(PLACEHOLDERS))
-            raise ValueError(f"template {template!r} uses {{{name}}}; allowed: {allowed}")
-    return template
-
-
-class SourceMapping(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    services: dict[str, str] = Field(default_factory=dict)
-    default_service: str
-    categories: dict[str, str] = Field(default_factory=dict)
-    summaries: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("summaries")
-    @classmethod
-    def _templates(cls, summaries: dict[str, str]) -> dict[str, str]:
-        return {operation: check_template(t) for operation, t in summaries.items()}
+@cache
+def placeholders_of(source: Source) -> frozenset[str]:
+    """What `source`'s summary templates may use: the common placeholders and its own."""
+    return PLACEHOLDERS | frozenset(source_spec(source).summary_fields)
 
 
 class Defaults(BaseModel):
@@ -83,7 +48,10 @@ class Defaults(BaseModel):
     summary: str
     summary_no_target: str
 
-    _templates = field_validator("summary", "summary_no_target")(check_template)
+    @field_validator("summary", "summary_no_target")
+    @classmethod
+    def _templates(cls, template: str) -> str:
+        return check_template(template)
 
 
 class ResultWords(BaseModel):
@@ -103,6 +71,17 @@ class Mappings(BaseModel):
     results: ResultWords
     sources: dict[Source, SourceMapping]
 
+    @model_validator(mode="after")
+    def _summaries_use_their_source_placeholders(self) -> Mappings:
+        for source, section in self.sources.items():
+            allowed = placeholders_of(source)
+            for operation, template in section.summaries.items():
+                try:
+                    check_template(template, allowed)
+                except ValueError as error:
+                    raise ValueError(f"sources.{source}.summaries.{operation}: {error}") from None
+        return self
+
     def result_of(self, raw_result: object) -> Result:
         word = str(raw_result).strip().lower()
         if word in (w.lower() for w in self.results.success):
@@ -117,7 +96,8 @@ class Mappings(BaseModel):
         if template is None:
             has_target = bool(values.get("targets"))
             template = self.defaults.summary if has_target else self.defaults.summary_no_target
-        rendered = template.format_map({name: values.get(name, "") for name in PLACEHOLDERS})
+        names = placeholders_of(source)
+        rendered = template.format_map({name: values.get(name, "") for name in names})
         return _SPACES.sub(" ", _EMPTY_BRACKETS.sub("", rendered)).strip()
 
 
@@ -136,7 +116,7 @@ def parse_mappings(text: str, origin: str = "mappings.yml") -> Mappings:
             for e in error.errors()
         )
         raise MappingError(f"{origin}: {problems}") from None
-    missing = {"directory", "intune", "unified"} - set(mappings.sources)
+    missing = set(SOURCES) - set(mappings.sources)
     if missing:
         raise MappingError(f"{origin}: sources missing: {', '.join(sorted(missing))}")
     return mappings

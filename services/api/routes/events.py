@@ -26,8 +26,10 @@ from aoc_common.query import (
     FilterOptions,
     InvalidCursor,
 )
+from aoc_common.sources import source_descriptions, source_vocabulary
 
 router = APIRouter(prefix="/api")
+SOURCE_DESCRIPTION = f"Which Microsoft log: {source_vocabulary()} ({source_descriptions()})"
 FILTER_OPTIONS_TTL_S = 10.0
 EVENT_QUERY_PARAMETERS = frozenset(
     {
@@ -53,7 +55,7 @@ def _invalid(parameter: str, message: str, value: Any = None) -> RequestValidati
 
 
 ServiceFilter = Annotated[str | None, Query(description="Exact service label, e.g. Exchange")]
-SourceFilter = Annotated[str | None, Query(description="directory | intune | unified")]
+SourceFilter = Annotated[str | None, Query(description=SOURCE_DESCRIPTION)]
 ActorFilter = Annotated[str | None, Query(description="Case-insensitive part of the actor")]
 OperationFilter = Annotated[str | None, Query(description="Exact operation name")]
 ResultFilter = Annotated[str | None, Query(description="success | failure | unknown")]
@@ -131,7 +133,7 @@ async def list_events(
     request: Request,
     store: Annotated[EventStore, Depends(get_store)],
     service: Annotated[str | None, Query(description="Exact service label, e.g. Exchange")] = None,
-    source: Annotated[str | None, Query(description="directory | intune | unified")] = None,
+    source: Annotated[str | None, Query(description=SOURCE_DESCRIPTION)] = None,
     actor: Annotated[str | None, Query(description="Case-insensitive part of the actor")] = None,
     operation: Annotated[str | None, Query(description="Exact operation name")] = None,
     result: Annotated[str | None, Query(description="success | failure | unknown")] = None,

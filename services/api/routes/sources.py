@@ -31,6 +31,8 @@ from aoc_common.http_retry import RetriesExhausted, RetryPolicy, request_with_re
 from aoc_common.logging import get_logger
 from aoc_common.settings import Settings
 from aoc_common.source_health import read_source_health
+from aoc_common.sources import all_sources
+from aoc_common.sources.spec import GraphPaging
 
 # Set to [Depends(require_reader)] / [Depends(require_writer)] at merge (contracts.md §4).
 READ_GUARD: list[DependsParam] = [Depends(require_reader)]
@@ -116,10 +118,15 @@ async def graph_webhook(
             rejected += 1
             continue
         source = source_of_resource(str(notification.get("resource", "")))
-        if source not in sources:
+        if source is not None and source not in sources:
             sources.append(source)
-    if not sources:
+    if rejected == len(notifications):
         return problem(401, "Unauthorized", "no notification carried the expected clientState")
+    if not sources:  # genuine, but about nothing any audit source collects
+        return JSONResponse(
+            {"accepted": len(notifications) - rejected, "rejected": rejected, "sources": []},
+            status_code=202,
+        )
     answer = await _forward(
         settings, "POST", "/trigger", TRIGGER_TIMEOUT, json={"sources": sources}
     )
@@ -131,14 +138,22 @@ async def graph_webhook(
     )
 
 
-def source_of_resource(resource: str) -> Source:
-    """Which audit source a Graph notification's resource hints at.
+def source_of_resource(resource: str) -> Source | None:
+    """Which audit source a Graph notification's resource hints at (None: none of them).
 
     Graph offers no change notifications on the audit collections themselves; subscriptions on
     directory objects (users, groups, applications…) or on Intune resources (`deviceManagement/…`)
-    say that an admin changed something, so the matching audit log gets a fetch.
+    say that an admin changed something, so the matching audit log gets a fetch. Each Graph
+    source lists the resource prefixes it is `notified_by`; the longest matching prefix wins.
     """
-    return "intune" if resource.lstrip("/").lower().startswith("devicemanagement") else "directory"
+    path = resource.lstrip("/").lower()
+    best: tuple[int, Source] | None = None
+    for spec in all_sources():
+        prefixes = spec.collection.notified_by if isinstance(spec.collection, GraphPaging) else ()
+        for prefix in prefixes:
+            if path.startswith(prefix) and (best is None or len(prefix) > best[0]):
+                best = (len(prefix), spec.id)
+    return None if best is None else best[1]
 
 
 async def _forward(
