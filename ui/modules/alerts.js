@@ -94,7 +94,7 @@ function showCounts(summary) {
     item.title = `${rule.rule_name}: ${rule.open} open, ${rule.acknowledged} acknowledged`;
     list.appendChild(wrap(item));
   }
-  updateBadge(summary.open_all ?? summary.open);
+  if (!state.severity) updateBadge(summary.open);
 }
 
 function wrap(node) {
@@ -183,6 +183,7 @@ async function acknowledge(ids) {
     const done = plural(answer.acknowledged.length, "alert");
     $("alerts-status").textContent = `${done} acknowledged.` + (answer.missing.length ? ` ${plural(answer.missing.length, "alert")} no longer exist.` : "") + " " + $("alerts-status").textContent;
     loadSummary(state);
+    if (state.severity) loadAlertsBadge();
   } catch (error) {
     $("alerts-status").textContent = "Could not acknowledge: " + error.message;
   }

@@ -5,8 +5,8 @@
 import { el, svg } from "./dom.js";
 import { formatTime } from "./time.js";
 
-// Distinct on both themes (≥ 3:1 against the panel backgrounds), in a fixed order per series.
-export const PALETTE = ["#4e9eff", "#e8a33d", "#3fbf8f", "#c77dff", "#ff7a7a", "#4cc3d9", "#b5bd3c", "#f06fb0"];
+// Distinct hues with ≥ 3:1 contrast against both themes' chart backgrounds (WCAG 1.4.11), in a fixed order.
+export const PALETTE = ["#3b82f6", "#d97706", "#059669", "#a855f7", "#dc2626", "#0891b2", "#65a30d", "#db2777"];
 
 export function intervalText(seconds) {
   const hours = seconds / 3600;

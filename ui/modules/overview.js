@@ -11,6 +11,7 @@ import { eventsMatching, navigate, RANGES } from "./state.js";
 import { formatTime, zoneName } from "./time.js";
 
 const TOP = 8;
+const OTHER_COLOR = "#7d8b9b";
 const SEVERITY_CLASSES = { critical: "fill-critical", high: "fill-high", medium: "fill-medium", low: "fill-low" };
 let generation = 0;
 
@@ -39,9 +40,18 @@ async function drawServices(mine, start, period) {
   const p = params(start, { field: "service", top: String(TOP) });
   const series = await api("/api/events/series?" + p.toString());
   if (mine !== generation) return null;
-  const lines = series.series.map((one, index) => ({ name: one.value, counts: one.counts, color: PALETTE[index % PALETTE.length] }));
+  const lines = series.series.map((one, index) => ({ name: one.value, other: one.other, counts: one.counts, color: one.other ? OTHER_COLOR : PALETTE[index % PALETTE.length] }));
+  const named = lines.filter((line) => !line.other).map((line) => line.name);
+  // "Other" is every service not charted by name: its events are the ones of none of them.
+  const serviceEvents = (name, time) => {
+    const line = lines.find((l) => l.name === name);
+    if (!line || !line.other) return eventsMatching({ service: name, ...time });
+    const patch = eventsMatching(time);
+    patch.exclude = { ...patch.exclude, service: named };
+    return patch;
+  };
   stackedChart($("chart-services"), series, lines, {
-    onSelect: (index, name) => navigate(eventsMatching({ service: name, ...bucketWindow(series, index) })),
+    onSelect: (index, name) => navigate(serviceEvents(name, bucketWindow(series, index))),
   });
   const legend = $("legend-services");
   legend.replaceChildren();
@@ -52,7 +62,7 @@ async function drawServices(mine, start, period) {
     const swatch = el("span", null, "swatch");
     swatch.style.backgroundColor = line.color;
     link.append(swatch, el("span", line.name), el("span", line.counts.reduce((a, b) => a + b, 0).toLocaleString("en-US"), "muted"));
-    link.addEventListener("click", () => navigate(eventsMatching({ service: line.name, ...periodFilters(period) })));
+    link.addEventListener("click", () => navigate(serviceEvents(line.name, periodFilters(period))));
     item.appendChild(link);
     legend.appendChild(item);
   }
@@ -129,6 +139,17 @@ async function drawFreshness(mine) {
   }
 }
 
+function showEmptyRange(empty) {
+  const status = $("overview-status");
+  status.replaceChildren();
+  if (!empty) return;
+  status.append("No events in this time range. ");
+  const all = el("button", "Show all stored events", "link-button");
+  all.type = "button";
+  all.addEventListener("click", () => navigate({ period: "all" }));
+  status.appendChild(all);
+}
+
 export async function showOverview(state, previous) {
   $("overview-range").value = state.period;
   if (previous && previous.view === "overview" && previous.period === state.period && previous.tz === state.tz) return;
@@ -141,7 +162,7 @@ export async function showOverview(state, previous) {
     const [series] = await Promise.all([drawServices(mine, start, state.period), drawTops(mine, start, state.period)]);
     if (series) await drawFailures(mine, series);
     if (mine !== generation) return;
-    $("overview-status").textContent = series && series.total === 0 ? "No events in this time range." : "";
+    showEmptyRange(series && series.total === 0 && state.period !== "all");
   } catch (error) {
     if (mine === generation) $("overview-status").textContent = "Could not load the overview: " + error.message;
   }

@@ -130,6 +130,7 @@ window.addEventListener("popstate", () => {
 /** A state with every event filter cleared (the view and display choices kept). */
 export function withoutFilters() {
   return {
+    order: DEFAULTS.order,
     search: "",
     contains: "",
     include: emptyValues(),
@@ -145,7 +146,7 @@ export function withoutFilters() {
 /** A state patch showing the events that match `filters` ({field: value} and start/end). */
 export function eventsMatching(filters) {
   const include = emptyValues();
-  const patch = { ...withoutFilters(), view: "events", include };
+  const patch = { ...withoutFilters(), view: "events", include, exclude: emptyValues() };
   for (const [name, value] of Object.entries(filters)) {
     if (FACET_FIELDS.includes(name)) include[name] = [value];
     else patch[name] = value;
