@@ -40,7 +40,7 @@ from aoc_common.event_store.mongo import MongoEventStore  # noqa: E402
 from aoc_common.event_store.sqlite import SqliteEventStore  # noqa: E402
 from aoc_common.events import CanonicalEvent, event_id_for  # noqa: E402
 from aoc_common.settings import Settings  # noqa: E402
-from tests.api.conftest import fixture_events  # noqa: E402
+from tests.utils.records import fixture_events  # noqa: E402
 
 SAMPLES = REPO / "services" / "collector" / "sample_data"
 BATCH = 5_000

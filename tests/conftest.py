@@ -1,4 +1,7 @@
-"""Shared test fixtures. Engine servers (Tansu for Kafka, SecantusDB for MongoDB) live in tests/engines."""
+"""Fixtures every test area shares: the shared sample fixtures and the engines (tests/engines: the
+`engines` fixture, and the Tansu and SecantusDB servers behind its Kafka + MongoDB kind).
+
+Builders and stand-ins that tests import live in tests/utils; no test module imports another."""
 
 from __future__ import annotations
 
@@ -6,7 +9,11 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.engines.kafka_server", "tests.engines.mongo_server"]
+pytest_plugins = [
+    "tests.engines.kafka_server",
+    "tests.engines.mongo_server",
+    "tests.engines.fixture",
+]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = REPO_ROOT.parent / "shared" / "fixtures"

@@ -13,8 +13,8 @@ import pytest
 
 from aoc_alerter.runtime import seed_default_rules
 from aoc_api.app import create_app
-from aoc_common.event_store.sqlite import SqliteEventStore
-from aoc_common.message_log.embedded import EmbeddedMessageLog
+from aoc_common.engines import Engines
+from aoc_common.event_store.base import EventStore
 from aoc_common.rules import Alert
 from aoc_common.settings import Settings
 
@@ -51,23 +51,19 @@ def an_alert(
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteEventStore]:
-    store = SqliteEventStore(tmp_path / "events.sqlite3")
-    await store.start()
-    await seed_default_rules(store)
-    yield store
-    await store.stop()
+async def store(engines: Engines) -> EventStore:
+    await seed_default_rules(engines.store)
+    return engines.store
 
 
 @pytest.fixture
-async def client(tmp_path: Path, store: SqliteEventStore) -> AsyncIterator[httpx.AsyncClient]:
-    message_log = EmbeddedMessageLog(tmp_path / "log.sqlite3")
-    await message_log.start()
-    app = create_app(Settings(data_dir=tmp_path), store=store, message_log=message_log)
+async def client(
+    tmp_path: Path, engines: Engines, store: EventStore
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(Settings(data_dir=tmp_path), store=store, message_log=engines.message_log)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://aoc.test") as client:
         yield client
-    await message_log.stop()
 
 
 async def test_rules_lists_the_seeded_defaults_by_name(client: httpx.AsyncClient):
@@ -137,9 +133,7 @@ async def test_invalid_rules_are_refused_as_problem_json_naming_the_field(
     assert any(e["parameter"] == parameter for e in response.json()["errors"]), response.json()
 
 
-async def test_alerts_page_newest_first_and_filter(
-    client: httpx.AsyncClient, store: SqliteEventStore
-):
+async def test_alerts_page_newest_first_and_filter(client: httpx.AsyncClient, store: EventStore):
     await store.insert_alerts(
         [an_alert(n, severity="critical" if n % 2 else "medium") for n in range(7)]
         + [an_alert(100, rule_id="default-guest-added-to-team")]
@@ -168,7 +162,7 @@ async def test_alerts_page_newest_first_and_filter(
 
 
 async def test_acknowledging_an_alert_moves_it_from_open_to_acknowledged(
-    client: httpx.AsyncClient, store: SqliteEventStore
+    client: httpx.AsyncClient, store: EventStore
 ):
     await store.insert_alerts([an_alert(1), an_alert(2)])
 

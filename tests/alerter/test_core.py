@@ -21,8 +21,8 @@ from aoc_alerter.core import (
 from aoc_common.events import CanonicalEvent
 from aoc_common.query import timestamp_ms
 from aoc_common.rules import Condition, Rule
-from tests.alerter.builders import a_burst, a_rule
-from tests.builders import fixture_events
+from tests.utils.alerts import a_burst, a_rule
+from tests.utils.records import fixture_events
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 

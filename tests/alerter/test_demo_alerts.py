@@ -4,20 +4,14 @@ the demo runs."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.alerter.test_default_rules import EXPECTED_ALERTS
+from tests.utils.expected import DEFAULT_RULE_ALERTS
+from tests.utils.local_servers import free_port
 
 AOC = Path(sys.executable).with_name("aoc")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_the_demo_reports_the_sample_alerts_and_a_second_run_adds_none(tmp_path: Path) -> None:
@@ -42,6 +36,8 @@ def test_the_demo_reports_the_sample_alerts_and_a_second_run_adds_none(tmp_path:
             check=False,
         )
         assert result.returncode == 0, result.stdout + result.stderr
-        assert f"AOC demo: {EXPECTED_ALERTS} alerts in the store" in result.stdout, result.stdout
+        assert f"AOC demo: {DEFAULT_RULE_ALERTS} alerts in the store" in result.stdout, (
+            result.stdout
+        )
         assert "4 × [high] Mailbox forwarding to an external address" in result.stdout
         assert "7 × [high] Member added to a privileged role" in result.stdout

@@ -5,14 +5,10 @@ and webhook notifications to a real local receiver."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TypeVar
 
 import orjson
 import pytest
@@ -21,22 +17,21 @@ from aoc_alerter.__main__ import main
 from aoc_alerter.notify import WebhookNotifier
 from aoc_alerter.runtime import Alerter, seed_default_rules
 from aoc_common import topics
-from aoc_common.codec import encode
+from aoc_common.engines import Engines
 from aoc_common.event_store.base import EventStore
-from aoc_common.event_store.sqlite import SqliteEventStore
-from aoc_common.events import CanonicalEvent
 from aoc_common.http_retry import RetryPolicy
-from aoc_common.message_log.base import Message, MessageLog, Record
-from aoc_common.message_log.embedded import EmbeddedMessageLog
+from aoc_common.message_log.base import Message, MessageLog
 from aoc_common.rules import Alert, AlertQuery
 from aoc_common.settings import Settings
-from tests.alerter.builders import a_burst
-from tests.alerter.test_default_rules import EXPECTED, EXPECTED_ALERTS
-from tests.alerter.webhook_receiver import running_receiver
-from tests.builders import fixture_events, wait_for
-from tests.engines.pipeline_engines import ENGINE_KINDS, started_engines
+from tests.utils.alerts import a_burst
+from tests.utils.consumers import caught_up as group_caught_up
+from tests.utils.consumers import running
+from tests.utils.expected import DEFAULT_RULE_ALERTS, DEFAULT_RULE_HITS
+from tests.utils.records import fixture_events
+from tests.utils.topic_io import publish_events, read_topic
+from tests.utils.waiting import wait_for
+from tests.utils.webhook_receiver import running_receiver
 
-T = TypeVar("T")
 FAST_RETRIES = RetryPolicy(max_attempts=4, base_delay_s=0.01, max_delay_s=0.05)
 
 
@@ -44,102 +39,48 @@ async def all_alerts(store: EventStore) -> list[Alert]:
     return (await store.query_alerts(AlertQuery(page_size=500))).items
 
 
-async def read_topic(message_log: MessageLog, topic: str, expected: int) -> list[Record]:
-    """Everything on `topic` (at least `expected` records, or what came within the deadline)."""
-    records: list[Record] = []
-    deadline = time.monotonic() + 30
-    async with message_log.subscribe([topic], f"test-reader-{uuid.uuid4().hex}") as reader:
-        while len(records) < expected and time.monotonic() < deadline:
-            records += await reader.fetch(500, 0.5)
-        records += await reader.fetch(500, 0.2)  # anything beyond what was expected
-    return records
-
-
-async def publish_events(
-    message_log: MessageLog, events: Sequence[CanonicalEvent], topic: str = topics.EVENTS
-) -> None:
-    await message_log.publish(
-        topic, [Message(event.dedupe_key.encode(), encode(event)) for event in events]
-    )
-
-
-@contextlib.asynccontextmanager
-async def running(alerter: Alerter) -> AsyncIterator[None]:
-    stop = asyncio.Event()
-    task = asyncio.create_task(alerter.run(stop))
-    try:
-        yield
-    finally:
-        stop.set()
-        await task
-
-
-async def topic_ends(message_log: MessageLog, topic: str) -> dict[int, int]:
-    """Offset after the last record, per partition, found by reading the topic.
-
-    Not `end_offsets`: Tansu reports the base offset of a partition's last batch + 1 there (see the
-    xfail in the message log contract), which would call a consumer done too early.
-    """
-    ends: dict[int, int] = {}
-    async with message_log.subscribe([topic], f"test-ends-{uuid.uuid4().hex}") as reader:
-        empty_fetches = 0
-        while empty_fetches < 2:
-            records = await reader.fetch(500, 0.5)
-            empty_fetches = 0 if records else empty_fetches + 1
-            for record in records:
-                ends[record.partition] = max(ends.get(record.partition, 0), record.offset + 1)
-    return ends
-
-
 async def caught_up(
     message_log: MessageLog, topic: str = topics.EVENTS, group: str = topics.ALERTER_GROUP
 ) -> None:
     """Until the alerter's group has committed everything on its topic."""
-    ends = await topic_ends(message_log, topic)
-
-    async def behind() -> int:
-        committed = await message_log.committed(group, topic)
-        return sum(max(0, end - (committed.get(p) or 0)) for p, end in ends.items())
-
-    assert await wait_for(behind, lambda n: n == 0) == 0
+    await group_caught_up(message_log, group, topic)
 
 
 @dataclass(frozen=True)
-class Engines:
-    message_log: MessageLog
-    store: EventStore
+class AlerterUnderTest:
+    """The engines, and what the alerter reads as whom on them."""
+
+    engines: Engines
     events_topic: str = topics.EVENTS
     group: str = topics.ALERTER_GROUP
 
     def alerter(self) -> Alerter:
         return Alerter(
-            self.message_log, self.store, events_topic=self.events_topic, group=self.group
+            self.engines.message_log,
+            self.engines.store,
+            events_topic=self.events_topic,
+            group=self.group,
         )
 
 
-@pytest.fixture(params=ENGINE_KINDS)
-async def engines(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Engines]:
-    async with started_engines(request, tmp_path, database_prefix="alerter") as (
-        message_log,
-        store,
-    ):
-        if request.param == "embedded":
-            yield Engines(message_log, store)
-            return
-        # The session's broker is shared with other tests (the pipeline test counts what its store
-        # sink reads from aoc.events): this test reads its own copy of the stream as its own group,
-        # and counts only its own alerts (by id) on aoc.alerts, in its own database.
-        suffix = uuid.uuid4().hex[:12]
-        await message_log.ensure_topics([f"{topics.EVENTS}.test-{suffix}"])
-        yield Engines(
-            message_log, store, f"{topics.EVENTS}.test-{suffix}", f"test-alerter-{suffix}"
-        )
+@pytest.fixture
+async def under_test(engines: Engines) -> AlerterUnderTest:
+    if engines.message_log.engine == "embedded":
+        return AlerterUnderTest(engines)
+    # The session's broker is shared with other tests (the pipeline test counts what its store
+    # sink reads from aoc.events): this test reads its own copy of the stream as its own group,
+    # and counts only its own alerts (by id) on aoc.alerts, in its own database.
+    suffix = uuid.uuid4().hex[:12]
+    await engines.message_log.ensure_topics([f"{topics.EVENTS}.test-{suffix}"])
+    return AlerterUnderTest(engines, f"{topics.EVENTS}.test-{suffix}", f"test-alerter-{suffix}")
 
 
+@pytest.mark.every_engine_kind
 async def test_fixture_alerts_are_stored_and_published_once_across_a_restart_and_a_replay(
-    engines: Engines, fixtures_dir: Path
+    under_test: AlerterUnderTest, fixtures_dir: Path
 ) -> None:
-    message_log, store, topic = engines.message_log, engines.store, engines.events_topic
+    message_log, store = under_test.engines.message_log, under_test.engines.store
+    topic, group = under_test.events_topic, under_test.group
     alerts_start = sum((await message_log.end_offsets(topics.ALERTS)).values())
     events = fixture_events(fixtures_dir)
     deletion = next(e for e in events if e.dedupe_key == "directory:Directory_353C631C_0013")
@@ -150,29 +91,29 @@ async def test_fixture_alerts_are_stored_and_published_once_across_a_restart_and
 
     # Run 1: every fixture event and three deletions of the burst.
     await publish_events(message_log, [*events, *burst[:3]], topic)
-    async with running(engines.alerter()):
-        stored = await wait_for(lambda: all_alerts(store), lambda a: len(a) >= EXPECTED_ALERTS)
-        await caught_up(message_log, topic, engines.group)
+    async with running(under_test.alerter()):
+        stored = await wait_for(lambda: all_alerts(store), lambda a: len(a) >= DEFAULT_RULE_ALERTS)
+        await caught_up(message_log, topic, group)
     assert sorted(a.rule_id for a in stored) == sorted(
-        rule for rule, keys in EXPECTED.items() for _ in keys
+        rule for rule, keys in DEFAULT_RULE_HITS.items() for _ in keys
     )
 
     # Run 2, a new alerter process: the window kept in the store counts the first three deletions.
     await publish_events(message_log, burst[3:], topic)
-    async with running(engines.alerter()):
-        stored = await wait_for(lambda: all_alerts(store), lambda a: len(a) > EXPECTED_ALERTS)
-        await caught_up(message_log, topic, engines.group)
+    async with running(under_test.alerter()):
+        stored = await wait_for(lambda: all_alerts(store), lambda a: len(a) > DEFAULT_RULE_ALERTS)
+        await caught_up(message_log, topic, group)
     mass = [a for a in stored if a.rule_id == "default-mass-user-deletion"]
-    assert len(stored) == EXPECTED_ALERTS + 1 and len(mass) == 1
+    assert len(stored) == DEFAULT_RULE_ALERTS + 1 and len(mass) == 1
     assert mass[0].event_ids == [event.id for event in burst]
     acknowledged = await store.acknowledge_alert(
         mass[0].id, "analyst@contoso.com", mass[0].created_at
     )
 
     # Replay the whole topic: nothing new, nothing reopened.
-    await message_log.reset_group(engines.group, topic, to_offset=0)
-    async with running(engines.alerter()):
-        await caught_up(message_log, topic, engines.group)
+    await message_log.reset_group(group, topic, to_offset=0)
+    async with running(under_test.alerter()):
+        await caught_up(message_log, topic, group)
     after_replay = await all_alerts(store)
     assert sorted(a.id for a in after_replay) == sorted(a.id for a in stored)
     assert await store.get_alert(mass[0].id) == acknowledged
@@ -185,108 +126,81 @@ async def test_fixture_alerts_are_stored_and_published_once_across_a_restart_and
 
 
 async def test_records_that_are_not_canonical_events_are_dead_lettered_and_the_rest_evaluated(
-    tmp_path: Path, fixtures_dir: Path
+    engines: Engines, fixtures_dir: Path
 ) -> None:
-    message_log = EmbeddedMessageLog(tmp_path / "log.sqlite3")
-    store = SqliteEventStore(tmp_path / "events.sqlite3", retention_days=3650)
-    await message_log.start()
-    await store.start()
-    try:
-        forwarding = [
-            e
-            for e in fixture_events(fixtures_dir)
-            if e.dedupe_key in EXPECTED["default-mailbox-forwarding-external"]
-        ]
-        await message_log.publish(
-            topics.EVENTS,
-            [Message(b"broken", b"{not json"), Message(b"old", b'{"schema_version": 1}')],
-        )
-        await publish_events(message_log, forwarding)
-        async with running(Alerter(message_log, store)):
-            await caught_up(message_log)
-        dead = await read_topic(message_log, topics.DLQ, 2)
-        reasons = [orjson.loads(r.value) for r in dead]
-        assert [(d["stage"], d["key"]) for d in reasons] == [
-            ("alerter", "broken"),
-            ("alerter", "old"),
-        ]
-        assert all(d["reason"].startswith("not a canonical event") for d in reasons)
-        assert len(await all_alerts(store)) == len(forwarding)
-    finally:
-        await store.stop()
-        await message_log.stop()
+    message_log, store = engines.message_log, engines.store
+    forwarding = [
+        e
+        for e in fixture_events(fixtures_dir)
+        if e.dedupe_key in DEFAULT_RULE_HITS["default-mailbox-forwarding-external"]
+    ]
+    await message_log.publish(
+        topics.EVENTS,
+        [Message(b"broken", b"{not json"), Message(b"old", b'{"schema_version": 1}')],
+    )
+    await publish_events(message_log, forwarding)
+    async with running(Alerter(message_log, store)):
+        await caught_up(message_log)
+    dead = await read_topic(message_log, topics.DLQ, 2)
+    reasons = [orjson.loads(r.value) for r in dead]
+    assert [(d["stage"], d["key"]) for d in reasons] == [
+        ("alerter", "broken"),
+        ("alerter", "old"),
+    ]
+    assert all(d["reason"].startswith("not a canonical event") for d in reasons)
+    assert len(await all_alerts(store)) == len(forwarding)
 
 
 async def test_new_alerts_reach_the_webhook_once_each_through_server_errors_and_throttling(
-    tmp_path: Path, fixtures_dir: Path
+    engines: Engines, fixtures_dir: Path
 ) -> None:
-    message_log = EmbeddedMessageLog(tmp_path / "log.sqlite3")
-    store = SqliteEventStore(tmp_path / "events.sqlite3", retention_days=3650)
-    await message_log.start()
-    await store.start()
-    try:
-        wanted = EXPECTED["default-site-collection-admin-added"]
-        events = [e for e in fixture_events(fixtures_dir) if e.dedupe_key in wanted]
-        async with running_receiver() as receiver:
-            receiver.fail_next(500, 503)
-            receiver.fail_next(429, retry_after="0")
-            notifier = WebhookNotifier(receiver.url, policy=FAST_RETRIES)
-            await publish_events(message_log, [*events, *events])  # each event read twice
-            async with running(Alerter(message_log, store, notifier=notifier)):
-                await caught_up(message_log)
-            await notifier.aclose()
+    message_log, store = engines.message_log, engines.store
+    wanted = DEFAULT_RULE_HITS["default-site-collection-admin-added"]
+    events = [e for e in fixture_events(fixtures_dir) if e.dedupe_key in wanted]
+    async with running_receiver() as receiver:
+        receiver.fail_next(500, 503)
+        receiver.fail_next(429, retry_after="0")
+        notifier = WebhookNotifier(receiver.url, policy=FAST_RETRIES)
+        await publish_events(message_log, [*events, *events])  # each event read twice
+        async with running(Alerter(message_log, store, notifier=notifier)):
+            await caught_up(message_log)
+        await notifier.aclose()
 
-        assert receiver.attempts == len(events) + 3
-        texts = sorted(body["text"] for body in receiver.received)
-        assert len(texts) == len(events)
-        assert all(text.startswith("[MEDIUM] Site collection admin added") for text in texts)
-        assert {body["alert"]["event_ids"][0] for body in receiver.received} == {
-            e.id for e in events
-        }
-    finally:
-        await store.stop()
-        await message_log.stop()
+    assert receiver.attempts == len(events) + 3
+    texts = sorted(body["text"] for body in receiver.received)
+    assert len(texts) == len(events)
+    assert all(text.startswith("[MEDIUM] Site collection admin added") for text in texts)
+    assert {body["alert"]["event_ids"][0] for body in receiver.received} == {e.id for e in events}
 
 
 async def test_a_webhook_that_keeps_failing_does_not_stop_alerts(
-    tmp_path: Path, fixtures_dir: Path
+    engines: Engines, fixtures_dir: Path
 ) -> None:
-    message_log = EmbeddedMessageLog(tmp_path / "log.sqlite3")
-    store = SqliteEventStore(tmp_path / "events.sqlite3", retention_days=3650)
-    await message_log.start()
-    await store.start()
-    try:
-        wanted = EXPECTED["default-guest-added-to-team"]
-        events = [e for e in fixture_events(fixtures_dir) if e.dedupe_key in wanted]
-        async with running_receiver() as receiver:
-            receiver.fail_next(*[502] * 100)
-            notifier = WebhookNotifier(receiver.url, policy=FAST_RETRIES)
-            await publish_events(message_log, events)
-            async with running(Alerter(message_log, store, notifier=notifier)):
-                await caught_up(message_log)
-            await notifier.aclose()
-        assert receiver.attempts == len(events) * FAST_RETRIES.max_attempts
-        assert receiver.received == []
-        assert len(await all_alerts(store)) == len(events)
-    finally:
-        await store.stop()
-        await message_log.stop()
+    message_log, store = engines.message_log, engines.store
+    wanted = DEFAULT_RULE_HITS["default-guest-added-to-team"]
+    events = [e for e in fixture_events(fixtures_dir) if e.dedupe_key in wanted]
+    async with running_receiver() as receiver:
+        receiver.fail_next(*[502] * 100)
+        notifier = WebhookNotifier(receiver.url, policy=FAST_RETRIES)
+        await publish_events(message_log, events)
+        async with running(Alerter(message_log, store, notifier=notifier)):
+            await caught_up(message_log)
+        await notifier.aclose()
+    assert receiver.attempts == len(events) * FAST_RETRIES.max_attempts
+    assert receiver.received == []
+    assert len(await all_alerts(store)) == len(events)
 
 
 async def test_default_rules_are_seeded_once_and_a_deleted_default_stays_deleted(
-    tmp_path: Path,
+    engines: Engines,
 ) -> None:
-    store = SqliteEventStore(tmp_path / "events.sqlite3")
-    await store.start()
-    try:
-        first = await seed_default_rules(store)
-        assert len(first) == len(EXPECTED)
-        await store.delete_rule("default-mass-user-deletion")
+    store = engines.store
+    first = await seed_default_rules(store)
+    assert len(first) == len(DEFAULT_RULE_HITS)
+    await store.delete_rule("default-mass-user-deletion")
 
-        assert await seed_default_rules(store) == []
-        assert "default-mass-user-deletion" not in {r.id for r in await store.list_rules()}
-    finally:
-        await store.stop()
+    assert await seed_default_rules(store) == []
+    assert "default-mass-user-deletion" not in {r.id for r in await store.list_rules()}
 
 
 async def test_with_alerts_disabled_the_alerter_opens_no_engine_and_stops_on_request(

@@ -9,7 +9,7 @@ from aoc_alerter.notify import WebhookNotifier
 from aoc_common.http_retry import RetryPolicy
 from aoc_common.rules import Alert
 from aoc_common.settings import ConfigurationError, load_settings
-from tests.alerter.webhook_receiver import running_receiver
+from tests.utils.webhook_receiver import running_receiver
 
 
 def test_a_webhook_url_that_is_not_http_stops_start_up_without_echoing_it() -> None:

@@ -2,9 +2,6 @@
 endpoint on 127.0.0.1: the model's tool call becomes the query, the model's bad answers and failures
 become problems, and the model never sees audit data."""
 
-# The identity-provider fixtures come from test_auth by import; pytest resolves them by name.
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
@@ -16,20 +13,17 @@ import orjson
 import pytest
 
 from aoc_api.app import create_app
-from aoc_common.event_store.sqlite import SqliteEventStore
+from aoc_common.event_store.base import EventStore
 from aoc_common.query import EventQuery
 from aoc_common.settings import Settings
-from tests.api.fake_llm import FakeLlm, Reply, fake_llm, tool_call
-from tests.api.test_auth import (  # noqa: F401 - fixtures used by name
+from tests.utils.fake_llm import FakeLlm, Reply, fake_llm, tool_call
+from tests.utils.identity import (
     FakeIdentityProvider,
     SigningKey,
     auth_settings,
     bearer,
-    idp,
     open_api,
-    reset_idp,
     sign,
-    signing_keys,
 )
 
 QUESTION = "Who added users in Entra ID between the 1st and the 20th of November?"
@@ -58,7 +52,7 @@ def llm_settings(llm: FakeLlm, tmp_path: Path, **overrides: Any) -> dict[str, An
     }
 
 
-async def api_client(settings: Settings, store: SqliteEventStore) -> httpx.AsyncClient:
+async def api_client(settings: Settings, store: EventStore) -> httpx.AsyncClient:
     app = create_app(settings, store=store, message_log=None)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     return httpx.AsyncClient(transport=transport, base_url="http://aoc.test")
@@ -66,7 +60,7 @@ async def api_client(settings: Settings, store: SqliteEventStore) -> httpx.Async
 
 @pytest.fixture
 async def ask_client(
-    llm: FakeLlm, tmp_path: Path, store: SqliteEventStore
+    llm: FakeLlm, tmp_path: Path, store: EventStore
 ) -> AsyncIterator[httpx.AsyncClient]:
     llm.reset()
     async with await api_client(Settings(**llm_settings(llm, tmp_path)), store) as client:
@@ -82,7 +76,7 @@ def is_problem(response: httpx.Response, status: int) -> dict[str, Any]:
 
 
 async def test_a_question_becomes_a_typed_query_and_answers_with_its_events(
-    ask_client: httpx.AsyncClient, llm: FakeLlm, store: SqliteEventStore
+    ask_client: httpx.AsyncClient, llm: FakeLlm, store: EventStore
 ) -> None:
     llm.reset(ADDED_USERS)
 
@@ -114,7 +108,7 @@ async def test_a_question_becomes_a_typed_query_and_answers_with_its_events(
 
 
 async def test_the_model_never_sees_who_did_what(
-    ask_client: httpx.AsyncClient, llm: FakeLlm, store: SqliteEventStore
+    ask_client: httpx.AsyncClient, llm: FakeLlm, store: EventStore
 ) -> None:
     llm.reset(ADDED_USERS)
 
@@ -205,7 +199,7 @@ async def test_a_model_that_keeps_failing_is_a_502_after_the_retries(
 
 
 async def test_a_model_that_does_not_answer_in_time_is_a_504(
-    llm: FakeLlm, tmp_path: Path, store: SqliteEventStore
+    llm: FakeLlm, tmp_path: Path, store: EventStore
 ) -> None:
     llm.reset(Reply(hang=True), Reply(hang=True), Reply(hang=True))
     settings = Settings(**llm_settings(llm, tmp_path, llm_timeout_seconds=0.2))
@@ -218,7 +212,7 @@ async def test_a_model_that_does_not_answer_in_time_is_a_504(
 
 
 async def test_questions_are_404_while_ai_features_are_off(
-    llm: FakeLlm, tmp_path: Path, store: SqliteEventStore
+    llm: FakeLlm, tmp_path: Path, store: EventStore
 ) -> None:
     llm.reset(ADDED_USERS)
     settings = Settings(**llm_settings(llm, tmp_path, ai_features_enabled=False))
@@ -233,7 +227,7 @@ async def test_questions_are_404_while_ai_features_are_off(
 
 
 async def test_questions_without_an_api_key_are_503(
-    llm: FakeLlm, tmp_path: Path, store: SqliteEventStore
+    llm: FakeLlm, tmp_path: Path, store: EventStore
 ) -> None:
     llm.reset(ADDED_USERS)
     settings = Settings(**llm_settings(llm, tmp_path, llm_api_key=None))
@@ -265,7 +259,7 @@ async def test_with_sign_in_on_a_reader_may_ask_and_no_token_is_401(
     idp: FakeIdentityProvider,
     signing_keys: dict[str, SigningKey],
     tmp_path: Path,
-    store: SqliteEventStore,
+    store: EventStore,
 ) -> None:
     llm.reset(ADDED_USERS)
     settings = auth_settings(idp, tmp_path, **llm_settings(llm, tmp_path))

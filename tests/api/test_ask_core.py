@@ -18,7 +18,7 @@ from aoc_api.ask_core import (
     summarize,
 )
 from aoc_common.query import FilterOptions
-from tests.builders import fixture_events
+from tests.utils.records import fixture_events
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 

@@ -8,116 +8,31 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import APIRouter, FastAPI
-from fastapi.responses import JSONResponse
-from jose import jwk, jwt
+from jose import jwt
 from starlette.routing import Mount
 
-from aoc_api.app import create_app
-from aoc_api.auth import JwksCache, TokenVerifier, jwks_url
-from aoc_common.event_store.sqlite import SqliteEventStore
+from aoc_common.event_store.base import EventStore
 from aoc_common.query import EventQuery
-from aoc_common.settings import Settings
-from tests.local_server import serving
-
-TENANT = "11111111-2222-3333-4444-555555555555"
-CLIENT = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
-
-
-@dataclass
-class SigningKey:
-    kid: str
-    private_pem: bytes
-    public_pem: bytes
-    public_jwk: dict[str, Any]
-
-
-def a_signing_key(kid: str) -> SigningKey:
-    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private_pem = private.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    public_pem = private.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    public_jwk = jwk.construct(public_pem, "RS256").to_dict()
-    public_jwk.update(kid=kid, use="sig")
-    return SigningKey(kid, private_pem, public_pem, public_jwk)
-
-
-@dataclass
-class FakeIdentityProvider:
-    """Publishes a key set at AUTHORITY_HOST/<tenant>/discovery/v2.0/keys and counts fetches."""
-
-    keys: list[SigningKey]
-    fetches: int = 0
-    down: bool = False
-    url: str = ""
-    extra: list[SigningKey] = field(default_factory=list)
-
-    def app(self) -> FastAPI:
-        app = FastAPI()
-
-        @app.get("/{tenant}/discovery/v2.0/keys")
-        async def keys(tenant: str) -> JSONResponse:
-            self.fetches += 1
-            if self.down or tenant != TENANT:
-                return JSONResponse({"error": "unavailable"}, status_code=404)
-            return JSONResponse({"keys": [key.public_jwk for key in self.keys]})
-
-        return app
-
-
-@pytest.fixture(scope="module")
-def signing_keys() -> dict[str, SigningKey]:
-    return {kid: a_signing_key(kid) for kid in ("key-1", "key-2", "attacker")}
-
-
-@pytest.fixture(scope="module")
-def idp(signing_keys: dict[str, SigningKey]) -> Iterator[FakeIdentityProvider]:
-    provider = FakeIdentityProvider(keys=[signing_keys["key-1"]])
-    with serving(provider.app()) as url:
-        provider.url = url
-        yield provider
-
-
-@pytest.fixture(autouse=True)
-def reset_idp(idp: FakeIdentityProvider, signing_keys: dict[str, SigningKey]) -> None:
-    idp.keys, idp.fetches, idp.down = [signing_keys["key-1"]], 0, False
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def auth_settings(idp: FakeIdentityProvider, tmp_path: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "data_dir": tmp_path,
-        "auth_enabled": True,
-        "auth_tenant_id": TENANT,
-        "auth_client_id": CLIENT,
-        "authority_host": idp.url,
-        "auth_writer_roles": ["AOC.Writer"],
-        "auth_allowed_roles": [],
-        "auth_allowed_groups": [],
-        **overrides,
-    }
-    return Settings(**values)
+from tests.utils.identity import (
+    CLIENT,
+    TENANT,
+    Clock,
+    FakeIdentityProvider,
+    SigningKey,
+    auth_settings,
+    bearer,
+    claims,
+    open_api,
+    sign,
+)
 
 
 @dataclass
@@ -129,49 +44,13 @@ class Api:
     event_id: str
 
 
-async def open_api(
-    settings: Settings, store: SqliteEventStore, idp: FakeIdentityProvider
-) -> tuple[FastAPI, Clock]:
-    app = create_app(settings, store=store, message_log=None)
-    clock = Clock()
-    app.state.token_verifier = TokenVerifier(settings, JwksCache(jwks_url(settings), clock=clock))
-    return app, clock
-
-
 @pytest.fixture
-async def api(
-    idp: FakeIdentityProvider, tmp_path: Path, store: SqliteEventStore
-) -> AsyncIterator[Api]:
+async def api(idp: FakeIdentityProvider, tmp_path: Path, store: EventStore) -> AsyncIterator[Api]:
     app, clock = await open_api(auth_settings(idp, tmp_path), store, idp)
     event_id = (await store.query_events(EventQuery())).items[0].id
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://aoc.test") as client:
         yield Api(client, app, clock, idp, event_id)
-
-
-def claims(**overrides: Any) -> dict[str, Any]:
-    now = int(time.time())
-    values = {
-        "iss": f"{{authority}}/{TENANT}/v2.0",
-        "aud": CLIENT,
-        "tid": TENANT,
-        "oid": "0a0a0a0a-0000-0000-0000-000000000001",
-        "preferred_username": "analyst@contoso.com",
-        "iat": now - 60,
-        "nbf": now - 60,
-        "exp": now + 3600,
-        "roles": ["AOC.Writer"],
-    }
-    values.update(overrides)
-    return values
-
-
-def sign(key: SigningKey, idp: FakeIdentityProvider, *, kid: str | None = None, **over: Any) -> str:
-    payload = claims(**over)
-    payload["iss"] = payload["iss"].replace("{authority}", idp.url)
-    return jwt.encode(
-        payload, key.private_pem.decode(), algorithm="RS256", headers={"kid": kid or key.kid}
-    )
 
 
 def b64(data: bytes) -> str:
@@ -184,10 +63,6 @@ def unsigned_token(header: dict[str, Any], payload: dict[str, Any], secret: byte
         b64(hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()) if secret else ""
     )
     return f"{signing_input}.{signature}"
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def assert_unauthorized(api: Api, headers: dict[str, str]) -> httpx.Response:
@@ -422,7 +297,7 @@ async def test_routes_added_by_other_modules_are_guarded_too(
 async def test_roles_and_groups_gate_reads_and_writes(
     idp: FakeIdentityProvider,
     tmp_path: Path,
-    store: SqliteEventStore,
+    store: EventStore,
     signing_keys: dict[str, SigningKey],
     gate: dict[str, Any],
     token_claims: dict[str, Any],

@@ -1,9 +1,6 @@
 """Sign-in rules on the routes the alerter and the collector bring: who may acknowledge an alert,
 change a rule, force a fetch or read source health, and why Graph's webhook needs no token."""
 
-# The identity-provider fixtures come from test_auth by import; pytest resolves them by name.
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
@@ -13,18 +10,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from aoc_common.event_store.sqlite import SqliteEventStore
+from aoc_common.event_store.base import EventStore
 from aoc_common.rules import Alert
-from tests.api.test_auth import (  # noqa: F401 - fixtures used by name
+from tests.utils.identity import (
     FakeIdentityProvider,
     SigningKey,
     auth_settings,
     bearer,
-    idp,
     open_api,
-    reset_idp,
     sign,
-    signing_keys,
 )
 
 ALERT_ID = "alert-under-auth"
@@ -33,7 +27,7 @@ CLIENT_STATE = "graph-subscription-secret"
 
 @pytest.fixture
 async def client(
-    idp: FakeIdentityProvider, tmp_path: Path, store: SqliteEventStore
+    idp: FakeIdentityProvider, tmp_path: Path, store: EventStore
 ) -> AsyncIterator[httpx.AsyncClient]:
     await store.insert_alerts(
         [

@@ -10,8 +10,8 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests.api.test_events_api import STORED_FIXTURE_EVENTS
-from tests.builders import malformed_inputs
+from tests.utils.expected import STORED_FIXTURE_EVENTS
+from tests.utils.records import malformed_inputs
 
 
 async def first_event_id(client: httpx.AsyncClient, **params: str) -> str:

@@ -12,9 +12,8 @@ from aoc_common.event_store.mongo import MongoEventStore
 from aoc_common.events import SCHEMA_VERSION
 from aoc_common.search import query_tokens
 from aoc_common.settings import Settings
-from tests.builders import load_json
-
-STORED_FIXTURE_EVENTS = 147  # 60 unique directory audits + 30 Intune + 57 Management Activity
+from tests.utils.expected import STORED_FIXTURE_EVENTS
+from tests.utils.records import load_json
 
 
 async def all_pages(client: httpx.AsyncClient, **params: str | int) -> list[dict]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -17,21 +16,22 @@ import pytest
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
+from aoc_common.engines import Engines
 from aoc_common.event_store.base import EventStore
 from aoc_common.event_store.mongo import MongoEventStore
-from aoc_common.event_store.sqlite import SqliteEventStore
 from aoc_common.events import CanonicalEvent
 from aoc_common.rules import Alert
 from aoc_common.source_health import SourceHealth, write_source_health
-from tests.builders import fixture_events
+from tests.utils.records import fixture_events
 
 AOC = str(Path(sys.executable).parent / "aoc")
 CALL_TIMEOUT_S = 30.0
+pytestmark = pytest.mark.every_engine_kind  # each store the server reads: SQLite, MongoDB
+
 TOOLS = {"search_events", "get_event", "list_alerts", "filter_options", "source_health"}
 
 
 async def fill(store: EventStore, events: list[CanonicalEvent]) -> None:
-    await store.start()
     await store.upsert_events(events)
     await store.insert_alerts(
         [
@@ -53,7 +53,6 @@ async def fill(store: EventStore, events: list[CanonicalEvent]) -> None:
             source="directory", status="ok", last_run_at=now, last_success_at=now, last_count=71
         ),
     )
-    await store.stop()
 
 
 @pytest.fixture
@@ -79,20 +78,16 @@ async def mcp_session(store_env: dict[str, str]) -> AsyncIterator[ClientSession]
         yield session
 
 
-@pytest.fixture(params=["embedded", "mongo"])
+@pytest.fixture
 async def store_env(
-    request: pytest.FixtureRequest, tmp_path: Path, events: list[CanonicalEvent]
+    request: pytest.FixtureRequest, engines: Engines, tmp_path: Path, events: list[CanonicalEvent]
 ) -> dict[str, str]:
     """The settings (environment) of a store holding the fixtures, on each engine."""
-    env = {"DATA_DIR": str(tmp_path), "STORE_ENGINE": request.param}
-    store: EventStore
-    if request.param == "embedded":
-        store = SqliteEventStore(tmp_path / "events.sqlite3", retention_days=3650)
-    else:
-        uri, database = request.getfixturevalue("mongo_uri"), f"mcp_{uuid.uuid4().hex[:12]}"
-        store = MongoEventStore(uri, database, retention_days=3650)
-        env |= {"MONGO_URI": uri, "MONGO_DB": database}
+    store = engines.store
     await fill(store, events)
+    env = {"DATA_DIR": str(tmp_path), "STORE_ENGINE": store.engine}
+    if isinstance(store, MongoEventStore):
+        env |= {"MONGO_URI": request.getfixturevalue("mongo_uri"), "MONGO_DB": store.db_name}
     return env
 
 

@@ -15,7 +15,7 @@ from aoc_api.app import create_app
 from aoc_collector.control import create_control_app
 from aoc_collector.serving import serve_app
 from aoc_common.settings import Settings
-from tests.collector.conftest import Harness
+from tests.utils.collector import Harness
 
 ApiFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 

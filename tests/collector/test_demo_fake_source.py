@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.test_demo_command import free_port
+from tests.utils.local_servers import free_port
 
 AOC = Path(sys.executable).with_name("aoc")
 

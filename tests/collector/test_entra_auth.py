@@ -9,7 +9,7 @@ from pydantic import SecretStr
 from aoc_collector.fake_microsoft import FakeMicrosoft, Fault
 from aoc_common.entra_auth import EntraAuthError, EntraTokenProvider, TokenProvider, default_scope
 from aoc_common.http_retry import RetryPolicy
-from tests.collector.conftest import RecordedSleep
+from tests.utils.collector import RecordedSleep
 
 FakeServer = tuple[FakeMicrosoft, str, httpx.AsyncClient]
 

@@ -12,12 +12,14 @@ import httpx
 from aoc_collector.__main__ import serve_collector
 from aoc_collector.core import watermark_key
 from aoc_collector.fake_microsoft import FakeMicrosoft, Fault
-from aoc_common.event_store.sqlite import SqliteEventStore
+from aoc_common.engines import Engines
 from aoc_common.message_log.base import Message, MessageLogError
 from aoc_common.message_log.embedded import EmbeddedMessageLog
 from aoc_common.source_health import read_source_health
-from tests.collector.conftest import FIXTURE_COUNTS, Harness, build_harness, raw_keys
-from tests.test_demo_command import free_port
+from tests.utils.collector import Harness, build_harness
+from tests.utils.expected import UNIQUE_RECORDS
+from tests.utils.local_servers import free_port
+from tests.utils.topic_io import raw_keys
 
 
 async def test_first_run_publishes_every_fixture_record_once_following_every_page(
@@ -26,9 +28,9 @@ async def test_first_run_publishes_every_fixture_record_once_following_every_pag
     report = await harness.make().run()
 
     assert {r.source: (r.status, r.count) for r in report.sources} == {
-        s: ("ok", n) for s, n in FIXTURE_COUNTS.items()
+        s: ("ok", n) for s, n in UNIQUE_RECORDS.items()
     }
-    for source, expected in FIXTURE_COUNTS.items():
+    for source, expected in UNIQUE_RECORDS.items():
         keys = await raw_keys(harness.message_log, source, expected)
         assert len(keys) == expected == len(set(keys)), source
     # Graph pages were followed through @odata.nextLink with the window as $filter and a big $top.
@@ -60,8 +62,8 @@ async def test_overlapping_runs_publish_each_record_exactly_once(harness: Harnes
 
     second = await collector.run()
 
-    assert {r.source: r.count for r in second.sources} == {s: 0 for s in FIXTURE_COUNTS}
-    for source, expected in FIXTURE_COUNTS.items():
+    assert {r.source: r.count for r in second.sources} == {s: 0 for s in UNIQUE_RECORDS}
+    for source, expected in UNIQUE_RECORDS.items():
         keys = await raw_keys(harness.message_log, source, expected)
         assert len(keys) == expected == len(set(keys)), source
     # The second Graph window starts 15 minutes (the overlap) before the first run's end.
@@ -210,8 +212,8 @@ async def test_two_runs_started_together_never_overlap(harness: Harness) -> None
 
     first, second = await asyncio.gather(collector.run(), collector.run())
 
-    assert first.total + second.total == sum(FIXTURE_COUNTS.values())
-    assert {first.total, second.total} == {0, sum(FIXTURE_COUNTS.values())}
+    assert first.total + second.total == sum(UNIQUE_RECORDS.values())
+    assert {first.total, second.total} == {0, sum(UNIQUE_RECORDS.values())}
 
 
 async def test_a_next_link_to_another_host_is_refused_and_gets_no_token(harness: Harness) -> None:
@@ -274,12 +276,11 @@ class RefusingLog(EmbeddedMessageLog):
 
 
 async def test_the_watermark_moves_only_after_the_log_acknowledged_the_records(
-    fake_server: tuple[FakeMicrosoft, str, httpx.AsyncClient], tmp_path: Path
+    fake_server: tuple[FakeMicrosoft, str, httpx.AsyncClient], engines: Engines, tmp_path: Path
 ) -> None:
-    message_log = RefusingLog(tmp_path / "log.sqlite3")
-    store = SqliteEventStore(tmp_path / "events.sqlite3", retention_days=3650)
+    message_log = RefusingLog(tmp_path / "refusing-log.sqlite3")
     await message_log.start()
-    await store.start()
+    store = engines.store
     try:
         harness = build_harness(fake_server, message_log, store)
 
@@ -292,7 +293,6 @@ async def test_the_watermark_moves_only_after_the_log_acknowledged_the_records(
         assert runs["directory"].status == "ok"
         assert (await store.get_state(watermark_key("directory")) or {})["watermark"]
     finally:
-        await store.stop()
         await message_log.stop()
 
 

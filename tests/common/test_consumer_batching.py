@@ -5,17 +5,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
-from aoc_common.message_log.base import Message, Record
+from aoc_common.engines import Engines
+from aoc_common.message_log.base import Message, MessageLog, Record
 from aoc_common.message_log.consumer import RetryLater, run_consumer
-from aoc_common.message_log.embedded import EmbeddedMessageLog
 
 TOPIC = "test.linger"
 
 
 async def consume_until(
-    log: EmbeddedMessageLog,
+    log: MessageLog,
     handle: object,
     done: asyncio.Event,
     *,
@@ -42,9 +41,10 @@ async def consume_until(
         await task
 
 
-async def test_linger_gathers_messages_published_one_by_one_into_one_batch(tmp_path: Path) -> None:
-    log = EmbeddedMessageLog(tmp_path / "log.sqlite3")
-    await log.start()
+async def test_linger_gathers_messages_published_one_by_one_into_one_batch(
+    engines: Engines,
+) -> None:
+    log = engines.message_log
     batches: list[list[int]] = []
     done = asyncio.Event()
 
@@ -61,14 +61,12 @@ async def test_linger_gathers_messages_published_one_by_one_into_one_batch(tmp_p
     publisher = asyncio.create_task(publish_one_by_one())
     await consume_until(log, handle, done, batch_size=100, linger_s=0.5)
     await publisher
-    await log.stop()
 
     assert batches == [[0, 1, 2, 3, 4]]
 
 
-async def test_a_full_batch_does_not_wait_for_the_linger(tmp_path: Path) -> None:
-    log = EmbeddedMessageLog(tmp_path / "log.sqlite3")
-    await log.start()
+async def test_a_full_batch_does_not_wait_for_the_linger(engines: Engines) -> None:
+    log = engines.message_log
     await log.ensure_topics([TOPIC], partitions=1)
     await log.publish(TOPIC, [Message(None, str(n).encode()) for n in range(8)])
     batches: list[list[int]] = []
@@ -81,17 +79,15 @@ async def test_a_full_batch_does_not_wait_for_the_linger(tmp_path: Path) -> None
 
     started = time.monotonic()
     await consume_until(log, handle, done, batch_size=4, linger_s=10.0)
-    await log.stop()
 
     assert batches == [[0, 1, 2, 3], [4, 5, 6, 7]]
     assert time.monotonic() - started < 5
 
 
 async def test_retry_later_pauses_then_rereads_the_batch_from_the_committed_offset(
-    tmp_path: Path,
+    engines: Engines,
 ) -> None:
-    log = EmbeddedMessageLog(tmp_path / "log.sqlite3")
-    await log.start()
+    log = engines.message_log
     await log.ensure_topics([TOPIC], partitions=1)
     await log.publish(TOPIC, [Message(None, str(n).encode()) for n in range(3)])
     calls: list[tuple[float, list[int]]] = []
@@ -105,7 +101,6 @@ async def test_retry_later_pauses_then_rereads_the_batch_from_the_committed_offs
 
     await consume_until(log, handle, done, batch_size=10, linger_s=0)
     committed = await log.committed("test-group", TOPIC)
-    await log.stop()
 
     assert [offsets for _, offsets in calls] == [[0, 1, 2], [0, 1, 2]]
     assert calls[1][0] - calls[0][0] >= 0.45

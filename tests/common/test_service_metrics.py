@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.engines.kafka_server import free_port
+from tests.utils.local_servers import free_port
 
 AOC = Path(sys.executable).with_name("aoc")
 

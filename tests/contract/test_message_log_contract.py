@@ -20,7 +20,8 @@ import pytest
 from aoc_common.message_log.base import Message, MessageLog, MessageLogError, Record, Subscription
 from aoc_common.message_log.embedded import EmbeddedMessageLog
 from aoc_common.message_log.kafka import KafkaMessageLog
-from tests.engines.kafka_server import free_port, kafka_test_options, using_tansu
+from tests.engines.kafka_server import kafka_test_options, using_tansu
+from tests.utils.local_servers import free_port
 
 DEFAULT_PARTITIONS = 3
 DEADLINE_S = 30.0

@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from tests.utils.local_servers import free_port
+
 STARTUP_TIMEOUT_S = 15.0
 
 
@@ -53,12 +55,6 @@ def tansu_binary() -> Path:
     if not binary.is_file():
         pytest.fail(f"no Tansu binary at {binary}")
     return binary
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def accepts_connections(port: int) -> bool:

@@ -10,7 +10,7 @@ from aoc_common.dead_letter import DeadLetter
 from aoc_common.events import CanonicalEvent, event_id_for
 from aoc_normalizer.core import Limits, normalize_message
 from aoc_normalizer.mappings import Mappings, load_mappings
-from tests.builders import (
+from tests.utils.records import (
     NOW,
     directory_records,
     intune_records,

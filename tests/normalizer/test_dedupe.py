@@ -11,13 +11,16 @@ import orjson
 
 from aoc_collector.__main__ import publish_replay
 from aoc_common import topics
-from aoc_common.message_log.embedded import EmbeddedMessageLog
+from aoc_common.engines import Engines
+from aoc_common.message_log.base import MessageLog
 from aoc_common.metrics import DUPLICATES_DROPPED
 from aoc_common.settings import Settings
 from aoc_normalizer.dedupe import DedupeWindow
 from aoc_normalizer.runtime import Normalizer
 from aoc_normalizer.state import SqliteNormalizerState
-from tests.pipeline.test_end_to_end import STORED_FIXTURE_EVENTS, read_topic, wait_for
+from tests.utils.expected import COLLECTED_RECORDS, STORED_FIXTURE_EVENTS
+from tests.utils.topic_io import read_topic
+from tests.utils.waiting import wait_for
 
 DAY_MS = 86_400_000
 
@@ -48,7 +51,7 @@ def test_sqlite_state_forgets_only_expired_sightings(tmp_path: Path) -> None:
     state.close()
 
 
-async def run_until_caught_up(message_log: EmbeddedMessageLog, settings: Settings) -> None:
+async def run_until_caught_up(message_log: MessageLog, settings: Settings) -> None:
     stop = asyncio.Event()
     worker = asyncio.create_task(Normalizer.from_settings(message_log, settings).run(stop))
 
@@ -63,26 +66,21 @@ async def run_until_caught_up(message_log: EmbeddedMessageLog, settings: Setting
 
 
 async def test_the_embedded_normalizer_remembers_published_keys_across_a_restart(
-    tmp_path: Path, fixtures_dir: Path
+    engines: Engines, tmp_path: Path, fixtures_dir: Path
 ) -> None:
-    message_log = EmbeddedMessageLog(tmp_path / "log.sqlite3")
-    await message_log.start()
-    await message_log.ensure_topics(topics.ALL_TOPICS)
+    message_log = engines.message_log
     settings = Settings(data_dir=tmp_path)
-    try:
-        await publish_replay(message_log, settings, fixtures_dir, include_malformed=False)
-        await run_until_caught_up(message_log, settings)
-        first = await read_topic(message_log, topics.EVENTS, STORED_FIXTURE_EVENTS)
-        assert len(first) == STORED_FIXTURE_EVENTS
+    await publish_replay(message_log, settings, fixtures_dir, include_malformed=False)
+    await run_until_caught_up(message_log, settings)
+    first = await read_topic(message_log, topics.EVENTS, STORED_FIXTURE_EVENTS)
+    assert len(first) == STORED_FIXTURE_EVENTS
 
-        # The collector delivers everything again (a Management API redelivery); a new process reads it.
-        before = DUPLICATES_DROPPED.labels("normalizer")._value.get()
-        await publish_replay(message_log, settings, fixtures_dir, include_malformed=False)
-        await run_until_caught_up(message_log, settings)
-        dropped = DUPLICATES_DROPPED.labels("normalizer")._value.get() - before
-        assert dropped == 62 + 30 + 57
-        assert sum((await message_log.end_offsets(topics.EVENTS)).values()) == len(first)
-        keys = {orjson.loads(r.value)["dedupe_key"] for r in first}
-        assert len(keys) == STORED_FIXTURE_EVENTS
-    finally:
-        await message_log.stop()
+    # The collector delivers everything again (a Management API redelivery); a new process reads it.
+    before = DUPLICATES_DROPPED.labels("normalizer")._value.get()
+    await publish_replay(message_log, settings, fixtures_dir, include_malformed=False)
+    await run_until_caught_up(message_log, settings)
+    dropped = DUPLICATES_DROPPED.labels("normalizer")._value.get() - before
+    assert dropped == sum(COLLECTED_RECORDS.values())
+    assert sum((await message_log.end_offsets(topics.EVENTS)).values()) == len(first)
+    keys = {orjson.loads(r.value)["dedupe_key"] for r in first}
+    assert len(keys) == STORED_FIXTURE_EVENTS

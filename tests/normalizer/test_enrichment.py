@@ -12,10 +12,10 @@ import orjson
 import pytest
 
 from aoc_common import topics
+from aoc_common.engines import Engines
 from aoc_common.events import CanonicalEvent
 from aoc_common.http_retry import RetryPolicy
 from aoc_common.message_log.base import Message
-from aoc_common.message_log.embedded import EmbeddedMessageLog
 from aoc_common.settings import ConfigurationError, Settings, load_settings
 from aoc_normalizer.core import normalize_message
 from aoc_normalizer.enrichment import Enricher, GraphDirectoryObjects, MemoryNameCache
@@ -23,9 +23,9 @@ from aoc_normalizer.mappings import Mappings, load_mappings
 from aoc_normalizer.renormalize import renormalize, run_renormalize
 from aoc_normalizer.runtime import Normalizer
 from aoc_normalizer.state import SqliteNormalizerState
-from tests.builders import FETCHED_AT, NOW, raw_record
-from tests.normalizer.fake_graph import FakeGraph, FakeTokens, directory_record, guid, serving
-from tests.pipeline.test_end_to_end import read_topic
+from tests.utils.fake_graph import FakeGraph, FakeTokens, directory_record, guid, serving
+from tests.utils.records import FETCHED_AT, NOW, raw_record
+from tests.utils.topic_io import read_topic
 
 REPO = Path(__file__).resolve().parents[2]
 FAST_RETRIES = RetryPolicy(max_attempts=2, base_delay_s=0.01, max_delay_s=0.02)
@@ -198,14 +198,12 @@ async def test_cached_names_survive_a_restart_and_are_not_asked_again_within_the
 
 
 async def test_renormalize_publishes_named_versions_of_pending_events(
-    mappings: Mappings, tmp_path: Path
+    mappings: Mappings, engines: Engines, tmp_path: Path
 ) -> None:
     """Graph is down while the normalizer runs; once it is back, `renormalize` names the events."""
     graph = known_graph()
     graph.down = True
-    message_log = EmbeddedMessageLog(tmp_path / "log.sqlite3")
-    await message_log.start()
-    await message_log.ensure_topics(topics.ALL_TOPICS)
+    message_log = engines.message_log
     settings = Settings(
         data_dir=tmp_path,
         enrichment_enabled=True,
@@ -246,7 +244,6 @@ async def test_renormalize_publishes_named_versions_of_pending_events(
     assert latest["display_summary"] == "alice.admin@contoso.com updated user Member Seven"
     # The live normalizer's offsets were not touched: it has nothing left to do.
     assert await message_log.lag(topics.NORMALIZER_GROUP, topics.raw_topic("directory")) == 0
-    await message_log.stop()
 
 
 def record_with_names() -> dict:

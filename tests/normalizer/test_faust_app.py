@@ -24,11 +24,11 @@ from aoc_common.settings import Settings
 from aoc_normalizer.__main__ import main as normalizer_main
 from aoc_normalizer.enrichment import GraphDirectoryObjects
 from aoc_normalizer.faust_app import FaustOptions, NormalizerApp, build_app
-from tests.builders import directory_records, malformed_inputs, raw_record
 from tests.engines.kafka_server import (
     kafka_test_options,
 )
-from tests.normalizer.fake_graph import FakeGraph, FakeTokens, directory_record, guid, serving
+from tests.utils.fake_graph import FakeGraph, FakeTokens, directory_record, guid, serving
+from tests.utils.records import directory_records, malformed_inputs, raw_record
 
 # Tansu joins groups slowly with production timeouts (see /work/shared/INFRA.md).
 TANSU_FAUST = {

@@ -12,12 +12,13 @@ import orjson
 from structlog.testing import capture_logs
 
 from aoc_common import topics
-from aoc_common.message_log.embedded import EmbeddedMessageLog
+from aoc_common.engines import Engines
 from aoc_common.settings import Settings
 from aoc_normalizer.mappings import LiveMappings
 from aoc_normalizer.runtime import Normalizer, install_sighup
-from tests.builders import raw_record
-from tests.pipeline.test_end_to_end import read_topic, wait_for
+from tests.utils.records import raw_record
+from tests.utils.topic_io import read_topic
+from tests.utils.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = (REPO / "mappings.yml").read_text(encoding="utf-8")
@@ -99,12 +100,12 @@ async def test_sighup_rereads_the_file_even_when_its_mtime_and_size_did_not_chan
         loop.remove_signal_handler(signal.SIGHUP)
 
 
-async def test_the_running_normalizer_publishes_with_the_edited_mapping(tmp_path: Path) -> None:
+async def test_the_running_normalizer_publishes_with_the_edited_mapping(
+    engines: Engines, tmp_path: Path
+) -> None:
     path = tmp_path / "mappings.yml"
     path.write_text(SHIPPED, encoding="utf-8")
-    message_log = EmbeddedMessageLog(tmp_path / "log.sqlite3")
-    await message_log.start()
-    await message_log.ensure_topics(topics.ALL_TOPICS)
+    message_log = engines.message_log
     normalizer = Normalizer.from_settings(
         message_log, Settings(data_dir=tmp_path, mappings_path=path)
     )
@@ -122,4 +123,3 @@ async def test_the_running_normalizer_publishes_with_the_edited_mapping(tmp_path
         }
     finally:
         normalizer.state.close()
-        await message_log.stop()

@@ -5,60 +5,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TypeVar
 
 import orjson
 import pytest
 
 from aoc_collector.__main__ import publish_replay
 from aoc_common import topics
-from aoc_common.event_store.base import EventStore
+from aoc_common.engines import Engines
 from aoc_common.event_store.sqlite import SqliteEventStore
-from aoc_common.message_log.base import MessageLog, Record
-from aoc_common.message_log.embedded import EmbeddedMessageLog
 from aoc_common.query import EventQuery
 from aoc_common.settings import Settings
 from aoc_normalizer.runtime import Normalizer
 from aoc_store.runtime import StoreSink
-from tests.builders import wait_for
-from tests.engines.pipeline_engines import ENGINE_KINDS, started_engines
-
-STORED_FIXTURE_EVENTS = 147  # 62 directory records of which 60 unique + 30 Intune + 57 unified
-MALFORMED_INPUTS = 8
+from tests.utils.expected import COLLECTED_RECORDS, MALFORMED_INPUTS, STORED_FIXTURE_EVENTS
+from tests.utils.topic_io import read_topic
+from tests.utils.waiting import wait_for
 
 
-T = TypeVar("T")
-
-
-async def read_topic(message_log: MessageLog, topic: str, expected: int) -> list[Record]:
-    """Everything on `topic`, read as a fresh consumer group."""
-    records: list[Record] = []
-    deadline = time.monotonic() + 60
-    async with message_log.subscribe([topic], f"test-reader-{uuid.uuid4().hex}") as reader:
-        while len(records) < expected and time.monotonic() < deadline:
-            records += await reader.fetch(500, 1.0)
-    return records
-
-
-@pytest.fixture(params=ENGINE_KINDS)
-async def engines(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[tuple[MessageLog, EventStore]]:
-    # Its own broker: this test counts everything on aoc.events and aoc.dlq from offset 0.
-    async with started_engines(
-        request, tmp_path, database_prefix="e2e", kafka_fixture="private_kafka_bootstrap"
-    ) as engines:
-        yield engines
-
-
+@pytest.mark.every_engine_kind
+@pytest.mark.private_broker  # counts everything on aoc.events and aoc.dlq from offset 0
 async def test_fixtures_flow_through_the_pipeline_with_dedupe_and_dead_letters(
-    engines: tuple[MessageLog, EventStore], fixtures_dir: Path, tmp_path: Path
+    engines: Engines, fixtures_dir: Path, tmp_path: Path
 ) -> None:
-    message_log, store = engines
+    message_log, store = engines.message_log, engines.store
     settings = Settings(data_dir=tmp_path)
     stop = asyncio.Event()
     workers = [
@@ -69,7 +39,9 @@ async def test_fixtures_flow_through_the_pipeline_with_dedupe_and_dead_letters(
         published = await publish_replay(
             message_log, settings, fixtures_dir, include_malformed=True
         )
-        assert published == 62 + 30 + 57 + MALFORMED_INPUTS - 1  # huge_field stops at the collector
+        assert (
+            published == sum(COLLECTED_RECORDS.values()) + MALFORMED_INPUTS - 1
+        )  # huge_field stops at the collector
 
         stored = await wait_for(store.count_events, lambda n: n >= STORED_FIXTURE_EVENTS)
         assert stored == STORED_FIXTURE_EVENTS
@@ -104,22 +76,19 @@ async def test_fixtures_flow_through_the_pipeline_with_dedupe_and_dead_letters(
 
 
 async def test_replaying_the_store_group_restores_deleted_state(
-    tmp_path: Path, fixtures_dir: Path
+    engines: Engines, tmp_path: Path, fixtures_dir: Path
 ) -> None:
     """An operator can rebuild a store by replaying `aoc.events` from the start."""
-    message_log = EmbeddedMessageLog(tmp_path / "log.sqlite3")
-    await message_log.start()
+    message_log, first = engines.message_log, engines.store
     settings = Settings(data_dir=tmp_path)
-    first = SqliteEventStore(tmp_path / "first.sqlite3", retention_days=3650)
-    await first.start()
     stop = asyncio.Event()
     normalizer = asyncio.create_task(Normalizer.from_settings(message_log, settings).run(stop))
     sink = asyncio.create_task(StoreSink(message_log, first).run(stop))
     await publish_replay(message_log, settings, fixtures_dir, include_malformed=False)
-    assert await wait_for(first.count_events, lambda n: n >= 147) == 147
+    stored = await wait_for(first.count_events, lambda n: n >= STORED_FIXTURE_EVENTS)
+    assert stored == STORED_FIXTURE_EVENTS
     stop.set()
     await asyncio.gather(normalizer, sink)
-    await first.stop()
 
     rebuilt = SqliteEventStore(tmp_path / "rebuilt.sqlite3", retention_days=3650)
     await rebuilt.start()
@@ -128,9 +97,9 @@ async def test_replaying_the_store_group_restores_deleted_state(
     stop = asyncio.Event()
     sink = asyncio.create_task(StoreSink(message_log, rebuilt).run(stop))
     try:
-        assert await wait_for(rebuilt.count_events, lambda n: n >= 147) == 147
+        stored = await wait_for(rebuilt.count_events, lambda n: n >= STORED_FIXTURE_EVENTS)
+        assert stored == STORED_FIXTURE_EVENTS
     finally:
         stop.set()
         await sink
         await rebuilt.stop()
-        await message_log.stop()

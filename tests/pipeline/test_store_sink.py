@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 import uuid
 from pathlib import Path
@@ -20,8 +19,10 @@ from aoc_common.events import Actor, CanonicalEvent, event_id_for
 from aoc_common.message_log.base import Message
 from aoc_common.message_log.embedded import EmbeddedMessageLog
 from aoc_store.runtime import StoreSink
-from tests.builders import NOW
-from tests.pipeline.test_end_to_end import read_topic, wait_for
+from tests.utils.local_servers import free_port
+from tests.utils.records import NOW
+from tests.utils.topic_io import read_topic
+from tests.utils.waiting import wait_for
 
 
 def an_event(name: str, raw: dict | None = None) -> CanonicalEvent:
@@ -44,17 +45,11 @@ def an_event(name: str, raw: dict | None = None) -> CanonicalEvent:
     )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_an_event_the_store_refuses_is_dead_lettered_and_the_rest_stored(
     tmp_path: Path, mongo_uri: str
 ) -> None:
     message_log = EmbeddedMessageLog(tmp_path / "log.sqlite3")
-    store = MongoEventStore(mongo_uri, f"sink_{uuid.uuid4().hex[:10]}")
+    store = MongoEventStore(mongo_uri, f"sink_{uuid.uuid4().hex[:10]}")  # SQLite takes it
     await message_log.start()
     await store.start()
     # BSON cannot hold a key with a NUL byte: MongoDB refuses this one event, whatever is retried.

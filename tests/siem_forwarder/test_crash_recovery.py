@@ -17,8 +17,10 @@ from aoc_common import topics
 from aoc_common.events import CanonicalEvent
 from aoc_common.settings import Settings
 from tests.engines.kafka_server import kafka_test_options
-from tests.siem_forwarder.conftest import Engine, caught_up, ours, publish_events, wait_for
-from tests.siem_forwarder.receivers import HttpSiem, serving
+from tests.utils.siem import Engine, caught_up, ours
+from tests.utils.siem_receivers import HttpSiem, serving
+from tests.utils.topic_io import publish_events
+from tests.utils.waiting import wait_for
 
 SETTINGS_VARIABLES = {name.upper() for name in Settings.model_fields}
 
@@ -50,6 +52,7 @@ def forwarder_environment(
     return env
 
 
+@pytest.mark.every_engine_kind
 async def test_a_batch_sent_but_not_committed_before_a_crash_is_sent_again_and_nothing_is_lost(
     engine: Engine,
     events: list[CanonicalEvent],

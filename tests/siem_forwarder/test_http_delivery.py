@@ -16,16 +16,11 @@ from aoc_common.events import CanonicalEvent
 from aoc_common.http_retry import RetryPolicy
 from aoc_siem_forwarder.runtime import SiemForwarder
 from aoc_siem_forwarder.transports import HttpTransport
-from tests.siem_forwarder.conftest import (
-    Engine,
-    caught_up,
-    ours,
-    publish_events,
-    running,
-    siem_dead_letters,
-    wait_for,
-)
-from tests.siem_forwarder.receivers import HttpSiem, Reply, serving
+from tests.utils.consumers import running
+from tests.utils.siem import Engine, caught_up, ours, siem_dead_letters
+from tests.utils.siem_receivers import HttpSiem, Reply, serving
+from tests.utils.topic_io import publish_events
+from tests.utils.waiting import wait_for
 
 SECRET = b"webhook-signing-secret"
 HEC_TOKEN = "11111111-2222-3333-4444-555555555555"
@@ -69,6 +64,7 @@ def metric(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
+@pytest.mark.every_engine_kind
 async def test_every_fixture_event_reaches_the_webhook_exactly_once_signed_and_in_batches(
     engine: Engine, events: list[CanonicalEvent]
 ) -> None:
@@ -96,6 +92,7 @@ async def test_every_fixture_event_reaches_the_webhook_exactly_once_signed_and_i
     assert forwarded == len(siem.accepted) >= len(events)
 
 
+@pytest.mark.every_engine_kind
 async def test_a_record_the_siem_rejects_goes_to_the_dlq_with_its_answer_and_the_rest_is_forwarded(
     engine: Engine, events: list[CanonicalEvent]
 ) -> None:
@@ -122,21 +119,21 @@ async def test_a_record_the_siem_rejects_goes_to_the_dlq_with_its_answer_and_the
 
 
 async def test_splunk_hec_gets_envelopes_with_the_token_and_its_invalid_event_number_is_used(
-    embedded: Engine, events: list[CanonicalEvent]
+    engine: Engine, events: list[CanonicalEvent]
 ) -> None:
     refused = {events[3].id}
     siem = HttpSiem(siem_format="splunk_hec", hec_token=HEC_TOKEN, refuse_ids=set(refused))
     async with serving(siem) as url:
-        await publish_events(embedded.message_log, events)
+        await publish_events(engine.message_log, events)
         hec = forwarder(
-            embedded,
+            engine,
             f"{url}/services/collector/event",
             siem_format="splunk_hec",
             hec_token=HEC_TOKEN,
         )
         async with running(hec):
             await wait_for(lambda: len(ours(siem.accepted, events)), lambda n: n >= len(events) - 1)
-            letters = await siem_dead_letters(embedded.message_log, refused)
+            letters = await siem_dead_letters(engine.message_log, refused)
 
     assert sorted(ours(siem.accepted, events)) == sorted(set(ids_of(events)) - refused)
     assert len(letters) == 1
@@ -147,33 +144,33 @@ async def test_splunk_hec_gets_envelopes_with_the_token_and_its_invalid_event_nu
 
 
 async def test_a_wrong_hec_token_holds_every_event_back_instead_of_dead_lettering_it(
-    embedded: Engine, events: list[CanonicalEvent]
+    engine: Engine, events: list[CanonicalEvent]
 ) -> None:
     siem = HttpSiem(siem_format="splunk_hec", hec_token=HEC_TOKEN)
     breaker = CircuitBreaker(1, 60)
     async with serving(siem) as url:
-        await publish_events(embedded.message_log, events)
+        await publish_events(engine.message_log, events)
         hec = forwarder(
-            embedded, url, siem_format="splunk_hec", hec_token="wrong-token", breaker=breaker
+            engine, url, siem_format="splunk_hec", hec_token="wrong-token", breaker=breaker
         )
         async with running(hec):
             await wait_for(lambda: breaker.state, lambda state: state == "open")
 
     assert [r.status for r in siem.requests] == [403]
     assert siem.accepted == []
-    assert await embedded.message_log.lag(embedded.group, topics.EVENTS) == len(events)
-    assert await siem_dead_letters(embedded.message_log, set(ids_of(events)), timeout_s=1) == []
+    assert await engine.message_log.lag(engine.group, topics.EVENTS) == len(events)
+    assert await siem_dead_letters(engine.message_log, set(ids_of(events)), timeout_s=1) == []
 
 
 async def test_5xx_and_429_are_retried_honouring_retry_after_without_duplicates(
-    embedded: Engine, events: list[CanonicalEvent]
+    engine: Engine, events: list[CanonicalEvent]
 ) -> None:
     siem = HttpSiem(hmac_secret=SECRET)
     siem.script.extend([Reply(500), Reply(429, retry_after="1"), Reply(502)])
     retries_before = metric("aoc_siem_retries_total", format="json", reason="http")
     async with serving(siem) as url:
-        await publish_events(embedded.message_log, events)
-        async with running(forwarder(embedded, url)):
+        await publish_events(engine.message_log, events)
+        async with running(forwarder(engine, url)):
             await wait_for(lambda: len(ours(siem.accepted, events)), lambda n: n >= len(events))
 
     assert sorted(ours(siem.accepted, events)) == sorted(ids_of(events))
@@ -184,17 +181,17 @@ async def test_5xx_and_429_are_retried_honouring_retry_after_without_duplicates(
 
 
 async def test_a_slow_siem_times_out_and_the_batch_is_sent_again(
-    embedded: Engine, events: list[CanonicalEvent]
+    engine: Engine, events: list[CanonicalEvent]
 ) -> None:
     siem = HttpSiem(hmac_secret=SECRET)
     siem.script.append(Reply(delay_s=2.0, then_accept=True))
     async with serving(siem) as url:
-        await publish_events(embedded.message_log, events)
-        async with running(forwarder(embedded, url, timeout_s=0.5)):
+        await publish_events(engine.message_log, events)
+        async with running(forwarder(engine, url, timeout_s=0.5)):
             await wait_for(
                 lambda: set(ours(siem.accepted, events)), lambda seen: seen >= set(ids_of(events))
             )
-            await caught_up(embedded)
+            await caught_up(engine)
 
     assert set(ours(siem.accepted, events)) == set(ids_of(events))  # at least once, nothing missing
     slow, resent = siem.requests[0], siem.requests[1]
@@ -203,23 +200,23 @@ async def test_a_slow_siem_times_out_and_the_batch_is_sent_again(
 
 
 async def test_the_breaker_stops_calling_a_down_siem_for_the_cool_down_and_then_resumes(
-    embedded: Engine, events: list[CanonicalEvent], capsys: pytest.CaptureFixture[str]
+    engine: Engine, events: list[CanonicalEvent], capsys: pytest.CaptureFixture[str]
 ) -> None:
     cooldown = 1.5
     breaker = CircuitBreaker(2, cooldown)
     siem = HttpSiem(hmac_secret=SECRET, down=True)
     async with serving(siem) as url:
-        await publish_events(embedded.message_log, events)
+        await publish_events(engine.message_log, events)
         one_try = RetryPolicy(max_attempts=1)
         hook = f"{url}/hook/T0K3N"
-        async with running(forwarder(embedded, hook, policy=one_try, breaker=breaker)):
+        async with running(forwarder(engine, hook, policy=one_try, breaker=breaker)):
             await wait_for(lambda: breaker.state, lambda state: state == "open")
             assert len(siem.requests) == 2
             assert metric("aoc_siem_circuit_open", format="json") == 1
             await wait_for(lambda: len(siem.requests), lambda n: n >= 3)  # half-open trial fails
             siem.down = False
             await wait_for(lambda: len(ours(siem.accepted, events)), lambda n: n >= len(events))
-            await caught_up(embedded)
+            await caught_up(engine)
 
     at = [r.at for r in siem.requests]
     assert [r.status for r in siem.requests[:3]] == [503, 503, 503]

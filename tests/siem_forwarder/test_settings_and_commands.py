@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from aoc_common.settings import ConfigurationError, Settings, load_settings
-from tests.siem_forwarder.receivers import HttpSiem, serving
+from tests.utils.local_servers import free_port
+from tests.utils.siem_receivers import HttpSiem, serving
 
 AOC = Path(sys.executable).with_name("aoc")
 SETTINGS_VARIABLES = {name.upper() for name in Settings.model_fields}
@@ -161,12 +161,6 @@ def test_aoc_run_siem_forwarder_idles_while_disabled_and_stops_cleanly(tmp_path:
 
     assert process.wait(timeout=30) == 0, lines
     assert any("forwarding nothing" in line for line in lines)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def test_aoc_demo_forwards_every_sample_event_when_siem_is_enabled(tmp_path: Path) -> None:

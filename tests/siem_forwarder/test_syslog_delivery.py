@@ -24,8 +24,11 @@ from aoc_common.settings import Settings
 from aoc_siem_forwarder.core import SyslogPayload
 from aoc_siem_forwarder.runtime import SiemForwarder
 from aoc_siem_forwarder.transports import SiemUnavailable, SyslogTransport
-from tests.siem_forwarder.conftest import Engine, caught_up, publish_events, running, wait_for
-from tests.siem_forwarder.receivers import SyslogSiem, syslog_parts
+from tests.utils.consumers import running
+from tests.utils.siem import Engine, caught_up
+from tests.utils.siem_receivers import SyslogSiem, syslog_parts
+from tests.utils.topic_io import publish_events
+from tests.utils.waiting import wait_for
 
 FAST = RetryPolicy(max_attempts=20, base_delay_s=0.02, max_delay_s=0.1)
 RFC5424_HEADER = re.compile(
@@ -67,12 +70,12 @@ def syslog_forwarder(engine: Engine, port: int, payload: SyslogPayload) -> SiemF
 
 @pytest.mark.parametrize("payload", ["cef", "json"])
 async def test_every_fixture_event_arrives_once_as_an_rfc5424_message(
-    embedded: Engine, events: list[CanonicalEvent], receiver: SyslogSiem, payload: SyslogPayload
+    engine: Engine, events: list[CanonicalEvent], receiver: SyslogSiem, payload: SyslogPayload
 ) -> None:
-    await publish_events(embedded.message_log, events)
-    async with running(syslog_forwarder(embedded, receiver.port, payload)):
+    await publish_events(engine.message_log, events)
+    async with running(syslog_forwarder(engine, receiver.port, payload)):
         await wait_for(lambda: len(receiver.messages), lambda n: n >= len(events))
-        await caught_up(embedded)
+        await caught_up(engine)
 
     assert sorted(receiver.ids()) == sorted(e.id for e in events)
     assert receiver.connections == 1  # one connection kept open for every batch
@@ -90,34 +93,34 @@ async def test_every_fixture_event_arrives_once_as_an_rfc5424_message(
 
 
 async def test_the_forwarder_reconnects_when_the_receiver_hangs_up_between_batches(
-    embedded: Engine, events: list[CanonicalEvent], receiver: SyslogSiem
+    engine: Engine, events: list[CanonicalEvent], receiver: SyslogSiem
 ) -> None:
     first, second = events[:60], events[60:]
-    async with running(syslog_forwarder(embedded, receiver.port, "json")):
-        await publish_events(embedded.message_log, first)
+    async with running(syslog_forwarder(engine, receiver.port, "json")):
+        await publish_events(engine.message_log, first)
         await wait_for(lambda: len(receiver.messages), lambda n: n >= len(first))
         await receiver.hang_up()
-        await publish_events(embedded.message_log, second)
+        await publish_events(engine.message_log, second)
         await wait_for(lambda: len(receiver.messages), lambda n: n >= len(events))
-        await caught_up(embedded)
+        await caught_up(engine)
 
     assert sorted(receiver.ids()) == sorted(e.id for e in events)
     assert receiver.connections == 2
 
 
 async def test_a_receiver_that_is_down_is_retried_until_it_listens_again(
-    embedded: Engine, events: list[CanonicalEvent], receiver: SyslogSiem
+    engine: Engine, events: list[CanonicalEvent], receiver: SyslogSiem
 ) -> None:
     port = receiver.port
     await receiver.stop()  # nothing listens: connection refused
-    await publish_events(embedded.message_log, events)
-    forwarder = syslog_forwarder(embedded, port, "cef")
+    await publish_events(engine.message_log, events)
+    forwarder = syslog_forwarder(engine, port, "cef")
     retries_before = retries()
     async with running(forwarder):
         await wait_for(retries, lambda n: n >= retries_before + 2)  # refused, retried, refused
         await receiver.start(port)
         await wait_for(lambda: len(receiver.messages), lambda n: n >= len(events))
-        await caught_up(embedded)
+        await caught_up(engine)
 
     assert set(receiver.ids()) == {e.id for e in events}
 
@@ -155,7 +158,7 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
 
 
 async def test_syslog_over_tls_verifies_the_receiver_and_delivers_every_event(
-    embedded: Engine, events: list[CanonicalEvent], tmp_path: Path
+    engine: Engine, events: list[CanonicalEvent], tmp_path: Path
 ) -> None:
     cert_file, key_file = self_signed_certificate(tmp_path)
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -185,10 +188,10 @@ async def test_syslog_over_tls_verifies_the_receiver_and_delivers_every_event(
             await untrusting.send([])
         await untrusting.close()
 
-        await publish_events(embedded.message_log, events)
-        async with running(SiemForwarder.from_settings(embedded.message_log, settings)):
+        await publish_events(engine.message_log, events)
+        async with running(SiemForwarder.from_settings(engine.message_log, settings)):
             await wait_for(lambda: len(receiver.messages), lambda n: n >= len(events))
-            await caught_up(embedded)
+            await caught_up(engine)
     finally:
         await receiver.stop()
 

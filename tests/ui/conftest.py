@@ -12,8 +12,8 @@ from playwright.sync_api import Browser, sync_playwright
 
 from aoc_api.app import create_app
 from aoc_common.settings import Settings
-from tests.local_server import serving
-from tests.ui.browser import CHROMIUM, CHROMIUM_ARGS, WatchedPages, stored_fixtures
+from tests.utils.browser import CHROMIUM, CHROMIUM_ARGS, WatchedPages, stored_fixtures
+from tests.utils.local_servers import serving
 
 
 @pytest.fixture(scope="session")

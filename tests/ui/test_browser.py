@@ -23,10 +23,7 @@ from playwright.sync_api import Route, expect
 from aoc_api.app import create_app
 from aoc_api.auth import JwksCache, TokenVerifier
 from aoc_common.settings import Settings
-from tests.api.fake_llm import fake_llm, tool_call
-from tests.api.test_auth import FakeIdentityProvider, a_signing_key
-from tests.local_server import serving
-from tests.ui.browser import (
+from tests.utils.browser import (
     FORWARDING_ALERT,
     UNIFIED_ERROR,
     WatchedPages,
@@ -34,9 +31,10 @@ from tests.ui.browser import (
     screenshot,
     stored_fixtures,
 )
+from tests.utils.fake_llm import fake_llm, tool_call
+from tests.utils.identity import CLIENT, TENANT, FakeIdentityProvider, a_signing_key
+from tests.utils.local_servers import serving
 
-TENANT = "11111111-2222-3333-4444-555555555555"
-CLIENT = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
 FIXTURE_EVENTS = 149
 
 

@@ -21,8 +21,7 @@ from aoc_api.app import create_app
 from aoc_common.event_store.sqlite import SqliteEventStore
 from aoc_common.events import CanonicalEvent, GeoLocation, event_id_for
 from aoc_common.settings import Settings
-from tests.local_server import serving
-from tests.ui.browser import (
+from tests.utils.browser import (
     FORWARDING_ALERT,
     NARROW,
     WatchedPages,
@@ -30,6 +29,7 @@ from tests.ui.browser import (
     screenshot,
     stored_fixtures,
 )
+from tests.utils.local_servers import serving
 
 FIXTURE_EVENTS = 149
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.ui.browser import NARROW, WIDE, WatchedPages, rows, screenshot
+from tests.utils.browser import NARROW, WIDE, WatchedPages, rows, screenshot
 
 VIEWS = {
     "overview": ("/", "#freshness .freshness-item"),

@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from playwright.sync_api import Page, expect
 
-from tests.ui.browser import WatchedPages, rows, screenshot
+from tests.utils.browser import WatchedPages, rows, screenshot
 
 FIXTURE_EVENTS = 149
 OLDEST = "2026-11-10 00:00:00"

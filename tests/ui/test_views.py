@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from playwright.sync_api import Page, expect
 
-from tests.ui.browser import FORWARDING_ALERT, WatchedPages, rows, screenshot
+from tests.utils.browser import FORWARDING_ALERT, WatchedPages, rows, screenshot
 
 FIXTURE_EVENTS = 149
 

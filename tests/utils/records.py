@@ -1,20 +1,19 @@
-"""Builders for test inputs: raw records as they arrive on the raw topics, from the shared fixtures."""
+"""Builders for test inputs: raw records as they arrive on the raw topics, and the canonical events the
+normalizer core makes of them, from the shared fixtures."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from aoc_common.codec import encode
 from aoc_common.events import CanonicalEvent, RawEnvelope, Source
 from aoc_common.message_log.base import Record
 from aoc_common.topics import raw_topic
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 FETCHED_AT = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -65,7 +64,7 @@ def fixture_events(fixtures: Path) -> list[CanonicalEvent]:
     from aoc_normalizer.core import normalize_message
     from aoc_normalizer.mappings import load_mappings
 
-    mappings = load_mappings(Path(__file__).resolve().parents[1] / "mappings.yml")
+    mappings = load_mappings(REPO_ROOT / "mappings.yml")
     records = (
         [raw_record("directory", r) for r in directory_records(fixtures)]
         + [raw_record("intune", r) for r in intune_records(fixtures)]
@@ -74,22 +73,3 @@ def fixture_events(fixtures: Path) -> list[CanonicalEvent]:
     events = [normalize_message(r, mappings, now=NOW) for r in records]
     assert all(isinstance(e, CanonicalEvent) for e in events)
     return events  # type: ignore[return-value]
-
-
-T = TypeVar("T")
-
-
-async def wait_for(
-    probe: Callable[[], T] | Callable[[], Awaitable[T]],
-    done: Callable[[T], bool],
-    timeout_s: float = 60.0,
-) -> T:
-    """Poll `probe` until `done` holds or the deadline passes (then the caller's assert explains)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = probe()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if done(value) or time.monotonic() > deadline:  # type: ignore[arg-type]
-            return value  # type: ignore[return-value]
-        await asyncio.sleep(0.02)

@@ -13,7 +13,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from tests.local_server import serving
+from tests.utils.local_servers import serving
 
 HANG_LIMIT_S = 10.0
 

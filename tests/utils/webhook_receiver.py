@@ -6,19 +6,18 @@ It records every request body and can be told to answer the next requests with g
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from tests.utils.local_servers import serving_here
 
 
 @dataclass
@@ -42,28 +41,10 @@ class WebhookReceiver:
         return Response("1", status_code=200)
 
 
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self):  # type: ignore[no-untyped-def]
-        yield  # the test process keeps its signals
-
-
 @contextlib.asynccontextmanager
 async def running_receiver(path: str = "/hooks/T000/B000/s3cr3t") -> AsyncIterator[WebhookReceiver]:
     receiver = WebhookReceiver()
     app = Starlette(routes=[Route(path, receiver._hook, methods=["POST"])])
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    receiver.url = f"http://127.0.0.1:{sock.getsockname()[1]}{path}"
-    server = _Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        while not server.started:
-            if task.done():
-                await task
-            await asyncio.sleep(0.01)
+    async with serving_here(app) as url:
+        receiver.url = f"{url}{path}"
         yield receiver
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()

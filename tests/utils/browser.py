@@ -21,7 +21,7 @@ from aoc_common.event_store.sqlite import SqliteEventStore
 from aoc_common.events import CanonicalEvent
 from aoc_common.rules import Alert
 from aoc_common.source_health import SourceHealth, write_source_health
-from tests.builders import fixture_events
+from tests.utils.records import fixture_events
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"

@@ -3,17 +3,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from tests.engines.kafka_server import free_port
+from tests.utils.local_servers import serving_here
 
 
 @dataclass
@@ -82,20 +80,9 @@ class FakeTokens:
 @contextlib.asynccontextmanager
 async def serving(graph: FakeGraph) -> AsyncIterator[FakeGraph]:
     """Serve `graph` until the block ends; `graph.url` is its base URL."""
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(graph.app(), host="127.0.0.1", port=port, log_config=None, lifespan="off")
-    )
-    task = asyncio.create_task(server.serve())
-    async with asyncio.timeout(10):
-        while not server.started:
-            await asyncio.sleep(0.01)
-    graph.url = f"http://127.0.0.1:{port}"
-    try:
+    async with serving_here(graph.app()) as url:
+        graph.url = url
         yield graph
-    finally:
-        server.should_exit = True
-        await task
 
 
 def guid(n: int) -> str:

@@ -11,16 +11,16 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-import socket
 import ssl
 import time
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-import uvicorn
+
+from tests.utils.local_servers import serving_here
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -142,35 +142,14 @@ class HttpSiem:
         return list(orjson.loads(body)["events"])
 
 
-class _TestServer(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield  # pytest owns the process's signals
-
-
 @contextlib.asynccontextmanager
 async def serving(app: HttpSiem) -> AsyncIterator[str]:
     """Serve `app` on 127.0.0.1 on a free port; yields its base URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = _TestServer(
-        uvicorn.Config(
-            app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=1
-        )
-    )
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert not task.done() and time.monotonic() < deadline, "receiver did not start"
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        app.release.set()
-        server.should_exit = True
-        await task
-        sock.close()
+    async with serving_here(app, shutdown_timeout_s=1) as url:
+        try:
+            yield url
+        finally:
+            app.release.set()  # a request held open must not hold the shutdown
 
 
 class SyslogSiem:

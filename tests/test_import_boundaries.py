@@ -1,0 +1,79 @@
+"""The import boundaries in pyproject.toml (import-linter contracts) hold for the code as it is, and
+they catch a service importing another or aoc_common importing a service.
+
+The check runs on a copy of the packages laid out as they install (`[tool.setuptools.package-dir]`),
+first as they are, then with one offending import added, so that the test proves it can fail.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PYPROJECT = REPO / "pyproject.toml"
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+
+
+def lay_out_packages(root: Path) -> None:
+    """Each package's sources under its import name in `root`, as the wheel installs them."""
+    package_dirs = tomllib.loads(PYPROJECT.read_text())["tool"]["setuptools"]["package-dir"]
+    for name, source in package_dirs.items():
+        shutil.copytree(
+            REPO / source, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.json")
+        )
+
+
+def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--config", str(PYPROJECT), "--no-cache"],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_the_code_keeps_every_import_contract(tmp_path: Path) -> None:
+    lay_out_packages(tmp_path)
+
+    result = lint_imports(tmp_path)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("module", "offending_import", "broken_contract"),
+    [
+        ("aoc_store/core.py", "import aoc_alerter.core", "Services import no other service"),
+        (
+            "aoc_common/topics.py",
+            "import aoc_normalizer.core",
+            "aoc_common imports no service and not the CLI",
+        ),
+        ("aoc_alerter/core.py", "import aoc_cli.main", "Services do not import the CLI"),
+    ],
+)
+def test_a_forbidden_import_breaks_its_contract(
+    tmp_path: Path, module: str, offending_import: str, broken_contract: str
+) -> None:
+    lay_out_packages(tmp_path)
+    path = tmp_path / module
+    path.write_text(path.read_text() + f"\n{offending_import}  # noqa\n")
+
+    result = lint_imports(tmp_path)
+
+    assert result.returncode != 0, result.stdout
+    broken = [line for line in result.stdout.splitlines() if line.endswith(" BROKEN")]
+    assert f"{broken_contract} BROKEN" in [line.strip() for line in broken], result.stdout
+    assert offending_import.removeprefix("import ") in result.stdout  # the report names the import
