@@ -6,12 +6,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 
-from aoc_common.event_store.sqlite import SqliteEventStore
+from aoc_common.event_store.base import EventStore
 from aoc_common.query import EventQuery
 from aoc_common.rules import Alert
 
 CREATED = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+pytestmark = pytest.mark.every_engine_kind
 
 
 def an_alert(alert_id: str, rule_id: str, severity: str, event_ids: list[str]) -> Alert:
@@ -29,7 +31,7 @@ def an_alert(alert_id: str, rule_id: str, severity: str, event_ids: list[str]) -
     )
 
 
-async def some_alerts(store: SqliteEventStore) -> list[str]:
+async def some_alerts(store: EventStore) -> list[str]:
     page = await store.query_events(EventQuery(page_size=3))
     ids = [event.id for event in page.items]
     await store.insert_alerts(
@@ -44,7 +46,7 @@ async def some_alerts(store: SqliteEventStore) -> list[str]:
 
 
 async def test_the_summary_counts_open_and_acknowledged_alerts_per_rule_and_severity(
-    client: httpx.AsyncClient, store: SqliteEventStore
+    client: httpx.AsyncClient, store: EventStore
 ) -> None:
     await some_alerts(store)
     await client.post("/api/alerts/a2/acknowledge")
@@ -71,7 +73,7 @@ async def test_the_summary_counts_open_and_acknowledged_alerts_per_rule_and_seve
 
 
 async def test_bulk_acknowledgement_records_the_caller_once_and_names_unknown_ids(
-    client: httpx.AsyncClient, store: SqliteEventStore
+    client: httpx.AsyncClient, store: EventStore
 ) -> None:
     await some_alerts(store)
 
@@ -97,7 +99,7 @@ async def test_bulk_acknowledgement_refuses_empty_huge_or_malformed_bodies(
 
 
 async def test_an_alerts_events_come_with_it_and_ids_no_longer_stored_are_named(
-    client: httpx.AsyncClient, store: SqliteEventStore
+    client: httpx.AsyncClient, store: EventStore
 ) -> None:
     ids = await some_alerts(store)
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from aoc_api.export_formats import CSV_COLUMNS, csv_row
-from aoc_common.event_store.sqlite import SqliteEventStore
+from aoc_common.event_store.base import EventStore
 from aoc_common.events import CanonicalEvent
 from aoc_common.query import EventQuery
 
@@ -100,7 +100,7 @@ async def test_an_export_refuses_what_the_event_list_refuses(
 
 
 async def test_csv_cells_a_spreadsheet_would_run_as_formulas_are_defused(
-    store: SqliteEventStore,
+    store: EventStore,
 ) -> None:
     event = (await store.query_events(EventQuery())).items[0]
     hostile = event.model_copy(
