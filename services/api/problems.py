@@ -28,7 +28,14 @@ def problem(status: int, title: str, detail: str | None = None, **extra: Any) ->
 
 
 def _location(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if p not in ("query", "body", "path")]
+    # A repeated query parameter (`?source=a&source=b`) is still one parameter: name it, not
+    # the position of the bad value in the list pydantic validated.
+    in_query = bool(loc) and loc[0] == "query"
+    parts = [
+        str(p)
+        for p in loc
+        if p not in ("query", "body", "path") and not (in_query and isinstance(p, int))
+    ]
     return ".".join(parts) or "request"
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from aoc_common.consumed_events import (
-    DecodedEvents,
+    DecodedForStore,
     dead_letter_for_record,
-    decode_canonical_events,
+    decode_events_to_store,
 )
 from aoc_common.dead_letter import DeadLetter
 from aoc_common.message_log.base import Record
@@ -15,9 +15,9 @@ from aoc_common.message_log.base import Record
 STAGE = "store"
 
 
-def decode_events(records: Sequence[Record]) -> DecodedEvents:
+def decode_events(records: Sequence[Record]) -> DecodedForStore:
     """Every record becomes an event to store or a dead letter saying why it cannot be stored."""
-    return decode_canonical_events(records, stage=STAGE, reader="sink")
+    return decode_events_to_store(records, stage=STAGE)
 
 
 def dead_letter_for(record: Record, reason: str) -> DeadLetter:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from typing import Protocol
 
 from aoc_common import topics
-from aoc_common.consumed_events import ConsumedEvent, dead_letter_messages
+from aoc_common.consumed_events import EventToStore, dead_letter_messages
 from aoc_common.dead_letter import DeadLetter
-from aoc_common.event_store.base import EventStore, StoreError
+from aoc_common.event_store.base import EventWriter, StoreError, StoreLifecycle
 from aoc_common.logging import get_logger
 from aoc_common.message_log.base import MessageLog, Record
 from aoc_common.message_log.consumer import run_consumer
@@ -26,8 +27,13 @@ PURGE_EVERY_S = 3600.0
 log = get_logger(__name__)
 
 
+class SinkStore(EventWriter, StoreLifecycle, Protocol):
+    """What the sink needs of a store: to write events, and `ping` to tell a store that is down
+    (retry the batch) from one that refuses an event (dead-letter it)."""
+
+
 class StoreSink:
-    def __init__(self, message_log: MessageLog, store: EventStore) -> None:
+    def __init__(self, message_log: MessageLog, store: SinkStore) -> None:
         self.message_log = message_log
         self.store = store
         self._last_purge = 0.0
@@ -37,7 +43,7 @@ class StoreSink:
         dead_letters = list(batch.dead_letters)
         if batch.events:
             try:
-                result = await self.store.upsert_events(
+                result = await self.store.upsert_encoded(
                     [consumed.event for consumed in batch.events]
                 )
             except StoreError:
@@ -51,7 +57,7 @@ class StoreSink:
         await self._purge_if_due()
 
     async def _upsert_one_by_one(
-        self, events: Sequence[ConsumedEvent]
+        self, events: Sequence[EventToStore]
     ) -> tuple[UpsertResult, list[DeadLetter]]:
         """A batch failed: if the store is down, raise (the batch is retried after a backoff); if it
         is up, it refused some event, so store the others and dead-letter the ones it refuses, instead
@@ -62,10 +68,12 @@ class StoreSink:
         for consumed in events:
             record, event = consumed.record, consumed.event
             try:
-                total += await self.store.upsert_events([event])
+                total += await self.store.upsert_encoded([event])
             except StoreError as error:
                 await self.store.ping()
-                log.warning("store refused an event", dedupe_key=event.dedupe_key, error=str(error))
+                log.warning(
+                    "store refused an event", dedupe_key=event.fields.dedupe_key, error=str(error)
+                )
                 refused.append(dead_letter_for(record, f"store refused the event: {error}"))
         return total, refused
 

@@ -85,8 +85,8 @@ async def test_a_question_becomes_a_typed_query_and_answers_with_its_events(
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["question"] == QUESTION
-    assert body["query"]["service"] == "Entra ID"
-    assert body["query"]["operation"] == "Add user"
+    assert body["query"]["service"] == ["Entra ID"]
+    assert body["query"]["operation"] == ["Add user"]
     assert body["query"]["start"].startswith("2026-11-01T00:00:00")
     expected = await store.query_events(
         EventQuery.model_validate(orjson.loads(ADDED_USERS.arguments or ""))
@@ -288,5 +288,5 @@ async def test_a_model_that_answers_the_query_as_json_text_instead_of_calling_is
     response = await ask_client.post("/api/ask", json={"question": "What happened in Exchange?"})
 
     assert response.status_code == 200, response.text
-    assert response.json()["query"]["service"] == "Exchange"
+    assert response.json()["query"]["service"] == ["Exchange"]
     assert len(response.json()["events"]) == 20

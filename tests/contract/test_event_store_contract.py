@@ -9,6 +9,7 @@ that reference, page by page, on a mixed batch of events.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import socket
 import time
@@ -28,12 +29,18 @@ from aoc_common.event_store.mongo import TTL_INDEX, MongoEventStore
 from aoc_common.event_store.sqlite import SqliteEventStore
 from aoc_common.events import Actor, CanonicalEvent, Comment, Target, event_id_for, utc_now
 from aoc_common.query import (
+    FACET_FIELDS,
     MAX_TIMESTAMP_MS,
     MIN_TIMESTAMP_MS,
+    VALUE_FILTERS,
     Cursor,
+    EventFilters,
     EventQuery,
+    FacetValue,
+    MatchCount,
     UpsertResult,
     search_terms_for,
+    top_values,
 )
 from aoc_common.rules import Alert, AlertQuery, Rule
 
@@ -59,6 +66,7 @@ def an_event(
     result: str = "success",
     source: str = "unified",
     actor: str = "Alice Admin",
+    actor_type: str = "user",
     targets: Sequence[str] = ("Bob Example",),
     summary: str | None = None,
     raw: dict[str, Any] | None = None,
@@ -83,7 +91,11 @@ def an_event(
         actor_display=actor,
         target_displays=list(targets),
         display_summary=summary or f"{actor} ran {operation} on {', '.join(targets)}",
-        actor=Actor(type="user", display_name=actor, user_principal_name="admin@contoso.com"),
+        actor=Actor(
+            type=actor_type,  # type: ignore[arg-type]
+            display_name=actor,
+            user_principal_name="admin@contoso.com",
+        ),
         targets=[Target(type="User", display_name=target) for target in targets],
         raw=raw,
         raw_text=raw_text if raw_text is not None else orjson.dumps(raw).decode(),
@@ -107,18 +119,22 @@ def newest_first(events: Iterable[CanonicalEvent]) -> list[CanonicalEvent]:
     return sorted(events, key=lambda event: (event.timestamp, event.id), reverse=True)
 
 
-def matches(event: CanonicalEvent, query: EventQuery) -> bool:
+def value_of(event: CanonicalEvent, field: str) -> str:
+    """The event's value for a `VALUE_FILTERS` field."""
+    return event.actor.type if field == "actor_type" else str(getattr(event, field))
+
+
+def matches(event: CanonicalEvent, query: EventFilters) -> bool:
     """The filter contract (cursor and paging aside): every given filter holds."""
     if query.matches_nothing:
         return False
-    exact = {
-        "service": event.service,
-        "operation": event.operation,
-        "result": event.result,
-        "source": event.source,
-    }
-    if any(getattr(query, name) not in (None, value) for name, value in exact.items()):
-        return False
+    for name in VALUE_FILTERS:
+        value = value_of(event, name)
+        wanted = query.values_of(name)
+        if wanted and value not in wanted:
+            return False
+        if value in query.excluded_of(name):
+            return False
     if query.actor and query.actor.lower() not in event.actor_display.lower():
         return False
     if query.start is not None and event.timestamp < query.start:
@@ -127,12 +143,17 @@ def matches(event: CanonicalEvent, query: EventQuery) -> bool:
         return False
     if not set(query.tags) <= set(event.tags):
         return False
+    if set(query.exclude_tags) & set(event.tags):
+        return False
     terms = search_terms_for(event)
     return all(any(term.startswith(token) for term in terms) for token in query.search_tokens)
 
 
 def expected_ids(events: Iterable[CanonicalEvent], query: EventQuery) -> list[str]:
-    return [event.id for event in newest_first(events) if matches(event, query)]
+    ordered = newest_first(events)
+    if query.order == "oldest":
+        ordered.reverse()
+    return [event.id for event in ordered if matches(event, query)]
 
 
 def ids_of(events: Iterable[CanonicalEvent]) -> list[str]:
@@ -479,6 +500,224 @@ async def test_nosql_operator_strings_are_plain_values(event_store: EventStore):
     assert stored.tags == []
 
 
+# --- filter in, filter out -----------------------------------------------------------------------
+
+
+async def test_multi_value_and_exclusion_filters_narrow_the_result(event_store: EventStore):
+    mailbox = an_event("mailbox", minutes_ago=1, tags=["vip"])
+    app = an_event(
+        "app",
+        minutes_ago=2,
+        service="Entra ID",
+        category="ApplicationManagement",
+        operation="Add service principal",
+        source="directory",
+        actor="Sync App",
+        actor_type="app",
+        tags=["vip", "reviewed"],
+    )
+    wipe = an_event(
+        "wipe",
+        minutes_ago=3,
+        service="Intune",
+        category="Device",
+        operation="Wipe device",
+        result="partial",
+        source="intune",
+        actor="Intune",
+        actor_type="system",
+    )
+    await event_store.upsert_events([mailbox, app, wipe])
+
+    cases: list[tuple[dict[str, Any], list[CanonicalEvent]]] = [
+        ({"service": "Exchange"}, [mailbox]),  # one value, as query strings always sent it
+        ({"service": ["Exchange", "Intune"]}, [mailbox, wipe]),  # any of
+        ({"service": ["Exchange", "Nope"]}, [mailbox]),
+        ({"exclude_service": ["Exchange"]}, [app, wipe]),  # none of
+        ({"exclude_service": ["Exchange", "Intune"]}, [app]),
+        ({"service": ["Exchange", "Intune"], "exclude_service": ["Intune"]}, [mailbox]),
+        ({"category": "Device"}, [wipe]),
+        ({"exclude_category": ["Device", "ExchangeAdmin"]}, [app]),
+        ({"actor_type": "app"}, [app]),
+        ({"actor_type": ["app", "system"]}, [app, wipe]),
+        ({"exclude_actor_type": ["user"]}, [app, wipe]),
+        ({"result": ["partial"]}, [wipe]),
+        ({"exclude_result": ["success"]}, [wipe]),
+        ({"source": ["intune", "directory"]}, [app, wipe]),
+        ({"exclude_source": "unified"}, [app, wipe]),
+        ({"operation": ["Wipe device", "Set-Mailbox"]}, [mailbox, wipe]),
+        ({"exclude_operation": ["Wipe device"]}, [mailbox, app]),
+        ({"actor_display": ["Intune"]}, [wipe]),  # exact, not a part
+        ({"actor_display": ["intune"]}, []),  # exact case too
+        ({"actor_display": ["Sync"]}, []),
+        ({"exclude_actor_display": ["Intune", "Alice Admin"]}, [app]),
+        ({"actor": "in", "exclude_actor_display": ["Intune"]}, [mailbox]),  # Alice Admin
+        ({"exclude_tags": ["reviewed"]}, [mailbox, wipe]),
+        ({"tags": ["vip"], "exclude_tags": ["reviewed"]}, [mailbox]),
+        ({"exclude_tags": ["vip", "nope"]}, [wipe]),
+        ({"tags": ["vip"], "exclude_tags": ["vip"]}, []),
+    ]
+    for filters, expected in cases:
+        assert await all_ids(event_store, **filters) == ids_of(expected), filters
+        count = await event_store.count_matching(EventFilters(**filters))
+        assert count == MatchCount(value=len(expected), exact=True), filters
+
+
+async def test_filter_values_are_plain_strings_in_lists_too(event_store: EventStore):
+    hostile = an_event("hostile", service='{"$ne": null}', category="%", actor="'; DROP")
+    await event_store.upsert_events([hostile, an_event("plain", minutes_ago=1)])
+
+    for filters in (
+        {"service": ['{"$ne": null}']},
+        {"category": ["%"]},
+        {"actor_display": ["'; DROP"]},
+    ):
+        assert await all_ids(event_store, **filters) == [hostile.id], filters
+    for filters in (
+        {"service": ["{'$gt': ''}", ".*"]},
+        {"category": ["_"]},
+        {"exclude_service": ['{"$ne": null}', "Exchange"]},
+    ):
+        assert await all_ids(event_store, **filters) == [], filters
+
+
+# --- order ---------------------------------------------------------------------------------------
+
+
+async def test_oldest_first_pages_return_every_event_once_in_the_opposite_order(
+    event_store: EventStore,
+):
+    events = [an_event(f"evt-{n}", minutes_ago=n // 3) for n in range(23)]
+    await event_store.upsert_events(events)
+
+    newest = await page_through(event_store, EventQuery(page_size=4))
+    oldest = await page_through(event_store, EventQuery(page_size=4, order="oldest"))
+
+    assert [len(page) for page in oldest] == [4, 4, 4, 4, 4, 3]
+    flat_newest = [event.id for page in newest for event in page]
+    assert [event.id for page in oldest for event in page] == flat_newest[::-1]
+
+
+async def test_oldest_first_paging_is_stable_when_events_arrive(event_store: EventStore):
+    original = [an_event(f"evt-{n}", minutes_ago=n) for n in range(12)]
+    await event_store.upsert_events(original)
+    first = await event_store.query_events(EventQuery(page_size=5, order="oldest"))
+    assert first.next_cursor is not None
+
+    arrivals = [an_event("older", minutes_ago=60), an_event("newer", minutes_ago=-5)]
+    await event_store.upsert_events(arrivals)
+    rest = await page_through(
+        event_store, EventQuery(page_size=5, order="oldest", cursor=first.next_cursor)
+    )
+
+    seen = ids_of(first.items) + [event.id for page in rest for event in page]
+    # The older arrival is behind the cursor and never shows; the newer one ends the list.
+    assert seen == [*ids_of(newest_first(original))[::-1], event_id_for("newer")]
+
+
+def test_a_cursor_cannot_continue_pages_of_the_other_order():
+    newest = Cursor(timestamp_ms=1, id="a").encode()
+    oldest = Cursor(timestamp_ms=1, id="a", order="oldest").encode()
+
+    assert EventQuery(cursor=newest).cursor == Cursor(timestamp_ms=1, id="a")
+    assert EventQuery(cursor=oldest, order="oldest").cursor is not None
+    with pytest.raises(ValueError, match="order=newest"):
+        EventQuery(cursor=newest, order="oldest")
+    with pytest.raises(ValueError, match="order=oldest"):
+        EventQuery(cursor=oldest)
+
+
+# --- counts and facets ---------------------------------------------------------------------------
+
+
+async def test_count_matching_is_exact_up_to_the_bound_then_says_more(event_store: EventStore):
+    await event_store.upsert_events(
+        [
+            an_event(f"evt-{n}", minutes_ago=n, result="failure" if n < 3 else "success")
+            for n in range(12)
+        ]
+    )
+
+    assert await event_store.count_matching(EventFilters()) == MatchCount(value=12, exact=True)
+    assert await event_store.count_matching(EventFilters(), limit=12) == MatchCount(
+        value=12, exact=True
+    )
+    more = await event_store.count_matching(EventFilters(), limit=11)
+    assert more == MatchCount(value=11, exact=False)
+    assert more.label == "11+"
+    failures = await event_store.count_matching(EventFilters(result="failure"), limit=5)
+    assert failures == MatchCount(value=3, exact=True)
+    assert await event_store.count_matching(EventFilters(search="()")) == MatchCount(
+        value=0, exact=True
+    )
+    with pytest.raises(ValueError):
+        await event_store.count_matching(EventFilters(), limit=0)
+
+
+async def test_facet_counts_rank_values_by_count_then_value(event_store: EventStore):
+    events = [
+        an_event("a", minutes_ago=1, service="Exchange", actor="Zed", tags=["vip", "reviewed"]),
+        an_event("b", minutes_ago=2, service="Intune", actor="Amy", tags=["vip"]),
+        an_event("c", minutes_ago=3, service="Intune", actor="Bob", result="failure"),
+        an_event("d", minutes_ago=4, service="Exchange", actor="Amy", actor_type="app"),
+        an_event("e", minutes_ago=5, service="SharePoint", actor="Amy", category="Files"),
+    ]
+    await event_store.upsert_events(events)
+
+    got = await event_store.facet_counts(EventFilters(), top=2)
+
+    assert got.counted == 5
+    assert got.complete is True
+    assert got.facets["service"] == [
+        FacetValue(value="Exchange", count=2),
+        FacetValue(value="Intune", count=2),  # a tie: by value
+    ]
+    assert got.facets["actor"] == [
+        FacetValue(value="Amy", count=3),
+        FacetValue(value="Bob", count=1),
+    ]
+    assert got.facets["tags"] == [
+        FacetValue(value="vip", count=2),
+        FacetValue(value="reviewed", count=1),
+    ]
+    assert got.facets["result"] == [
+        FacetValue(value="success", count=4),
+        FacetValue(value="failure", count=1),
+    ]
+    assert got.facets["actor_type"][0] == FacetValue(value="user", count=4)
+    assert got.facets["category"][0] == FacetValue(value="ExchangeAdmin", count=4)
+    assert got.facets["source"] == [FacetValue(value="unified", count=5)]
+
+
+async def test_facet_counts_follow_the_filters_and_say_what_they_covered(
+    event_store: EventStore,
+):
+    events = [
+        an_event(f"evt-{n}", minutes_ago=n, service="Exchange" if n % 2 else "Intune")
+        for n in range(10)
+    ]
+    await event_store.upsert_events(events)
+
+    only = await event_store.facet_counts(EventFilters(exclude_service="Intune"), ["service"])
+    assert only.facets == {"service": [FacetValue(value="Exchange", count=5)]}
+    # The newest 3 events are evt-0 (Intune), evt-1 (Exchange), evt-2 (Intune).
+    newest = await event_store.facet_counts(EventFilters(), ["service", "operation"], sample=3)
+    assert newest.facets["service"] == [
+        FacetValue(value="Intune", count=2),
+        FacetValue(value="Exchange", count=1),
+    ]
+    assert (newest.counted, newest.complete) == (3, False)
+    exactly = await event_store.facet_counts(EventFilters(), ["service"], sample=10)
+    assert (exactly.counted, exactly.complete) == (10, True)
+    nothing = await event_store.facet_counts(EventFilters(search="zzz"), ["tags", "service"])
+    assert nothing.facets == {"tags": [], "service": []}
+    assert (nothing.counted, nothing.complete) == (0, True)
+    with pytest.raises(ValueError, match="unknown facet field"):
+        await event_store.facet_counts(EventFilters(), ["raw"])
+    with pytest.raises(ValueError):
+        await event_store.facet_counts(EventFilters(), ["service"], top=0)
+
+
 # --- search --------------------------------------------------------------------------------------
 
 
@@ -735,10 +974,20 @@ async def test_mongo_creates_an_index_for_every_filter(
     assert [("dedupe_key", 1)] in keys
     assert next(spec for spec in indexes.values() if spec["key"] == [("dedupe_key", 1)])["unique"]
     assert [("timestamp", -1), ("_id", -1)] in keys
-    for field_name in ("service", "operation", "result", "source"):
+    for field_name in (
+        "service",
+        "operation",
+        "result",
+        "source",
+        "category",
+        "actor.type",
+        "actor_display",
+    ):
         assert [(field_name, 1), ("timestamp", -1), ("_id", -1)] in keys
-    for field_name in ("actor_display", "actor_lower", "tags", "search_terms"):
+    for field_name in ("tags", "search_terms"):
         assert [(field_name, 1)] in keys
+    # The actor filter reads `event_actors`; no index on every event's lowercased actor.
+    assert [("actor_lower", 1)] not in keys
 
 
 def a_closed_port() -> int:
@@ -807,6 +1056,7 @@ MIXED_WORDS = [
     "finance",
 ]
 MIXED_TAGS = ["vip", "reviewed", "false-positive"]
+MIXED_CATEGORIES = ["ExchangeAdmin", "UserManagement", "Device", "Ωmega Category"]
 
 
 def a_mixed_batch(count: int = 150, seed: int = 20261123) -> list[CanonicalEvent]:
@@ -819,6 +1069,8 @@ def a_mixed_batch(count: int = 150, seed: int = 20261123) -> list[CanonicalEvent
             minutes_ago=rng.randrange(40),
             milliseconds_ago=rng.choice([0, rng.randrange(60_000)]),
             service=rng.choice(MIXED_SERVICES),
+            category=rng.choice(MIXED_CATEGORIES),
+            actor_type=rng.choice(["user", "app", "system", "unknown"]),
             operation=rng.choice(MIXED_OPERATIONS),
             result=rng.choice(["success", "failure", "unknown"]),
             source=rng.choice(["directory", "intune", "unified"]),
@@ -866,13 +1118,32 @@ MIXED_QUERIES: list[dict[str, Any]] = [
     {"search": "(a+)+$"},
     {"service": "Exchange", "search": "mail", "result": "success"},
     {"actor": "admin", "tags": ["reviewed"], "start": BASE_TIME - timedelta(minutes=25)},
+    {"service": ["Exchange", "Intune"]},
+    {"exclude_service": ["Exchange", "Ωmega Service"]},
+    {"service": ["Exchange", "Intune"], "exclude_operation": ["Wipe device"]},
+    {"category": "Device"},
+    {"category": ["Ωmega Category", "Device"], "exclude_result": "failure"},
+    {"actor_type": ["app", "system"]},
+    {"exclude_actor_type": "user", "source": ["intune", "unified"]},
+    {"actor_display": ["ÉLODIE Duval", "o'brien"]},
+    {"exclude_actor_display": ["Alice Admin"], "actor": "a"},
+    {"exclude_tags": ["vip"]},
+    {"tags": ["reviewed"], "exclude_tags": ["false-positive"]},
+    {"exclude_tags": ["vip", "reviewed"], "search": "pass"},
+    {"order": "oldest"},
+    {"order": "oldest", "service": "Exchange", "search": "mail"},
+    {"order": "oldest", "start": BASE_TIME - timedelta(minutes=30), "actor": "i"},
 ]
 
 
-async def test_both_engines_return_the_same_pages_for_the_same_queries(
-    tmp_path: Path, mongo_uri: str, mongo_client: MongoClient[dict[str, Any]]
-):
-    events = a_mixed_batch()
+@contextlib.asynccontextmanager
+async def both_engines_holding(
+    events: list[CanonicalEvent],
+    tmp_path: Path,
+    mongo_uri: str,
+    mongo_client: MongoClient[dict[str, Any]],
+) -> AsyncIterator[list[EventStore]]:
+    """An embedded and a Mongo store, each holding `events`."""
     db_name = f"aoc_contract_{uuid.uuid4().hex[:16]}"
     stores: list[EventStore] = [
         SqliteEventStore(tmp_path / "events.sqlite3"),
@@ -882,7 +1153,18 @@ async def test_both_engines_return_the_same_pages_for_the_same_queries(
         for store in stores:
             await store.start()
             await store.upsert_events(events)
+        yield stores
+    finally:
+        for store in stores:
+            await store.stop()
+        mongo_client.drop_database(db_name)
 
+
+async def test_both_engines_return_the_same_pages_for_the_same_queries(
+    tmp_path: Path, mongo_uri: str, mongo_client: MongoClient[dict[str, Any]]
+):
+    events = a_mixed_batch()
+    async with both_engines_holding(events, tmp_path, mongo_uri, mongo_client) as stores:
         for filters in MIXED_QUERIES:
             query = EventQuery(page_size=7, **filters)
             expected = expected_ids(events, query)
@@ -893,10 +1175,44 @@ async def test_both_engines_return_the_same_pages_for_the_same_queries(
                 assert all(len(page) == 7 for page in pages[:-1]), (store.engine, filters)
         embedded, mongo = [await store.filter_options() for store in stores]
         assert embedded == mongo
-    finally:
-        for store in stores:
-            await store.stop()
-        mongo_client.drop_database(db_name)
+
+
+def expected_facets(
+    events: Iterable[CanonicalEvent], filters: EventFilters, top: int, sample: int | None
+) -> tuple[dict[str, list[FacetValue]], int, bool]:
+    """Facet counts in plain Python: the newest `sample` matches, each field's values counted."""
+    matching = [event for event in newest_first(events) if matches(event, filters)]
+    counted = matching if sample is None else matching[:sample]
+    facets: dict[str, list[FacetValue]] = {}
+    for facet in FACET_FIELDS:
+        if facet == "tags":
+            values = [tag for event in counted for tag in event.tags]
+        else:
+            name = "actor_display" if facet == "actor" else facet
+            values = [value_of(event, name) for event in counted]
+        facets[facet] = top_values(values, top)
+    return facets, len(counted), len(counted) == len(matching)
+
+
+async def test_both_engines_count_and_facet_the_same_as_the_reference(
+    tmp_path: Path, mongo_uri: str, mongo_client: MongoClient[dict[str, Any]]
+):
+    events = a_mixed_batch()
+    async with both_engines_holding(events, tmp_path, mongo_uri, mongo_client) as stores:
+        for filters in MIXED_QUERIES:
+            query = EventFilters.model_validate(
+                {name: value for name, value in filters.items() if name != "order"}
+            )
+            total = len(expected_ids(events, EventQuery.of(query)))
+            for store in stores:
+                assert await store.count_matching(query) == MatchCount(value=total, exact=True)
+                bounded = await store.count_matching(query, limit=20)
+                assert bounded == MatchCount(value=min(total, 20), exact=total <= 20), filters
+                for top, sample in ((3, None), (10, 25), (2, 150)):
+                    facets, counted, complete = expected_facets(events, query, top, sample)
+                    got = await store.facet_counts(query, top=top, sample=sample)
+                    assert got.facets == facets, (store.engine, filters, sample)
+                    assert (got.counted, got.complete) == (counted, complete), filters
 
 
 # --- events over time (the UI's histogram) -------------------------------------------------------
@@ -1093,7 +1409,7 @@ async def test_alerts_are_counted_per_rule_severity_and_status_with_their_event_
 async def test_common_tags_and_words_page_the_same_as_rare_ones(event_store: EventStore):
     """SQLite walks newest-first instead of sorting every match once a tag or word is common
     (more than COMMON_LOOKUP_ROWS events): the answer must not change with the plan."""
-    from aoc_common.event_store.sqlite import COMMON_LOOKUP_ROWS
+    from aoc_common.event_store.sqlite_query import COMMON_LOOKUP_ROWS
 
     count = COMMON_LOOKUP_ROWS + 300
     rng = random.Random(5)
@@ -1143,3 +1459,175 @@ async def test_a_database_from_before_the_actor_table_is_backfilled_on_open(engi
 
     assert await all_ids(reopened, actor="ALICE") == [event_id_for("a")]
     assert (await reopened.filter_options()).actors == ["Alice Admin", "Bob"]
+
+
+# A database written by AOC before schema 2 (one wide `events` table, FTS5 keeping its own copy).
+LEGACY_SCHEMA = """
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, dedupe_key TEXT NOT NULL UNIQUE,
+    timestamp_ms INTEGER NOT NULL, ingested_at_ms INTEGER NOT NULL, service TEXT NOT NULL,
+    operation TEXT NOT NULL, result TEXT NOT NULL, source TEXT NOT NULL,
+    actor_display TEXT NOT NULL, actor_lower TEXT NOT NULL, doc TEXT NOT NULL
+);
+CREATE INDEX events_newest_first ON events (timestamp_ms DESC, id DESC);
+CREATE INDEX events_service ON events (service, timestamp_ms DESC, id DESC);
+CREATE INDEX events_actor ON events (actor_display);
+CREATE TABLE event_tags (tag TEXT NOT NULL, event_seq INTEGER NOT NULL,
+    PRIMARY KEY (tag, event_seq)) WITHOUT ROWID;
+CREATE VIRTUAL TABLE event_search USING fts5(terms, tokenize = 'ascii', detail = none);
+CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@only_on("embedded")
+async def test_a_database_of_the_previous_layout_is_moved_onto_the_new_one(
+    engine: Engine, tmp_path: Path
+):
+    import sqlite3
+
+    from aoc_common.query import timestamp_ms
+
+    tagged = an_event("tagged", summary="Alice disabled forwarding", tags=["vip"], minutes_ago=1)
+    plain = an_event("plain", service="Intune", actor="Bob Ops", comments=[a_comment()])
+    path = tmp_path / "events.sqlite3"
+    with contextlib.closing(sqlite3.connect(path)) as connection, connection:
+        connection.executescript(LEGACY_SCHEMA)
+        for seq, event in ((7, tagged), (9, plain)):
+            connection.execute(
+                "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    seq,
+                    event.id,
+                    event.dedupe_key,
+                    timestamp_ms(event.timestamp),
+                    timestamp_ms(event.ingested_at),
+                    event.service,
+                    event.operation,
+                    event.result,
+                    event.source,
+                    event.actor_display,
+                    event.actor_display.lower(),
+                    orjson.dumps(event.model_dump()).decode(),
+                ),
+            )
+            connection.execute(
+                "INSERT INTO event_search (rowid, terms) VALUES (?, ?)",
+                (seq, " ".join(search_terms_for(event))),
+            )
+        connection.execute("INSERT INTO event_tags VALUES ('vip', 7)")
+        connection.execute("INSERT INTO state VALUES ('watermark', '{\"at\": 1}')")
+
+    store = SqliteEventStore(path)
+    engine.opened.append(store)
+    await store.start()
+
+    assert await store.get_event(tagged.id) == tagged
+    assert await store.get_event(plain.id) == plain
+    assert await all_ids(store, search="forward") == [tagged.id]
+    assert await all_ids(store, tags=["vip"]) == [tagged.id]
+    assert await all_ids(store, actor="bob", category="ExchangeAdmin") == [plain.id]
+    assert await store.get_state("watermark") == {"at": 1}
+    # New events never reuse a seq, and the migrated ones update in place.
+    assert await store.upsert_events([an_event("new", minutes_ago=2), tagged]) == UpsertResult(
+        inserted=1, updated=1
+    )
+    assert (await store.get_event(tagged.id)).tags == ["vip"]  # type: ignore[union-attr]
+    assert await all_ids(store, search="forward") == [tagged.id]
+
+
+@only_on("embedded")
+async def test_the_search_index_is_rebuilt_when_words_were_indexed_another_way(engine: Engine):
+    import sqlite3
+
+    store = engine.open()
+    await store.start()
+    await store.upsert_events([an_event("a", summary="quarantine released")])
+    await store.stop()
+    path = store.path  # type: ignore[attr-defined]
+    with contextlib.closing(sqlite3.connect(path)) as connection, connection:
+        connection.execute("INSERT INTO event_search (event_search) VALUES ('delete-all')")
+        connection.execute("UPDATE store_meta SET value = '0' WHERE key = 'search_text_version'")
+
+    reopened = engine.open()
+    await reopened.start()
+
+    assert await all_ids(reopened, search="quarant") == [event_id_for("a")]
+
+
+@only_on("embedded")
+async def test_updates_and_purges_leave_no_words_behind(engine: Engine):
+    store = engine.open(retention_days=1)
+    await store.start()
+    old = an_event(
+        "old", summary="breakglass account used", ingested_at=utc_now() - timedelta(days=3)
+    )
+    await store.upsert_events([old, an_event("kept", summary="routine")])
+    await store.upsert_events([an_event("kept", summary="renamed entirely")])
+
+    assert await store.purge_expired() == 1
+    assert await all_ids(store, search="breakglass") == []
+    assert await all_ids(store, search="routine") == []
+    assert await all_ids(store, search="renamed") == [event_id_for("kept")]
+    assert await store.count_events() == 1
+
+
+def _write_from_another_process(path: str, prefix: str, batches: int) -> None:
+    """Run in a child process: upsert batches into the same SQLite file as the parent."""
+    import asyncio
+
+    async def write() -> None:
+        store = SqliteEventStore(Path(path))
+        await store.start()
+        for batch in range(batches):
+            await store.upsert_events(
+                [an_event(f"{prefix}-{batch}-{n}", minutes_ago=n) for n in range(50)]
+            )
+        await store.stop()
+
+    asyncio.run(write())
+
+
+@only_on("embedded")
+async def test_several_processes_write_and_read_one_database(engine: Engine):
+    """The store sink may run in its own process beside the API: both write (upserts; tags) and
+    both read, and no write is lost or torn."""
+    import multiprocessing
+
+    store = engine.open()
+    await store.start()
+    path = str(store.path)  # type: ignore[attr-defined]
+    context = multiprocessing.get_context("spawn")
+    children = [
+        context.Process(target=_write_from_another_process, args=(path, f"child{n}", 8))
+        for n in range(2)
+    ]
+    for child in children:
+        child.start()
+    for batch in range(8):
+        await store.upsert_events(
+            [an_event(f"parent-{batch}-{n}", minutes_ago=n) for n in range(50)]
+        )
+        await store.count_matching(EventFilters(search="alice"))
+    for child in children:
+        child.join(timeout=120)
+        assert child.exitcode == 0
+
+    assert await store.count_events() == 3 * 8 * 50
+    assert await store.count_matching(EventFilters(), limit=5000) == MatchCount(
+        value=1200, exact=True
+    )
+    assert len(await all_ids(store, search="alice", page_size=500)) == 1200
+
+
+@only_on("mongo")
+async def test_mongo_actor_filter_with_very_many_matching_actors_tests_each_event(
+    event_store: EventStore, monkeypatch: pytest.MonkeyPatch
+):
+    from aoc_common.event_store import mongo
+
+    monkeypatch.setattr(mongo, "MAX_ACTORS_IN_FILTER", 2)
+    events = [an_event(f"evt-{n}", minutes_ago=n, actor=f"Admin {n}") for n in range(5)]
+    await event_store.upsert_events([*events, an_event("other", actor="Mallory")])
+
+    assert await all_ids(event_store, actor="ADMIN") == ids_of(newest_first(events))
+    assert await all_ids(event_store, actor="admin 3") == [events[3].id]

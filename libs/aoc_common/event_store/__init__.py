@@ -1,15 +1,42 @@
-"""The event store: MongoDB in production, SQLite on one machine (see base.py)."""
+"""The event store: MongoDB in production, SQLite on one machine (see base.py).
+
+`open_event_store` returns the engine, which implements every narrow view (`EventReader`,
+`EventWriter`, `StateStore`, `RuleStore`, `AlertStore`) and the lifecycle: whoever wires a service
+opens and starts it, then hands the service the view the service is typed with.
+"""
 
 from __future__ import annotations
 
-from aoc_common.event_store.base import EventStore, StoreError
+from aoc_common.event_store.base import (
+    AlertStore,
+    EventReader,
+    EventStore,
+    EventWriter,
+    RuleStore,
+    StateStore,
+    StoreError,
+    StoreLifecycle,
+)
+from aoc_common.event_store.encoded import EncodedEvent
 from aoc_common.settings import Settings
 
-__all__ = ["EventStore", "StoreError", "open_event_store"]
+__all__ = [
+    "AlertStore",
+    "EncodedEvent",
+    "EventReader",
+    "EventStore",
+    "EventWriter",
+    "RuleStore",
+    "StateStore",
+    "StoreError",
+    "StoreLifecycle",
+    "open_event_store",
+]
 
 
 def open_event_store(settings: Settings) -> EventStore:
-    """The engine the settings choose (not started yet: call `start()`)."""
+    """The engine the settings choose (not started yet: call `start()`); one object serving
+    every view, so a process that needs several (the API) opens one connection."""
     if settings.resolved_store_engine == "mongo":
         from aoc_common.event_store.mongo import MongoEventStore
 

@@ -1,9 +1,15 @@
-"""The event store interface: what the store sink and the API need from a database.
+"""The event store interface: what the store sink, the API, the alerter and the collector need from a
+database, as five narrow views.
 
-Two implementations pass one contract suite (tests/contract/test_event_store_contract.py): MongoDB
-through motor for production, and SQLite for one machine. For the same query both return the same
-events in the same order: newest first by (timestamp, id), with the filter semantics documented on
-`EventQuery`.
+Two engines implement every view and pass one contract suite (tests/contract/
+test_event_store_contract.py): MongoDB through motor for production, and SQLite for one machine.
+For the same query both return the same events in the same order (by (timestamp, id), newest or
+oldest first) and the same counts, with the filter semantics documented on `EventFilters`.
+
+A service states the view it uses: the API's event routes and MCP take an `EventReader`, the store
+sink an `EventWriter`, the collector a `StateStore`, the alerter a `RuleStore` and an `AlertStore`.
+`EventStore` is the engines' base class: it inherits every view (so a type checker holds each
+engine to every method below) and adds the lifecycle.
 """
 
 from __future__ import annotations
@@ -13,8 +19,20 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from aoc_common.event_store.encoded import EncodedEvent
 from aoc_common.events import CanonicalEvent, Comment
-from aoc_common.query import EventPage, EventQuery, FilterOptions, UpsertResult
+from aoc_common.query import (
+    DEFAULT_COUNT_LIMIT,
+    DEFAULT_FACET_SAMPLE,
+    FACET_FIELDS,
+    EventFilters,
+    EventPage,
+    EventQuery,
+    FacetCounts,
+    FilterOptions,
+    MatchCount,
+    UpsertResult,
+)
 from aoc_common.rules import Alert, AlertCount, AlertPage, AlertQuery, Rule
 
 # Filter-option lists are for dropdowns: bounded so that a tenant with 100k actors answers fast.
@@ -28,98 +46,94 @@ class StoreError(RuntimeError):
 # --- Narrow views: each service depends on the one it uses (the engines implement them all). ---
 
 
-class EventReader(Protocol):
-    """Reading events: the API, MCP and ask."""
-
-    async def query_events(self, query: EventQuery) -> EventPage: ...
-    async def get_event(self, event_id: str) -> CanonicalEvent | None: ...
-    async def count_events(self) -> int: ...
-    async def filter_options(self) -> FilterOptions: ...
-    async def count_by_interval(
-        self, query: EventQuery, start: datetime, interval_ms: int, buckets: int
-    ) -> list[int]: ...
-
-
-class EventWriter(Protocol):
-    """Writing events: the store sink (upserts) and the API (analysts' tags and comments)."""
-
-    async def upsert_events(self, events: Sequence[CanonicalEvent]) -> UpsertResult: ...
-    async def set_tags(self, event_id: str, tags: Sequence[str]) -> CanonicalEvent | None: ...
-    async def add_comment(self, event_id: str, comment: Comment) -> CanonicalEvent | None: ...
-    async def purge_expired(self, now: datetime | None = None) -> int: ...
-
-
-class StateStore(Protocol):
-    """Small service state: collector watermarks and fetched content ids, source health."""
-
-    async def get_state(self, key: str) -> dict[str, Any] | None: ...
-    async def put_state(self, key: str, value: dict[str, Any]) -> None: ...
-
-
-class RuleStore(Protocol):
-    """Alert rules: the alerter reads them, the API edits them."""
-
-    async def list_rules(self) -> list[Rule]: ...
-    async def get_rule(self, rule_id: str) -> Rule | None: ...
-    async def put_rule(self, rule: Rule) -> None: ...
-    async def delete_rule(self, rule_id: str) -> bool: ...
-
-
-class AlertStore(Protocol):
-    """Alerts: the alerter inserts them, the API lists and acknowledges them."""
-
-    async def insert_alerts(self, alerts: Sequence[Alert]) -> list[str]: ...
-    async def existing_alert_ids(self, alert_ids: Sequence[str]) -> set[str]: ...
-    async def query_alerts(self, query: AlertQuery) -> AlertPage: ...
-    async def get_alert(self, alert_id: str) -> Alert | None: ...
-    async def acknowledge_alert(self, alert_id: str, by: str, at: datetime) -> Alert | None: ...
-    async def alert_counts(self) -> list[AlertCount]: ...
-
-
-class EventStore(ABC):
-    """A connection to the event database, implementing every narrow view above.
-
-    `start` creates indexes and applies retention. Code that only reads events should be typed with
-    `EventReader`, the alerter with `RuleStore` + `AlertStore`, and so on: an engine class stays one
-    class, but a service states what it needs.
-    """
-
-    engine: str
+class StoreLifecycle(Protocol):
+    """Opening and closing a store: whoever builds a service owns this, not the service."""
 
     @abstractmethod
-    async def start(self) -> None: ...
+    async def start(self) -> None:
+        """Connect (or open the file), create what is missing (tables, indexes) and apply
+        retention. Calling it on a started store does nothing."""
 
     @abstractmethod
-    async def stop(self) -> None: ...
+    async def stop(self) -> None:
+        """Release the connection; a stopped store raises StoreError on use."""
 
     @abstractmethod
     async def ping(self) -> None:
         """Raise StoreError when the database cannot be reached."""
 
+
+class EventReader(Protocol):
+    """Reading events: the API's event routes, export, facets, MCP and ask."""
+
+    @abstractmethod
+    async def query_events(self, query: EventQuery) -> EventPage:
+        """One page of matching events in `query.order`, by (timestamp, id), with the cursor of
+        the next page when there is one."""
+
+    @abstractmethod
+    async def get_event(self, event_id: str) -> CanonicalEvent | None:
+        """The whole event (with analysts' tags and comments); None when there is no such id."""
+
+    @abstractmethod
+    async def count_events(self) -> int:
+        """Every stored event, cheaply (collection metadata in MongoDB)."""
+
+    @abstractmethod
+    async def count_matching(
+        self, filters: EventFilters, limit: int = DEFAULT_COUNT_LIMIT
+    ) -> MatchCount:
+        """How many events match `filters`: exact up to `limit`; beyond it
+        `MatchCount(limit, exact=False)` ("10,000+"). Counting stops at the bound, so the cost
+        never grows with the store."""
+
+    @abstractmethod
+    async def facet_counts(
+        self,
+        filters: EventFilters,
+        fields: Sequence[str] = FACET_FIELDS,
+        top: int = 10,
+        sample: int | None = DEFAULT_FACET_SAMPLE,
+    ) -> FacetCounts:
+        """The `top` values of each of `fields` (names from `FACET_FIELDS`) with how many
+        matching events carry them, most frequent first, ties by value.
+
+        Counted in the store (an aggregation, never a page scan in Python) over the newest
+        `sample` matching events, or over all of them when `sample` is None; the answer says
+        which (`counted`, `complete`). An event carrying several tags counts once per tag."""
+
+    @abstractmethod
+    async def filter_options(self) -> FilterOptions:
+        """Distinct services, operations, results, sources, actors and tags, sorted, each list
+        bounded by MAX_FILTER_OPTIONS."""
+
+    @abstractmethod
+    async def count_by_interval(
+        self, filters: EventFilters, start: datetime, interval_ms: int, buckets: int
+    ) -> list[int]:
+        """How many events match `filters` (a cursor, page size or order is ignored) in each of
+        `buckets` consecutive intervals of `interval_ms` from `start`, for the histogram."""
+
+
+class EventWriter(Protocol):
+    """Writing events: the store sink (upserts, retention) and the API (analysts' tags, comments)."""
+
     @abstractmethod
     async def upsert_events(self, events: Sequence[CanonicalEvent]) -> UpsertResult:
-        """Insert or update by `dedupe_key`, in one round trip per batch.
+        """Insert or update by `dedupe_key`, in one transaction / bulk write per batch.
 
         An update replaces what Microsoft reported but keeps what analysts added (tags, comments)
         and the event's `id`. Within one batch, a later event with the same key wins.
         """
 
     @abstractmethod
-    async def query_events(self, query: EventQuery) -> EventPage: ...
-
-    @abstractmethod
-    async def get_event(self, event_id: str) -> CanonicalEvent | None: ...
-
-    @abstractmethod
-    async def count_events(self) -> int: ...
-
-    @abstractmethod
-    async def filter_options(self) -> FilterOptions:
-        """Distinct services, operations, results, sources, actors and tags, sorted."""
+    async def upsert_encoded(self, events: Sequence[EncodedEvent]) -> UpsertResult:
+        """`upsert_events` for events as the normalizer published them (JSON plus the fields a
+        store indexes), so the sink never rebuilds and re-serialises a validated event."""
 
     @abstractmethod
     async def set_tags(self, event_id: str, tags: Sequence[str]) -> CanonicalEvent | None:
-        """Replace an event's tags; None when there is no such event."""
+        """Replace an event's tags (duplicates dropped); None when there is no such event."""
 
     @abstractmethod
     async def add_comment(self, event_id: str, comment: Comment) -> CanonicalEvent | None:
@@ -130,32 +144,33 @@ class EventStore(ABC):
         """Delete events ingested more than RETENTION_DAYS ago; returns how many went.
 
         MongoDB's TTL index does this by itself (this method then only reports 0); SQLite needs a
-        call.
+        call, which the store sink makes hourly.
         """
 
-    @abstractmethod
-    async def count_by_interval(
-        self, query: EventQuery, start: datetime, interval_ms: int, buckets: int
-    ) -> list[int]:
-        """How many events match `query` (filters only; cursor and page size ignored) in each of
-        `buckets` consecutive intervals of `interval_ms` from `start`, for the UI's histogram.
-        One indexed pass in SQLite, one indexed count per interval in MongoDB."""
+
+class StateStore(Protocol):
+    """Small service state beside the events: collector watermarks, fetched content ids, source
+    health. Values are JSON objects and read back exactly as their JSON round trip."""
 
     @abstractmethod
     async def get_state(self, key: str) -> dict[str, Any] | None:
-        """Small service state (collector watermarks, fetched content ids) beside the events."""
+        """The value stored under `key`; None when nothing is."""
 
     @abstractmethod
-    async def put_state(self, key: str, value: dict[str, Any]) -> None: ...
+    async def put_state(self, key: str, value: dict[str, Any]) -> None:
+        """Create or replace the value under `key`."""
 
-    # --- alert rules and alerts (the alerter writes alerts, the API reads them and edits rules) ---
+
+class RuleStore(Protocol):
+    """Alert rules: the alerter reads them, the API edits them."""
 
     @abstractmethod
     async def list_rules(self) -> list[Rule]:
         """Every rule, sorted by name then id."""
 
     @abstractmethod
-    async def get_rule(self, rule_id: str) -> Rule | None: ...
+    async def get_rule(self, rule_id: str) -> Rule | None:
+        """The rule with this id; None when there is none."""
 
     @abstractmethod
     async def put_rule(self, rule: Rule) -> None:
@@ -164,6 +179,10 @@ class EventStore(ABC):
     @abstractmethod
     async def delete_rule(self, rule_id: str) -> bool:
         """False when there was no such rule."""
+
+
+class AlertStore(Protocol):
+    """Alerts: the alerter inserts them, the API lists and acknowledges them."""
 
     @abstractmethod
     async def insert_alerts(self, alerts: Sequence[Alert]) -> list[str]:
@@ -183,7 +202,8 @@ class EventStore(ABC):
         """Newest first by (created_at, id); filters combined with AND."""
 
     @abstractmethod
-    async def get_alert(self, alert_id: str) -> Alert | None: ...
+    async def get_alert(self, alert_id: str) -> Alert | None:
+        """The alert with this id; None when there is none."""
 
     @abstractmethod
     async def acknowledge_alert(self, alert_id: str, by: str, at: datetime) -> Alert | None:
@@ -193,12 +213,25 @@ class EventStore(ABC):
     @abstractmethod
     async def alert_counts(self) -> list[AlertCount]:
         """How many alerts per (rule id, rule name, severity, status), sorted by rule name, rule id,
-        severity and status; counted by the database, never by reading the alerts."""
+        severity and status; counted by the database (one grouped query), never by reading the
+        alerts."""
 
 
-def dedupe_last_wins(events: Sequence[CanonicalEvent]) -> list[CanonicalEvent]:
+class EventStore(StoreLifecycle, EventReader, EventWriter, StateStore, RuleStore, AlertStore, ABC):
+    """A connection to the event database, implementing every narrow view above.
+
+    `start` creates indexes and applies retention. Code that only reads events should be typed with
+    `EventReader`, the alerter with `RuleStore` + `AlertStore`, and so on: an engine class stays one
+    class, but a service states what it needs. An engine that misses a method of any view cannot
+    be instantiated (every view method is abstract).
+    """
+
+    engine: str
+
+
+def dedupe_last_wins(events: Sequence[EncodedEvent]) -> list[EncodedEvent]:
     """Keep the last event per dedupe_key, in first-seen order."""
-    latest: dict[str, CanonicalEvent] = {}
+    latest: dict[str, EncodedEvent] = {}
     for event in events:
-        latest[event.dedupe_key] = event
+        latest[event.fields.dedupe_key] = event
     return list(latest.values())
