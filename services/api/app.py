@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from aoc_api.auth import add_bearer_security, guard_api_request
 from aoc_api.problems import document_problems, install_problem_handlers
 from aoc_api.request_size import RequestSizeLimit
-from aoc_api.routes import alert_triage, config, events, system
+from aoc_api.routes import alert_triage, config, events, export, facets, system
 from aoc_api.routes import alerts as alert_routes
 from aoc_api.routes import rules as rule_routes
 from aoc_api.routes.ask import router as ask_router
@@ -127,6 +127,9 @@ def create_app(
         return response
 
     app.include_router(system.router)
+    # Before events.router: /api/events/{event_id} would otherwise take /api/events/count etc.
+    app.include_router(facets.router)
+    app.include_router(export.router)
     app.include_router(events.router)
     app.include_router(config.router)
     app.include_router(rule_routes.router)

@@ -29,9 +29,8 @@ from tests.utils.browser import (
     screenshot,
     stored_fixtures,
 )
+from tests.utils.expected import STORED_FIXTURE_EVENTS
 from tests.utils.local_servers import serving
-
-FIXTURE_EVENTS = 149
 
 
 def add_events(data_dir: Path, events: list[CanonicalEvent]) -> None:
@@ -107,7 +106,7 @@ def test_reset_clears_every_filter_and_shows_every_event_again(
     expect(page.locator("#search")).to_have_value("")
     expect(page.locator("#active-filters .filter-chip")).to_have_count(0)
     expect(page.locator("#status")).to_have_text(
-        f"Showing 50 of {FIXTURE_EVENTS} events · newest first"
+        f"Showing 50 of {STORED_FIXTURE_EVENTS} events · newest first"
     )
     assert page.evaluate("location.search") == "?view=events"
 
@@ -120,14 +119,14 @@ def test_the_chart_and_the_status_line_count_every_matching_event(
     page = pages.open()
     page.goto(f"{aoc_url}/?view=events")
     expect(page.locator("#histogram-title")).to_have_text(
-        f"Events over time: {FIXTURE_EVENTS} events"
+        f"Events over time: {STORED_FIXTURE_EVENTS} events"
     )
     expect(page.locator("#status")).to_have_text(
-        f"Showing 50 of {FIXTURE_EVENTS} events · newest first"
+        f"Showing 50 of {STORED_FIXTURE_EVENTS} events · newest first"
     )
     bars = page.locator("#histogram-chart rect.bar")
     counted = sum(int(n) for n in bars.evaluate_all("bars => bars.map(b => b.dataset.count)"))
-    assert counted == FIXTURE_EVENTS
+    assert counted == STORED_FIXTURE_EVENTS
 
 
 def test_zooming_to_a_bar_keeps_the_bars_last_minute(pages: WatchedPages, extra_url: str) -> None:

@@ -11,7 +11,7 @@ from tests.utils.browser import NARROW, WIDE, WatchedPages, rows, screenshot
 
 VIEWS = {
     "overview": ("/", "#freshness .freshness-item"),
-    "events": ("/?view=events", "#facets .facet-value"),
+    "events": ("/?view=events", "#events tbody tr"),
     "alerts": ("/?view=alerts", "#alerts tbody tr"),
     "sources": ("/?view=sources", "#sources .card"),
 }

@@ -222,10 +222,10 @@ async function exportAs(format) {
 function move(step) {
   const all = rows();
   if (!all.length) return;
-  const index = all.findIndex((row) => row.tabIndex === 0);
-  const next = all[Math.min(all.length - 1, Math.max(0, index + step))];
-  const drawerOpen = Boolean(drawerOpen());
-  select(next, { open: drawerOpen });
+  // Nothing chosen yet: j and k both start at the first event.
+  const index = all.findIndex((row) => row.classList.contains("selected"));
+  const next = index < 0 ? all[0] : all[Math.min(all.length - 1, Math.max(0, index + step))];
+  select(next, { open: drawerOpen() });
 }
 
 function onKey(event) {
