@@ -51,6 +51,7 @@ export function stackedChart(node, histogram, series, { onSelect, noun = "event"
   const highest = Math.max(1, ...totals);
   const width = totalWidth / Math.max(1, buckets.length);
   const room = totalHeight - 4;
+  timeAxis(node, histogram);
   node.appendChild(svg("line", { x1: 0, x2: totalWidth, y1: totalHeight - 0.5, y2: totalHeight - 0.5, class: "axis" }));
   buckets.forEach((bucket, index) => {
     let top = totalHeight;
@@ -66,7 +67,7 @@ export function stackedChart(node, histogram, series, { onSelect, noun = "event"
         height,
         class: className,
       });
-      if (one.color) mark.setAttribute("fill", one.color);
+      if (one.color) mark.style.fill = one.color; // a presentation attribute would lose to the stylesheet
       mark.dataset.start = bucket.start;
       mark.dataset.count = String(count);
       if (one.name) mark.dataset.series = one.name;
@@ -80,6 +81,23 @@ export function stackedChart(node, histogram, series, { onSelect, noun = "event"
       node.appendChild(mark);
     }
   });
+}
+
+/** Times under a chart: its start, middle and end, so a bar can be placed without hovering it. */
+function timeAxis(node, histogram) {
+  let axis = node.nextElementSibling;
+  if (!axis || !axis.classList.contains("time-axis")) {
+    axis = el("div", null, "time-axis");
+    axis.setAttribute("aria-hidden", "true");
+    node.after(axis);
+  }
+  axis.replaceChildren();
+  if (!histogram.buckets.length) return;
+  const start = new Date(histogram.start).getTime();
+  const end = new Date(histogram.end).getTime();
+  for (const at of [start, (start + end) / 2, end]) {
+    axis.appendChild(el("span", formatTime(new Date(at).toISOString()).slice(0, 16)));
+  }
 }
 
 /** Horizontal bars as a list of buttons: label, count and a bar proportional to the count. */

@@ -78,6 +78,10 @@ export async function loadFacets(state) {
     if (mine !== generation) return;
     const box = $("facets");
     box.replaceChildren(...FACET_FIELDS.map((field) => fieldBlock(state, field, answer.facets[field] || [])));
+    if (!answer.complete) {
+      // Counted over a sample (the newest matches): say so beside the numbers.
+      box.prepend(el("p", `Counts of the newest ${answer.counted.toLocaleString("en-US")} matching events`, "muted facet-note"));
+    }
   } catch (error) {
     if (mine === generation) $("facets").replaceChildren(el("p", "Field values unavailable: " + error.message, "muted"));
   }

@@ -79,7 +79,7 @@ export async function showSources() {
     const newest = await Promise.all(sources.map((s) => newestEventOf(s.source)));
     cards.replaceChildren(...sources.map((s, i) => sourceCard(s, flags, newest[i])));
     const stale = sources.filter((s) => ["stale", "error"].includes(freshness(s, flags).level)).length;
-    $("sources-status").textContent = sources.length ? (stale ? `${plural(stale, "source")} need attention.` : "Every source is collecting.") : "No sources configured.";
+    $("sources-status").textContent = sources.length ? (stale ? `${plural(stale, "source")} ${stale === 1 ? "needs" : "need"} attention.` : "No source needs attention.") : "No sources configured.";
   } catch (error) {
     cards.replaceChildren();
     $("sources-status").textContent = notAvailable(error)
