@@ -153,8 +153,11 @@ class WatchedPages:
         )
         page.on(
             "requestfailed",
-            lambda request: self.errors.append(
-                f"request failed: {request.url} ({request.failure})"
+            lambda request: (
+                None
+                # Leaving a page cancels what it was still loading: that is the browser, not a fault.
+                if request.failure == "net::ERR_ABORTED"
+                else self.errors.append(f"request failed: {request.url} ({request.failure})")
             ),
         )
         page.on(
