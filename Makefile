@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test browser lint format bench clean
+.PHONY: install demo test browser lint format bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,6 +12,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
+
+# Only the virtual environment; then `source .venv/bin/activate` for every `aoc` command.
+install: $(STAMP)
+	@echo "AOC is installed in $(VENV): run 'source $(VENV)/bin/activate', then 'aoc --help'"
 
 demo: $(STAMP)
 	$(BIN)/aoc demo

@@ -42,6 +42,7 @@ from aoc_common.logging import configure_logging
 from aoc_common.message_log.base import MessageLog
 from aoc_common.message_log.consumer import record_lag
 from aoc_common.message_log.embedded import EmbeddedMessageLog
+from aoc_common.operator_errors import describe_failure, tracebacks_shown
 from aoc_common.query import MAX_PAGE_SIZE
 from aoc_common.rules import AlertQuery
 from aoc_common.settings import ConfigurationError, Settings, load_settings
@@ -79,8 +80,13 @@ def run_demo(options: DemoOptions) -> int:
     configure_logging("demo", "WARNING" if settings.log_level == "INFO" else settings.log_level)
     try:
         return asyncio.run(_demo(settings, options))
-    except RuntimeError as error:
-        print(f"aoc demo: {error}", file=sys.stderr)
+    except Exception as error:
+        if tracebacks_shown(settings):
+            raise
+        paths = {"--data-dir": options.data_dir}
+        if options.samples is not None:
+            paths["--samples"] = options.samples
+        print(f"aoc demo: {describe_failure(error, settings, paths=paths)}", file=sys.stderr)
         return 1
 
 

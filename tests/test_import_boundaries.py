@@ -1,17 +1,17 @@
 """The import boundaries in pyproject.toml (import-linter contracts) hold for the code as it is, and
 they catch a service importing another or aoc_common importing a service.
 
-The check runs on a copy of the packages laid out as they install (`[tool.setuptools.package-dir]`),
+The check runs on a copy of the packages laid out as they install (setup.py's `package_roots()`),
 first as they are, then with one offending import added, so that the test proves it can fail.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -23,8 +23,11 @@ LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 def lay_out_packages(root: Path) -> None:
     """Each package's sources under its import name in `root`, as the wheel installs them."""
-    package_dirs = tomllib.loads(PYPROJECT.read_text())["tool"]["setuptools"]["package-dir"]
-    for name, source in package_dirs.items():
+    spec = importlib.util.spec_from_file_location("aoc_setup", REPO / "setup.py")
+    assert spec is not None and spec.loader is not None
+    setup_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(setup_module)
+    for name, source in setup_module.package_roots().items():
         shutil.copytree(
             REPO / source, root / name, ignore=shutil.ignore_patterns("__pycache__", "*.json")
         )

@@ -84,6 +84,12 @@ ENRICHMENT_LOOKUPS = Counter(
     "Graph getByIds calls, by outcome (answered, refused, unavailable)",
     ["outcome"],
 )
+UNKNOWN_CATEGORIES = Counter(
+    "aoc_unknown_record_types_total",
+    "Records whose category (a Management Activity RecordType, a directory or Intune category) "
+    "mappings.yml has no label for yet; the event shows it as e.g. 'RecordType 123'",
+    ["source", "value"],
+)
 MAPPINGS_RELOADS = Counter(
     "aoc_mappings_reloads_total",
     "Reloads of mappings.yml, by outcome (applied, rejected)",

@@ -1,7 +1,9 @@
 """Process entry point shared by every service: settings, logging, signals, one clean shutdown path.
 
 SIGINT/SIGTERM set a stop event; the service finishes the batch in hand, commits, and exits 0. A bad
-setting exits 2 with one line naming the variable, never a traceback.
+setting exits 2 with one line naming the variable; a path it cannot use or an engine it cannot reach
+exits 1 with one log line naming the setting and the cause (aoc_common.operator_errors). Tracebacks
+only with `aoc --debug` or LOG_LEVEL=DEBUG.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from prometheus_client import start_http_server
 
 from aoc_common.logging import configure_logging, get_logger
+from aoc_common.operator_errors import describe_failure, tracebacks_shown
 from aoc_common.settings import ConfigurationError, Settings, load_settings
 
 ServiceMain = Callable[[Settings, asyncio.Event], Awaitable[None]]
@@ -48,14 +51,18 @@ async def _run(name: str, main: ServiceMain, settings: Settings) -> int:
             start_http_server(settings.metrics_port, addr=settings.metrics_host)
         except OSError as error:
             log.error(
-                "metrics endpoint could not start", port=settings.metrics_port, error=str(error)
+                "metrics endpoint could not start",
+                error=f"METRICS_PORT={settings.metrics_port}: {error.strerror or error}",
             )
             return 1
         log.info("serving metrics", host=settings.metrics_host, port=settings.metrics_port)
     try:
         await main(settings, stop)
-    except Exception:
-        log.exception("stopped by an error")
+    except Exception as error:
+        if tracebacks_shown(settings):
+            log.exception("stopped by an error")
+        else:
+            log.error("stopped by an error", error=describe_failure(error, settings))
         return 1
     log.info("stopped")
     return 0

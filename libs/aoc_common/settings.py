@@ -20,6 +20,15 @@ CommaList = Annotated[list[str], NoDecode]
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+def default_mappings_path() -> Path:
+    """The copy of `mappings.yml` an installed wheel carries next to this module, else the checkout's.
+
+    An editable install (and the tests) read the repository's own file, which is the one people edit.
+    """
+    packaged = Path(__file__).resolve().parent / "mappings.yml"
+    return packaged if packaged.is_file() else REPO_ROOT / "mappings.yml"
+
+
 class ConfigurationError(SystemExit):
     """Raised (as a clean exit, never a traceback) when a setting is invalid."""
 
@@ -129,7 +138,7 @@ class Settings(BaseSettings):
     # --- Input hygiene ---
     max_record_bytes: int = Field(default=1_000_000, ge=1024)
     max_future_skew_minutes: int = Field(default=60, ge=0)
-    mappings_path: Path = REPO_ROOT / "mappings.yml"
+    mappings_path: Path = Field(default_factory=default_mappings_path)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # Prometheus scrape endpoint of a service process (`aoc run <service>`); the API also serves

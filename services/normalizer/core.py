@@ -27,6 +27,7 @@ from aoc_common.events import (
     to_utc_millis,
 )
 from aoc_common.message_log.base import Record
+from aoc_common.metrics import UNKNOWN_CATEGORIES
 from aoc_common.search import RAW_TEXT_INDEXED_CHARS
 from aoc_common.sources import source_record_id, source_spec
 from aoc_common.sources.mapping import Mapped, Rejected, validated
@@ -111,18 +112,26 @@ def _normalize(
             f"timestamp {timestamp.isoformat()} is more than {minutes} minutes in the future"
         )
 
-    category_map = mappings.sources[source].categories
-    category = category_map.get(mapped.raw_category or "", mapped.raw_category) or (
-        mappings.defaults.category
-    )
-    dedupe_key = make_dedupe_key(source, payload, timestamp, category, mapped)
+    operation = mappings.canonical_operation(source, mapped.operation)
+    category, known = mappings.category_of(source, mapped.raw_category)
+    if not known:
+        UNKNOWN_CATEGORIES.labels(source, mapped.raw_category or "").inc()
+    if mapped.result is not None:
+        result, result_detail = mapped.result, mapped.result_detail
+    else:
+        result, result_detail = mappings.outcome(
+            source, payload, operation, mapped.raw_category, mapped.raw_result
+        )
+        result_detail = mapped.result_detail or result_detail
+    dedupe_key = make_dedupe_key(source, payload, timestamp, mapped)
     raw_text = orjson.dumps(payload).decode("utf-8")[:RAW_TEXT_INDEXED_CHARS]
     actor_display, target_displays, summary = _displays(
         mappings,
         source,
-        operation=mapped.operation,
+        operation=operation,
         service=mapped.service,
         category=category,
+        raw_category=mapped.raw_category,
         actor=mapped.actor,
         targets=mapped.targets,
         detail=mapped.detail,
@@ -140,9 +149,9 @@ def _normalize(
         ingested_at=now,
         service=mapped.service,
         category=category,
-        operation=mapped.operation,
-        result=mapped.result or mappings.result_of(mapped.raw_result),
-        result_detail=mapped.result_detail,
+        operation=operation,
+        result=result,
+        result_detail=result_detail,
         details=mapped.details,
         actor_display=actor_display,
         target_displays=target_displays,
@@ -162,6 +171,7 @@ def _displays(
     operation: str,
     service: str,
     category: str,
+    raw_category: str | None,
     actor: Actor,
     targets: list[Target],
     detail: str,
@@ -188,6 +198,7 @@ def _displays(
             "detail": detail,
             **values,
         },
+        raw_category,
     )
     return actor_display, target_displays, summary
 
@@ -250,13 +261,14 @@ def with_directory_names(
         return event
     actor = _named(event.actor, names.get(event.actor.id or ""))
     targets = [_named(t, names.get(t.id or "")) for t in event.targets]
-    detail, values = _summary_parts(event, mappings)
+    detail, values, raw_category = _summary_parts(event, mappings)
     actor_display, target_displays, summary = _displays(
         mappings,
         event.source,
         operation=event.operation,
         service=event.service,
         category=event.category,
+        raw_category=raw_category,
         actor=actor,
         targets=targets,
         detail=detail,
@@ -275,14 +287,17 @@ def with_directory_names(
     )
 
 
-def _summary_parts(event: CanonicalEvent, mappings: Mappings) -> tuple[str, Mapping[str, str]]:
-    """The detail and source-specific summary values of the event's record, mapped again: the event
-    does not keep them, and the re-rendered summary must show them as the first one did."""
+def _summary_parts(
+    event: CanonicalEvent, mappings: Mappings
+) -> tuple[str, Mapping[str, str], str | None]:
+    """The detail, source-specific summary values and raw category of the event's record, mapped
+    again: the event does not keep them, and the re-rendered summary must show them as the first
+    one did."""
     try:
         mapped = source_spec(event.source).mapper(event.raw, mappings.sources[event.source])
     except Rejected:  # the mapping changed since: render without them
-        return "", {}
-    return mapped.detail, mapped.summary_values
+        return "", {}, None
+    return mapped.detail, mapped.summary_values, mapped.raw_category
 
 
 P = TypeVar("P", Actor, Target)
@@ -300,16 +315,18 @@ def _named(party: P, name: DirectoryName | None) -> P:
 
 
 def make_dedupe_key(
-    source: Source, payload: dict[str, Any], timestamp: datetime, category: str, mapped: Mapped
+    source: Source, payload: dict[str, Any], timestamp: datetime, mapped: Mapped
 ) -> str:
-    """`<source>:<record id>`, or for records without an id a hash of what identifies the action."""
+    """`<source>:<record id>`, or for records without an id a hash of what identifies the action, in
+    Microsoft's own terms (raw operation and category), so that a change of labels in `mappings.yml`
+    never changes the key of a record already stored."""
     record_id = source_record_id(source, payload)
     if record_id is not None:
         return f"{source}:{record_id}"
     identity = orjson.dumps(
         [
             timestamp.isoformat(),
-            category,
+            mapped.raw_category,
             mapped.operation,
             [t.model_dump(mode="json") for t in mapped.targets],
         ]

@@ -1,56 +1,57 @@
-"""The normalizer on Kafka: a Faust app, the second shell around the same core as the embedded runtime.
+"""The normalizer on Kafka: a Faust app, the second shell around the same step as the embedded runtime.
 
-Two stages, so that the dedupe table is co-partitioned with what it guards:
+One hop, in batches:
 
-    aoc.raw.<source> ──map_<source> (batches: core + enrichment)──▶ aoc-normalizer-mapped (key dedupe_key)
-                     └──────────────────────────────────────────▶ aoc.dlq (dead letters)
-    aoc-normalizer-mapped ──dedupe (one event at a time)──▶ aoc.events (key dedupe_key)
+    aoc.raw.<source> ──normalize-<source> (take_events: step.process)──▶ aoc.events (key dedupe_key)
+                     │                                                 └▶ aoc.dlq (dead letters)
+                     └ dedupe-seen table (changelog partition = the raw partition)
 
-`map_<source>` (one agent per raw topic, `NORMALIZER_CONCURRENCY` each) maps a batch with the core and names
-directory objects through Graph, caching names in the `directory-names` table. `dedupe` reads events keyed
-by dedupe_key, so every sighting of one key arrives on one partition, and the `dedupe-seen` table (whose
-changelog partition is that same partition) survives restarts and rebalances. A key is remembered only
-after Kafka acknowledged the published event: a crash in between republishes (at-least-once, the store's
-upsert absorbs it), it never loses an event.
+A raw record's key is its record id (the collector keys it so), and the dedupe key is `<source>:<record
+id>`: every sighting of one key is read from one raw partition. So the dedupe table lives on the raw
+partition — Faust assigns partition p of every raw topic and of the table's changelog to the same
+worker — and no intermediate topic is needed. (A record without an id is keyed by nothing and spread
+round-robin; its hash dedupe key is then checked on the partition it landed on, and the store's upsert
+on dedupe_key stays the final guard, as everywhere.)
 
-Faust's guarantee is at-least-once (offsets are committed after the producer is flushed); the producer is
-not idempotent, which also suits brokers without InitProducerId. This module must never let a bad record
-stop an agent: the core turns it into a dead letter.
+Per batch (up to `FaustOptions.batch_size` records, or whatever arrived within a second): run the step
+(map, dedupe against the table, name through Graph with the `directory-names` table as cache), send every
+event and dead letter as whole record batches without awaiting each, await the batch's acknowledgements,
+and only then remember the keys — one changelog record per raw partition per batch, not one per key.
+Faust commits the input offsets after flushing the producer, so a crash republishes (at-least-once; the
+dedupe table and the store's upsert absorb it) and never loses an event. The producer is not idempotent,
+which also suits brokers without InitProducerId. This module must never let a bad record stop an agent:
+the step turns it into a dead letter.
 """
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import faust
+from aiokafka.partitioner import DefaultPartitioner
+from faust.tables.table import Table
+from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import EventT, StreamT, TableT, TopicT
 
 from aoc_common import topics
-from aoc_common.codec import encode, encode_key
 from aoc_common.events import utc_now
 from aoc_common.logging import get_logger
-from aoc_common.message_log.base import Record
-from aoc_common.message_log.kafka import MAX_MESSAGE_BYTES
-from aoc_common.metrics import (
-    DEAD_LETTERS,
-    DUPLICATES_DROPPED,
-    ENRICHMENT_PENDING,
-    MESSAGES_CONSUMED,
-    MESSAGES_PUBLISHED,
-)
+from aoc_common.message_log.base import Message, Record
+from aoc_common.message_log.kafka import MAX_MESSAGE_BYTES, leave_group_at_generation_zero
+from aoc_common.metrics import MESSAGES_CONSUMED, MESSAGES_PUBLISHED
 from aoc_common.settings import Settings
 from aoc_common.topics import source_of_raw_topic
-from aoc_normalizer.core import STAGE, DirectoryName, Limits, normalize_batch
-from aoc_normalizer.dedupe import DedupeWindow, now_ms
-from aoc_normalizer.enrichment import CachedName, DirectoryLookup, Enricher
+from aoc_normalizer.core import DirectoryName
+from aoc_normalizer.dedupe import now_ms
+from aoc_normalizer.enrichment import CachedName, DirectoryLookup
 from aoc_normalizer.mappings import LiveMappings
+from aoc_normalizer.step import SERVICE, NormalizerStep
 
-SERVICE = "normalizer"
-MAPPED_TOPIC = f"{topics.NORMALIZER_GROUP}-mapped"
 PURGE_EVERY_S = 3600.0
 log = get_logger(__name__)
 
@@ -59,9 +60,43 @@ log = get_logger(__name__)
 class FaustOptions:
     """What the Faust app needs beyond Settings; tests shorten the timings for Tansu."""
 
-    batch_size: int = 500
+    batch_size: int = 1000
     batch_within_s: float = 1.0
     overrides: Mapping[str, Any] | None = None  # extra faust.App settings
+
+
+# --- leaving the group on stop, at any generation ---------------------------------------------------
+
+
+class _LeavingConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer thread, plus a LeaveGroup at generation 0 before the consumer stops.
+
+    aiokafka leaves the group on stop only above generation 0; Tansu numbers the first generation 0 and
+    never expires a member, so without this the stopped worker would keep `aoc-normalizer` "active"
+    and `aoc replay --group aoc-normalizer` would be refused for ever.
+    """
+
+    async def on_thread_stop(self) -> None:
+        if self._consumer is not None:
+            timeout_s = float(self.app.conf.broker_request_timeout)
+            await leave_group_at_generation_zero(self._consumer, timeout_s)
+        await super().on_thread_stop()
+
+
+class _LeavingConsumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return _LeavingConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class _Transport(faust_aiokafka.Transport):
+    Consumer: ClassVar[Any] = _LeavingConsumer
+
+
+class NormalizerFaustApp(faust.App):
+    """faust.App on the aiokafka transport, with a consumer that always leaves its group on stop."""
+
+    def _new_transport(self) -> Any:
+        return _Transport(self.conf.broker_consumer, self)
 
 
 def faust_app(settings: Settings, overrides: Mapping[str, Any] | None = None) -> faust.App:
@@ -83,18 +118,78 @@ def faust_app(settings: Settings, overrides: Mapping[str, Any] | None = None) ->
         "consumer_auto_offset_reset": "earliest",
         "producer_acks": -1,
         "producer_max_request_size": MAX_MESSAGE_BYTES,
+        # Throughput: a produce request carries up to 512 KiB per partition (Kafka's default batch of
+        # 16 KiB holds 8 events), and waits 5 ms for more to fill it.
+        "producer_max_batch_size": 512 * 1024,
+        "producer_linger_ms": 5,
         "processing_guarantee": "at_least_once",
     }
     config.update(overrides or {})
-    return faust.App(topics.NORMALIZER_GROUP, **config)
+    return NormalizerFaustApp(topics.NORMALIZER_GROUP, **config)
+
+
+# --- the tables ---------------------------------------------------------------------------------------
+
+
+class SightingsTable(Table):
+    """Dedupe sightings (`dedupe_key → seen_at_ms`) kept in memory, with a changelog written per batch.
+
+    Each changelog record carries every key a batch published from one raw partition
+    (`{"at_ms": …, "keys": […]}`, under a key of its own), on that partition, so remembering a batch
+    costs one record instead of one per event, and a restart replays a window's worth of batches
+    instead of a window's worth of keys. The changelog topic deletes records older than the window:
+    expired sightings no longer make anything a duplicate.
+    """
+
+    def seen_at(self, keys: Sequence[str]) -> dict[str, int]:
+        data = self.data
+        found: dict[str, int] = {}
+        for key in keys:
+            seen = data.get(key)
+            if seen is not None:
+                found[key] = seen
+        return found
+
+    def remember(self, keys_by_partition: Mapping[int, Sequence[str]], at_ms: int) -> None:
+        data = self.data
+        for partition, keys in keys_by_partition.items():
+            if not keys:
+                continue
+            for key in keys:
+                data[key] = at_ms
+            self.send_changelog(
+                partition,
+                f"{partition}:{uuid.uuid4().hex}",
+                {"at_ms": at_ms, "keys": list(keys)},
+            )
+
+    def apply_changelog_batch(self, batch: Iterable[EventT]) -> None:
+        """Recovery (and standby replicas): every key of every batch record, latest sighting wins."""
+        data = self.data
+        for event in batch:
+            value = event.value
+            if not isinstance(value, dict) or not isinstance(value.get("keys"), list):
+                continue  # a tombstone, or a record this version does not know
+            at_ms = int(value.get("at_ms") or 0)
+            for key in value["keys"]:
+                if isinstance(key, str) and at_ms >= data.get(key, 0):
+                    data[key] = at_ms
+
+    def forget_before(self, before_ms: int) -> int:
+        """Drop expired sightings from this worker's memory (the changelog's retention drops them there)."""
+        store = self.data
+        expired = [key for key, seen_at in list(store.items()) if seen_at < before_ms]
+        for key in expired:
+            del store[key]
+        return len(expired)
 
 
 class TableNameCache:
     """`NameCache` over a Faust table; values are `[found, display_name, upn, resolved_at_ms]`.
 
-    The map agents resolve names for whole batches, outside any one event, where Faust cannot pick the
-    changelog partition from the current event; an entry goes to the partition its id hashes to (a
-    cache: a worker that does not hold an entry merely asks Graph again).
+    Names are resolved for whole batches, outside any one event, where Faust cannot pick the changelog
+    partition from the current event; an entry goes to the partition its id hashes to (a cache: a worker
+    that does not hold an entry merely asks Graph again).
     """
 
     def __init__(self, table: TableT[str, list[Any]], partitions: int) -> None:
@@ -118,8 +213,52 @@ class TableNameCache:
             self.table.send_changelog(partition, object_id, value)
 
 
+class RecordBatchPublisher:
+    """Sends a batch's messages through the app's producer as whole Kafka record batches.
+
+    Faust's `Topic.send` costs a future, a task and several callbacks per message, a third of the
+    worker's time at thousands of events per second; a record batch per partition costs one future.
+    Partitions are chosen as Kafka's default partitioner does (murmur2 of the key), as every other AOC
+    producer does, so one dedupe_key always lands in one partition of `aoc.events`. The producer stays
+    Faust's own: Faust flushes it before it commits offsets.
+    """
+
+    def __init__(self, app: faust.App) -> None:
+        self.app = app
+        self.partitioner = DefaultPartitioner()
+        self._round_robin = 0
+
+    async def send(self, topic: TopicT, messages: Sequence[Message]) -> list[asyncio.Future[Any]]:
+        """Queue `messages` on `topic`; the futures resolve when the broker acknowledged them."""
+        if not messages:
+            return []
+        if not isinstance(topic, faust.Topic):  # a channel standing in for a topic (test mode)
+            return [await topic.send(key=m.key, value=m.value) for m in messages]
+        name = topic.get_topic_name()
+        producer = self.app.producer._ensure_producer()  # type: ignore[attr-defined]
+        partitions = sorted(await producer.partitions_for(name))
+        by_partition: dict[int, list[Message]] = {}
+        for message in messages:
+            if message.key is None:
+                partition = partitions[self._round_robin % len(partitions)]
+                self._round_robin += 1
+            else:
+                partition = self.partitioner(message.key, partitions, partitions)
+            by_partition.setdefault(partition, []).append(message)
+        deliveries: list[asyncio.Future[Any]] = []
+        for partition, queued in by_partition.items():
+            batch = producer.create_batch()
+            for message in queued:
+                if batch.append(key=message.key, value=message.value, timestamp=None) is None:
+                    deliveries.append(await producer.send_batch(batch, name, partition=partition))
+                    batch = producer.create_batch()
+                    batch.append(key=message.key, value=message.value, timestamp=None)
+            deliveries.append(await producer.send_batch(batch, name, partition=partition))
+        return deliveries
+
+
 def record_of(event: EventT) -> Record:
-    """A Faust event as the core reads records."""
+    """A Faust event as the step reads records."""
     message = event.message
     return Record(
         message.topic,
@@ -144,102 +283,77 @@ class NormalizerApp:
     ) -> None:
         options = options or FaustOptions()
         self.options = options
-        self.mappings = mappings
-        self.limits = Limits(
-            max_record_bytes=settings.max_record_bytes,
-            max_future_skew=timedelta(minutes=settings.max_future_skew_minutes),
-        )
-        self.dedupe = DedupeWindow(timedelta(days=settings.dedupe_window_days))
         self.app = app = faust_app(settings, options.overrides)
+        window_ms = settings.dedupe_window_days * 86_400_000
 
         raw = {"key_serializer": "raw", "value_serializer": "raw"}
         # Sinks are attributes so that a test can swap them for in-memory channels.
         self.events: TopicT = app.topic(topics.EVENTS, **raw)
         self.dlq: TopicT = app.topic(topics.DLQ, **raw)
-        self.mapped: TopicT = app.topic(MAPPED_TOPIC, internal=True, **raw)
+        self.publisher = RecordBatchPublisher(app)
 
-        # Dedupe sightings: partitioned like `mapped`; the changelog forgets what the window expired.
-        self.seen: TableT[str, int] = app.Table(
-            "dedupe-seen",
-            default=None,
-            extra_topic_configs={
-                "cleanup.policy": "compact,delete",
-                "retention.ms": str(self.dedupe.window_ms),
-            },
+        # Co-partitioned with the raw topics: partition p of each raw topic and of this changelog go to
+        # one worker. Records older than the window are deleted by the broker.
+        self.seen: SightingsTable = app.tables.add(
+            SightingsTable(
+                app,
+                name="dedupe-seen",
+                default=None,
+                beacon=app.tables.beacon,
+                extra_topic_configs={"cleanup.policy": "delete", "retention.ms": str(window_ms)},
+            )
         )
         # Names: a cache with a TTL, kept across restarts by its changelog (see TableNameCache).
         self.names: TableT[str, list[Any]] = app.Table("directory-names", default=None)
-        self.enricher = Enricher(
-            lookup,
-            TableNameCache(self.names, self.names.partitions or app.conf.topic_partitions),
-            timedelta(hours=settings.enrichment_cache_ttl_hours),
+        self.step = NormalizerStep.from_settings(
+            settings,
+            seen=self.seen,
+            names=TableNameCache(self.names, self.names.partitions or app.conf.topic_partitions),
+            lookup=lookup,
+            mappings=mappings,
         )
 
-        self.map_agents = {
+        self.normalize_agents = {
             topic: app.agent(
-                app.topic(topic, **raw),
-                name=f"map-{source_of_raw_topic(topic)}",
-                concurrency=settings.normalizer_concurrency,
-            )(self.map_raw)
+                app.topic(topic, **raw), name=f"normalize-{source_of_raw_topic(topic)}"
+            )(self.normalize_raw)
             for topic in topics.RAW_TOPICS
         }
-        self.dedupe_agent = app.agent(self.mapped, name="dedupe")(self.publish_first_sightings)
         app.timer(PURGE_EVERY_S, name="forget-expired-sightings")(self.forget_expired_sightings)
 
-    async def map_raw(self, stream: StreamT[bytes]) -> None:
-        """Raw records → dead letters, and named events on the mapped topic keyed by dedupe_key."""
+    @property
+    def mappings(self) -> LiveMappings:
+        return self.step.mappings
+
+    async def normalize_raw(self, stream: StreamT[bytes]) -> None:
+        """Raw records → events and dead letters, a batch at a time (acknowledged, then remembered)."""
         async for batch in stream.take_events(
             self.options.batch_size, within=self.options.batch_within_s
         ):
-            await self.map_batch([record_of(event) for event in batch])
+            await self.normalize_batch([record_of(event) for event in batch])
 
-    async def map_batch(self, records: Sequence[Record]) -> None:
-        mappings = self.mappings.current()
-        now = utc_now()
-        events, dead = normalize_batch(records, mappings, now=now, limits=self.limits)
-        for record, letter in dead:
-            log.info(
-                "dead-lettered", reason=letter.reason, topic=record.topic, offset=record.offset
-            )
-            await self.dlq.send(key=record.key, value=encode(letter))
-        if dead:
-            DEAD_LETTERS.labels(SERVICE, STAGE).inc(len(dead))
-        events = await self.enricher.enrich(events, mappings, now)
-        for event in events:
-            await self.mapped.send(key=encode_key(event.dedupe_key), value=encode(event))
-        pending = sum(1 for e in events if e.enrichment == "pending")
-        if pending:
-            ENRICHMENT_PENDING.labels(SERVICE).inc(pending)
-        for record in records:
-            MESSAGES_CONSUMED.labels(SERVICE, record.topic).inc()
-
-    async def publish_first_sightings(self, stream: StreamT[bytes]) -> None:
-        """Mapped events → `aoc.events`, except keys seen inside the dedupe window."""
-        async for event in stream.events():
-            message = event.message
-            key = (message.key or b"").decode("utf-8", "replace")
-            at_ms = now_ms(utc_now())
-            if self.dedupe.seen_recently(self.seen.get(key), at_ms):
-                DUPLICATES_DROPPED.labels(SERVICE).inc()
-                continue
-            sent = await self.events.send(key=message.key, value=message.value)
-            await sent  # acknowledged before remembered: never a key remembered but not published
-            self.seen[key] = at_ms
-            MESSAGES_PUBLISHED.labels(SERVICE, topics.EVENTS).inc()
+    async def normalize_batch(self, records: Sequence[Record]) -> None:
+        processed = await self.step.process(records)
+        # Sent without awaiting each; the batch is acknowledged as a whole before anything is remembered.
+        deliveries = await self.publisher.send(self.events, processed.event_messages())
+        deliveries += await self.publisher.send(self.dlq, processed.dead_letter_messages())
+        if deliveries:
+            await asyncio.gather(*deliveries)
+        self.seen.remember(processed.remember, processed.at_ms)
+        if processed.events:
+            MESSAGES_PUBLISHED.labels(SERVICE, topics.EVENTS).inc(len(processed.events))
+        if records:
+            MESSAGES_CONSUMED.labels(SERVICE, records[0].topic).inc(len(records))
 
     async def forget_expired_sightings(self) -> None:
         """Drop expired sightings from this worker's memory; the changelog's retention drops them there."""
         self.forget_expired(now_ms(utc_now()))
 
     def forget_expired(self, at_ms: int) -> int:
-        expired_before = self.dedupe.expired_before_ms(at_ms)
-        store = self.seen.data
-        expired = [k for k, seen_at in list(store.items()) if seen_at < expired_before]
-        for key in expired:
-            del store[key]
-        if expired:
-            log.info("dedupe window: forgot expired keys", count=len(expired))
-        return len(expired)
+        forgotten = self.seen.forget_before(self.step.dedupe.expired_before_ms(at_ms))
+        if forgotten:
+            log.info("dedupe window: forgot expired keys", count=forgotten)
+        return forgotten
 
 
 def build_app(

@@ -10,23 +10,38 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from aoc_common.events import Result, Source
 from aoc_common.logging import get_logger
 from aoc_common.metrics import MAPPINGS_RELOADS
 from aoc_common.sources import SOURCES, source_spec
-from aoc_common.sources.mapping import PLACEHOLDERS, SourceMapping, check_template
+from aoc_common.sources.mapping import (
+    PLACEHOLDERS,
+    Names,
+    OutcomeRule,
+    SourceMapping,
+    check_template,
+    decoded,
+    operation_key,
+)
 
 log = get_logger(__name__)
-
-_EMPTY_BRACKETS = re.compile(r"\s*\(\s*\)")
-_SPACES = re.compile(r"\s{2,}")
 
 
 class MappingError(ValueError):
@@ -37,6 +52,54 @@ class MappingError(ValueError):
 def placeholders_of(source: Source) -> frozenset[str]:
     """What `source`'s summary templates may use: the common placeholders and its own."""
     return PLACEHOLDERS | frozenset(source_spec(source).summary_fields)
+
+
+# Placeholders every event fills, so a template needing only these always renders.
+ALWAYS_FILLED = frozenset({"actor", "operation", "service", "category"})
+# "( … {x} … )": an optional part, left out when one of its placeholders has no value.
+_OPTIONAL_PART = re.compile(r"\s*\(([^()]*\{[a-z_]+\}[^()]*)\)")
+_NAME = re.compile(r"\{([a-z_]+)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A summary template, compiled once: which placeholders it cannot do without, and its optional
+    bracketed parts. `render` returns None when a required value is missing, so the caller falls
+    back to the next, shorter template instead of writing a broken sentence."""
+
+    text: str
+    required: tuple[str, ...]
+    parts: tuple[tuple[str, tuple[str, ...]], ...]  # (format text, names that must be non-empty)
+
+    @classmethod
+    def compile(cls, text: str) -> Template:
+        parts: list[tuple[str, tuple[str, ...]]] = []
+        position = 0
+        for optional in _OPTIONAL_PART.finditer(text):
+            parts.append((text[position : optional.start()], ()))
+            parts.append((optional.group(0), tuple(_NAME.findall(optional.group(1)))))
+            position = optional.end()
+        parts.append((text[position:], ()))
+        required = tuple(
+            dict.fromkeys(
+                name for part, names in parts if not names for name in _NAME.findall(part)
+            )
+        )
+        return cls(text, required, tuple(p for p in parts if p[0]))
+
+    def render(self, values: Mapping[str, str]) -> str | None:
+        for name in self.required:
+            if not values.get(name):
+                return None
+        return "".join(
+            part.format_map(values)
+            for part, names in self.parts
+            if all(values.get(n) for n in names)
+        )
+
+
+def _compiled(templates: list[str]) -> tuple[Template, ...]:
+    return tuple(Template.compile(t) for t in templates)
 
 
 class Defaults(BaseModel):
@@ -53,52 +116,256 @@ class Defaults(BaseModel):
     def _templates(cls, template: str) -> str:
         return check_template(template)
 
+    @field_validator("summary_no_target")
+    @classmethod
+    def _always_renders(cls, template: str) -> str:
+        missing = set(Template.compile(template).required) - ALWAYS_FILLED
+        if missing:
+            raise ValueError(
+                f"the last fallback {template!r} must render for every event; it needs "
+                f"{', '.join(sorted(missing))}, which can be empty"
+            )
+        return template
+
 
 class ResultWords(BaseModel):
+    """Microsoft's own outcome words (compared case-insensitively; JSON booleans read as words)."""
+
     model_config = ConfigDict(extra="forbid")
 
     success: list[str]
     failure: list[str]
+    partial: list[str] = Field(default_factory=list)
+    # Words that say the outcome is not decided yet (kept as result_detail, result stays unknown).
+    undecided: list[str] = Field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    """An `OutcomeRule` prepared for the hot path."""
+
+    operations: frozenset[str]
+    categories: frozenset[str]
+    path: tuple[str, ...]
+    values: Mapping[str, Result]
+    result: Result | None
+
+    def decide(
+        self, record: Mapping[str, Any], operation: str, category: str
+    ) -> tuple[Result, str] | None:
+        if self.operations and operation not in self.operations:
+            return None
+        if self.categories and category not in self.categories:
+            return None
+        if self.result is not None:
+            return self.result, ""
+        for found in _values_at(record, self.path):
+            word = _word(found)
+            if word in self.values:
+                return self.values[word], f"{'.'.join(self.path)}: {_text(found)}"
+        return None
+
+
+def _values_at(value: Any, path: tuple[str, ...]) -> list[Any]:
+    """Every value at `path`, lists fanning out; JSON-encoded strings on the way are read as JSON."""
+    current = [value]
+    for key in path:
+        following: list[Any] = []
+        for item in current:
+            item = decoded(item)
+            for element in item if isinstance(item, list) else [item]:
+                element = decoded(element)
+                if isinstance(element, dict) and key in element:
+                    following.append(element[key])
+        current = following
+    flat: list[Any] = []
+    for item in current:
+        flat.extend(item if isinstance(item, list) else [item])
+    return flat
+
+
+def _word(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value).strip().casefold()
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class _SourceTables:
+    """One source's section, indexed for the hot path."""
+
+    operations: Mapping[str, str]  # operation key → canonical spelling
+    summaries: Mapping[str, tuple[Template, ...]]  # operation key → templates
+    category_summaries: Mapping[str, tuple[Template, ...]]
+    fallback: tuple[Template, ...]
+    overrides: tuple[_Rule, ...]
+    defaults: tuple[_Rule, ...]
+
+
+def _prepare_rule(rule: OutcomeRule) -> _Rule:
+    return _Rule(
+        operations=frozenset(operation_key(o) for o in rule.operations),
+        categories=frozenset(rule.categories),
+        path=tuple(rule.field.split(".")) if rule.field else (),
+        values={_word(k): v for k, v in rule.values.items()},
+        result=rule.result,
+    )
 
 
 class Mappings(BaseModel):
-    """The whole file, validated."""
+    """The whole file, validated, with each source's tables indexed once for the hot path."""
 
     model_config = ConfigDict(extra="forbid")
 
     version: Literal[1]
     defaults: Defaults
     results: ResultWords
+    names: Names = Field(default_factory=Names)
     sources: dict[Source, SourceMapping]
+
+    _tables: dict[str, _SourceTables] = PrivateAttr(default_factory=dict)
+    _words: dict[str, Result] = PrivateAttr(default_factory=dict)
+    _undecided: frozenset[str] = PrivateAttr(default_factory=frozenset)
+    _defaults: tuple[Template, ...] = PrivateAttr(default=())
 
     @model_validator(mode="after")
     def _summaries_use_their_source_placeholders(self) -> Mappings:
         for source, section in self.sources.items():
             allowed = placeholders_of(source)
-            for operation, template in section.summaries.items():
-                try:
-                    check_template(template, allowed)
-                except ValueError as error:
-                    raise ValueError(f"sources.{source}.summaries.{operation}: {error}") from None
+            groups = {
+                "summaries": section.summaries,
+                "category_summaries": section.category_summaries,
+                "fallback_summaries": {"": section.fallback_summaries},
+            }
+            for group, lists in groups.items():
+                for key, templates in lists.items():
+                    for template in templates:
+                        try:
+                            check_template(template, allowed)
+                        except ValueError as error:
+                            where = f"sources.{source}.{group}" + (f".{key}" if key else "")
+                            raise ValueError(f"{where}: {error}") from None
+            spellings: dict[str, str] = {}
+            for operation in section.summaries:
+                key = operation_key(operation)
+                if key in spellings:
+                    raise ValueError(
+                        f"sources.{source}.summaries: {operation!r} and {spellings[key]!r} are "
+                        "one operation (case and a trailing period do not count)"
+                    )
+                spellings[key] = operation
         return self
 
-    def result_of(self, raw_result: object) -> Result:
-        word = str(raw_result).strip().lower()
-        if word in (w.lower() for w in self.results.success):
-            return "success"
-        if word in (w.lower() for w in self.results.failure):
-            return "failure"
-        return "unknown"
+    def model_post_init(self, context: Any) -> None:
+        for word_list, result in (
+            (self.results.success, "success"),
+            (self.results.failure, "failure"),
+            (self.results.partial, "partial"),
+        ):
+            for word in word_list:
+                self._words[_word(word)] = result  # type: ignore[assignment]
+        self._undecided = frozenset(_word(w) for w in self.results.undecided)
+        self._defaults = _compiled([self.defaults.summary, self.defaults.summary_no_target])
+        for source, section in self.sources.items():
+            section.use_names(self.names)
+            self._tables[source] = _SourceTables(
+                operations={
+                    operation_key(o): o.strip().rstrip(".").strip() for o in section.summaries
+                },
+                summaries={operation_key(o): _compiled(t) for o, t in section.summaries.items()},
+                category_summaries={c: _compiled(t) for c, t in section.category_summaries.items()},
+                fallback=_compiled(section.fallback_summaries),
+                overrides=tuple(_prepare_rule(r) for r in section.result_overrides),
+                defaults=tuple(_prepare_rule(r) for r in section.result_defaults),
+            )
 
-    def summary(self, source: Source, operation: str, values: dict[str, str]) -> str:
-        """Render the operation's template, or the generic fallback, with missing values as ''."""
-        template = self.sources[source].summaries.get(operation)
-        if template is None:
-            has_target = bool(values.get("targets"))
-            template = self.defaults.summary if has_target else self.defaults.summary_no_target
-        names = placeholders_of(source)
-        rendered = template.format_map({name: values.get(name, "") for name in names})
-        return _SPACES.sub(" ", _EMPTY_BRACKETS.sub("", rendered)).strip()
+    def canonical_operation(self, source: Source, operation: str) -> str:
+        """The one spelling an operation is stored and filtered under: the spelling of its entry in
+        this file when it has one (`Add User.` → `Add user`), else Microsoft's without a trailing
+        period or surrounding spaces."""
+        key = operation_key(operation)
+        known = self._tables[source].operations.get(key)
+        return known if known is not None else operation.strip().rstrip(".").strip()
+
+    def result_of(self, raw_result: object) -> Result:
+        """Microsoft's outcome word as success | failure | partial, else unknown."""
+        if raw_result is None:
+            return "unknown"
+        return self._words.get(_word(raw_result), "unknown")
+
+    def outcome(
+        self,
+        source: Source,
+        record: Mapping[str, Any],
+        operation: str,
+        raw_category: str | None,
+        raw_result: object,
+    ) -> tuple[Result, str | None]:
+        """The event's result and Microsoft's words for it (`result_detail`), by the documented
+        rules: overrides, then the result words, then the defaults."""
+        tables = self._tables[source]
+        key = operation_key(operation)
+        category = raw_category or ""
+        raw_text = None if raw_result is None or raw_result == "" else _text(raw_result)
+        for rule in tables.overrides:
+            decided = rule.decide(record, key, category)
+            if decided is not None:
+                result, why = decided
+                return result, _joined(raw_text, why)
+        word = self.result_of(raw_result)
+        if word != "unknown" or (raw_text is not None and _word(raw_result) in self._undecided):
+            return word, raw_text
+        for rule in tables.defaults:
+            decided = rule.decide(record, key, category)
+            if decided is not None:
+                result, why = decided
+                return result, _joined(raw_text, why)
+        return "unknown", raw_text
+
+    def category_of(self, source: Source, raw_category: str | None) -> tuple[str, bool]:
+        """The category label, and whether the raw value was one this file knows (a raw value it
+        does not know is shown as the section's `unknown_category` says, never as "Other")."""
+        if not raw_category:
+            return self.defaults.category, True
+        section = self.sources[source]
+        label = section.categories.get(raw_category)
+        if label is not None:
+            return label, True
+        return section.unknown_category.format(value=raw_category), False
+
+    def summary(
+        self,
+        source: Source,
+        operation: str,
+        values: Mapping[str, str],
+        raw_category: str | None = None,
+    ) -> str:
+        """The first template that renders: the operation's own, then its category's, then the
+        source's fallback, then the generic defaults (the last of which always renders)."""
+        tables = self._tables[source]
+        for templates in (
+            tables.summaries.get(operation_key(operation), ()),
+            tables.category_summaries.get(raw_category or "", ()),
+            tables.fallback,
+            self._defaults,
+        ):
+            for template in templates:
+                rendered = template.render(values)
+                if rendered is not None:
+                    return rendered
+        raise AssertionError("defaults.summary_no_target always renders")  # checked at load
+
+
+def _joined(first: str | None, second: str) -> str | None:
+    if first and second:
+        return f"{first}; {second}"
+    return first or second or None
 
 
 def parse_mappings(text: str, origin: str = "mappings.yml") -> Mappings:

@@ -1,12 +1,12 @@
 """The normalizer's shell on any message log: raw topics in, `aoc.events` and `aoc.dlq` out.
 
 This is the embedded runtime (`aoc demo`, a single-machine `aoc run normalizer`); on Kafka the Faust app
-(`faust_app.py`) is the other shell around the same core. Per batch: map every record (core), drop
-dedupe keys seen inside the window (SQLite state beside the log), name directory objects (Graph, cached),
-publish, and only then remember the published keys. Events are keyed by dedupe_key, so every version of
-one audit record lands in one partition, in order. Outputs are acknowledged before the input offsets are
-committed (by run_consumer): at-least-once; a crash between publish and remember republishes a batch,
-which the store's upsert absorbs. A crash never loses an event.
+(`faust_app.py`) is the other shell around the same step (`step.py`: map, dedupe, name). Per batch: run the
+step with the SQLite state beside the log, publish events and dead letters, and only once the log has
+acknowledged them remember the published keys. Events are keyed by dedupe_key, so every version of one
+audit record lands in one partition, in order. Offsets are committed after that (by run_consumer):
+at-least-once; a crash between publish and remember republishes a batch, which the store's upsert absorbs.
+A crash never loses an event.
 """
 
 from __future__ import annotations
@@ -20,21 +20,14 @@ from datetime import timedelta
 import httpx
 
 from aoc_common import topics
-from aoc_common.codec import encode, encode_key
-from aoc_common.events import utc_now
 from aoc_common.http_retry import RetryPolicy
 from aoc_common.logging import get_logger
-from aoc_common.message_log.base import Message, MessageLog, Record
+from aoc_common.message_log.base import MessageLog, Record
 from aoc_common.message_log.consumer import run_consumer
-from aoc_common.metrics import (
-    DEAD_LETTERS,
-    DUPLICATES_DROPPED,
-    ENRICHMENT_PENDING,
-    MESSAGES_PUBLISHED,
-)
+from aoc_common.metrics import MESSAGES_PUBLISHED
 from aoc_common.settings import Settings
-from aoc_normalizer.core import STAGE, Limits, normalize_batch
-from aoc_normalizer.dedupe import DedupeWindow, now_ms
+from aoc_normalizer.core import Limits
+from aoc_normalizer.dedupe import DedupeWindow
 from aoc_normalizer.enrichment import (
     Enricher,
     GraphDirectoryObjects,
@@ -42,8 +35,10 @@ from aoc_normalizer.enrichment import (
 )
 from aoc_normalizer.mappings import LiveMappings, Mappings
 from aoc_normalizer.state import SqliteNormalizerState
+from aoc_normalizer.step import SERVICE, NormalizerStep, limits_from
 
-SERVICE = "normalizer"
+__all__ = ["GRAPH_RETRIES", "GRAPH_TIMEOUT", "Normalizer", "graph_lookup", "limits_from"]
+
 STATE_FILE = "normalizer.sqlite3"
 PURGE_EVERY_S = 3600.0
 GRAPH_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
@@ -52,13 +47,6 @@ GRAPH_RETRIES = RetryPolicy(
     max_attempts=3, base_delay_s=0.5, max_delay_s=5.0, max_retry_after_s=30.0
 )
 log = get_logger(__name__)
-
-
-def limits_from(settings: Settings) -> Limits:
-    return Limits(
-        max_record_bytes=settings.max_record_bytes,
-        max_future_skew=timedelta(minutes=settings.max_future_skew_minutes),
-    )
 
 
 def graph_lookup(
@@ -89,15 +77,28 @@ class Normalizer:
         enricher: Enricher | None = None,
     ) -> None:
         self.message_log = message_log
-        self.mappings = (
-            mappings if isinstance(mappings, LiveMappings) else LiveMappings.fixed(mappings)
-        )
-        self.limits = limits
         self.state = state
-        self.dedupe = dedupe or DedupeWindow()
-        self.enricher = enricher or Enricher(None, state)
+        self.step = NormalizerStep(
+            mappings if isinstance(mappings, LiveMappings) else LiveMappings.fixed(mappings),
+            limits=limits,
+            dedupe=dedupe or DedupeWindow(),
+            seen=state,
+            enricher=enricher or Enricher(None, state),
+        )
         self.graph_client: httpx.AsyncClient | None = None  # closed by run() when set
         self._purged_at = 0.0
+
+    @property
+    def mappings(self) -> LiveMappings:
+        return self.step.mappings
+
+    @property
+    def dedupe(self) -> DedupeWindow:
+        return self.step.dedupe
+
+    @property
+    def enricher(self) -> Enricher:
+        return self.step.enricher
 
     @classmethod
     def from_settings(
@@ -125,42 +126,21 @@ class Normalizer:
         return normalizer
 
     async def handle(self, records: Sequence[Record]) -> None:
-        mappings = self.mappings.current()
-        now = utc_now()
-        at_ms = now_ms(now)
-        events, dead_letters = normalize_batch(records, mappings, now=now, limits=self.limits)
-        dead = []
-        for record, letter in dead_letters:
-            log.info(
-                "dead-lettered", reason=letter.reason, topic=record.topic, offset=record.offset
-            )
-            dead.append(Message(record.key, encode(letter)))
-        keys = [event.dedupe_key for event in events]
-        fresh = self.dedupe.first_sightings(keys, self.state.seen_at(keys), at_ms)
-        duplicates = len(events) - sum(fresh)
-        events = [event for event, keep in zip(events, fresh, strict=True) if keep]
-        if duplicates:
-            DUPLICATES_DROPPED.labels(SERVICE).inc(duplicates)
-        events = await self.enricher.enrich(events, mappings, now)
-        if events:
-            await self.message_log.publish(
-                topics.EVENTS, [Message(encode_key(e.dedupe_key), encode(e)) for e in events]
-            )
-            MESSAGES_PUBLISHED.labels(SERVICE, topics.EVENTS).inc(len(events))
-            pending = sum(1 for e in events if e.enrichment == "pending")
-            if pending:
-                ENRICHMENT_PENDING.labels(SERVICE).inc(pending)
-            self.state.remember([e.dedupe_key for e in events], at_ms)
-        if dead:
-            await self.message_log.publish(topics.DLQ, dead)
-            DEAD_LETTERS.labels(SERVICE, STAGE).inc(len(dead))
-        self._forget_expired(at_ms)
+        processed = await self.step.process(records)
+        if processed.events:
+            await self.message_log.publish(topics.EVENTS, processed.event_messages())
+            MESSAGES_PUBLISHED.labels(SERVICE, topics.EVENTS).inc(len(processed.events))
+        if processed.dead_letters:
+            await self.message_log.publish(topics.DLQ, processed.dead_letter_messages())
+        # Acknowledged by the log: only now may a redelivery of these keys be dropped.
+        self.state.remember(processed.remember, processed.at_ms)
+        self._forget_expired(processed.at_ms)
 
     def _forget_expired(self, at_ms: int) -> None:
         if time.monotonic() - self._purged_at < PURGE_EVERY_S and self._purged_at:
             return
         self._purged_at = time.monotonic()
-        forgotten = self.state.forget_before(self.dedupe.expired_before_ms(at_ms))
+        forgotten = self.state.forget_before(self.step.dedupe.expired_before_ms(at_ms))
         if forgotten:
             log.info("dedupe window: forgot expired keys", count=forgotten)
 

@@ -64,13 +64,17 @@ class SqliteNormalizerState:
             found.update(rows.fetchall())
         return found
 
-    def remember(self, keys: Iterable[str], at_ms: int) -> None:
+    def remember(self, keys_by_partition: Mapping[int, Iterable[str]], at_ms: int) -> None:
+        """Sightings at `at_ms`; one table for every partition (the embedded log has one process)."""
+        rows = [(key, at_ms) for keys in keys_by_partition.values() for key in keys]
+        if not rows:
+            return
         with self._db:
             self._db.execute("BEGIN")
             self._db.executemany(
                 "INSERT INTO dedupe_seen (dedupe_key, seen_at_ms) VALUES (?, ?) "
                 "ON CONFLICT (dedupe_key) DO UPDATE SET seen_at_ms = excluded.seen_at_ms",
-                [(key, at_ms) for key in keys],
+                rows,
             )
 
     def forget_before(self, before_ms: int) -> int:

@@ -9,6 +9,11 @@ Formats (documented in README, "Forwarding to a SIEM"):
   (RFC 6587) for TCP.
 An optional HMAC-SHA256 signature of the exact body bytes goes with every HTTP request.
 
+Idempotency keys let a receiver drop the copies that at-least-once delivery sends: each event's key is
+a hash of its exact bytes (a copy has the same key; a newer version of the event, e.g. from
+`aoc renormalize`, has a new one), and a batch's key is a hash of its events' keys (the HTTP header
+`Idempotency-Key`). Where each format carries them is documented in the README.
+
 The event JSON is forwarded byte for byte as it was published on `aoc.events` (after validation), so the
 SIEM receives the documented CanonicalEvent schema. Nothing here sends, sleeps or reads a clock.
 """
@@ -18,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import random
 import re
 from collections.abc import Callable, Sequence
 from typing import Literal, TypeVar
@@ -37,6 +43,11 @@ from aoc_common.message_log.base import Record
 STAGE = "siem_forwarder"
 
 SIGNATURE_HEADER = "X-AOC-Signature"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+HEC_KEY_FIELD = "aoc_idempotency_key"
+# RFC 5424 structured data of a JSON-payload syslog message; 32473 is the example enterprise number
+# RFC 5612 reserves for documentation and private use.
+SYSLOG_SD_ID = "aoc@32473"
 
 SiemFormat = Literal["json", "splunk_hec", "syslog"]
 SyslogPayload = Literal["cef", "json"]
@@ -57,6 +68,31 @@ def dead_letter_for(record: Record, reason: str) -> DeadLetter:
 def rejected_by_siem(record: Record, status: int, response: str) -> DeadLetter:
     """The dead letter of an event the SIEM refused on its own: keeps the SIEM's answer."""
     return dead_letter_for(record, f"SIEM rejected the event: HTTP {status}: {response[:1500]}")
+
+
+# --- idempotency keys and backoff ---------------------------------------------------------------------
+
+
+def event_key(item: ConsumedEvent) -> str:
+    """128 bits of SHA-256 over the event's exact bytes: every copy of this version has this key."""
+    return hashlib.sha256(item.json).hexdigest()[:32]
+
+
+def batch_key(events: Sequence[ConsumedEvent]) -> str:
+    """The key of a batch: the same events in the same order give the same key."""
+    return hashlib.sha256("\n".join(event_key(e) for e in events).encode()).hexdigest()[:32]
+
+
+def growing_backoff_s(failures: int, *, base_s: float, cap_s: float, rng: random.Random) -> float:
+    """Exponential backoff with jitter that never shrinks: uniform between the previous ceiling and this one.
+
+    The n-th wait lies in [c(n-1), c(n)] for c(n) = min(cap, base·2^(n-1)) (the first in [base/2, base]),
+    so every wait is at least as long as any wait before it, yet forwarders that failed together
+    spread out; at the cap every wait is the cap.
+    """
+    ceiling = min(cap_s, base_s * 2 ** max(0, failures - 1))
+    floor = min(cap_s, base_s * 2 ** (failures - 2)) if failures > 1 else base_s / 2
+    return rng.uniform(floor, ceiling)
 
 
 # --- batching ----------------------------------------------------------------------------------------
@@ -88,8 +124,18 @@ def plan_batches(
 
 
 def json_batch_body(events: Sequence[ConsumedEvent]) -> bytes:
-    """`{"count": n, "events": [...]}`, the events spliced in as published (already valid JSON)."""
-    return b'{"count":%d,"events":[' % len(events) + b",".join(e.json for e in events) + b"]}"
+    """`{"count": n, "idempotency_key": …, "event_keys": [...], "events": [...]}`.
+
+    The events are spliced in as published (already valid JSON); `event_keys[i]` is the key of
+    `events[i]`.
+    """
+    keys = orjson.dumps([event_key(e) for e in events])
+    return (
+        b'{"count":%d,"idempotency_key":"%s","event_keys":%s,"events":['
+        % (len(events), batch_key(events).encode(), keys)
+        + b",".join(e.json for e in events)
+        + b"]}"
+    )
 
 
 def hec_envelope(item: ConsumedEvent, *, host: str, sourcetype: str, index: str | None) -> bytes:
@@ -102,6 +148,8 @@ def hec_envelope(item: ConsumedEvent, *, host: str, sourcetype: str, index: str 
     }
     if index:
         meta["index"] = index
+    # An indexed field (HEC event endpoint): searchable as `aoc_idempotency_key::<key>`, `dedup`-able.
+    meta["fields"] = {HEC_KEY_FIELD: event_key(item)}
     return orjson.dumps(meta)[:-1] + b',"event":' + item.json + b"}"
 
 
@@ -188,10 +236,12 @@ def syslog_severity(event: CanonicalEvent) -> int:
 
 
 def syslog_message(item: ConsumedEvent, *, payload: SyslogPayload, hostname: str) -> bytes:
-    """`<PRI>1 TIMESTAMP HOSTNAME aoc - MSGID - MSG`: facility log audit (13), MSGID the event's source.
+    """`<PRI>1 TIMESTAMP HOSTNAME aoc - MSGID SD MSG`: facility log audit (13), MSGID the event's source.
 
-    TIMESTAMP is the admin action's time, so the SIEM orders events by when they happened. No
-    structured data (`-`) and no BOM: the payload carries every field, and many receivers mishandle a BOM.
+    TIMESTAMP is the admin action's time, so the SIEM orders events by when they happened. The event's
+    idempotency key travels in the CEF extension (`cs6`) or, for a JSON payload, whose bytes are the
+    event as published, in structured data `[aoc@32473 idempotencyKey="…"]`; CEF messages keep no
+    structured data (`-`). No BOM: many receivers mishandle one.
     """
     event = item.event
     pri = FACILITY_LOG_AUDIT * 8 + syslog_severity(event)
@@ -199,8 +249,12 @@ def syslog_message(item: ConsumedEvent, *, payload: SyslogPayload, hostname: str
         event.timestamp.strftime("%Y-%m-%dT%H:%M:%S.")
         + f"{event.timestamp.microsecond // 1000:03d}Z"
     )
-    header = f"<{pri}>1 {stamp} {syslog_hostname(hostname)} {APP_NAME} - {event.source} - "
-    body = cef_payload(event) if payload == "cef" else item.json
+    key = event_key(item)
+    structured = "-" if payload == "cef" else f'[{SYSLOG_SD_ID} idempotencyKey="{key}"]'
+    header = (
+        f"<{pri}>1 {stamp} {syslog_hostname(hostname)} {APP_NAME} - {event.source} {structured} "
+    )
+    body = cef_payload(event, idempotency_key=key) if payload == "cef" else item.json
     return header.encode("ascii") + body
 
 
@@ -209,7 +263,7 @@ def octet_counted(message: bytes) -> bytes:
     return b"%d " % len(message) + message
 
 
-def cef_payload(event: CanonicalEvent) -> bytes:
+def cef_payload(event: CanonicalEvent, *, idempotency_key: str | None = None) -> bytes:
     """ArcSight Common Event Format: `CEF:0|Vendor|Product|Version|SignatureID|Name|Severity|Ext`."""
     severity = 6 if event.result == "failure" else 3
     header = "|".join(
@@ -243,6 +297,8 @@ def cef_payload(event: CanonicalEvent) -> bytes:
         ("cs3", event.dedupe_key),
         ("cs4Label", "source"),
         ("cs4", event.source),
+        ("cs6Label", "idempotencyKey" if idempotency_key else None),
+        ("cs6", idempotency_key),
     ]
     pairs = " ".join(
         f"{key}={_cef_value(value[:4000])}" for key, value in extension if value is not None

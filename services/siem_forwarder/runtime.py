@@ -6,10 +6,10 @@ A crash in between means the batch is sent again (the SIEM may see an event twic
 
 - A batch the SIEM rejects for its content (HTTP 400/413/422) is split in halves, recursively, until the
   events it refuses on their own are found; those are dead-lettered and the rest are forwarded.
-- A SIEM that cannot be reached (after http_retry's retries, or the syslog reconnects) fails the batch:
-  it is read again after a backoff. After SIEM_BREAKER_FAILURES such batches in a row the circuit opens:
-  no call for SIEM_BREAKER_COOLDOWN_SECONDS, then the consumer rejoins from the committed offset and one
-  batch tries the SIEM again.
+- A SIEM that cannot be reached, answers too late or answers 5xx is tried again after growing waits
+  (delivery.py); every such attempt counts on the circuit breaker. After SIEM_BREAKER_FAILURES failed
+  attempts in a row the circuit opens: no call for SIEM_BREAKER_COOLDOWN_SECONDS, then the consumer
+  rejoins from the committed offset and one batch tries the SIEM again.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import socket
 import ssl
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 from aoc_common import topics
 from aoc_common.circuit_breaker import CircuitBreaker
@@ -28,13 +29,8 @@ from aoc_common.dead_letter import DeadLetter
 from aoc_common.http_retry import RetryPolicy
 from aoc_common.logging import get_logger
 from aoc_common.message_log.base import MessageLog, MessageLogError, Record
-from aoc_common.message_log.consumer import RetryLater, record_lag, run_consumer
-from aoc_common.metrics import (
-    DEAD_LETTERS,
-    SIEM_BATCH_SECONDS,
-    SIEM_CIRCUIT_OPEN,
-    SIEM_EVENTS_FORWARDED,
-)
+from aoc_common.message_log.consumer import record_lag, run_consumer
+from aoc_common.metrics import DEAD_LETTERS, SIEM_BATCH_SECONDS, SIEM_EVENTS_FORWARDED
 from aoc_common.settings import ConfigurationError, Settings
 from aoc_siem_forwarder.core import (
     STAGE,
@@ -42,12 +38,8 @@ from aoc_siem_forwarder.core import (
     plan_batches,
     rejected_by_siem,
 )
-from aoc_siem_forwarder.transports import (
-    HttpTransport,
-    SiemUnavailable,
-    SyslogTransport,
-    Transport,
-)
+from aoc_siem_forwarder.delivery import SIEM_RETRY_POLICY, Delivery
+from aoc_siem_forwarder.transports import HttpTransport, SyslogTransport, Transport
 
 SERVICE = "siem_forwarder"
 LAG_EVERY_S = 15.0
@@ -55,9 +47,8 @@ LAG_TIMEOUT_S = 10.0
 log = get_logger(__name__)
 
 
-def transport_from_settings(settings: Settings, policy: RetryPolicy | None = None) -> Transport:
+def transport_from_settings(settings: Settings) -> Transport:
     """The transport SIEM_FORMAT asks for; Settings has already checked that its settings are there."""
-    policy = policy or RetryPolicy(max_attempts=settings.siem_max_attempts)
     host = socket.gethostname()
     secret = settings.siem_hmac_secret
     hmac_secret = None if secret is None else secret.get_secret_value().encode("utf-8")
@@ -69,7 +60,6 @@ def transport_from_settings(settings: Settings, policy: RetryPolicy | None = Non
             payload=settings.syslog_payload,
             hostname=host,
             timeout_s=settings.siem_timeout_seconds,
-            policy=policy,
             tls=syslog_tls_context(settings),
         )
     if settings.siem_format == "splunk_hec":
@@ -78,7 +68,6 @@ def transport_from_settings(settings: Settings, policy: RetryPolicy | None = Non
             "splunk_hec",
             settings.splunk_hec_url,
             timeout_s=settings.siem_timeout_seconds,
-            policy=policy,
             hmac_secret=hmac_secret,
             hec_token=settings.splunk_hec_token.get_secret_value(),
             hec_sourcetype=settings.splunk_hec_sourcetype,
@@ -90,7 +79,6 @@ def transport_from_settings(settings: Settings, policy: RetryPolicy | None = Non
         "json",
         settings.siem_webhook_url,
         timeout_s=settings.siem_timeout_seconds,
-        policy=policy,
         hmac_secret=hmac_secret,
     )
 
@@ -115,6 +103,7 @@ class SiemForwarder:
         transport: Transport,
         *,
         breaker: CircuitBreaker,
+        policy: RetryPolicy = SIEM_RETRY_POLICY,
         batch_max_events: int = 500,
         batch_max_bytes: int = 1_000_000,
         linger_s: float = 1.0,
@@ -123,6 +112,7 @@ class SiemForwarder:
         self.message_log = message_log
         self.transport = transport
         self.breaker = breaker
+        self.delivery = Delivery(transport, breaker, policy)
         self.batch_max_events = batch_max_events
         self.batch_max_bytes = batch_max_bytes
         self.linger_s = linger_s
@@ -133,12 +123,14 @@ class SiemForwarder:
     def from_settings(
         cls, message_log: MessageLog, settings: Settings, *, policy: RetryPolicy | None = None
     ) -> SiemForwarder:
+        policy = policy or replace(SIEM_RETRY_POLICY, max_attempts=settings.siem_max_attempts)
         return cls(
             message_log,
-            transport_from_settings(settings, policy),
+            transport_from_settings(settings),
             breaker=CircuitBreaker(
                 settings.siem_breaker_failures, settings.siem_breaker_cooldown_seconds
             ),
+            policy=policy,
             batch_max_events=settings.siem_batch_max_events,
             batch_max_bytes=settings.siem_batch_max_bytes,
             linger_s=settings.siem_batch_linger_ms / 1000,
@@ -146,9 +138,6 @@ class SiemForwarder:
 
     async def handle(self, records: Sequence[Record]) -> None:
         """Forward one consumed batch; returns only when every event is acknowledged or dead-lettered."""
-        wait = self.breaker.retry_in_s()
-        if wait > 0:
-            raise RetryLater(wait, "SIEM circuit breaker is open")
         decoded = decode_batch(records)
         dead_letters = list(decoded.dead_letters)
         batches = plan_batches(
@@ -157,26 +146,12 @@ class SiemForwarder:
             max_bytes=self.batch_max_bytes,
             size_of=self.transport.size_of,
         )
-        try:
-            for batch in batches:
-                started = time.perf_counter()
-                dead_letters += await self._deliver(batch)
-                SIEM_BATCH_SECONDS.labels(self._format).observe(time.perf_counter() - started)
-        except SiemUnavailable as error:
-            if self.breaker.record_failure():
-                SIEM_CIRCUIT_OPEN.labels(self._format).set(1)
-                log.warning(
-                    "siem circuit opened",
-                    failures=self.breaker.consecutive_failures,
-                    cooldown_s=self.breaker.cooldown_s,
-                    error=str(error),
-                )
-                raise RetryLater(self.breaker.cooldown_s, str(error)) from error
-            raise
-        if self.breaker.state != "closed":
-            log.info("siem reachable again; circuit closed")
-        self.breaker.record_success()
-        SIEM_CIRCUIT_OPEN.labels(self._format).set(0)
+        # Delivery raises RetryLater while the SIEM is down or the breaker open: nothing is committed
+        # and the batch is read again after that wait.
+        for batch in batches:
+            started = time.perf_counter()
+            dead_letters += await self._deliver(batch)
+            SIEM_BATCH_SECONDS.labels(self._format).observe(time.perf_counter() - started)
         if dead_letters:
             await self.message_log.publish(topics.DLQ, dead_letter_messages(dead_letters))
             DEAD_LETTERS.labels(SERVICE, STAGE).inc(len(dead_letters))
@@ -189,7 +164,7 @@ class SiemForwarder:
         """
         if not events:
             return []
-        answer = await self.transport.send(events)
+        answer = await self.delivery.send(events)
         if answer.verdict == "accepted":
             SIEM_EVENTS_FORWARDED.labels(self._format).inc(len(events))
             return []

@@ -1,10 +1,10 @@
 """How a batch reaches the SIEM: HTTP POST (generic JSON webhook, Splunk HEC) or syslog over TCP.
 
-Each transport sends one batch and says what the SIEM made of it: `Answer` for an HTTP reply that is
-final (accepted, or rejected for its content), `SiemUnavailable` when the SIEM could not be reached or
-refused in a way no event is to blame for. Retries with backoff happen here (HTTP through
-aoc_common.http_retry, syslog by reconnecting); the circuit breaker and the dead letters belong to the
-runtime. Secrets (HEC token, HMAC key) go into headers only and are never logged.
+Each transport makes one attempt at one batch and says what the SIEM made of it: `Answer` for a final
+reply (accepted, or rejected for its content), `SiemUnavailable` when the SIEM could not be reached, did
+not answer in time, or refused in a way no event is to blame for (5xx, 408, 429, other 4xx). Whether and
+when to try again is delivery.py's business (backoff, the circuit breaker); the dead letters belong to
+the runtime. Secrets (HEC token, HMAC key) go into headers only and are never logged.
 """
 
 from __future__ import annotations
@@ -15,20 +15,21 @@ import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
 import httpx
 
 from aoc_common.consumed_events import ConsumedEvent
-from aoc_common.http_retry import RetriesExhausted, RetryPolicy, request_with_retries
+from aoc_common.http_retry import THROTTLED, retry_after_s
 from aoc_common.logging import get_logger
-from aoc_common.metrics import SIEM_RETRIES
 from aoc_siem_forwarder.core import (
+    IDEMPOTENCY_HEADER,
     SIGNATURE_HEADER,
     SiemFormat,
     SyslogPayload,
     Verdict,
+    batch_key,
     hec_body,
     hec_invalid_event_index,
     hmac_signature,
@@ -41,8 +42,20 @@ from aoc_siem_forwarder.core import (
 log = get_logger(__name__)
 
 
+FailureKind = Literal["timeout", "http", "network"]
+
+
 class SiemUnavailable(RuntimeError):
-    """The batch was not acknowledged and no event in it is to blame: try again later."""
+    """The batch was not acknowledged and no event in it is to blame: try again later.
+
+    `kind` says what went wrong (a timeout may mean the SIEM got the batch and was slow to say so);
+    `retry_after_s` is the SIEM's own `Retry-After`, when it sent one.
+    """
+
+    def __init__(self, message: str, kind: FailureKind, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.retry_after_s = retry_after_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +83,7 @@ class Transport(Protocol):
 
 
 class HttpTransport:
-    """POST a batch to a JSON webhook or a Splunk HEC endpoint, with http_retry's retry discipline."""
+    """POST a batch to a JSON webhook or a Splunk HEC endpoint, one attempt per call."""
 
     def __init__(
         self,
@@ -78,7 +91,6 @@ class HttpTransport:
         url: str,
         *,
         timeout_s: float,
-        policy: RetryPolicy,
         hmac_secret: bytes | None = None,
         hec_token: str | None = None,
         hec_sourcetype: str = "aoc:m365:audit",
@@ -89,7 +101,7 @@ class HttpTransport:
             raise ValueError("syslog is not an HTTP format")
         self.siem_format = siem_format
         self.url = url
-        self.policy = policy
+        self.timeout_s = timeout_s
         self._hmac_secret = hmac_secret
         self._hec_token = hec_token
         self._hec_sourcetype = hec_sourcetype
@@ -111,32 +123,34 @@ class HttpTransport:
 
     async def send(self, events: Sequence[ConsumedEvent]) -> Answer:
         body = self.body(events)
-        headers = {"Content-Type": "application/json"}
+        headers = {"Content-Type": "application/json", IDEMPOTENCY_HEADER: batch_key(events)}
         if self._hec_token is not None:
             headers["Authorization"] = f"Splunk {self._hec_token}"
         if self._hmac_secret is not None:
             headers[SIGNATURE_HEADER] = hmac_signature(self._hmac_secret, body)
         try:
-            response = await request_with_retries(
-                self._client,
-                "POST",
-                self.url,
-                target="siem",
-                policy=self.policy,
-                sleep=self._counted_sleep,
-                content=body,
-                headers=headers,
-            )
-        except RetriesExhausted as error:
-            shown = str(error).replace(self.url.split("?", 1)[0], f"http(s)://{self._peer}")
-            raise SiemUnavailable(shown) from error
+            response = await self._client.post(self.url, content=body, headers=headers)
+        except httpx.TimeoutException as error:
+            raise SiemUnavailable(
+                f"siem: POST to {self._peer} got no answer within {self.timeout_s:g} s "
+                f"({type(error).__name__})",
+                "timeout",
+            ) from error
+        except httpx.TransportError as error:
+            problem = f"{type(error).__name__}: {error}".rstrip(": ")
+            raise SiemUnavailable(
+                f"siem: POST to {self._peer} failed: {problem}", "network"
+            ) from error
         verdict = judge_response(
             response.status_code, response.content, siem_format=self.siem_format
         )
         text = response.text[:1500]
         if verdict == "unavailable":
+            wait = retry_after_s(response) if response.status_code in THROTTLED else None
             raise SiemUnavailable(
-                f"siem: POST to {self._peer} answered HTTP {response.status_code}: {text[:300]}"
+                f"siem: POST to {self._peer} answered HTTP {response.status_code}: {text[:300]}",
+                "http",
+                retry_after_s=wait,
             )
         invalid = (
             hec_invalid_event_index(response.content, len(events))
@@ -144,11 +158,6 @@ class HttpTransport:
             else None
         )
         return Answer(verdict, response.status_code, text, invalid)
-
-    async def _counted_sleep(self, seconds: float) -> None:
-        """http_retry sleeps once before each retry: that is where retries are counted."""
-        SIEM_RETRIES.labels(self.siem_format, "http").inc()
-        await asyncio.sleep(seconds)
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -175,7 +184,6 @@ class SyslogTransport:
         payload: SyslogPayload,
         hostname: str,
         timeout_s: float,
-        policy: RetryPolicy,
         tls: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
@@ -183,7 +191,6 @@ class SyslogTransport:
         self.payload = payload
         self.hostname = hostname
         self.timeout_s = timeout_s
-        self.policy = policy
         self.tls = tls
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -196,32 +203,16 @@ class SyslogTransport:
             octet_counted(syslog_message(e, payload=self.payload, hostname=self.hostname))
             for e in events
         )
-        problem = "no attempt made"
-        for attempt in range(1, self.policy.max_attempts + 1):
-            try:
-                writer = await self._connected()
-                writer.write(data)
-                await asyncio.wait_for(writer.drain(), self.timeout_s)
-                return Answer("accepted")
-            except (OSError, TimeoutError) as error:
-                problem = f"{type(error).__name__}: {error}".rstrip(": ")
-                await self.close()
-            if attempt == self.policy.max_attempts:
-                break
-            wait = self.policy.backoff_s(attempt)
-            SIEM_RETRIES.labels("syslog", "network").inc()
-            log.warning(
-                "syslog_retry",
-                target=f"{self.host}:{self.port}",
-                attempt=attempt,
-                problem=problem,
-                wait_s=round(wait, 2),
-            )
-            await asyncio.sleep(wait)
-        raise SiemUnavailable(
-            f"syslog {self.host}:{self.port} failed after {self.policy.max_attempts} attempts: "
-            f"{problem}"
-        )
+        try:
+            writer = await self._connected()
+            writer.write(data)
+            await asyncio.wait_for(writer.drain(), self.timeout_s)
+        except (OSError, TimeoutError) as error:
+            await self.close()  # the next attempt opens a new connection
+            problem = f"{type(error).__name__}: {error}".rstrip(": ")
+            kind: FailureKind = "timeout" if isinstance(error, TimeoutError) else "network"
+            raise SiemUnavailable(f"syslog {self.host}:{self.port}: {problem}", kind) from error
+        return Answer("accepted")
 
     async def _connected(self) -> asyncio.StreamWriter:
         """The open connection, or a new one when there is none or the receiver closed its end."""

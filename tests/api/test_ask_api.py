@@ -92,11 +92,13 @@ async def test_a_question_becomes_a_typed_query_and_answers_with_its_events(
         EventQuery.model_validate(orjson.loads(ADDED_USERS.arguments or ""))
     )
     assert [e["id"] for e in body["events"]] == [e.id for e in expected.items]
-    assert len(body["events"]) == 14
+    assert (
+        len(body["events"]) == 17
+    )  # 14 Graph "Add user" + 3 Management Activity "Add user." (one operation)
     assert {(e["service"], e["operation"]) for e in body["events"]} == {("Entra ID", "Add user")}
     assert body["next_cursor"] is None
-    assert body["answer"].startswith("14 events from ")
-    assert "Entra ID: Add user (14)" in body["answer"]
+    assert body["answer"].startswith("17 events from ")
+    assert "Entra ID: Add user (17)" in body["answer"]
     # What went to the model: the key, one forced function, the question as the user's words.
     (sent,) = llm.requests
     assert llm.authorizations == ["Bearer sk-test-key"]
@@ -183,7 +185,7 @@ async def test_a_failing_model_is_retried_and_then_answers(
     response = await ask_client.post("/api/ask", json={"question": QUESTION})
 
     assert response.status_code == 200, response.text
-    assert len(response.json()["events"]) == 14
+    assert len(response.json()["events"]) == 17
     assert len(llm.requests) == 2
 
 
@@ -275,7 +277,7 @@ async def test_with_sign_in_on_a_reader_may_ask_and_no_token_is_401(
 
     is_problem(anonymous, 401)
     assert as_reader.status_code == 200, as_reader.text
-    assert len(as_reader.json()["events"]) == 14
+    assert len(as_reader.json()["events"]) == 17
     assert comment.status_code == 403
     assert len(llm.requests) == 1
 

@@ -84,5 +84,5 @@ def test_the_summary_counts_names_the_busiest_and_the_failures(fixtures_dir: Pat
     assert answer.startswith(f"{len(events)}+ events from 2026-11-")
     assert "more match" in answer
     assert f"Entra ID: Add user ({len(events)})" in answer
-    assert "1 failed." in answer
+    assert "2 failed." in answer  # one Graph "Add user" and one Management Activity "Add user."
     assert summarize([], more=False) == "No events match this query."

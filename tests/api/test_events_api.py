@@ -56,7 +56,8 @@ async def test_default_page_is_fifty_and_max_page_holds_everything(
     [
         ({"service": "Exchange"}, 20, lambda e: e["service"] == "Exchange"),
         ({"source": "intune"}, 30, lambda e: e["source"] == "intune"),
-        ({"operation": "Add member to role"}, 6, lambda e: e["operation"] == "Add member to role"),
+        # 6 Graph "Add member to role" + 3 Management Activity "Add member to role.": one operation
+        ({"operation": "Add member to role"}, 9, lambda e: e["operation"] == "Add member to role"),
         ({"result": "failure", "source": "directory"}, 4, lambda e: e["result"] == "failure"),
         ({"actor": "ALICE.ADMIN"}, None, lambda e: "alice.admin" in e["actor_display"]),
         ({"search": "exfil"}, None, lambda e: "exfil" in e["raw_text"]),

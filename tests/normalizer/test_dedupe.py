@@ -44,8 +44,8 @@ def test_a_key_repeated_inside_one_batch_is_published_once() -> None:
 
 def test_sqlite_state_forgets_only_expired_sightings(tmp_path: Path) -> None:
     state = SqliteNormalizerState(tmp_path / "normalizer.sqlite3")
-    state.remember(["k-old"], 1_000)
-    state.remember(["k-new", "k-old2"], 5_000)
+    state.remember({0: ["k-old"]}, 1_000)
+    state.remember({0: ["k-new"], 1: ["k-old2"]}, 5_000)
     assert state.forget_before(2_000) == 1
     assert state.seen_at(["k-old", "k-new", "k-old2", "never"]) == {"k-new": 5_000, "k-old2": 5_000}
     state.close()

@@ -48,7 +48,7 @@ class Sinks:
     def __init__(self, normalizer: NormalizerApp) -> None:
         app = normalizer.app
         self.readers: dict[str, Any] = {}
-        for name in ("events", "dlq", "mapped"):
+        for name in ("events", "dlq"):
             channel = app.channel()
             setattr(normalizer, name, channel)
             self.readers[name] = aiter(channel)  # a channel only delivers to subscribers
@@ -71,28 +71,30 @@ def test_mode(tmp_path: Path) -> Iterator[tuple[NormalizerApp, Sinks]]:
     yield normalizer, Sinks(normalizer)
 
 
-async def test_map_agent_sends_events_keyed_by_dedupe_key_and_bad_records_to_the_dlq(
+async def test_one_hop_publishes_events_keyed_by_dedupe_key_and_bad_records_to_the_dlq(
     test_mode: tuple[NormalizerApp, Sinks], fixtures_dir: Path
 ) -> None:
     normalizer, sinks = test_mode
     record = next(
         r for r in directory_records(fixtures_dir) if r["id"] == "Directory_0F17A300_0007"
     )
-    agent = normalizer.map_agents[topics.raw_topic("directory")]
-    async with agent.test_context() as map_agent:
-        await map_agent.put(raw_record("directory", record).value, key=b"Directory_0F17A300_0007")
+    agent = normalizer.normalize_agents[topics.raw_topic("directory")]
+    async with agent.test_context() as normalize_agent:
+        await normalize_agent.put(
+            raw_record("directory", record).value, key=b"Directory_0F17A300_0007"
+        )
         for offset, entry in enumerate(malformed_inputs(fixtures_dir), start=1):
             value = (
                 entry["payload"].encode()
                 if entry["kind"] == "not_json"
                 else raw_record("directory", entry["payload"], offset=offset).value
             )
-            await map_agent.put(value, key=entry["kind"].encode())
-        mapped = await sinks.next("mapped")
+            await normalize_agent.put(value, key=entry["kind"].encode())
+        published = await sinks.next("events")
         dead = [orjson.loads((await sinks.next("dlq")).value) for _ in range(8)]
 
-    assert mapped.key == b"directory:Directory_0F17A300_0007"
-    event = orjson.loads(mapped.value)
+    assert published.key == b"directory:Directory_0F17A300_0007"
+    event = orjson.loads(published.value)
     assert event["schema_version"] == SCHEMA_VERSION and event["enrichment"] == "complete"
     assert event["display_summary"] == (
         "bob.secops@contoso.com added member7@contoso.com to role Role 7"
@@ -102,40 +104,45 @@ async def test_map_agent_sends_events_keyed_by_dedupe_key_and_bad_records_to_the
     assert {d["stage"] for d in dead} == {"normalizer"}
     assert dead[0]["key"] == "not_json" and "invalid JSON" in dead[0]["reason"]
     assert base64.b64decode(dead[0]["original_base64"]).startswith(b"{")
-    assert sinks.waiting("mapped") == 0  # nothing but the one good record went on
+    assert sinks.waiting("events") == 0  # nothing but the one good record went on
+    assert set(normalizer.seen.keys()) == {"directory:Directory_0F17A300_0007"}
 
 
-async def test_dedupe_agent_publishes_a_key_once_and_remembers_it_in_its_table(
-    test_mode: tuple[NormalizerApp, Sinks],
+async def test_a_key_is_published_once_and_remembered_in_the_raw_partitions_table(
+    test_mode: tuple[NormalizerApp, Sinks], fixtures_dir: Path
 ) -> None:
     normalizer, sinks = test_mode
-    async with normalizer.dedupe_agent.test_context() as dedupe_agent:
-        await dedupe_agent.put(b'{"v": 1}', key=b"directory:A")
-        await dedupe_agent.put(b'{"v": 1}', key=b"directory:A")
-        await dedupe_agent.put(b'{"v": 2}', key=b"directory:B")
+    first, second = directory_records(fixtures_dir)[:2]
+    agent = normalizer.normalize_agents[topics.raw_topic("directory")]
+    async with agent.test_context() as normalize_agent:
+        for record in (first, first, second, first):
+            await normalize_agent.put(raw_record("directory", record).value, key=record["id"])
         published = [await sinks.next("events") for _ in range(2)]
-    assert [(e.key, e.value) for e in published] == [
-        (b"directory:A", b'{"v": 1}'),
-        (b"directory:B", b'{"v": 2}'),
+    assert [e.key for e in published] == [
+        f"directory:{first['id']}".encode(),
+        f"directory:{second['id']}".encode(),
     ]
     assert sinks.waiting("events") == 0
-    assert set(normalizer.seen.keys()) == {"directory:A", "directory:B"}
+    assert set(normalizer.seen.keys()) == {f"directory:{first['id']}", f"directory:{second['id']}"}
 
 
 async def test_expired_sightings_leave_the_worker_memory_and_the_key_is_published_again(
-    test_mode: tuple[NormalizerApp, Sinks],
+    test_mode: tuple[NormalizerApp, Sinks], fixtures_dir: Path
 ) -> None:
     normalizer, sinks = test_mode
-    async with normalizer.dedupe_agent.test_context() as dedupe_agent:
-        await dedupe_agent.put(b"{}", key=b"directory:A")
+    record = directory_records(fixtures_dir)[0]
+    key = f"directory:{record['id']}"
+    agent = normalizer.normalize_agents[topics.raw_topic("directory")]
+    async with agent.test_context() as normalize_agent:
+        await normalize_agent.put(raw_record("directory", record).value, key=record["id"])
         await sinks.next("events")
-        seen_at = normalizer.seen["directory:A"]
+        seen_at = normalizer.seen[key]
         eight_days_later = seen_at + 8 * 86_400_000
         assert normalizer.forget_expired(eight_days_later - 2 * 86_400_000) == 0
         assert normalizer.forget_expired(eight_days_later) == 1
-        assert "directory:A" not in normalizer.seen
-        await dedupe_agent.put(b"{}", key=b"directory:A")
-        assert (await sinks.next("events")).key == b"directory:A"
+        assert key not in normalizer.seen
+        await normalize_agent.put(raw_record("directory", record).value, key=record["id"])
+        assert (await sinks.next("events")).key == key.encode()
 
 
 @pytest.mark.parametrize("graph_down", [False, True])
@@ -159,9 +166,11 @@ async def test_map_agent_names_directory_ids_through_graph_or_marks_them_pending
         normalizer.app.conf.store = "memory://"
         normalizer.app.flow_control.resume()
         sinks = Sinks(normalizer)
-        async with normalizer.map_agents[topics.raw_topic("directory")].test_context() as agent:
+        async with normalizer.normalize_agents[
+            topics.raw_topic("directory")
+        ].test_context() as agent:
             await agent.put(raw_record("directory", record).value, key=b"Directory_ids_only")
-            event = orjson.loads((await sinks.next("mapped")).value)
+            event = orjson.loads((await sinks.next("events")).value)
     if graph_down:
         assert event["enrichment"] == "pending"
         assert event["display_summary"] == f"{guid(1)} updated user {guid(2)}"
@@ -201,9 +210,11 @@ async def events_until(message_log: KafkaMessageLog, key: bytes) -> list[tuple[b
 
 
 async def publish(message_log: KafkaMessageLog, records: list[dict]) -> None:
-    for record in records:  # one produce per record
+    for record in records:  # one produce per record, keyed by record id as the collector does
         value = raw_record("directory", record).value
-        await message_log.publish(topics.raw_topic("directory"), [Message(b"k", value)])
+        await message_log.publish(
+            topics.raw_topic("directory"), [Message(record["id"].encode(), value)]
+        )
 
 
 async def test_a_faust_worker_restarted_as_aoc_run_normalizer_drops_redelivered_records(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
+import random
 import re
 
 import orjson
@@ -14,8 +16,11 @@ from aoc_common.consumed_events import ConsumedEvent
 from aoc_common.events import SCHEMA_VERSION, Actor, CanonicalEvent
 from aoc_common.message_log.base import Record
 from aoc_siem_forwarder.core import (
+    batch_key,
     cef_payload,
     decode_batch,
+    event_key,
+    growing_backoff_s,
     hec_body,
     hec_invalid_event_index,
     hmac_signature,
@@ -79,6 +84,46 @@ def test_json_batch_body_is_the_documented_object_of_canonical_events(
 
     assert body["count"] == 3
     assert [CanonicalEvent.model_validate(e) for e in body["events"]] == fixture_events[:3]
+    assert body["event_keys"] == [event_key(item) for item in items]
+    assert body["idempotency_key"] == batch_key(items)
+
+
+def test_idempotency_keys_are_the_same_for_every_copy_and_new_for_a_new_version(
+    fixture_events: list[CanonicalEvent],
+) -> None:
+    event = fixture_events[0]
+    copy = forwardable(event)
+    renamed = forwardable(event.model_copy(update={"actor_display": "Named by renormalize"}))
+    items = [forwardable(e) for e in fixture_events[:3]]
+
+    assert event_key(copy) == event_key(forwardable(event))
+    assert event_key(renamed) != event_key(copy)  # same id, newer version: not a repeat
+    assert re.fullmatch(r"[0-9a-f]{32}", event_key(copy))
+    assert batch_key(items) == batch_key([forwardable(e) for e in fixture_events[:3]])
+    assert batch_key(items) != batch_key(items[:2])
+    assert batch_key(items) != batch_key(list(reversed(items)))
+
+
+def test_hec_and_cef_carry_each_events_key(fixture_events: list[CanonicalEvent]) -> None:
+    item = forwardable(fixture_events[0])
+
+    envelope = orjson.loads(hec_body([item], host="h", sourcetype="s", index=None))
+    cef = syslog_message(item, payload="cef", hostname="h")
+
+    assert envelope["fields"] == {"aoc_idempotency_key": event_key(item)}
+    assert f"cs6Label=idempotencyKey cs6={event_key(item)}".encode() in cef
+
+
+def test_backoff_grows_with_jitter_and_never_shrinks() -> None:
+    rng = random.Random(7)
+    for _ in range(200):
+        waits = [growing_backoff_s(n, base_s=1.0, cap_s=60.0, rng=rng) for n in range(1, 12)]
+        assert all(later >= earlier for earlier, later in itertools.pairwise(waits))
+        for n, wait in enumerate(waits, start=1):
+            assert min(60.0, 2 ** (n - 2)) <= wait <= min(60.0, 2 ** (n - 1))
+        assert waits[-1] == 60.0
+    spread = {round(growing_backoff_s(3, base_s=1.0, cap_s=60.0, rng=rng), 3) for _ in range(50)}
+    assert len(spread) > 10  # jittered: forwarders that failed together do not retry together
 
 
 def test_the_signature_is_hmac_sha256_of_the_exact_body() -> None:
@@ -117,8 +162,12 @@ def test_syslog_message_is_rfc5424_with_the_event_time_and_source(event: Canonic
     assert parts[0] == b"1"
     assert parts[1] == event.timestamp.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3].encode() + b"Z"
     assert parts[2] == b"aochost1"  # HOSTNAME is printable US-ASCII only
-    assert parts[3:7] == [b"aoc", b"-", event.source.encode(), b"-"]
-    assert CanonicalEvent.model_validate(orjson.loads(parts[7])) == event
+    assert parts[3:5] == [b"aoc", b"-", event.source.encode()][:2]
+    assert parts[5] == event.source.encode()
+    key = event_key(forwardable(event))
+    structured, payload = (parts[6] + b" " + parts[7]).split(b"] ", 1)
+    assert structured + b"]" == f'[aoc@32473 idempotencyKey="{key}"]'.encode()
+    assert CanonicalEvent.model_validate(orjson.loads(payload)) == event
 
 
 def test_a_failed_action_is_a_warning_and_a_successful_one_a_notice(event: CanonicalEvent) -> None:

@@ -42,7 +42,6 @@ def forwarder(
         siem_format,  # type: ignore[arg-type]
         url,
         timeout_s=timeout_s,
-        policy=policy,
         hmac_secret=SECRET if siem_format == "json" else None,
         hec_token=hec_token,
     )
@@ -50,6 +49,7 @@ def forwarder(
         engine.message_log,
         transport,
         breaker=breaker or CircuitBreaker(5, 30),
+        policy=policy,
         batch_max_events=batch_max_events,
         linger_s=0.05,
         group=engine.group,

@@ -26,14 +26,15 @@ from aoc_siem_forwarder.runtime import SiemForwarder
 from aoc_siem_forwarder.transports import SiemUnavailable, SyslogTransport
 from tests.utils.consumers import running
 from tests.utils.siem import Engine, caught_up
-from tests.utils.siem_receivers import SyslogSiem, syslog_parts
+from tests.utils.siem_receivers import SyslogSiem, syslog_idempotency_key, syslog_parts
 from tests.utils.topic_io import publish_events
 from tests.utils.waiting import wait_for
 
 FAST = RetryPolicy(max_attempts=20, base_delay_s=0.02, max_delay_s=0.1)
 RFC5424_HEADER = re.compile(
     rb"^<(\d{1,3})>1 \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z [\x21-\x7e]{1,255} aoc - "
-    rb"(directory|intune|unified) - $"
+    rb"(directory|intune|unified) "
+    rb'(- |\[aoc@32473 idempotencyKey="[0-9a-f]{32}"\] )$'
 )
 
 
@@ -56,12 +57,13 @@ async def receiver() -> AsyncIterator[SyslogSiem]:
 
 def syslog_forwarder(engine: Engine, port: int, payload: SyslogPayload) -> SiemForwarder:
     transport = SyslogTransport(
-        "127.0.0.1", port, payload=payload, hostname="aoc-test", timeout_s=2, policy=FAST
+        "127.0.0.1", port, payload=payload, hostname="aoc-test", timeout_s=2
     )
     return SiemForwarder(
         engine.message_log,
         transport,
-        breaker=CircuitBreaker(5, 30),
+        breaker=CircuitBreaker(50, 30),
+        policy=FAST,
         batch_max_events=40,
         linger_s=0.05,
         group=engine.group,
@@ -88,8 +90,12 @@ async def test_every_fixture_event_arrives_once_as_an_rfc5424_message(
         assert severity == (4 if event.result == "failure" else 5)
         if payload == "json":
             assert CanonicalEvent.model_validate(orjson.loads(parts[7])) == event
+            assert parts[6].startswith(b"[aoc@32473 ")
         else:
             assert parts[7].startswith(b"CEF:0|AOC|Admin Operations Center|")
+            assert parts[6] == b"-"
+    keys = {receiver.ids()[i]: syslog_idempotency_key(m) for i, m in enumerate(receiver.messages)}
+    assert len(set(keys.values())) == len(events)  # one key per event, each its own
 
 
 async def test_the_forwarder_reconnects_when_the_receiver_hangs_up_between_batches(
@@ -181,7 +187,6 @@ async def test_syslog_over_tls_verifies_the_receiver_and_delivers_every_event(
             payload="cef",
             hostname="h",
             timeout_s=2,
-            policy=RetryPolicy(max_attempts=1),
             tls=ssl.create_default_context(),  # the system's CAs do not know this receiver
         )
         with pytest.raises(SiemUnavailable, match="CERTIFICATE_VERIFY_FAILED"):

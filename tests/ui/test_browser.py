@@ -348,10 +348,10 @@ def test_with_ai_on_an_analyst_asks_a_question_and_sees_the_query_and_its_events
             page.fill("#question", "Who added users in Entra ID in November?")
             page.click("#ask-submit")
 
-            expect(page.locator("#ask-summary")).to_contain_text("14 events from 2026-11")
+            expect(page.locator("#ask-summary")).to_contain_text("17 events from 2026-11")
             expect(page.locator("#ask-query")).to_contain_text("service=Entra ID")
             expect(page.locator("#ask-query")).to_contain_text("operation=Add user")
-            expect(rows(page)).to_have_count(14)
+            expect(rows(page)).to_have_count(17)
             assert set(rows(page).locator(".col-service").all_inner_texts()) == {"Entra ID"}
             # The view state is the query that was run: the filters show it, Apply re-runs it,
             # and the URL shares it.
@@ -360,7 +360,7 @@ def test_with_ai_on_an_analyst_asks_a_question_and_sees_the_query_and_its_events
             expect(page.locator("#start")).to_have_value("2026-11-01 00:00:00")
             expect(page.locator("#end")).to_have_value("2026-11-20 00:00:00")
             page.click("#apply")
-            expect(page.locator("#status")).to_have_text("Showing 14 of 14 events · newest first")
+            expect(page.locator("#status")).to_have_text("Showing 17 of 17 events · newest first")
             assert parse_qs(urlsplit(page.url).query)["operation"] == ["Add user"]
             screenshot(page, "ui-ask")
             assert [r["messages"][-1]["content"] for r in llm.requests] == [

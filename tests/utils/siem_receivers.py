@@ -39,11 +39,17 @@ class Reply:
 
 @dataclass
 class SeenRequest:
-    """One request, listed when it arrived; `status` is filled in when it is answered."""
+    """One request, listed when it arrived; `status` is filled in when it is answered.
+
+    `key` is the batch's `Idempotency-Key` header, `event_keys` each event's idempotency key (from the
+    JSON body's `event_keys`, or HEC's indexed field).
+    """
 
     at: float
     ids: list[str]
     status: int = 0
+    key: str = ""
+    event_keys: list[str] = field(default_factory=list)
 
     @property
     def events(self) -> int:
@@ -80,7 +86,12 @@ class HttpSiem:
             if not message.get("more_body"):
                 break
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-        seen = SeenRequest(time.monotonic(), [e["id"] for e in self._events(body)])
+        seen = SeenRequest(
+            time.monotonic(),
+            [e["id"] for e in self._events(body)],
+            key=headers.get("idempotency-key", ""),
+            event_keys=self._event_keys(body),
+        )
         self.requests.append(seen)
         status, answer, extra = await self._answer(body, headers)
         seen.status = status
@@ -135,6 +146,12 @@ class HttpSiem:
         self.accepted += [e["id"] for e in events]
         self.accepted_events += events
         return 200, {"text": "Success", "code": 0}, []
+
+    def _event_keys(self, body: bytes) -> list[str]:
+        if self.siem_format == "splunk_hec":
+            envelopes = [orjson.loads(line) for line in body.splitlines() if line.strip()]
+            return [e.get("fields", {}).get("aoc_idempotency_key", "") for e in envelopes]
+        return list(orjson.loads(body).get("event_keys", []))
 
     def _events(self, body: bytes) -> list[dict[str, Any]]:
         if self.siem_format == "splunk_hec":
@@ -194,8 +211,24 @@ class SyslogSiem:
 
 
 def syslog_parts(message: bytes) -> list[bytes]:
-    """`<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID SD MSG` split into its 8 parts."""
-    return message.split(b" ", 7)
+    """`<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID SD MSG` split into its 8 parts.
+
+    SD is `-` or one element `[id param="value" …]` (values here never hold `]`).
+    """
+    head = message.split(b" ", 6)
+    rest = head.pop()
+    if rest.startswith(b"["):
+        end = rest.index(b"] ") + 1
+        return [*head, rest[:end], rest[end + 1 :]]
+    return [*head, *rest.split(b" ", 1)]
+
+
+def syslog_idempotency_key(message: bytes) -> str:
+    """The event's key: CEF's cs6, or the JSON payload's structured data."""
+    parts = syslog_parts(message)
+    if parts[7].startswith(b"CEF:0|"):
+        return parts[7].split(b"cs6=", 1)[1].split(b" ", 1)[0].decode()
+    return parts[6].split(b'idempotencyKey="', 1)[1].split(b'"', 1)[0].decode()
 
 
 def event_id_of_syslog(message: bytes) -> str:

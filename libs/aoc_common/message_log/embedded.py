@@ -5,8 +5,11 @@ offsets survive a restart. Topics have partitions, keys pick the partition, cons
 offsets and split partitions between their members, and operators can replay by offset or timestamp.
 
 It must never block the event loop (an API may be served from the same process): every SQLite call runs on
-one dedicated worker thread, which also owns the connection. Several processes may share the file; each
-publish is one `BEGIN IMMEDIATE` transaction so offsets stay dense and unique per partition.
+one dedicated worker thread, which also owns the connection. Several processes may share the file (`aoc
+run` starts each service in its own, and so does `aoc demo`): each publish is one `BEGIN IMMEDIATE`
+transaction so offsets stay dense and unique per partition; a writer waits for another's lock (busy
+timeout) instead of failing; a fetch in this process is woken at once by a publish in this process and
+notices another process's commits by polling SQLite's `data_version`, which costs no table read.
 """
 
 from __future__ import annotations
@@ -66,6 +69,9 @@ CREATE TABLE IF NOT EXISTS group_offsets (
 """
 
 
+BUSY_TIMEOUT_S = 30.0
+
+
 def partition_for_key(key: bytes, partitions: int) -> int:
     """Stable across processes and restarts (unlike `hash`), so a key always lands in one partition."""
     return zlib.crc32(key) % partitions
@@ -83,7 +89,7 @@ class EmbeddedMessageLog(MessageLog):
     engine = "embedded"
 
     def __init__(
-        self, path: Path, *, default_partitions: int = 1, poll_interval_s: float = 0.2
+        self, path: Path, *, default_partitions: int = 1, poll_interval_s: float = 0.05
     ) -> None:
         if default_partitions < 1:
             raise ValueError("default_partitions must be >= 1")
@@ -222,8 +228,9 @@ class EmbeddedMessageLog(MessageLog):
             raise MessageLogError(f"cannot create the directory for {self.path}: {exc}") from exc
         try:
             # Autocommit mode: transactions are opened explicitly, so that writers can BEGIN IMMEDIATE.
+            # timeout: how long a writer waits for another process's write lock before failing.
             db = sqlite3.connect(
-                self.path, timeout=30, isolation_level=None, check_same_thread=False
+                self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
             )
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
@@ -239,6 +246,10 @@ class EmbeddedMessageLog(MessageLog):
 
     def _ping(self) -> None:
         self._conn.execute("SELECT 1").fetchone()
+
+    def _data_version(self) -> int:
+        """Changes whenever another connection (another process) commits to the file."""
+        return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
 
     @property
     def _conn(self) -> sqlite3.Connection:
@@ -342,6 +353,16 @@ class EmbeddedMessageLog(MessageLog):
             if rows:
                 positions[topic, partition] = rows[-1][0] + 1
         return positions, records
+
+    def _versioned_read(
+        self,
+        group: str,
+        assignment: tuple[TopicPartition, ...],
+        positions: dict[TopicPartition, int],
+        max_records: int,
+    ) -> tuple[int, tuple[dict[TopicPartition, int], list[Record]]]:
+        """`_read`, with the file's data_version taken before it: a later change means news."""
+        return self._data_version(), self._read(group, assignment, positions, max_records)
 
     def _commit(self, group: str, offsets: dict[TopicPartition, int]) -> None:
         with self._write_transaction():
@@ -450,8 +471,8 @@ class EmbeddedSubscription(Subscription):
             self._turn += 1
             start = self._turn % len(self._assignment) if self._assignment else 0
             order = self._assignment[start:] + self._assignment[:start]
-            positions, records = await self._log._call(
-                self._log._read, self.group, order, self._positions, max_records
+            version, (positions, records) = await self._log._call(
+                self._log._versioned_read, self.group, order, self._positions, max_records
             )
             if self._closed:
                 return []
@@ -460,12 +481,24 @@ class EmbeddedSubscription(Subscription):
             self._positions = positions
             if records:
                 return records
-            remaining = deadline - loop.time()
-            if remaining <= 0:
+            if loop.time() >= deadline:
                 return []
-            # Woken at once by a publish in this process; polling covers publishers elsewhere.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(woken.wait(), min(self._log.poll_interval_s, remaining))
+            # Nothing new: wait for a publish in this process, or for another process's commit.
+            while not await self._wait_for_news(woken, version, deadline):
+                if loop.time() >= deadline:
+                    return []
+
+    async def _wait_for_news(self, woken: asyncio.Event, version: int, deadline: float) -> bool:
+        """True once something may have been published since `version` was read; False at a tick."""
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            return True  # one last read before giving up
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(woken.wait(), min(self._log.poll_interval_s, remaining))
+            return True
+        if self._closed:
+            return True
+        return await self._log._call(self._log._data_version) != version
 
     async def commit(self, records: Sequence[Record]) -> None:
         """Commits only partitions this member still owns: the new owner re-reads the others."""

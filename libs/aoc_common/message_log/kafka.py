@@ -416,22 +416,22 @@ class KafkaSubscription(Subscription):
         self._closed = True
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
-            await _leave_group_at_generation_zero(consumer, self.group, self._log.timeout_s)
+            await leave_group_at_generation_zero(consumer, self._log.timeout_s)
             await self._log._shut(consumer)
 
 
-async def _leave_group_at_generation_zero(
-    consumer: AIOKafkaConsumer, group: str, timeout_s: float
-) -> None:
+async def leave_group_at_generation_zero(consumer: AIOKafkaConsumer, timeout_s: float) -> None:
     """Tansu compatibility: send LeaveGroup ourselves when the member joined at generation 0.
 
     aiokafka sends LeaveGroup on stop only when its generation is > 0, since Kafka's first generation
-    is 1. Tansu 0.6 numbers it 0, so the departed member would linger and the next member's join would
-    wait out the rebalance timeout (~8 s instead of ~3 s per hand-over in tests). A member on Apache
-    Kafka never has generation 0, so this does nothing there. Best effort, like aiokafka's own leave.
+    is 1. Tansu 0.6 numbers it 0 and never expires a dead member, so the departed member would keep
+    the group "active" (refusing `aoc replay`) and the next member's join would wait out the rebalance
+    timeout. A member on Apache Kafka never has generation 0, so this does nothing there. Best effort,
+    like aiokafka's own leave. Also used by the Faust normalizer's consumer (faust_app.py).
     """
     coordinator = getattr(consumer, "_coordinator", None)
     member_id = getattr(coordinator, "member_id", "")
+    group = getattr(coordinator, "group_id", None)
     if coordinator is None or getattr(coordinator, "generation", None) != 0 or not member_id:
         return
     with contextlib.suppress(*_NETWORK_ERRORS, AttributeError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from aoc_common.events import Actor, Target
 from aoc_common.sources.mapping import (
@@ -48,6 +48,7 @@ class IntuneAuditEvent(BaseModel):
     id: str | None = None
     activity_date_time: datetime
     activity_type: str | None = None
+    activity_operation_type: str | None = None
     display_name: str | None = None
     activity_result: str | None = None
     category: str | None = None
@@ -57,10 +58,11 @@ class IntuneAuditEvent(BaseModel):
 
 
 def map_intune_audit_event(payload: dict[str, Any], source_map: SourceMapping) -> Mapped:
-    record = validated(IntuneAuditEvent, payload, "Intune auditEvent")
+    record = _tolerant(payload)
     operation = record.activity_type or record.display_name
     if not operation:
         raise Rejected("invalid Intune auditEvent: activityType and displayName are both empty")
+    names = source_map.names
     source_actor = record.actor
     if source_actor and source_actor.user_principal_name:
         actor = Actor(
@@ -74,7 +76,8 @@ def map_intune_audit_event(payload: dict[str, Any], source_map: SourceMapping) -
         actor = Actor(
             type="app",
             display_name=source_actor.application_display_name
-            or source_actor.service_principal_name,
+            or source_actor.service_principal_name
+            or names.application(source_actor.application_id),
             app_id=source_actor.application_id,
         )
     elif source_actor and source_actor.user_id:
@@ -101,7 +104,66 @@ def map_intune_audit_event(payload: dict[str, Any], source_map: SourceMapping) -
         targets=targets,
         detail="",
         tenant_id=None,
+        summary_values=_summary_values(record, operation, source_map),
     )
+
+
+def _tolerant(payload: dict[str, Any]) -> IntuneAuditEvent:
+    """The event, with optional fields of an unexpected shape left out instead of refused."""
+    try:
+        return IntuneAuditEvent.model_validate(payload)
+    except ValidationError as error:
+        broken = {str(e["loc"][0]) for e in error.errors() if e["loc"]}
+        if not broken or broken & {"activityDateTime", "activity_date_time"}:
+            validated(IntuneAuditEvent, payload, "Intune auditEvent")  # raises Rejected
+        kept = {k: v for k, v in payload.items() if k not in broken}
+        return validated(IntuneAuditEvent, kept, "Intune auditEvent")
+
+
+def _summary_values(
+    record: IntuneAuditEvent, operation: str, source_map: SourceMapping
+) -> dict[str, str]:
+    """What was done to which resource, in words: `created` + `compliance policy` + its name."""
+    resource = record.resources[0] if record.resources else None
+    kind = (resource.type if resource else None) or (
+        record.activity_type.split(" ", 1)[1]
+        if record.activity_type and " " in record.activity_type
+        else None
+    )
+    verbs = source_map.labels.get("operation_verbs", {})
+    # activityOperationType, else the verb Intune starts activityType with ("Delete ManagedDevice").
+    operation_type = (
+        record.activity_operation_type or (record.activity_type or "").split(" ", 1)[0]
+    ).casefold()
+    if operation_type == "action":
+        verb = (
+            f"ran {operation} on"
+            if not record.activity_type
+            else verbs.get("action", "ran an action on")
+        )
+    else:
+        verb = verbs.get(operation_type, "")
+    values = {
+        "verb": verb,
+        "resource": _resource_label(kind, source_map) or "",
+        "target": (resource.display_name if resource else None) or "",
+    }
+    return {k: v for k, v in values.items() if v}
+
+
+def _resource_label(kind: str | None, source_map: SourceMapping) -> str | None:
+    """Intune's resource type in words: an exact entry first, then the longest matching suffix
+    (every `…CompliancePolicy` is a compliance policy), else the type as Intune wrote it."""
+    if not kind:
+        return None
+    exact = source_map.labels.get("resource_types", {})
+    if kind in exact:
+        return exact[kind]
+    suffixes = source_map.labels.get("resource_type_suffixes", {})
+    for suffix in sorted(suffixes, key=len, reverse=True):
+        if kind.endswith(suffix):
+            return suffixes[suffix]
+    return kind
 
 
 SPEC = SourceSpec(
@@ -121,6 +183,10 @@ SPEC = SourceSpec(
     ),
     record_model=IntuneAuditEvent,
     mapper=map_intune_audit_event,
+    summary_fields={
+        "verb": "what was done, in words: created, changed, deleted, assigned, ran an action on",
+        "resource": "the kind of Intune object, in words: compliance policy, managed device…",
+    },
     name_enrichment="actor",
     samples=("graph_intune_audit_events.json",),
 )

@@ -8,12 +8,22 @@ never an exception on bad input other than `Rejected`, whose message becomes the
 
 from __future__ import annotations
 
+import re
 import string
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+import orjson
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from aoc_common.events import Actor, Result, Target
@@ -88,27 +98,122 @@ def check_template(template: str, allowed: frozenset[str] = PLACEHOLDERS) -> str
     return template
 
 
+def operation_key(operation: str) -> str:
+    """How operation names are compared: case-insensitive, without surrounding spaces or a trailing
+    period (`Add user.`, `Add User.` and `add user` are one operation)."""
+    return operation.strip().rstrip(".").strip().casefold()
+
+
+Templates = list[str]
+
+
+def _as_templates(value: Any) -> Any:
+    """One template or a list of them, the shorter ones last: each is used only when every
+    placeholder outside brackets has a value."""
+    return [value] if isinstance(value, str) else value
+
+
+class OutcomeRule(BaseModel):
+    """One documented way to decide a record's result.
+
+    It applies to records of the listed `operations` and/or `categories` (raw values: record types,
+    directory categories; none listed = every record). It decides either `result` outright, or, when
+    `field` (a dotted path into the raw record; lists fan out) holds one of the `values` keys
+    (compared case-insensitively as text), the result that key maps to. `why` says what the record
+    documents that makes this the outcome; it is part of the file, not a comment, so that it is kept.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    why: str = Field(min_length=1)
+    operations: list[str] = Field(default_factory=list)
+    categories: list[str] = Field(default_factory=list)
+    field: str | None = None
+    values: dict[str, Result] = Field(default_factory=dict)
+    result: Result | None = None
+
+    @model_validator(mode="after")
+    def _decides_something(self) -> OutcomeRule:
+        if (self.result is None) == (not self.values):
+            raise ValueError("a rule needs either `result` or `field` with `values`")
+        if self.values and not self.field:
+            raise ValueError("`values` need the `field` they are read from")
+        return self
+
+
+class Names(BaseModel):
+    """Who well-known ids are: first-party application ids and system accounts (SIDs, service
+    names), shown by name instead of as a GUID or a SID."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    applications: dict[str, str] = Field(default_factory=dict)
+    system_accounts: dict[str, str] = Field(default_factory=dict)
+
+    def application(self, app_id: str | None) -> str | None:
+        return self.applications.get(app_id.lower()) if app_id else None
+
+
 class SourceMapping(BaseModel):
-    """One source's section of `mappings.yml`: service and category labels, summary templates."""
+    """One source's section of `mappings.yml`: labels, result rules and summary templates."""
 
     model_config = ConfigDict(extra="forbid")
 
     services: dict[str, str] = Field(default_factory=dict)
     default_service: str
     categories: dict[str, str] = Field(default_factory=dict)
-    summaries: dict[str, str] = Field(default_factory=dict)
+    # A raw category the table does not know yet, e.g. "RecordType {value}"; counted in metrics.
+    unknown_category: str = "{value}"
+    summaries: dict[str, Templates] = Field(default_factory=dict)
+    category_summaries: dict[str, Templates] = Field(default_factory=dict)
+    fallback_summaries: Templates = Field(default_factory=list)
+    # Read before the result words (they beat what Microsoft's status field says)…
+    result_overrides: list[OutcomeRule] = Field(default_factory=list)
+    # …and after them, when neither the overrides nor the status field decided.
+    result_defaults: list[OutcomeRule] = Field(default_factory=list)
+    # Source-specific label tables a mapper reads (e.g. Intune resource types, Copilot app hosts).
+    labels: dict[str, dict[str, str]] = Field(default_factory=dict)
 
-    @field_validator("summaries")
+    _names: Names = PrivateAttr(default_factory=Names)
+
+    @field_validator("summaries", "category_summaries", mode="before")
     @classmethod
-    def _templates(cls, summaries: dict[str, str]) -> dict[str, str]:
+    def _template_lists(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: _as_templates(templates) for key, templates in value.items()}
+        return value
+
+    @field_validator("fallback_summaries", mode="before")
+    @classmethod
+    def _fallback_list(cls, value: Any) -> Any:
+        return _as_templates(value)
+
+    @field_validator("summaries", "category_summaries", "fallback_summaries")
+    @classmethod
+    def _templates_parse(cls, value: Any) -> Any:
         # Names are checked against the source's placeholders by the whole file's model, which
         # knows which source this section belongs to; here only that every template parses.
-        for template in summaries.values():
-            try:
-                list(string.Formatter().parse(template))
-            except ValueError as error:
-                raise ValueError(f"template {template!r}: {error}") from None
-        return summaries
+        lists = value.values() if isinstance(value, dict) else [value]
+        for templates in lists:
+            if not templates:
+                raise ValueError("a template list must not be empty")
+            for template in templates:
+                try:
+                    list(string.Formatter().parse(template))
+                except ValueError as error:
+                    raise ValueError(f"template {template!r}: {error}") from None
+        return value
+
+    @property
+    def names(self) -> Names:
+        """The file's well-known names (shared by every source)."""
+        return self._names
+
+    def use_names(self, names: Names) -> None:
+        self._names = names
+
+    def label(self, table: str, key: str | None) -> str | None:
+        return self.labels.get(table, {}).get(key) if key else None
 
 
 def validated(model: type[M], value: Any, what: str) -> M:
@@ -135,3 +240,125 @@ class ModifiedProperty(BaseModel):
 def modified(properties: list[Any]) -> list[dict[str, Any]]:
     """Modified properties as the event keeps them: Microsoft's names, empty values left out."""
     return [p.model_dump(mode="json", by_alias=True, exclude_none=True) for p in properties]
+
+
+# --- reading records tolerantly: an optional field of an unexpected shape is normalised or ignored,
+# never a reason to drop the record (only the fields an event cannot do without are required) ---
+
+_GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
+
+
+def is_guid(value: str) -> bool:
+    return bool(_GUID.match(value))
+
+
+def text(value: Any) -> str | None:
+    """A non-empty string as it reads (numbers as digits); anything else None."""
+    if isinstance(value, str):
+        value = value.strip()
+        return value or None
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, int | float):
+        return str(value)
+    return None
+
+
+def decoded(value: Any) -> Any:
+    """A JSON-encoded string (`"[...]"`, `"{...}"`, `"\\"name\\""`) as what it encodes; else as is.
+
+    Microsoft writes some values as JSON text inside JSON: modified properties, Exchange rule
+    actions, alert data, Power BI operation properties."""
+    if isinstance(value, str) and value[:1] in ("[", "{", '"'):
+        try:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return value
+    return value
+
+
+def as_list(value: Any) -> list[Any]:
+    """A list however it came: a list, a JSON-encoded list, or one object on its own."""
+    value = decoded(value)
+    if isinstance(value, list):
+        return value
+    if value is None or value == "":
+        return []
+    return [value]
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    value = decoded(value)
+    return value if isinstance(value, dict) else {}
+
+
+def plain(value: Any) -> str | None:
+    """A (possibly JSON-encoded) value as text an analyst reads: `"[\\"x\\"]"` → `x`, lists joined."""
+    value = decoded(value)
+    if isinstance(value, list):
+        parts = [p for p in (plain(v) for v in value) if p]
+        return ", ".join(parts) or None
+    return text(value)
+
+
+# `-Name "value"`, `-Name value`, `-Name ("a","b")`, `-Switch`: the PowerShell form some Exchange and
+# Security & Compliance records use for Parameters instead of Name/Value pairs.
+_POWERSHELL_PARAMETER = re.compile(
+    r'-(?P<name>[A-Za-z][\w-]*)(?:[: ]+(?P<value>"(?:[^"\\]|\\.)*"|\([^)]*\)|\$\w+|[^\s-][^\s]*))?'
+)
+
+
+def name_value_pairs(value: Any) -> list[tuple[str, str]]:
+    """Parameters (or other Name/Value lists) as pairs, whatever form they came in."""
+    value = decoded(value)
+    pairs: list[tuple[str, str]] = []
+    if isinstance(value, str):
+        for match in _POWERSHELL_PARAMETER.finditer(value):
+            raw = match.group("value")
+            if raw is None:
+                pairs.append((match.group("name"), "True"))
+                continue
+            if raw.startswith('"'):
+                raw = raw[1:-1]
+            elif raw.startswith("("):
+                raw = ",".join(
+                    part.strip().strip('"') for part in raw[1:-1].split(",") if part.strip()
+                )
+            pairs.append((match.group("name"), raw))
+        return pairs
+    if isinstance(value, dict):
+        if "Name" in value:
+            value = [value]
+        else:
+            return [(str(k), plain(v) or "") for k, v in value.items()]
+    for item in value if isinstance(value, list) else []:
+        if isinstance(item, dict):
+            name = text(item.get("Name"))
+            if name is not None:
+                pairs.append((name, plain(item.get("Value")) or ""))
+    return pairs
+
+
+def parse_time(value: Any, field_name: str, what: str) -> datetime:
+    """A record's time in any ISO 8601 form Microsoft writes (with or without a zone, up to seven
+    fractional digits, a space instead of T); `Rejected` when it is missing or not a date."""
+    if value is None:
+        raise Rejected(f"invalid {what}: {field_name}: Field required")
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    raise Rejected(f"invalid {what}: {field_name}: Input should be a valid datetime: {value!r:.40}")
+
+
+def list_of_text(values: Any) -> list[str]:
+    return [t for t in (plain(v) for v in as_list(values)) if t]
+
+
+def first_few(names: list[str], shown: int = 3, quote: bool = False) -> str:
+    """`a, b, c and 2 more`: the first `shown` names, and how many more there are."""
+    if quote:
+        names = [f'"{n}"' for n in names]
+    listed = ", ".join(names[:shown])
+    return listed + (f" and {len(names) - shown} more" if len(names) > shown else "")

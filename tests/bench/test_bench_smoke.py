@@ -1,0 +1,43 @@
+"""Each throughput bench runs once on a small N, as a developer would run it: figures are not checked
+(timings are benchmarks, not tests), but every row must run, and the rows that check the job (one event
+per unique record, nothing dead-lettered) must pass that check."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_bench(*args: str, timeout_s: float = 300) -> str:
+    done = subprocess.run(
+        [sys.executable, *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_generate_gives_every_source_with_one_to_three_percent_duplicates() -> None:
+    output = run_bench("bench/generate.py", "5000")
+    assert "generated 5,000 raw records" in output
+    share = float(output.split(" duplicates (")[1].split("%")[0])
+    assert 1.0 <= share <= 3.0
+    for topic in ("aoc.raw.directory", "aoc.raw.intune", "aoc.raw.unified"):
+        assert topic in output
+
+
+@pytest.mark.timeout(600)
+def test_kafka_normalizer_bench_runs_every_row_and_each_job_is_correct() -> None:
+    output = run_bench("bench/kafka_normalizer.py", "2000", timeout_s=540)
+    for row in ("floor", "faust-ceiling", "quixstreams", "aoc", "aoc-step-on-aiokafka"):
+        assert f"| {row} |" in output, output
+    assert "WRONG COUNT" not in output, output
