@@ -153,6 +153,8 @@ def _one_or_many(value: Any) -> Any:
 
 
 def _distinct(values: list[Any]) -> list[Any]:
+    """Repeated values are dropped after the count is checked: the bound is on what was sent, as
+    the OpenAPI document's `maxItems` says."""
     return list(dict.fromkeys(values))
 
 
@@ -160,32 +162,32 @@ Label = Annotated[str, Field(max_length=200)]
 AnyOf = Annotated[
     list[Label],
     BeforeValidator(_one_or_many),
-    AfterValidator(_distinct),
     Field(max_length=MAX_FILTER_VALUES),
+    AfterValidator(_distinct),
 ]
 AnyResult = Annotated[
     list[Result],
     BeforeValidator(_one_or_many),
-    AfterValidator(_distinct),
     Field(max_length=MAX_FILTER_VALUES),
+    AfterValidator(_distinct),
 ]
 AnySource = Annotated[
     list[Source],
     BeforeValidator(_one_or_many),
-    AfterValidator(_distinct),
     Field(max_length=MAX_FILTER_VALUES),
+    AfterValidator(_distinct),
 ]
 AnyActorType = Annotated[
     list[ActorType],
     BeforeValidator(_one_or_many),
-    AfterValidator(_distinct),
     Field(max_length=MAX_FILTER_VALUES),
+    AfterValidator(_distinct),
 ]
 TagList = Annotated[
     list[Annotated[str, Field(max_length=100)]],
     BeforeValidator(_one_or_many),
-    AfterValidator(_distinct),
     Field(max_length=10),
+    AfterValidator(_distinct),
 ]
 
 # The one-value fields filtered by exact value: each has `<field>` (any of) and

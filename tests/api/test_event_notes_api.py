@@ -157,6 +157,7 @@ async def test_auth_config_and_features_describe_a_server_without_sign_in(
         "ai": False,
         "siem": False,
         "periodic_fetch": False,
+        "fetch_interval_minutes": 60,
     }
 
 

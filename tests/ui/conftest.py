@@ -16,8 +16,10 @@ from tests.utils.browser import CHROMIUM, CHROMIUM_ARGS, WatchedPages, stored_fi
 from tests.utils.local_servers import serving
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
+    """One chromium for the browser tests. Playwright's sync API runs an event loop on the main
+    thread while it lives: package scope ends it before any asyncio test runs after these."""
     if not CHROMIUM.exists():
         pytest.fail("Debian's chromium is not installed (.ci/run installs it)", pytrace=False)
     with sync_playwright() as playwright:

@@ -10,6 +10,7 @@ import { navigate } from "./state.js";
 import { formatTime, relativeTime, timeElement } from "./time.js";
 
 let shown = null; // the event in the drawer
+let opening = 0; // the latest open request: an older answer arriving late is dropped
 let opener = null; // what had focus before the drawer opened
 const actions = [];
 
@@ -47,7 +48,8 @@ function place(location) {
 function resultText(event) {
   const node = el("span");
   node.appendChild(el("span", event.result, "result result-" + event.result));
-  if (event.result_detail) node.appendChild(el("span", ` — ${event.result_detail}`));
+  const detail = event.result_detail;
+  if (detail && detail.toLowerCase() !== event.result) node.appendChild(el("span", ` — ${detail}`));
   return node;
 }
 
@@ -160,15 +162,18 @@ function announceChange(event) {
 /** Open the drawer on event `id` (called when the URL says `event=<id>`). */
 export async function openDetail(id) {
   if ($("detail").hidden) opener = document.activeElement;
+  const mine = ++opening;
   shown = null;
   $("detail").hidden = false;
   $("detail-message").textContent = "Loading…";
   try {
     const event = await api("/api/events/" + encodeURIComponent(id));
+    if (mine !== opening) return;
     $("detail-message").textContent = "";
     render(event);
     $("detail-title").focus({ preventScroll: true });
   } catch (error) {
+    if (mine !== opening) return;
     $("detail-title").textContent = "Event not found";
     $("detail-fields").replaceChildren();
     $("detail-message").textContent = "Could not open the event: " + error.message;
@@ -176,6 +181,7 @@ export async function openDetail(id) {
 }
 
 export function closeDetail() {
+  opening += 1;
   $("detail").hidden = true;
   shown = null;
   if (opener && opener.isConnected) opener.focus({ preventScroll: true });

@@ -1,6 +1,7 @@
 // Field facets: the top values of service, operation, result, actor, category, source and tags
 // among the events that match, with counts. Select a value to filter on it (several values of one
-// field mean any of them); "−" filters it out. The counts come from the API in one request.
+// field mean any of them); "−" filters it out. Tags are all-of, so their counts stay those of
+// the events shown.
 
 import { api } from "./api.js";
 import { $, button, el } from "./dom.js";
@@ -67,20 +68,32 @@ function fieldBlock(state, field, values) {
   return block;
 }
 
-/** Fetch and show the facets of the events matching `state`. */
+function facetQuery(state, fields) {
+  const p = filterParams(state);
+  for (const field of fields) p.append("field", field);
+  p.set("top", String(FACET_TOP));
+  return api("/api/events/facets?" + p.toString());
+}
+
+/** Fetch and show the facets of the events matching `state`. A field filtered on is counted
+ * without its own values' filter, so its other values stay there to be added ("either of"). */
 export async function loadFacets(state) {
   const mine = ++generation;
-  const p = filterParams(state);
-  for (const field of FACET_FIELDS) p.append("field", field);
-  p.set("top", String(FACET_TOP));
+  const chosen = FACET_FIELDS.filter((field) => state.include[field].length && field !== "tags");
+  const rest = FACET_FIELDS.filter((field) => !chosen.includes(field));
   try {
-    const answer = await api("/api/events/facets?" + p.toString());
+    const answers = await Promise.all([
+      facetQuery(state, rest),
+      ...chosen.map((field) => facetQuery({ ...state, include: { ...state.include, [field]: [] } }, [field])),
+    ]);
     if (mine !== generation) return;
+    const facets = Object.assign({}, ...answers.map((answer) => answer.facets));
     const box = $("facets");
-    box.replaceChildren(...FACET_FIELDS.map((field) => fieldBlock(state, field, answer.facets[field] || [])));
-    if (!answer.complete) {
+    box.replaceChildren(...FACET_FIELDS.map((field) => fieldBlock(state, field, facets[field] || [])));
+    const partial = answers.find((answer) => !answer.complete);
+    if (partial) {
       // Counted over a sample (the newest matches): say so beside the numbers.
-      box.prepend(el("p", `Counts of the newest ${answer.counted.toLocaleString("en-US")} matching events`, "muted facet-note"));
+      box.prepend(el("p", `Counts of the newest ${partial.counted.toLocaleString("en-US")} matching events`, "muted facet-note"));
     }
   } catch (error) {
     if (mine === generation) $("facets").replaceChildren(el("p", "Field values unavailable: " + error.message, "muted"));
