@@ -1,13 +1,21 @@
-"""`aoc demo`: collector (replay), normalizer, store sink, alerter and API in one process, no servers.
+"""`aoc demo`: every service on one pair of embedded engines, fed with the bundled samples, then the UI
+served until Ctrl-C.
 
-With `--source fake` the collector is the live one, collecting over HTTPS from the local stand-in of
-Entra ID, Graph and the Management Activity API (aoc_collector.fake_microsoft) that serves the same
-samples; its control endpoint is served on a free loopback port and wired to the API (COLLECTOR_URL),
-so `/api/fetch-audit-logs` and `/api/source-health` work as they do in production.
+The consuming services (normalizer, store sink, alerter, SIEM forwarder) each run in a child process of
+their own, as `aoc run` would start them (cli/service_process.py), so their stages overlap on separate
+cores; the feed, the report and the API run in the demo's own process. Children log to
+`<data dir>/logs/<service>.log` and stop with the demo.
 
-It uses the embedded engines whatever the environment says (the demo must never write into a production
-Kafka or MongoDB), reports what happened to every record — stored, merged as a duplicate, or dead-lettered
-with its reason — and then serves the UI until Ctrl-C.
+The demo is a list of the services' own builds (`build(settings, engines)`, as `aoc run` uses them),
+a feed, and a report (demo_report.py). The feed is the replay of the samples, or with `--source fake`
+the live collector collecting over HTTPS from the local stand-in of Entra ID, Graph and the Management
+Activity API, whose control endpoint is wired to the API (COLLECTOR_URL) so that
+`/api/fetch-audit-logs` and `/api/source-health` work as they do in production.
+
+What differs from production is settings only, and on purpose: the embedded engines whatever the
+environment says (the demo must never write into a production Kafka or MongoDB), no alert webhook
+(sample data must not page a real channel), no Graph name lookups (the samples' ids are in no tenant),
+one collection instead of a schedule.
 """
 
 from __future__ import annotations
@@ -16,42 +24,29 @@ import asyncio
 import contextlib
 import signal
 import sys
-import time
-from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
-from pydantic import SecretStr
-
-from aoc_alerter.runtime import Alerter
-from aoc_api.app import create_app
-from aoc_api.server import serve
-from aoc_collector.__main__ import publish_replay
-from aoc_collector.control import create_control_app
-from aoc_collector.fake_microsoft import FakeMicrosoft
-from aoc_collector.live import MICROSOFT_TIMEOUT, Collector
-from aoc_collector.replay import bundled_sample_dir
-from aoc_collector.serving import serve_app
+from aoc_cli import demo_report as report
+from aoc_cli.service_process import ServiceProcess
+from aoc_cli.services import definition
+from aoc_collector.service import (
+    CollectorService,
+    ReplayFeed,
+    build_replay,
+    bundled_sample_dir,
+    serve_stand_in,
+)
+from aoc_collector.service import build as build_collector
 from aoc_common import topics
-from aoc_common.codec import decode
-from aoc_common.entra_auth import EntraTokenProvider
-from aoc_common.event_store.sqlite import SqliteEventStore
+from aoc_common.engines import Engines, open_engines
 from aoc_common.logging import configure_logging
-from aoc_common.message_log.base import MessageLog
-from aoc_common.message_log.consumer import record_lag
-from aoc_common.message_log.embedded import EmbeddedMessageLog
 from aoc_common.operator_errors import describe_failure, tracebacks_shown
-from aoc_common.query import MAX_PAGE_SIZE
-from aoc_common.rules import AlertQuery
 from aoc_common.settings import ConfigurationError, Settings, load_settings
-from aoc_normalizer.runtime import Normalizer
-from aoc_siem_forwarder.runtime import SiemForwarder
-from aoc_store.runtime import StoreSink
 
-INGEST_TIMEOUT_S = 120.0
-SIEM_CATCH_UP_S = 30.0
+# The services the demo runs beside its feed, each built as `aoc run` builds it (those the settings
+# switch off, e.g. the SIEM forwarder without SIEM_ENABLED, are left out).
+SERVICES = ("normalizer", "store", "siem_forwarder", "alerter", "api")
 
 
 @dataclass(frozen=True)
@@ -65,15 +60,30 @@ class DemoOptions:
     source: str = "samples"  # or "fake": the live collector against the local Microsoft stand-in
 
 
+def demo_overrides(options: DemoOptions) -> dict[str, object]:
+    """What the demo decides for itself on top of the environment (see the module docstring)."""
+    return {
+        "log_engine": "embedded",
+        "store_engine": "embedded",
+        "data_dir": options.data_dir,
+        "api_host": options.host,
+        "api_port": options.port,
+        "alert_webhook_url": None,
+        "enrichment_enabled": False,
+        "enable_periodic_fetch": False,
+        "collector_control_port": 0,
+        "metrics_port": None,  # several processes: one port could serve only one of them
+    }
+
+
+def demo_settings(options: DemoOptions) -> Settings:
+    """The environment's settings with the demo's own decisions applied."""
+    return load_settings(**demo_overrides(options))
+
+
 def run_demo(options: DemoOptions) -> int:
     try:
-        settings = load_settings(
-            log_engine="embedded",
-            store_engine="embedded",
-            data_dir=options.data_dir,
-            api_host=options.host,
-            api_port=options.port,
-        )
+        settings = demo_settings(options)
     except ConfigurationError as error:
         print(error.code, file=sys.stderr)
         return 2
@@ -90,182 +100,143 @@ def run_demo(options: DemoOptions) -> int:
         return 1
 
 
-async def _wait_until_ingested(message_log: MessageLog, *, alerts_enabled: bool) -> None:
-    """Until the normalizer, the store and (when it runs) the alerter have committed everything."""
-    deadline = time.monotonic() + INGEST_TIMEOUT_S
-    while time.monotonic() < deadline:
-        raw_lag = await record_lag(message_log, topics.NORMALIZER_GROUP, topics.RAW_TOPICS)
-        store_lag = await record_lag(message_log, topics.STORE_GROUP, [topics.EVENTS])
-        alerter_lag = (
-            await record_lag(message_log, topics.ALERTER_GROUP, [topics.EVENTS])
-            if alerts_enabled
-            else 0
-        )
-        if raw_lag == 0 and store_lag == 0 and alerter_lag == 0:
-            return
-        await asyncio.sleep(0.1)
-    raise RuntimeError(f"the pipeline did not catch up within {INGEST_TIMEOUT_S:.0f} s")
-
-
-async def _siem_report(message_log: MessageLog, settings: Settings) -> str:
-    """Whether the SIEM forwarder caught up; a SIEM that is down must not hold the demo hostage."""
-    deadline = time.monotonic() + SIEM_CATCH_UP_S
-    lag = await record_lag(message_log, topics.SIEM_FORWARDER_GROUP, [topics.EVENTS])
-    while lag > 0 and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
-        lag = await record_lag(message_log, topics.SIEM_FORWARDER_GROUP, [topics.EVENTS])
-    if lag <= 0:
-        return f"AOC demo: every event forwarded to the SIEM (SIEM_FORMAT={settings.siem_format})"
-    return (
-        f"AOC demo: {lag} events not yet acknowledged by the SIEM "
-        f"(SIEM_FORMAT={settings.siem_format}); the forwarder keeps trying, see its log"
-    )
-
-
-async def _dead_letter_reasons(message_log: MessageLog, start: dict[int, int]) -> list[str]:
-    """Reasons of the dead letters this run produced (read back from the DLQ topic itself)."""
-    reasons: list[str] = []
-    group = f"aoc-demo-report-{time.time_ns()}"
-    await message_log.reset_group(group, topics.DLQ, to_offset=min(start.values(), default=0))
-    ends = await message_log.end_offsets(topics.DLQ)
-    wanted = sum(ends.values()) - sum(start.values())
-    async with message_log.subscribe([topics.DLQ], group) as subscription:
-        while len(reasons) < wanted:
-            records = await subscription.fetch(500, 1.0)
-            if not records:
-                break
-            reasons += [decode(r.value)["reason"] for r in records]
-    return reasons
-
-
-async def _print_alerts(store: SqliteEventStore) -> None:
-    """How many alerts each rule raised (alerts persist across demo runs; ids keep them unique)."""
-    page = await store.query_alerts(AlertQuery(page_size=MAX_PAGE_SIZE))
-    by_rule = Counter((alert.severity, alert.rule_name) for alert in page.items)
-    more = "+" if page.next_cursor else ""
-    print(f"AOC demo: {len(page.items)}{more} alerts in the store (…/api/alerts):")
-    for (severity, name), count in sorted(by_rule.items(), key=lambda item: item[0][1]):
-        print(f"  - {count} × [{severity}] {name}")
-
-
 async def _demo(settings: Settings, options: DemoOptions) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    message_log = EmbeddedMessageLog(settings.data_dir / "log.sqlite3")
-    store = SqliteEventStore(
-        settings.data_dir / "events.sqlite3", retention_days=settings.retention_days
-    )
-    await message_log.start()
-    await store.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    stack = contextlib.AsyncExitStack()
-    try:
-        await message_log.ensure_topics(topics.ALL_TOPICS)
-        dlq_start = await message_log.end_offsets(topics.DLQ)
-        samples = options.samples or bundled_sample_dir()
-        collector: Collector | None = None
-        if options.source == "fake":
-            collector, settings = await _start_fake_collector(
-                stack, settings, message_log, store, samples
-            )
-        app = create_app(settings, store=store, message_log=message_log)
-        api = asyncio.create_task(serve(app, settings.api_host, settings.api_port, stop))
-        workers = [
-            asyncio.create_task(Normalizer.from_settings(message_log, settings).run(stop)),
-            asyncio.create_task(StoreSink(message_log, store).run(stop)),
-        ]
-        if settings.siem_enabled:
-            siem = SiemForwarder.from_settings(message_log, settings)
-            workers.append(asyncio.create_task(siem.run(stop)))
-        # The demo never notifies ALERT_WEBHOOK_URL: sample data must not page a real channel.
-        if settings.alerts_enabled:
-            workers.append(asyncio.create_task(Alerter(message_log, store).run(stop)))
-        if collector is None:
-            published = await publish_replay(
-                message_log, settings, samples, include_malformed=options.include_malformed
-            )
-            origin = str(samples)
-        else:
-            report = await collector.run()
-            published = report.total
-            origin = f"{samples} through the live collector and the local Microsoft stand-in"
-            for run in report.sources:
-                for problem in [*run.warnings, *([run.error] if run.error else [])]:
-                    print(f"AOC demo: {run.source}: {problem}")
-        await _wait_until_ingested(message_log, alerts_enabled=settings.alerts_enabled)
-        reasons = await _dead_letter_reasons(message_log, dlq_start)
-        stored = await store.count_events()
-        if api.done():
-            await api  # the API could not start (port in use…): report that, not "serving"
-        url = f"http://{settings.api_host}:{settings.api_port}"
-        print(f"AOC demo: published {published} raw records from {origin}")
-        print(f"AOC demo: {stored} events in the store; {len(reasons)} dead letters this run:")
-        for reason in reasons:
-            print(f"  - {reason[:160]}")
-        if settings.siem_enabled:
-            print(await _siem_report(message_log, settings), flush=True)
-        if settings.alerts_enabled:
-            await _print_alerts(store)
-        print(
-            f"AOC demo: serving {url}  (UI: {url}/ · API: {url}/api/events · Ctrl-C to stop)",
-            flush=True,
-        )
-        if options.exit_when_ingested:
+    samples = options.samples or bundled_sample_dir()
+    tasks: list[asyncio.Task[None]] = []
+    async with (
+        open_engines(settings, client_id="aoc-demo") as engines,
+        contextlib.AsyncExitStack() as stack,
+    ):
+        try:
+            await engines.message_log.ensure_topics(topics.ALL_TOPICS)
+            dlq_start = await engines.message_log.end_offsets(topics.DLQ)
+            feed: CollectorService | ReplayFeed
+            if options.source == "fake":
+                stand_in = await stack.enter_async_context(serve_stand_in(samples))
+                print(report.stand_in_line(stand_in.url, stand_in.now()))
+                feed = build_collector(settings, engines, stand_in=stand_in)
+            else:
+                feed = build_replay(
+                    settings, engines, samples, include_malformed=options.include_malformed
+                )
+            await _run(settings, engines, options, stop, tasks, dlq_start, feed, str(samples))
+        finally:
             stop.set()
-        await asyncio.wait([api, *workers], return_when=asyncio.FIRST_EXCEPTION)
-        stop.set()
-        for task in (api, *workers):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if collector is not None:
-            await collector.wait_idle()
-        return 0
-    finally:
-        stop.set()
-        await stack.aclose()  # control endpoint, stand-in and its HTTP client, if any
-        await store.stop()
-        await message_log.stop()
+            for task in tasks:  # each finishes what it holds; errors were raised above already
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await task
+    return 0
 
 
-async def _start_fake_collector(
-    stack: contextlib.AsyncExitStack,
+async def _run(
     settings: Settings,
-    message_log: MessageLog,
-    store: SqliteEventStore,
-    samples: Path,
-) -> tuple[Collector, Settings]:
-    """Stand-in served over TLS, the live collector pointed at it, its control endpoint served."""
-    fake = FakeMicrosoft(samples)
-    served = await stack.enter_async_context(serve_app(fake.app, tls=True))
-    fake.base_url = served.url
-    http = await stack.enter_async_context(
-        httpx.AsyncClient(verify=served.client_ssl or True, timeout=MICROSOFT_TIMEOUT)
-    )
-    settings = settings.model_copy(
-        update={
-            "tenant_id": fake.tenant_id,
-            "client_id": fake.client_id,
-            "client_secret": SecretStr(fake.client_secret),
-            "authority_host": served.url,
-            "graph_base_url": fake.graph_base_url,
-            "management_api_base_url": fake.management_api_base_url,
-        }
-    )
-    recorded = fake.now
-    # Collect as of when the samples were recorded, so Microsoft's 7- and 30-day limits apply to them
-    # as they did then (today the Management API would no longer list content from back then).
-    collector = Collector(
-        message_log=message_log,
-        store=store,
-        settings=settings,
-        http=http,
-        tokens=EntraTokenProvider.from_settings(settings, http),
-        now=lambda: recorded or datetime.now(UTC),
-    )
-    control = await stack.enter_async_context(serve_app(create_control_app(collector)))
-    print(
-        f"AOC demo: local Microsoft stand-in at {served.url}, clock at {recorded:%Y-%m-%d %H:%M} UTC"
-    )
-    return collector, settings.model_copy(update={"collector_url": control.url})
+    engines: Engines,
+    options: DemoOptions,
+    stop: asyncio.Event,
+    tasks: list[asyncio.Task[None]],
+    dlq_start: dict[int, int],
+    feed: CollectorService | ReplayFeed,
+    samples: str,
+) -> None:
+    """Start the services, feed them, report what became of the feed, serve until `stop`."""
+    if isinstance(feed, CollectorService):
+        collecting = asyncio.create_task(feed.run(stop), name="collector")
+        tasks.append(collecting)
+        await _until(feed.serving, collecting)
+        settings = feed.settings.model_copy(update={"collector_url": feed.control_url})
+    api = _start(settings, engines, demo_overrides(options), stop, tasks)
+    if isinstance(feed, CollectorService):
+        await _until(feed.collected, collecting)
+        assert feed.first_report is not None
+        published = feed.first_report.total
+        origin = f"{samples} through the live collector and the local Microsoft stand-in"
+        problems = [
+            (run.source, problem)
+            for run in feed.first_report.sources
+            for problem in [*run.warnings, *([run.error] if run.error else [])]
+        ]
+        for line in report.collection_problem_lines(problems):
+            print(line)
+    else:
+        await feed.run(stop)
+        assert feed.published is not None
+        published, origin = feed.published, samples
+    await _report(settings, engines, dlq_start, published, origin)
+    if api.done():
+        await api  # the API could not start (port in use…): report that, not "serving"
+    range_line = report.time_range_line(settings, await report.stored_time_range(engines.store))
+    if range_line is not None:
+        print(range_line)
+    print(report.serving_line(settings), flush=True)
+    if options.exit_when_ingested:
+        stop.set()
+    await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    stop.set()
+    for task in tasks:
+        await task
+
+
+def _start(
+    settings: Settings,
+    engines: Engines,
+    overrides: dict[str, object],
+    stop: asyncio.Event,
+    tasks: list[asyncio.Task[None]],
+) -> asyncio.Task[None]:
+    """Every service of SERVICES the settings leave on, running; returns the API's task.
+
+    The API runs here (it serves the demo's own settings, e.g. the stand-in collector's URL); every
+    other service in a child process of its own, with the same settings.
+    """
+    api: asyncio.Task[None] | None = None
+    for name in SERVICES:
+        service = definition(name)
+        if service.off_because(settings) is not None:
+            continue
+        if name == "api":
+            running = service.build(settings, engines).run(stop)
+        else:
+            log_path = settings.data_dir / "logs" / f"{name}.log"
+            running = ServiceProcess(name, overrides, log_path).run(stop)
+        task = asyncio.create_task(running, name=name)
+        tasks.append(task)
+        if name == "api":
+            api = task
+    assert api is not None
+    return api
+
+
+async def _report(
+    settings: Settings,
+    engines: Engines,
+    dlq_start: dict[int, int],
+    published: int,
+    origin: str,
+) -> None:
+    message_log = engines.message_log
+    await report.wait_until_ingested(message_log, alerts_enabled=settings.alerts_enabled)
+    reasons = await report.dead_letter_reasons(message_log, dlq_start)
+    stored = await engines.store.count_events()
+    for line in report.ingest_lines(published, origin, stored, reasons):
+        print(line)
+    if settings.siem_enabled:
+        lag = await report.siem_lag_after_catch_up(message_log)
+        print(report.siem_line(lag, settings), flush=True)
+    if settings.alerts_enabled:
+        for line in report.alert_lines(*await report.stored_alerts(engines.store)):
+            print(line)
+
+
+async def _until(event: asyncio.Event, task: asyncio.Task[None]) -> None:
+    """Until `event` is set; raises what stopped `task` if it ended first."""
+    waiter = asyncio.create_task(event.wait())
+    await asyncio.wait([waiter, task], return_when=asyncio.FIRST_COMPLETED)
+    if not waiter.done():
+        waiter.cancel()
+        await task  # raises its error
+        raise RuntimeError(f"{task.get_name()} stopped before it was ready")

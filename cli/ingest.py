@@ -22,8 +22,7 @@ import orjson
 from pydantic import ValidationError
 
 from aoc_cli.progress import Progress
-from aoc_collector.replay import ReplaySet, load_replay_set
-from aoc_collector.runtime import publish_envelopes
+from aoc_collector.service import ReplaySet, load_replay_set, publish_envelopes
 from aoc_common import topics
 from aoc_common.events import RawEnvelope, utc_now
 from aoc_common.message_log import open_message_log

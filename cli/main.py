@@ -27,6 +27,7 @@ from pathlib import Path
 
 import shtab
 
+from aoc_cli.services import SERVICES, definition, service_module
 from aoc_common import topics
 from aoc_common.logging import configure_logging
 from aoc_common.message_log import open_message_log
@@ -34,7 +35,6 @@ from aoc_common.operator_errors import describe_failure, show_tracebacks
 from aoc_common.service import run_service
 from aoc_common.settings import ConfigurationError, Settings, load_settings
 
-SERVICES = ("collector", "normalizer", "store", "api", "siem_forwarder", "alerter")
 COMPLETION_SHELLS = ("bash", "zsh")
 
 # Examples shown by `aoc <command> --help`; tests/test_cli.py checks that each one parses.
@@ -252,17 +252,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         )
     if args.command == "run":
-        return _run(args.service)
+        return run_service(definition(args.service))
     if args.command == "stand-in":
         from aoc_cli.stand_in import serve_stand_in
 
-        return serve_stand_in(
-            host=args.host,
-            port=args.port,
-            advertised_host=args.advertised_host,
-            samples=args.samples,
-            tls_dir=args.tls_dir,
-        )
+        paths = {"--tls-dir": args.tls_dir, "--samples": args.samples}
+        try:
+            return serve_stand_in(
+                host=args.host,
+                port=args.port,
+                advertised_host=args.advertised_host,
+                samples=args.samples,
+                tls_dir=args.tls_dir,
+            )
+        except Exception as error:
+            if args.debug:
+                raise
+            named = {name: path for name, path in paths.items() if path is not None}
+            print(f"aoc stand-in: {describe_failure(error, paths=named)}", file=sys.stderr)
+            return 1
     settings = _settings_or_exit()
     configure_logging("aoc", settings.log_level)
     try:
@@ -286,48 +294,18 @@ async def _command(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "topics":
         return await _create_topics(settings)
     if args.command == "renormalize":
-        from aoc_normalizer.renormalize import run_renormalize
-
-        return await run_renormalize(settings, args.since)
+        return await service_module("normalizer").renormalize_since(settings, args.since)
     if args.command == "ingest":
         from aoc_cli.ingest import ingest
 
         return await ingest(settings, args.path, include_malformed=args.with_malformed)
     if args.command == "mcp":
-        from aoc_api.mcp_server import serve_stdio
-
-        return await serve_stdio(settings)
+        return await service_module("api").serve_mcp_stdio(settings)
     from aoc_cli.replay import replay
 
     return await replay(
         settings, args.group, args.topic, args.offset, args.timestamp, follow=args.follow
     )
-
-
-def _run(service: str) -> int:
-    if service == "collector":
-        from aoc_collector.__main__ import main as collector_main
-
-        return run_service("collector", collector_main)
-    if service == "normalizer":
-        from aoc_normalizer.__main__ import main as normalizer_main
-
-        return run_service("normalizer", normalizer_main)
-    if service == "store":
-        from aoc_store.__main__ import main as store_main
-
-        return run_service("store", store_main)
-    if service == "siem_forwarder":
-        from aoc_siem_forwarder.__main__ import main as siem_forwarder_main
-
-        return run_service("siem_forwarder", siem_forwarder_main)
-    if service == "alerter":
-        from aoc_alerter.__main__ import main as alerter_main
-
-        return run_service("alerter", alerter_main)
-    from aoc_api.__main__ import main as api_main
-
-    return run_service("api", api_main)
 
 
 async def _create_topics(settings: Settings) -> int:

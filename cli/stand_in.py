@@ -15,9 +15,7 @@ from pathlib import Path
 
 import uvicorn
 
-from aoc_collector.fake_microsoft import FakeMicrosoft
-from aoc_collector.replay import bundled_sample_dir
-from aoc_collector.serving import self_signed_certificate
+from aoc_collector.service import FakeMicrosoft, bundled_sample_dir, self_signed_certificate
 
 
 def collector_settings(fake: FakeMicrosoft, cert_path: Path) -> dict[str, str]:

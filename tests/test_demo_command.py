@@ -8,9 +8,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
+from aoc_cli.demo_report import REASON_WIDTH, ingest_lines
 from tests.utils.local_servers import free_port
 
 AOC = Path(sys.executable).with_name("aoc")
@@ -45,12 +47,12 @@ def test_demo_ingests_the_samples_and_serves_them(tmp_path: Path) -> None:
     process, lines = start_demo(tmp_path, port)
     try:
         output = "\n".join(lines)
-        assert "147 events in the store; 8 dead letters this run" in output, output
+        assert "178 events in the store; 8 dead letters this run" in output, output
         assert f"http://127.0.0.1:{port}" in output
 
         base = f"http://127.0.0.1:{port}"
         everything = httpx.get(f"{base}/api/events", params={"page_size": 500}, timeout=10).json()
-        assert len(everything["items"]) == 147
+        assert len(everything["items"]) == 178  # 147 admin audit events and 31 sign-ins
         seen: list[str] = []
         cursor = None
         while True:
@@ -63,6 +65,29 @@ def test_demo_ingests_the_samples_and_serves_them(tmp_path: Path) -> None:
         assert sorted(seen) == sorted(e["id"] for e in everything["items"])
         assert httpx.get(f"{base}/health", timeout=10).json()["status"] == "ok"
         assert "Admin Operations Center" in httpx.get(f"{base}/", timeout=10).text
+
+        # Dead-letter reasons: one line each, shortened at a word boundary with "…".
+        reasons = [line for line in lines if line.startswith("  - ") and "×" not in line]
+        assert len(reasons) == 8
+        for reason in reasons:
+            assert len(reason) <= len("  - ") + REASON_WIDTH, reason
+            assert not reason.endswith((":", ";", ",")), reason
+        shortened = [r for r in reasons if r.endswith("…")]
+        assert shortened and all(not r[-2].isspace() for r in shortened)
+
+        # The UI link opens on the days the samples happened: every event lies inside it.
+        link = next(line for line in lines if "the UI on those days:" in line).split()[-1]
+        query = parse_qs(urlsplit(link).query)
+        window = {"start": query["start"][0], "end": query["end"][0], "page_size": 500}
+        inside = httpx.get(f"{base}/api/events", params=window, timeout=10).json()["items"]
+        assert link.startswith(f"{base}/?") and len(inside) == 178
+
+        # Source health says the sources were replayed from samples, not "never run".
+        health = httpx.get(f"{base}/api/source-health", timeout=10).json()["sources"]
+        replayed = [h for h in health if h["status"] == "replayed"]
+        assert {h["source"] for h in replayed} == {"directory", "intune", "unified", "signins"}
+        assert all("replayed from samples" in h["warnings"][0] for h in replayed)
+        assert all(h["last_count"] > 0 for h in replayed)
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
@@ -86,7 +111,45 @@ def test_a_second_run_keeps_the_data_and_stores_nothing_twice(tmp_path: Path) ->
             cwd=tmp_path,
         )
         assert result.returncode == 0, result.stdout + result.stderr
-        assert "147 events in the store; 8 dead letters this run" in result.stdout
+        assert "178 events in the store; 8 dead letters this run" in result.stdout
+
+
+def test_without_the_bad_input_drill_no_dead_letter_is_announced(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            str(AOC),
+            "demo",
+            "--port",
+            str(free_port()),
+            "--data-dir",
+            str(tmp_path / "demo"),
+            "--exit-when-ingested",
+            "--no-malformed",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "178 events in the store; no dead letters this run\n" in result.stdout
+    assert "this run:" not in result.stdout
+
+
+def test_a_long_reason_is_shortened_at_a_word_boundary() -> None:
+    reason = "invalid directoryAudit record: " + "; ".join(
+        f"field{n}: Input should be a valid string" for n in range(12)
+    )
+
+    lines = ingest_lines(10, "samples", 9, [reason])
+
+    assert lines[1].endswith("; 1 dead letter this run:")
+    shown = lines[2].removeprefix("  - ")
+    assert len(shown) <= REASON_WIDTH and shown.endswith("…")
+    assert reason.startswith(shown.removesuffix("…"))
+    cut = len(shown) - 1  # where "…" stands: the reason's next character ends a word
+    assert reason[cut] in " ;,:" and reason[cut - 1] not in " ;,:"
 
 
 def test_a_bad_setting_stops_start_up_with_one_clear_line(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ import yaml
 from dotenv import dotenv_values
 
 from aoc_common.settings import ConfigurationError, Settings, load_settings
+from aoc_common.sources import source_option_variables
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
@@ -24,7 +25,10 @@ DOCKERFILE = REPO_ROOT / "deploy" / "Dockerfile"
 DOCKERIGNORE = REPO_ROOT / ".dockerignore"
 
 AOC_SERVICES = ("collector", "normalizer", "store", "api", "siem_forwarder", "alerter")
-SETTINGS_VARIABLES = frozenset(name.upper() for name in Settings.model_fields)
+# Every variable AOC reads: the settings, and each source's own (e.g. SIGNINS_EVENT_TYPES).
+SETTINGS_VARIABLES = frozenset(name.upper() for name in Settings.model_fields) | (
+    source_option_variables()
+)
 
 
 def compose_services() -> dict[str, dict[str, Any]]:

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from aoc_common.settings import Settings
+from aoc_common.sources import all_sources, source_option_variables
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text(encoding="utf-8")
@@ -14,14 +15,30 @@ README = (REPO / "README.md").read_text(encoding="utf-8")
 def test_configuration_table_lists_exactly_the_settings() -> None:
     section = README.split("## Configuration", 1)[1].split("\n## ", 1)[0]
     documented = set(re.findall(r"^\| `([A-Z0-9_]+)` \|", section, flags=re.MULTILINE))
-    assert documented == {name.upper() for name in Settings.model_fields}
+    assert documented == {name.upper() for name in Settings.model_fields} | (
+        source_option_variables()
+    )
+
+
+def default_of(variable: str) -> object:
+    """The default of a setting, or of a source's own setting (`SIGNINS_EVENT_TYPES`)."""
+    if variable.lower() in Settings.model_fields:
+        return Settings.model_fields[variable.lower()].get_default(call_default_factory=True)
+    for spec in all_sources():
+        if spec.options is None:
+            continue
+        prefix = str(spec.options.model_config.get("env_prefix", "")).upper()
+        name = variable.removeprefix(prefix).lower()
+        if variable.startswith(prefix) and name in spec.options.model_fields:
+            return spec.options.model_fields[name].get_default(call_default_factory=True)
+    raise KeyError(variable)
 
 
 def test_configuration_table_defaults_match_the_model() -> None:
     section = README.split("## Configuration", 1)[1].split("\n## ", 1)[0]
     rows = re.findall(r"^\| `([A-Z0-9_]+)` \| `([^`]*)` \|", section, flags=re.MULTILINE)
     for name, default in rows:
-        value = Settings.model_fields[name.lower()].get_default(call_default_factory=True)
+        value = default_of(name)
         if isinstance(value, list):
             shown = ",".join(value)
         elif isinstance(value, float) and value.is_integer():

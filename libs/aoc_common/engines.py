@@ -20,11 +20,18 @@ from aoc_common.settings import Settings
 
 
 class Engines:
-    """A started message log and, when the process opened one, a started event store."""
+    """A started message log and event store, or those of them the process opened."""
 
-    def __init__(self, message_log: MessageLog, store: EventStore | None = None) -> None:
-        self.message_log = message_log
+    def __init__(self, message_log: MessageLog | None, store: EventStore | None = None) -> None:
+        self._message_log = message_log
         self._store = store
+
+    @property
+    def message_log(self) -> MessageLog:
+        """The message log; asking for it in a process opened without one is a wiring bug."""
+        if self._message_log is None:
+            raise LookupError("these engines were opened without a message log")
+        return self._message_log
 
     @property
     def store(self) -> EventStore:
@@ -38,26 +45,23 @@ class Engines:
         return self._store is not None
 
     def __repr__(self) -> str:
+        log = self._message_log.engine if self._message_log is not None else "none"
         store = self._store.engine if self._store is not None else "none"
-        return f"Engines(message_log={self.message_log.engine}, store={store})"
+        return f"Engines(message_log={log}, store={store})"
 
 
 @contextlib.asynccontextmanager
 async def open_engines(
-    settings: Settings, *, client_id: str, store: bool = True
+    settings: Settings, *, client_id: str, log: bool = True, store: bool = True
 ) -> AsyncIterator[Engines]:
-    """The engines the settings choose, started; stopped (store first) when the block ends."""
-    message_log = open_message_log(settings, client_id=client_id)
-    await message_log.start()
-    try:
-        if not store:
-            yield Engines(message_log)
-            return
-        event_store = open_event_store(settings)
-        await event_store.start()
-        try:
-            yield Engines(message_log, event_store)
-        finally:
-            await event_store.stop()
-    finally:
-        await message_log.stop()
+    """The engines the settings choose (those asked for), started; stopped when the block ends."""
+    async with contextlib.AsyncExitStack() as opened:
+        message_log = open_message_log(settings, client_id=client_id) if log else None
+        if message_log is not None:
+            await message_log.start()
+            opened.push_async_callback(message_log.stop)
+        event_store = open_event_store(settings) if store else None
+        if event_store is not None:
+            await event_store.start()
+            opened.push_async_callback(event_store.stop)
+        yield Engines(message_log, event_store)

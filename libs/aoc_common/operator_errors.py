@@ -54,7 +54,8 @@ def one_line(text: str, limit: int = MAX_LINE) -> str:
     shortened = textwrap.shorten(flat, width=limit, placeholder=" …")
     if shortened == "…":  # a single word longer than the limit
         return flat[: limit - 1] + "…"
-    return shortened.replace(" …", "…") if shortened.endswith(" …") else shortened
+    # "reason: detail; …" reads as if something were missing: end on the last word instead.
+    return shortened.removesuffix(" …").rstrip(" ;,:") + "…"
 
 
 def describe_failure(

@@ -150,8 +150,49 @@ class Threshold(BaseModel):
     window_seconds: int = Field(ge=1, le=7 * 86_400)
 
 
+class PrecededBy(BaseModel):
+    """Alert on an event matching the rule only when at least `count` events matching `match`, in
+    the same `group_by` group, happened within `window_seconds` before it (event time, so the order
+    the events arrive in does not matter): e.g. a success after many failures for one user."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    match: Match
+    count: int = Field(ge=1, le=10_000)
+    window_seconds: int = Field(ge=1, le=7 * 86_400)
+    label: str = Field(
+        default="matching events",
+        min_length=1,
+        max_length=100,
+        description="What the preceding events are, for the alert summary (e.g. failed sign-ins)",
+    )
+
+
+class NewValue(BaseModel):
+    """Alert on an event whose value at `field` its `group_by` group never had before (among the
+    earlier events matching the rule, in event time), once the group has at least `min_history`
+    earlier matching events: a group seen for the first time is learnt, not alerted on."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    field: str = Field(max_length=MAX_PATH_LENGTH, examples=["actor.location.country_or_region"])
+    min_history: int = Field(default=3, ge=1, le=1_000)
+    label: str = Field(
+        default="value", min_length=1, max_length=100, description="What the value is (country…)"
+    )
+
+    @field_validator("field")
+    @classmethod
+    def _valid_path(cls, path: str) -> str:
+        parse_path(path)
+        return path
+
+
 class RuleSpec(BaseModel):
-    """A rule as a client writes it (POST / PUT): everything but the id."""
+    """A rule as a client writes it (POST / PUT): everything but the id.
+
+    At most one of `threshold`, `preceded_by` and `new_value`; the last two need `group_by`.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -166,6 +207,8 @@ class RuleSpec(BaseModel):
         description="Path whose value groups events for the threshold and the suppression",
     )
     threshold: Threshold | None = None
+    preceded_by: PrecededBy | None = None
+    new_value: NewValue | None = None
     suppression_seconds: int = Field(
         default=0,
         ge=0,
@@ -179,6 +222,19 @@ class RuleSpec(BaseModel):
         if path is not None:
             parse_path(path)
         return path
+
+    @model_validator(mode="after")
+    def _one_kind_of_state(self) -> RuleSpec:
+        kinds = [
+            name
+            for name in ("threshold", "preceded_by", "new_value")
+            if getattr(self, name) is not None
+        ]
+        if len(kinds) > 1:
+            raise ValueError(f"a rule takes one of threshold, preceded_by, new_value: {kinds}")
+        if kinds and kinds[0] != "threshold" and self.group_by is None:
+            raise ValueError(f"`{kinds[0]}` needs `group_by` (e.g. actor.user_principal_name)")
+        return self
 
 
 class Rule(RuleSpec):

@@ -155,7 +155,7 @@ class Settings(BaseSettings):
     management_api_base_url: str = "https://manage.office.com"
     fetch_overlap_minutes: int = Field(default=15, ge=0, le=24 * 60)
     collector_control_host: str = "127.0.0.1"
-    collector_control_port: int = Field(default=8001, ge=1, le=65535)
+    collector_control_port: int = Field(default=8001, ge=0, le=65535)  # 0: any free port
     collector_url: str | None = None
     collector_control_token: SecretStr | None = None
     graph_webhook_client_state: SecretStr | None = None
@@ -164,7 +164,6 @@ class Settings(BaseSettings):
     dedupe_window_days: int = Field(default=7, ge=1, le=90)
     enrichment_enabled: bool = False
     enrichment_cache_ttl_hours: int = Field(default=24, ge=1, le=24 * 30)
-    normalizer_concurrency: int = Field(default=1, ge=1, le=64)
 
     _split_lists = field_validator(
         "auth_allowed_roles", "auth_allowed_groups", "cors_origins", mode="before"

@@ -16,7 +16,8 @@ from aoc_common.event_store.base import EventStore
 from aoc_common.events import Source
 from aoc_common.sources import SOURCES
 
-HealthStatus = Literal["ok", "error", "never_run"]
+# `replayed`: `aoc demo` fed the source from saved samples; the live collector has not run it.
+HealthStatus = Literal["ok", "error", "never_run", "replayed"]
 
 
 class SourceHealth(BaseModel):
@@ -30,6 +31,19 @@ class SourceHealth(BaseModel):
     last_count: int = 0
     watermark: datetime | None = None
     warnings: list[str] = Field(default_factory=list)
+
+
+def replayed_health(source: Source, count: int, origin: str, at: datetime) -> SourceHealth:
+    """What the demo records for a source it fed from saved samples instead of collecting it, so that
+    the Sources view says "replayed from samples" rather than "never run" (which reads as broken)."""
+    return SourceHealth(
+        source=source,
+        status="replayed",
+        last_run_at=at,
+        last_success_at=at,
+        last_count=count,
+        warnings=[f"replayed from samples ({origin}); the live collector has not run"],
+    )
 
 
 def source_health_key(source: Source) -> str:

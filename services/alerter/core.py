@@ -2,9 +2,11 @@
 
 Evaluation is deterministic so that a replay of `aoc.events` never creates a duplicate alert: an alert's
 id is a hash of the rule id and the keys of the events that triggered it (for a threshold, the first
-event of the window), and windows and suppression run on event time, not on the clock. The state a
-threshold or a suppression needs (`GroupState`) is handed in and handed back; the shell keeps it in
-the event store, so it survives a restart. This module must never do I/O.
+event of the window; for a sequence or a new value, the event that completed it), and windows and
+suppression run on event time, not on the clock. The state a threshold, a sequence (`preceded_by`), a
+new value or a suppression needs (`GroupState`) is handed in and handed back; the shell keeps it in
+the event store, so it survives a restart. Sequences and new values are judged on event time whatever
+order the events arrive in (Graph lists newest first). This module must never do I/O.
 """
 
 from __future__ import annotations
@@ -17,11 +19,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from aoc_common.consumed_events import DecodedEvents, decode_canonical_events
 from aoc_common.events import CanonicalEvent
-from aoc_common.message_log.base import Record
 from aoc_common.query import timestamp_ms
-from aoc_common.rules import Alert, Condition, Rule, compile_pattern, parse_path
+from aoc_common.rules import Alert, Condition, Match, Rule, compile_pattern, parse_path
 
 STAGE = "alerter"
 # A regular expression runs on at most this much of a value, and for at most this long: a pattern
@@ -32,14 +32,6 @@ MAX_ALERT_EVENT_IDS = 100
 ALLOWED_LATENESS_MS = 48 * 3600 * 1000
 STATE_PREFIX = "alerter:group:"
 ADDRESS_SEPARATORS = (";", ",", " ", "\t", "\n")
-
-
-# --- decoding ------------------------------------------------------------------------------------
-
-
-def decode_events(records: Sequence[Record]) -> DecodedEvents:
-    """Every record becomes an event to evaluate or a dead letter saying why it cannot be."""
-    return decode_canonical_events(records, stage=STAGE, reader="alerter")
 
 
 # --- matching ------------------------------------------------------------------------------------
@@ -167,11 +159,17 @@ def rule_matches(rule: Rule, document: dict[str, Any], evaluation: Evaluation) -
 
 @dataclass(frozen=True)
 class Hit:
-    """One event matching one rule, with the value of the rule's `group_by`."""
+    """One event matching one rule, with the value of the rule's `group_by`.
+
+    `role` "preceding": the event matches the rule's `preceded_by` events, not the rule itself.
+    `observed`: the event's value at the rule's `new_value` field.
+    """
 
     rule: Rule
     event: CanonicalEvent
     group_value: str | None
+    role: str = "match"
+    observed: str | None = None
 
     @property
     def state_key(self) -> str:
@@ -179,7 +177,13 @@ class Hit:
 
     @property
     def needs_state(self) -> bool:
-        return self.rule.threshold is not None or self.rule.suppression_seconds > 0
+        rule = self.rule
+        return (
+            rule.threshold is not None
+            or rule.preceded_by is not None
+            or rule.new_value is not None
+            or rule.suppression_seconds > 0
+        )
 
 
 def find_hits(
@@ -192,8 +196,31 @@ def find_hits(
         document = event.model_dump(mode="json")
         for rule in enabled:
             if rule_matches(rule, document, evaluation):
-                hits.append(Hit(rule, event, group_value_of(rule, document)))
+                hit = _hit(rule, event, document)
+                if hit is not None:
+                    hits.append(hit)
+            if rule.preceded_by is not None and _match_holds(
+                rule.preceded_by.match, document, evaluation
+            ):
+                hits.append(Hit(rule, event, group_value_of(rule, document), role="preceding"))
     return hits
+
+
+def _match_holds(match: Match, document: dict[str, Any], evaluation: Evaluation) -> bool:
+    if not all(condition_holds(c, document, evaluation) for c in match.all):
+        return False
+    return not match.any or any(condition_holds(c, document, evaluation) for c in match.any)
+
+
+def _hit(rule: Rule, event: CanonicalEvent, document: dict[str, Any]) -> Hit | None:
+    """The rule's hit on the event; None for a `new_value` rule when the event has no value."""
+    group = group_value_of(rule, document)
+    if rule.new_value is None:
+        return Hit(rule, event, group)
+    values = resolve(document, rule.new_value.field)
+    if not values or isinstance(values[0], dict | list) or _text(values[0]) == "":
+        return None
+    return Hit(rule, event, group, observed=_text(values[0])[:200])
 
 
 def group_value_of(rule: Rule, document: dict[str, Any]) -> str | None:
@@ -219,6 +246,11 @@ class WindowEntry(BaseModel):
     at_ms: int
     dedupe_key: str
     event_id: str
+    # Sequences and new values: the event's value, its summary (for an alert raised later, when an
+    # earlier event arrives) and whether it was judged already (alerted, or suppressed).
+    value: str | None = None
+    summary: str | None = None
+    alerted: bool = False
 
 
 class GroupState(BaseModel):
@@ -232,6 +264,11 @@ class GroupState(BaseModel):
 
     entries: list[WindowEntry] = Field(default_factory=list)
     last_alert_ms: int | None = None
+    # `preceded_by`: events matching the rule itself, waiting for enough preceding ones.
+    closing: list[WindowEntry] = Field(default_factory=list)
+    # `new_value`: values of entries folded out of `entries` (the oldest), and how many there were.
+    known_values: list[str] = Field(default_factory=list)
+    history: int = 0
 
 
 def alert_id_for(rule_id: str, *keys: str) -> str:
@@ -285,6 +322,14 @@ def raise_alerts(
             continue
         state = working.setdefault(hit.state_key, GroupState())
         suppression_ms = rule.suppression_seconds * 1000
+        if rule.preceded_by is not None:
+            if _sequence(hit, state, now, alerts):
+                changed.add(hit.state_key)
+            continue
+        if rule.new_value is not None:
+            if _new_value(hit, state, now, alerts):
+                changed.add(hit.state_key)
+            continue
         if rule.threshold is None:
             if _suppressed(state, at_ms, suppression_ms):
                 continue
@@ -322,6 +367,129 @@ def raise_alerts(
         alerts.setdefault(alert_id, _alert(rule, hit, alert_id, event_ids, now))
         state.last_alert_ms = at_ms
     return list(alerts.values()), {key: working[key] for key in changed}
+
+
+# --- sequences (`preceded_by`) and new values (`new_value`) ---------------------------------------
+
+MAX_CLOSING_ENTRIES = 50
+MAX_VALUE_ENTRIES = 200
+MAX_KNOWN_VALUES = 500
+MAX_SUMMARY = 300
+
+
+def _entry(hit: Hit) -> WindowEntry:
+    event = hit.event
+    return WindowEntry(
+        at_ms=timestamp_ms(event.timestamp),
+        dedupe_key=event.dedupe_key,
+        event_id=event.id,
+        value=hit.observed,
+        summary=event.display_summary[:MAX_SUMMARY],
+    )
+
+
+def _add(entries: list[WindowEntry], entry: WindowEntry) -> bool:
+    """Insert in event-time order; False when the event is there already (a redelivery)."""
+    if any(existing.dedupe_key == entry.dedupe_key for existing in entries):
+        return False
+    entries.append(entry)
+    entries.sort(key=lambda e: (e.at_ms, e.dedupe_key))
+    return True
+
+
+def _sequence(hit: Hit, state: GroupState, now: datetime, alerts: dict[str, Alert]) -> bool:
+    """A closing event with at least `count` preceding events of its group within the window
+    before it raises one alert (id: rule, group, closing event). Either side may arrive first."""
+    rule = hit.rule
+    sequence = rule.preceded_by
+    assert sequence is not None
+    window_ms = sequence.window_seconds * 1000
+    entry = _entry(hit)
+    if hit.role == "preceding":
+        if not _add(state.entries, entry):
+            return False
+        oldest_kept = state.entries[-1].at_ms - window_ms - ALLOWED_LATENESS_MS
+        keep = max(4 * sequence.count, 200)
+        state.entries = [e for e in state.entries if e.at_ms >= oldest_kept][-keep:]
+    else:
+        if not _add(state.closing, entry):
+            return False
+    suppression_ms = max(rule.suppression_seconds * 1000, 1)
+    newest = max(e.at_ms for e in (*state.entries, *state.closing))
+    horizon = newest - window_ms - ALLOWED_LATENESS_MS
+    waiting: list[WindowEntry] = []
+    for closing in state.closing:
+        before = [e for e in state.entries if closing.at_ms - window_ms <= e.at_ms <= closing.at_ms]
+        if len(before) < sequence.count:
+            if closing.at_ms >= horizon:
+                waiting.append(closing)  # preceding events may still arrive (late, or older)
+            continue
+        if _suppressed(state, closing.at_ms, suppression_ms):
+            continue  # also what a redelivered closing event of an alert meets
+        alert_id = alert_id_for(rule.id, hit.group_value or "", closing.dedupe_key)
+        group = f" by {hit.group_value}" if hit.group_value else ""
+        summary = (
+            f"{len(before)} {sequence.label}{group} within {sequence.window_seconds} s, "
+            f"then: {closing.summary or ''}"
+        )
+        preceding = [e.event_id for e in before][-(MAX_ALERT_EVENT_IDS - 1) :]
+        event_ids = [*preceding, closing.event_id]
+        alerts.setdefault(alert_id, _stateful_alert(rule, hit, alert_id, summary, event_ids, now))
+        state.last_alert_ms = closing.at_ms
+    state.closing = waiting[-MAX_CLOSING_ENTRIES:]
+    return True
+
+
+def _new_value(hit: Hit, state: GroupState, now: datetime, alerts: dict[str, Alert]) -> bool:
+    """Each event, in event-time order, whose value none of the group's earlier events had, once
+    the group has `min_history` earlier events, raises one alert (id: rule, group, event)."""
+    rule = hit.rule
+    watched = rule.new_value
+    assert watched is not None
+    if not _add(state.entries, _entry(hit)):
+        return False
+    if len(state.entries) > MAX_VALUE_ENTRIES:
+        folded = state.entries[:-MAX_VALUE_ENTRIES]
+        state.entries = state.entries[-MAX_VALUE_ENTRIES:]
+        known = dict.fromkeys([*state.known_values, *(e.value or "" for e in folded)])
+        state.known_values = list(known)[-MAX_KNOWN_VALUES:]
+        state.history += len(folded)
+    suppression_ms = max(rule.suppression_seconds * 1000, 1) if rule.suppression_seconds else 0
+    seen = {value.casefold(): value for value in state.known_values}  # casefolded → as written
+    count = state.history
+    for entry in state.entries:
+        value = (entry.value or "").casefold()
+        if not entry.alerted and value not in seen and count >= watched.min_history:
+            entry.alerted = True
+            if not (suppression_ms and _suppressed(state, entry.at_ms, suppression_ms)):
+                alert_id = alert_id_for(rule.id, hit.group_value or "", entry.dedupe_key)
+                earlier = ", ".join(sorted(seen.values()))[:200]
+                summary = (
+                    f"new {watched.label} {entry.value} for {hit.group_value} "
+                    f"({count} earlier events seen, from: {earlier}): {entry.summary or ''}"
+                )
+                alerts.setdefault(
+                    alert_id, _stateful_alert(rule, hit, alert_id, summary, [entry.event_id], now)
+                )
+                state.last_alert_ms = entry.at_ms
+        seen.setdefault(value, entry.value or "")
+        count += 1
+    return True
+
+
+def _stateful_alert(
+    rule: Rule, hit: Hit, alert_id: str, summary: str, event_ids: list[str], now: datetime
+) -> Alert:
+    return Alert(
+        id=alert_id,
+        rule_id=rule.id,
+        rule_name=rule.name,
+        severity=rule.severity,
+        created_at=now,
+        summary=summary[:1000],
+        group_value=hit.group_value,
+        event_ids=event_ids[:MAX_ALERT_EVENT_IDS],
+    )
 
 
 # --- notification --------------------------------------------------------------------------------

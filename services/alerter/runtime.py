@@ -15,33 +15,31 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Protocol
 
-from aoc_alerter.core import (
-    STAGE,
-    Evaluation,
-    GroupState,
-    decode_events,
-    find_hits,
-    raise_alerts,
-)
+from aoc_alerter.core import STAGE, Evaluation, GroupState, find_hits, raise_alerts
 from aoc_alerter.default_rules import default_rules
 from aoc_alerter.notify import WebhookNotifier
 from aoc_common import topics
 from aoc_common.codec import encode
-from aoc_common.consumed_events import dead_letter_messages
-from aoc_common.event_store.base import EventStore, StoreError
+from aoc_common.consumed_events import ConsumedEvent
+from aoc_common.dead_letter import DeadLetter
+from aoc_common.event_store.base import AlertStore, RuleStore, StateStore, StoreError
 from aoc_common.events import utc_now
 from aoc_common.logging import get_logger
-from aoc_common.message_log.base import Message, MessageLog, Record
-from aoc_common.message_log.consumer import backoff_delay, run_consumer
-from aoc_common.metrics import ALERTS_RAISED, DEAD_LETTERS, RULE_REGEX_TIMEOUTS
+from aoc_common.message_log.base import Message, MessageLog
+from aoc_common.message_log.consumer import EventConsumer, backoff_delay
+from aoc_common.metrics import ALERTS_RAISED, RULE_REGEX_TIMEOUTS
 
-SERVICE = "alerter"
 SEEDED_STATE_KEY = "alerter:seeded-default-rules"
 log = get_logger(__name__)
 
 
-async def seed_default_rules(store: EventStore) -> list[str]:
+class AlerterStore(RuleStore, AlertStore, StateStore, Protocol):
+    """What the alerter needs of the store: rules, alerts and its window state, never events."""
+
+
+async def seed_default_rules(store: AlerterStore) -> list[str]:
     """Store each shipped default rule once; returns the ids added now.
 
     The ids seeded so far are remembered, so a default rule an operator deleted stays deleted and one
@@ -61,11 +59,14 @@ async def seed_default_rules(store: EventStore) -> list[str]:
     return added
 
 
-class Alerter:
+class Alerter(EventConsumer):
+    service = STAGE
+    reader = "alerter"
+
     def __init__(
         self,
         message_log: MessageLog,
-        store: EventStore,
+        store: AlerterStore,
         *,
         notifier: WebhookNotifier | None = None,
         clock: Callable[[], datetime] = utc_now,
@@ -73,32 +74,23 @@ class Alerter:
         group: str = topics.ALERTER_GROUP,
     ) -> None:
         """`events_topic` and `group` name what to read as whom: the normalized topic as aoc-alerter,
-        unless an operator runs a second alerter over another copy of the stream."""
+        unless an operator runs a second alerter over another copy of the stream. The notifier, when
+        given, is the alerter's own: it is closed when the alerter stops."""
+        super().__init__(message_log, topics=[events_topic], group=group)
         self.events_topic = events_topic
-        self.group = group
-        self.message_log = message_log
         self.store = store
         self.notifier = notifier
         self.clock = clock
 
-    async def handle(self, records: Sequence[Record]) -> None:
-        batch = decode_events(records)
-        if batch.dead_letters:
-            await self.message_log.publish(
-                topics.DLQ,
-                dead_letter_messages(batch.dead_letters),
-            )
-            DEAD_LETTERS.labels(SERVICE, STAGE).inc(len(batch.dead_letters))
-        if not batch.events:
-            return
+    async def handle_events(self, consumed: Sequence[ConsumedEvent]) -> list[DeadLetter]:
         rules = await self.store.list_rules()
         evaluation = Evaluation()
-        hits = find_hits(rules, [consumed.event for consumed in batch.events], evaluation)
+        hits = find_hits(rules, [c.event for c in consumed], evaluation)
         if evaluation.regex_timeouts:
             RULE_REGEX_TIMEOUTS.inc(evaluation.regex_timeouts)
             log.warning("rule regular expressions timed out", count=evaluation.regex_timeouts)
         if not hits:
-            return
+            return []
         states: dict[str, GroupState] = {}
         for key in dict.fromkeys(hit.state_key for hit in hits if hit.needs_state):
             stored = await self.store.get_state(key)
@@ -121,8 +113,9 @@ class Alerter:
                     log.info("alert", alert_id=alert.id, rule_id=alert.rule_id)
         for key, state in changed.items():
             await self.store.put_state(key, state.model_dump())
+        return []
 
-    async def _seed(self, stop: asyncio.Event) -> None:
+    async def on_start(self, stop: asyncio.Event) -> None:
         """Seed the default rules, waiting (with backoff) for a store that is not up yet."""
         attempt = 0
         while not stop.is_set():
@@ -139,13 +132,6 @@ class Alerter:
                 log.info("default rules seeded", rules=added)
             return
 
-    async def run(self, stop: asyncio.Event) -> None:
-        await self._seed(stop)
-        await run_consumer(
-            self.message_log,
-            service=SERVICE,
-            topics=[self.events_topic],
-            group=self.group,
-            handle=self.handle,
-            stop=stop,
-        )
+    async def on_stop(self) -> None:
+        if self.notifier is not None:
+            await self.notifier.aclose()

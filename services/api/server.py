@@ -21,7 +21,7 @@ class _SharedLoopServer(uvicorn.Server):
 
 
 async def serve(app: FastAPI, host: str, port: int, stop: asyncio.Event) -> None:
-    """Serve until `stop` is set; raises OSError-like SystemExit if the port cannot be bound."""
+    """Serve until `stop` is set; raises RuntimeError if the address cannot be bound."""
     server = _SharedLoopServer(
         uvicorn.Config(
             app, host=host, port=port, log_config=None, access_log=False, server_header=False
@@ -35,6 +35,10 @@ async def serve(app: FastAPI, host: str, port: int, stop: asyncio.Event) -> None
     watcher = asyncio.create_task(_stop_when_asked())
     try:
         await server.serve()
+    except (
+        SystemExit
+    ):  # uvicorn exits the process when it cannot bind: here, one clear error instead
+        pass
     finally:
         watcher.cancel()
     if not server.started:

@@ -134,7 +134,7 @@ def _caught_up(positions: dict[str, dict[int, int]], ends: dict[str, dict[int, i
 
 async def run_renormalize(settings: Settings, since: datetime) -> int:
     """`aoc renormalize --since T` with the configured engines and Graph; returns the exit code."""
-    from aoc_normalizer.__main__ import token_source
+    from aoc_normalizer.service import token_source
 
     if not settings.enrichment_enabled:
         print(

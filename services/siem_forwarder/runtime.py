@@ -1,7 +1,8 @@
 """The SIEM forwarder's shell: `aoc.events` in (its own consumer group), batches out to the SIEM.
 
-Delivery is at-least-once: offsets are committed by run_consumer only after `handle` returned, i.e. after
-the SIEM acknowledged every event of the batch or each refused one is on `aoc.dlq` with the SIEM's answer.
+Delivery is at-least-once: offsets are committed (by the Consumer base) only after `handle_events`
+returned and its dead letters are on `aoc.dlq`, i.e. after the SIEM acknowledged every event of the batch
+or refused it with an answer the dead letter keeps.
 A crash in between means the batch is sent again (the SIEM may see an event twice, never zero times).
 
 - A batch the SIEM rejects for its content (HTTP 400/413/422) is split in halves, recursively, until the
@@ -14,8 +15,6 @@ A crash in between means the batch is sent again (the SIEM may see an event twic
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import socket
 import ssl
 import time
@@ -24,26 +23,18 @@ from dataclasses import replace
 
 from aoc_common import topics
 from aoc_common.circuit_breaker import CircuitBreaker
-from aoc_common.consumed_events import ConsumedEvent, dead_letter_messages
+from aoc_common.consumed_events import ConsumedEvent
 from aoc_common.dead_letter import DeadLetter
 from aoc_common.http_retry import RetryPolicy
 from aoc_common.logging import get_logger
-from aoc_common.message_log.base import MessageLog, MessageLogError, Record
-from aoc_common.message_log.consumer import record_lag, run_consumer
-from aoc_common.metrics import DEAD_LETTERS, SIEM_BATCH_SECONDS, SIEM_EVENTS_FORWARDED
+from aoc_common.message_log.base import MessageLog
+from aoc_common.message_log.consumer import EventConsumer
+from aoc_common.metrics import SIEM_BATCH_SECONDS, SIEM_EVENTS_FORWARDED
 from aoc_common.settings import ConfigurationError, Settings
-from aoc_siem_forwarder.core import (
-    STAGE,
-    decode_batch,
-    plan_batches,
-    rejected_by_siem,
-)
+from aoc_siem_forwarder.core import STAGE, plan_batches, rejected_by_siem
 from aoc_siem_forwarder.delivery import SIEM_RETRY_POLICY, Delivery
 from aoc_siem_forwarder.transports import HttpTransport, SyslogTransport, Transport
 
-SERVICE = "siem_forwarder"
-LAG_EVERY_S = 15.0
-LAG_TIMEOUT_S = 10.0
 log = get_logger(__name__)
 
 
@@ -94,8 +85,12 @@ def syslog_tls_context(settings: Settings) -> ssl.SSLContext | None:
     return ssl.create_default_context(cafile=None if ca_file is None else str(ca_file))
 
 
-class SiemForwarder:
-    """Consumes `aoc.events` as aoc-siem-forwarder and hands batches to one transport."""
+class SiemForwarder(EventConsumer):
+    """Consumes `aoc.events` as aoc-siem-forwarder and hands batches to one transport (its own: closed
+    when the forwarder stops)."""
+
+    service = STAGE
+    reader = "forwarder"
 
     def __init__(
         self,
@@ -109,14 +104,18 @@ class SiemForwarder:
         linger_s: float = 1.0,
         group: str = topics.SIEM_FORWARDER_GROUP,
     ) -> None:
-        self.message_log = message_log
+        super().__init__(
+            message_log,
+            topics=[topics.EVENTS],
+            group=group,
+            batch_size=batch_max_events,
+            linger_s=linger_s,
+        )
         self.transport = transport
         self.breaker = breaker
         self.delivery = Delivery(transport, breaker, policy)
         self.batch_max_events = batch_max_events
         self.batch_max_bytes = batch_max_bytes
-        self.linger_s = linger_s
-        self.group = group
         self._format = transport.siem_format
 
     @classmethod
@@ -136,12 +135,11 @@ class SiemForwarder:
             linger_s=settings.siem_batch_linger_ms / 1000,
         )
 
-    async def handle(self, records: Sequence[Record]) -> None:
-        """Forward one consumed batch; returns only when every event is acknowledged or dead-lettered."""
-        decoded = decode_batch(records)
-        dead_letters = list(decoded.dead_letters)
+    async def handle_events(self, events: Sequence[ConsumedEvent]) -> list[DeadLetter]:
+        """Forward one consumed batch; returns when every event is acknowledged or refused."""
+        dead_letters: list[DeadLetter] = []
         batches = plan_batches(
-            decoded.events,
+            events,
             max_items=self.batch_max_events,
             max_bytes=self.batch_max_bytes,
             size_of=self.transport.size_of,
@@ -152,9 +150,7 @@ class SiemForwarder:
             started = time.perf_counter()
             dead_letters += await self._deliver(batch)
             SIEM_BATCH_SECONDS.labels(self._format).observe(time.perf_counter() - started)
-        if dead_letters:
-            await self.message_log.publish(topics.DLQ, dead_letter_messages(dead_letters))
-            DEAD_LETTERS.labels(SERVICE, STAGE).inc(len(dead_letters))
+        return dead_letters
 
     async def _deliver(self, events: Sequence[ConsumedEvent]) -> list[DeadLetter]:
         """Send `events`; when the SIEM rejects their content, find the events it refuses on their own.
@@ -188,37 +184,5 @@ class SiemForwarder:
             dead += await self._deliver(part)
         return dead
 
-    async def run(self, stop: asyncio.Event) -> None:
-        lag = asyncio.create_task(self._report_lag(stop))
-        try:
-            await run_consumer(
-                self.message_log,
-                service=SERVICE,
-                topics=[topics.EVENTS],
-                group=self.group,
-                handle=self.handle,
-                stop=stop,
-                batch_size=self.batch_max_events,
-                linger_s=self.linger_s,
-            )
-            await lag  # stop is set: it reports the lag once more, after the last commit, and ends
-        finally:
-            if not lag.done():
-                lag.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await lag
-            await self.transport.close()
-
-    async def _report_lag(self, stop: asyncio.Event) -> None:
-        """Keep the lag gauge fresh: a forwarder falling behind its SIEM shows up on a dashboard."""
-        while True:
-            try:
-                await asyncio.wait_for(
-                    record_lag(self.message_log, self.group, [topics.EVENTS]), LAG_TIMEOUT_S
-                )
-            except (MessageLogError, TimeoutError) as error:
-                log.warning("could not read the lag", error=f"{type(error).__name__}: {error}")
-            if stop.is_set():
-                return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), LAG_EVERY_S)
+    async def on_stop(self) -> None:
+        await self.transport.close()

@@ -71,7 +71,7 @@ async def test_rules_lists_the_seeded_defaults_by_name(client: httpx.AsyncClient
 
     assert response.status_code == 200
     names = [rule["name"] for rule in response.json()["items"]]
-    assert len(names) == 7 and names == sorted(names)
+    assert len(names) == 11 and names == sorted(names)
     assert "Mailbox forwarding to an external address" in names
 
 

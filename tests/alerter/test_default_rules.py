@@ -41,7 +41,7 @@ def test_each_default_rule_fires_on_exactly_its_fixture_events(events: list[Cano
     }
 
 
-def test_the_default_rules_are_the_seven_admin_threats_with_unique_ids():
+def test_the_default_rules_are_the_admin_threats_and_sign_in_classics_with_unique_ids():
     rules = default_rules()
     assert [rule.id for rule in rules] == list(DEFAULT_RULE_HITS)
     assert all(rule.enabled and rule.description for rule in rules)

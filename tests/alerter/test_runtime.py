@@ -4,7 +4,6 @@ and webhook notifications to a real local receiver."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -13,7 +12,6 @@ from pathlib import Path
 import orjson
 import pytest
 
-from aoc_alerter.__main__ import main
 from aoc_alerter.notify import WebhookNotifier
 from aoc_alerter.runtime import Alerter, seed_default_rules
 from aoc_common import topics
@@ -22,7 +20,6 @@ from aoc_common.event_store.base import EventStore
 from aoc_common.http_retry import RetryPolicy
 from aoc_common.message_log.base import Message, MessageLog
 from aoc_common.rules import Alert, AlertQuery
-from aoc_common.settings import Settings
 from tests.utils.alerts import a_burst
 from tests.utils.consumers import caught_up as group_caught_up
 from tests.utils.consumers import running
@@ -201,19 +198,3 @@ async def test_default_rules_are_seeded_once_and_a_deleted_default_stays_deleted
 
     assert await seed_default_rules(store) == []
     assert "default-mass-user-deletion" not in {r.id for r in await store.list_rules()}
-
-
-async def test_with_alerts_disabled_the_alerter_opens_no_engine_and_stops_on_request(
-    tmp_path: Path,
-) -> None:
-    stop = asyncio.Event()
-    task = asyncio.create_task(
-        main(
-            Settings(alerts_enabled=False, data_dir=tmp_path / "data", log_engine="embedded"), stop
-        )
-    )
-    await asyncio.sleep(0)
-    assert not task.done()
-    stop.set()
-    await asyncio.wait_for(task, timeout=5)
-    assert not (tmp_path / "data").exists()

@@ -10,7 +10,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests.utils.expected import STORED_FIXTURE_EVENTS
+from tests.utils.expected import ADMIN_FIXTURE_EVENTS
 from tests.utils.records import malformed_inputs
 
 
@@ -110,7 +110,7 @@ async def test_histogram_counts_every_matching_event_in_round_intervals(
             params={"start": "2026-01-01T00:00:00Z", "end": "2026-12-31T23:59:59Z"},
         )
     ).json()
-    assert everything["total"] == STORED_FIXTURE_EVENTS
+    assert everything["total"] == ADMIN_FIXTURE_EVENTS
     assert len(everything["buckets"]) <= 48
     assert everything["interval_seconds"] in (7 * 86400, 30 * 86400)
     exchange = (await client.get("/api/events/histogram", params={"service": "Exchange"})).json()

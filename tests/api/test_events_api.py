@@ -12,7 +12,7 @@ from aoc_common.event_store.mongo import MongoEventStore
 from aoc_common.events import SCHEMA_VERSION
 from aoc_common.search import query_tokens
 from aoc_common.settings import Settings
-from tests.utils.expected import STORED_FIXTURE_EVENTS
+from tests.utils.expected import ADMIN_FIXTURE_EVENTS
 from tests.utils.records import load_json
 
 
@@ -35,8 +35,8 @@ async def test_cursor_paging_returns_each_event_once_newest_first(
 ) -> None:
     items = await all_pages(client, page_size=20)
     ids = [e["id"] for e in items]
-    assert len(ids) == STORED_FIXTURE_EVENTS
-    assert len(set(ids)) == STORED_FIXTURE_EVENTS
+    assert len(ids) == ADMIN_FIXTURE_EVENTS
+    assert len(set(ids)) == ADMIN_FIXTURE_EVENTS
     keys = [(e["timestamp"], e["id"]) for e in items]
     assert keys == sorted(keys, reverse=True)
 
@@ -47,7 +47,7 @@ async def test_default_page_is_fifty_and_max_page_holds_everything(
     default = (await client.get("/api/events")).json()
     assert len(default["items"]) == 50 and default["next_cursor"]
     everything = (await client.get("/api/events", params={"page_size": 500})).json()
-    assert len(everything["items"]) == STORED_FIXTURE_EVENTS
+    assert len(everything["items"]) == ADMIN_FIXTURE_EVENTS
     assert everything["next_cursor"] is None
 
 
@@ -77,7 +77,7 @@ async def test_filters_narrow_the_result(
     if expected_count is not None:
         assert len(items) == expected_count
     else:
-        assert len(items) < STORED_FIXTURE_EVENTS
+        assert len(items) < ADMIN_FIXTURE_EVENTS
 
 
 async def test_one_event_with_its_raw_record(client: httpx.AsyncClient) -> None:

@@ -41,3 +41,14 @@ def test_kafka_normalizer_bench_runs_every_row_and_each_job_is_correct() -> None
     for row in ("floor", "faust-ceiling", "quixstreams", "aoc", "aoc-step-on-aiokafka"):
         assert f"| {row} |" in output, output
     assert "WRONG COUNT" not in output, output
+
+
+@pytest.mark.timeout(400)
+def test_pipeline_bench_runs_both_layouts_and_every_offered_tick_becomes_searchable() -> None:
+    output = run_bench(
+        "bench/pipeline.py", "--records", "2000", "--rate", "200", "--seconds", "3", timeout_s=360
+    )
+    for layout in ("processes", "one-process"):
+        assert f"| {layout} |" in output, output
+    assert "floors: embedded log insert" in output
+    assert output.count(" 0 ticks |") == 2, output  # nothing left unsearchable in either layout

@@ -1,10 +1,10 @@
 """Every command, run with a setting an operator got wrong, ends in one line that names the setting.
 
-A data folder that is a file, one this user may not write, a Kafka or MongoDB that cannot be reached:
-each command exits non-zero with one line naming the setting (or option) and the cause, and never a
-traceback (`--debug` shows it). The commands run as real processes, several at once to keep this quick;
-the permission cases run without the capabilities that let root write anywhere when the tests run as
-root (CI does): `setpriv` drops them from the process's bounding set.
+A data folder (or another path option) that is a file, one this user may not write, a Kafka or MongoDB
+that cannot be reached: each command exits non-zero with one line naming the setting (or option) and
+the cause, and never a traceback (`--debug` shows it). The commands run as real processes, several at
+once to keep this quick; the permission cases run without the capabilities that let root write anywhere
+when the tests run as root (CI does): `setpriv` drops them from the process's bounding set.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ ENRICHMENT = {
 SIEM = {"SIEM_ENABLED": "true", "SIEM_WEBHOOK_URL": "http://127.0.0.1:9/siem"}
 REPLAY = ["replay", "--group", "aoc-store", "--topic", "aoc.events", "--offset", "0"]
 RENORMALIZE = ["renormalize", "--since", "2026-11-20T00:00:00Z"]
+SAMPLES = Path(__file__).resolve().parents[2] / "services" / "collector" / "sample_data"
 
 
 @dataclass(frozen=True)
@@ -89,8 +90,16 @@ def build_cases(paths: dict[str, Path]) -> dict[str, Case]:
             f"DATA_DIR={a_file}",
             "is a file",
         )
+    add(
+        "file-stand-in",
+        ["stand-in", "--port", "0", "--tls-dir", str(a_file)],
+        {},
+        f"--tls-dir={a_file}",
+        "is a file",
+    )
     for name, argv, extra in [
         ("topics", ["topics"], {}),
+        ("ingest", ["ingest", str(SAMPLES)], {}),
         ("replay", REPLAY, {}),
         ("renormalize", RENORMALIZE, ENRICHMENT),
         ("mcp", ["mcp"], {}),
@@ -234,6 +243,7 @@ def test_debug_shows_the_traceback(workdir: dict[str, Path]) -> None:
         ("one two three four five six", "one two three four…"),
         ("x" * 30, "x" * 19 + "…"),
         ("line one\nline two", "line one line two"),
+        ("bad: first; second; third", "bad: first…"),
     ],
 )
 def test_one_line_shortens_at_a_word_boundary(text: str, shortened: str) -> None:

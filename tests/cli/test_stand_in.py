@@ -7,13 +7,13 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-import time
 from pathlib import Path
 
 from aoc_common import topics
-from aoc_common.message_log.embedded import EmbeddedMessageLog
+from aoc_common.engines import Engines
 from tests.utils.expected import UNIQUE_RECORDS
 from tests.utils.local_servers import free_port
+from tests.utils.waiting import wait_for
 
 
 async def start(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
@@ -48,7 +48,7 @@ async def stop(process: asyncio.subprocess.Process) -> bytes:
 
 
 async def test_a_collector_configured_from_the_printed_settings_collects_over_https(
-    tmp_path: Path,
+    engines: Engines, tmp_path: Path
 ) -> None:
     port = free_port()
     stand_in = await start(
@@ -64,27 +64,22 @@ async def test_a_collector_configured_from_the_printed_settings_collects_over_ht
             "collector",
             env={
                 **settings,
-                "DATA_DIR": str(tmp_path / "data"),
+                "DATA_DIR": str(tmp_path),
                 "COLLECTOR_CONTROL_PORT": str(free_port()),
             },
         )
         # The Graph sources, once each (the live collector skips the pages' overlap). The Management
         # API part answers as of its recorded clock, which a collector on today's clock may not reach.
         wanted = {topics.raw_topic(s): n for s, n in UNIQUE_RECORDS.items() if s != "unified"}
-        message_log = EmbeddedMessageLog(tmp_path / "data" / "log.sqlite3")
-        await message_log.start()
-        try:
-            deadline = time.monotonic() + 60
-            counts: dict[str, int] = {}
-            while time.monotonic() < deadline:
-                await message_log.ensure_topics(list(wanted))
-                counts = {t: sum((await message_log.end_offsets(t)).values()) for t in wanted}
-                if counts == wanted or collector.returncode is not None:
-                    break
-                await asyncio.sleep(0.2)
-        finally:
-            await message_log.stop()
-        assert counts == wanted, (await stop(collector)).decode()[-3000:]
+        message_log = engines.message_log  # the embedded log in DATA_DIR, shared with the collector
+
+        async def counts() -> dict[str, int]:
+            return {t: sum((await message_log.end_offsets(t)).values()) for t in wanted}
+
+        collected = await wait_for(
+            counts, lambda found: found == wanted or collector.returncode is not None
+        )
+        assert collected == wanted, (await stop(collector)).decode()[-3000:]
     finally:
         if collector is not None:
             await stop(collector)

@@ -15,7 +15,9 @@ from aoc_api.app import create_app
 from aoc_collector.control import create_control_app
 from aoc_collector.serving import serve_app
 from aoc_common.settings import Settings
+from aoc_common.sources import SOURCES
 from tests.utils.collector import Harness
+from tests.utils.expected import UNIQUE_RECORDS
 
 ApiFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 
@@ -51,7 +53,7 @@ def api(harness: Harness, tmp_path: Path) -> ApiFactory:
     return start
 
 
-async def test_source_health_lists_the_three_sources_before_any_run(api: ApiFactory) -> None:
+async def test_source_health_lists_every_source_before_any_run(api: ApiFactory) -> None:
     async with api() as client:
         response = await client.get("/api/source-health")
 
@@ -68,7 +70,7 @@ async def test_source_health_lists_the_three_sources_before_any_run(api: ApiFact
                 "watermark": None,
                 "warnings": [],
             }
-            for source in ("directory", "intune", "unified")
+            for source in SOURCES
         ]
     }
 
@@ -83,13 +85,11 @@ async def test_fetch_audit_logs_collects_through_the_collector_and_health_shows_
     assert fetched.status_code == 200, fetched.text
     body = fetched.json()
     assert body["hours"] == 720
-    assert body["counts"] == {"directory": 60, "intune": 30, "unified": 57}
-    assert body["total"] == 147
+    assert body["counts"] == UNIQUE_RECORDS
+    assert body["total"] == sum(UNIQUE_RECORDS.values())
     assert any("7 days" in w for w in body["warnings"]["unified"])
     assert [(h["source"], h["status"], h["last_count"]) for h in health] == [
-        ("directory", "ok", 60),
-        ("intune", "ok", 30),
-        ("unified", "ok", 57),
+        (source, "ok", count) for source, count in UNIQUE_RECORDS.items()
     ]
     assert all(h["watermark"] and h["last_success_at"] for h in health)
 

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from aoc_collector.core import watermark_key
+from aoc_common.engines import Engines
 from aoc_common.settings import Settings
 from aoc_common.source_health import read_source_health
-from aoc_normalizer.runtime import Normalizer
-from aoc_store.runtime import StoreSink
+from aoc_normalizer.service import build as build_normalizer
+from aoc_store.service import build as build_store
 from tests.utils.collector import Harness
 from tests.utils.expected import STORED_FIXTURE_EVENTS, UNIQUE_RECORDS
 from tests.utils.topic_io import raw_keys
@@ -23,16 +24,16 @@ from tests.utils.waiting import wait_for
 @pytest.mark.every_engine_kind
 @pytest.mark.private_broker
 async def test_two_overlapping_runs_store_every_fixture_record_exactly_once(
-    harness: Harness, tmp_path: Path
+    harness: Harness, engines: Engines, tmp_path: Path
 ) -> None:
-    message_log, store = harness.message_log, harness.store
+    message_log, store = engines.message_log, engines.store
     before = {s: len(await raw_keys(message_log, s)) for s in UNIQUE_RECORDS}
     collector = harness.make()
     stop = asyncio.Event()
     settings = Settings(data_dir=tmp_path)
     workers = [
-        asyncio.create_task(Normalizer.from_settings(message_log, settings).run(stop)),
-        asyncio.create_task(StoreSink(message_log, store).run(stop)),
+        asyncio.create_task(build_normalizer(settings, engines).run(stop)),
+        asyncio.create_task(build_store(settings, engines).run(stop)),
     ]
     try:
         first = await collector.run()
@@ -49,9 +50,7 @@ async def test_two_overlapping_runs_store_every_fixture_record_exactly_once(
         assert (await store.get_state(watermark_key("intune")) or {})["watermark"]
         health = await read_source_health(store)
         assert [(h.source, h.status, h.last_count) for h in health] == [
-            ("directory", "ok", 0),
-            ("intune", "ok", 0),
-            ("unified", "ok", 0),
+            (source, "ok", 0) for source in UNIQUE_RECORDS
         ]
     finally:
         stop.set()

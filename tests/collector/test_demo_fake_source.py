@@ -37,8 +37,9 @@ def test_demo_collects_from_the_stand_in_and_serves_collection_endpoints(tmp_pat
                 break
             lines.append(line.rstrip())
         output = "\n".join(lines)
-        assert "published 147 raw records" in output, output
-        assert "147 events in the store; 0 dead letters" in output, output
+        # 147 admin audit records and 31 sign-ins, all through the stand-in's pages.
+        assert "published 178 raw records" in output, output
+        assert "178 events in the store; no dead letters this run" in output, output
         assert "keeps content for 7 days" in output
 
         base = f"http://127.0.0.1:{port}"
@@ -46,12 +47,13 @@ def test_demo_collects_from_the_stand_in_and_serves_collection_endpoints(tmp_pat
         assert [(h["source"], h["status"], h["last_count"]) for h in health] == [
             ("directory", "ok", 60),
             ("intune", "ok", 30),
+            ("signins", "ok", 31),
             ("unified", "ok", 57),
         ]
         again = httpx.get(f"{base}/api/fetch-audit-logs", params={"hours": 24}, timeout=60)
         assert again.status_code == 200, again.text
         counts = again.json()["counts"]
-        assert set(counts) == {"directory", "intune", "unified"}
+        assert set(counts) == {"directory", "intune", "signins", "unified"}
         assert counts["unified"] == 0  # every content blob of that day was already fetched
     finally:
         process.send_signal(signal.SIGINT)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 
-from aoc_collector.__main__ import publish_replay
+from aoc_collector.service import publish_replay
 from aoc_common import topics
 from aoc_common.engines import Engines
 from aoc_common.message_log.base import MessageLog

@@ -20,10 +20,11 @@ from aoc_common.events import SCHEMA_VERSION
 from aoc_common.http_retry import RetryPolicy
 from aoc_common.message_log.base import Message
 from aoc_common.message_log.kafka import KafkaMessageLog
+from aoc_common.service import serve
 from aoc_common.settings import Settings
-from aoc_normalizer.__main__ import main as normalizer_main
 from aoc_normalizer.enrichment import GraphDirectoryObjects
 from aoc_normalizer.faust_app import FaustOptions, NormalizerApp, build_app
+from aoc_normalizer.service import DEFINITION as NORMALIZER
 from tests.engines.kafka_server import (
     kafka_test_options,
 )
@@ -256,7 +257,7 @@ async def test_a_faust_worker_restarted_as_aoc_run_normalizer_drops_redelivered_
         kafka_heartbeat_interval_ms=1000,
     )
     stop = asyncio.Event()
-    service = asyncio.create_task(normalizer_main(settings, stop))
+    service = asyncio.create_task(serve(NORMALIZER, settings, stop))
     try:
         after_restart = await events_until(kafka_log, b"directory:Directory_sentinel_after_restart")
     finally:

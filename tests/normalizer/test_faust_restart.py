@@ -17,8 +17,9 @@ import pytest
 from aoc_common import topics
 from aoc_common.message_log.base import Message
 from aoc_common.message_log.kafka import KafkaMessageLog
+from aoc_common.service import serve
 from aoc_common.settings import Settings
-from aoc_normalizer.__main__ import main as normalizer_main
+from aoc_normalizer.service import DEFINITION as NORMALIZER
 from tests.engines.kafka_server import kafka_test_options
 from tests.utils.records import directory_records, raw_record
 
@@ -50,7 +51,7 @@ def settings_for(bootstrap: str, data_dir: Path) -> Settings:
 
 
 async def read_events(
-    message_log: KafkaMessageLog, group: str, until: int, timeout_s: float = 90
+    message_log: KafkaMessageLog, group: str, until: int, timeout_s: float = 150
 ) -> list[bytes]:
     """Keys of events on aoc.events read by `group` (from where it left off) until `until` are in."""
     keys: list[bytes] = []
@@ -63,6 +64,7 @@ async def read_events(
     return keys
 
 
+@pytest.mark.timeout(420)  # two Faust worker starts and group joins: slow on a busy 2-core machine
 async def test_a_worker_stopped_mid_stream_and_restarted_loses_nothing_and_repeats_nothing(
     kafka_log: KafkaMessageLog, private_kafka_bootstrap: str, tmp_path: Path, fixtures_dir: Path
 ) -> None:
@@ -79,7 +81,7 @@ async def test_a_worker_stopped_mid_stream_and_restarted_loses_nothing_and_repea
     reader_group = f"test-{uuid.uuid4().hex}"
     stop = asyncio.Event()
     first = asyncio.create_task(
-        normalizer_main(settings_for(private_kafka_bootstrap, tmp_path / "first"), stop)
+        serve(NORMALIZER, settings_for(private_kafka_bootstrap, tmp_path / "first"), stop)
     )
     try:
         seen = await read_events(kafka_log, reader_group, until=RECORDS // 4)
@@ -115,7 +117,7 @@ async def test_a_worker_stopped_mid_stream_and_restarted_loses_nothing_and_repea
     await kafka_log.publish(raw, messages[RECORDS // 2 :])  # the rest, and the redeliveries
     stop = asyncio.Event()
     second = asyncio.create_task(
-        normalizer_main(settings_for(private_kafka_bootstrap, tmp_path / "second"), stop)
+        serve(NORMALIZER, settings_for(private_kafka_bootstrap, tmp_path / "second"), stop)
     )
     try:
         seen += await read_events(kafka_log, reader_group, until=RECORDS - len(seen))

@@ -257,7 +257,9 @@ def installed_api(
         assert "Traceback" not in output, output
 
 
-def test_the_installed_api_answers_health_and_serves_the_ui(installed_api: str) -> None:
+def test_the_installed_api_answers_health_and_serves_the_ui(
+    installed_api: str, installed: InstalledAoc
+) -> None:
     health = httpx.get(f"{installed_api}/health", timeout=10)
     page = httpx.get(f"{installed_api}/", timeout=10)
     events = httpx.get(f"{installed_api}/api/events", params={"page_size": 5}, timeout=10)
@@ -265,9 +267,15 @@ def test_the_installed_api_answers_health_and_serves_the_ui(installed_api: str) 
 
     assert health.status_code == 200 and health.json()["status"] == "ok"
     assert page.status_code == 200 and "Admin Operations Center" in page.text
-    scripts = re.findall(r'src="/?([^"]+\.js)"', page.text)
-    assert scripts
-    for script in scripts:
-        assert httpx.get(f"{installed_api}/{script}", timeout=10).status_code == 200, script
     assert events.status_code == 200 and events.json()["items"]
     assert docs.status_code == 200
+    # Every file of the UI (its ES modules and vendored libraries too) is served from the wheel.
+    with zipfile.ZipFile(installed.wheel) as wheel:
+        ui_files = [
+            name.removeprefix("aoc_ui/")
+            for name in wheel.namelist()
+            if name.startswith("aoc_ui/") and not name.endswith(".py")
+        ]
+    assert any(name.endswith(".js") for name in ui_files)
+    for name in ui_files:
+        assert httpx.get(f"{installed_api}/{name}", timeout=10).status_code == 200, name

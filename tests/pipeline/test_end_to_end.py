@@ -10,14 +10,14 @@ from pathlib import Path
 import orjson
 import pytest
 
-from aoc_collector.__main__ import publish_replay
+from aoc_collector.service import publish_replay
 from aoc_common import topics
 from aoc_common.engines import Engines
 from aoc_common.event_store.sqlite import SqliteEventStore
 from aoc_common.query import EventQuery
 from aoc_common.settings import Settings
-from aoc_normalizer.runtime import Normalizer
-from aoc_store.runtime import StoreSink
+from aoc_normalizer.service import build as build_normalizer
+from aoc_store.service import build as build_store
 from tests.utils.expected import COLLECTED_RECORDS, MALFORMED_INPUTS, STORED_FIXTURE_EVENTS
 from tests.utils.topic_io import read_topic
 from tests.utils.waiting import wait_for
@@ -32,8 +32,8 @@ async def test_fixtures_flow_through_the_pipeline_with_dedupe_and_dead_letters(
     settings = Settings(data_dir=tmp_path)
     stop = asyncio.Event()
     workers = [
-        asyncio.create_task(Normalizer.from_settings(message_log, settings).run(stop)),
-        asyncio.create_task(StoreSink(message_log, store).run(stop)),
+        asyncio.create_task(build_normalizer(settings, engines).run(stop)),
+        asyncio.create_task(build_store(settings, engines).run(stop)),
     ]
     try:
         published = await publish_replay(
@@ -68,6 +68,20 @@ async def test_fixtures_flow_through_the_pipeline_with_dedupe_and_dead_letters(
         assert len(keys) == len(set(keys)) == STORED_FIXTURE_EVENTS
         page = await store.query_events(EventQuery(search="Directory_A6511445_0023"))
         assert len(page.items) == 1
+
+        # Entra sign-ins arrive mapped: actor with IP and location, result from the error code.
+        signins = await store.query_events(EventQuery(source="signins", page_size=100))
+        assert len(signins.items) == 31
+        blocked = await store.query_events(EventQuery(source="signins", actor="adele.vance"))
+        [event] = blocked.items
+        assert event.result == "failure"
+        assert event.display_summary == (
+            "adele.vance@contoso.com failed to sign in to Office 365 Exchange Online "
+            "from 203.0.113.7 (NL) — blocked by conditional access"
+        )
+        assert event.result_detail is not None and event.result_detail.startswith("53003: ")
+        assert event.details["conditional_access"] == "failure"
+        assert event.actor.location is not None and event.actor.location.city == "Amsterdam"
     finally:
         stop.set()
         for worker in workers:
@@ -82,8 +96,8 @@ async def test_replaying_the_store_group_restores_deleted_state(
     message_log, first = engines.message_log, engines.store
     settings = Settings(data_dir=tmp_path)
     stop = asyncio.Event()
-    normalizer = asyncio.create_task(Normalizer.from_settings(message_log, settings).run(stop))
-    sink = asyncio.create_task(StoreSink(message_log, first).run(stop))
+    normalizer = asyncio.create_task(build_normalizer(settings, engines).run(stop))
+    sink = asyncio.create_task(build_store(settings, engines).run(stop))
     await publish_replay(message_log, settings, fixtures_dir, include_malformed=False)
     stored = await wait_for(first.count_events, lambda n: n >= STORED_FIXTURE_EVENTS)
     assert stored == STORED_FIXTURE_EVENTS
@@ -95,7 +109,7 @@ async def test_replaying_the_store_group_restores_deleted_state(
     moved = await message_log.reset_group(topics.STORE_GROUP, topics.EVENTS, to_offset=0)
     assert set(moved.values()) == {0}
     stop = asyncio.Event()
-    sink = asyncio.create_task(StoreSink(message_log, rebuilt).run(stop))
+    sink = asyncio.create_task(build_store(settings, Engines(message_log, rebuilt)).run(stop))
     try:
         stored = await wait_for(rebuilt.count_events, lambda n: n >= STORED_FIXTURE_EVENTS)
         assert stored == STORED_FIXTURE_EVENTS

@@ -11,7 +11,7 @@ import pytest
 from aoc_common import topics
 from aoc_common.engines import Engines
 from aoc_common.events import CanonicalEvent
-from tests.utils.expected import STORED_FIXTURE_EVENTS
+from tests.utils.expected import ADMIN_FIXTURE_EVENTS
 from tests.utils.records import fixture_events as mapped_fixture_events
 from tests.utils.siem import Engine, with_ids_of_their_own
 
@@ -22,7 +22,7 @@ def fixture_events(fixtures_dir: Path) -> list[CanonicalEvent]:
     events: dict[str, CanonicalEvent] = {}
     for event in mapped_fixture_events(fixtures_dir):
         events.setdefault(event.dedupe_key, event)
-    assert len(events) == STORED_FIXTURE_EVENTS
+    assert len(events) == ADMIN_FIXTURE_EVENTS
     return list(events.values())
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from aoc_common.settings import ConfigurationError, Settings, load_settings
+from tests.utils.expected import STORED_FIXTURE_EVENTS
 from tests.utils.local_servers import free_port
 from tests.utils.siem_receivers import HttpSiem, serving
 
@@ -186,5 +187,6 @@ async def test_aoc_demo_forwards_every_sample_event_when_siem_is_enabled(tmp_pat
     text = output.decode(errors="replace")
     assert demo.returncode == 0, text
     assert "AOC demo: every event forwarded to the SIEM (SIEM_FORMAT=json)" in text
-    # 147 events on aoc.events (the normalizer drops page 2's two repeats): the SIEM gets each once.
-    assert len(siem.accepted) == 147 and len(set(siem.accepted)) == 147
+    # 178 events on aoc.events (the normalizer drops page 2's two repeats; 31 of them sign-ins): the
+    # SIEM gets each once.
+    assert len(siem.accepted) == STORED_FIXTURE_EVENTS == len(set(siem.accepted))

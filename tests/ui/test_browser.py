@@ -121,7 +121,9 @@ def test_an_analyst_filters_pages_opens_a_raw_event_and_tags_it(
 
     # The source-health panel shows each source, with the failing one's error text.
     page.click("#tab-sources")
-    expect(page.locator("#sources .card h3")).to_have_text(["directory", "intune", "unified"])
+    expect(page.locator("#sources .card h3")).to_have_text(
+        ["directory", "intune", "signins", "unified"]
+    )
     expect(page.locator("#sources .card.status-error .last-error")).to_have_text(UNIFIED_ERROR)
     screenshot(page, "ui-sources")
     page.click("#tab-events")

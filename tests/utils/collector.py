@@ -3,12 +3,12 @@ test controls, publishing to the test's engines."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import httpx
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
 from aoc_collector.fake_microsoft import FakeMicrosoft
 from aoc_collector.live import Collector
@@ -79,7 +79,10 @@ def build_harness(
     sleep = RecordedSleep()
     harness: Harness
 
-    def make(**overrides: object) -> Collector:
+    def make(
+        source_options: Mapping[str, BaseModel] | None = None, **overrides: object
+    ) -> Collector:
+        """`source_options`: each source's own settings (default: read from the environment)."""
         settings = harness.settings(**overrides)
         policy = RetryPolicy(max_attempts=4, base_delay_s=0.01)
         tokens = EntraTokenProvider.from_settings(settings, http, policy=policy, sleep=sleep)
@@ -92,6 +95,7 @@ def build_harness(
             now=clock,
             sleep=sleep,
             policy=policy,
+            source_options=source_options,
         )
 
     harness = Harness(fake, base_url, http, message_log, store, clock, sleep, make)

@@ -4,10 +4,13 @@ source changes one number, not one per test."""
 
 from __future__ import annotations
 
-# Unique records per source (the directory pages repeat two records: 62 collected, 60 unique).
-UNIQUE_RECORDS = {"directory": 60, "intune": 30, "unified": 57}
-COLLECTED_RECORDS = {"directory": 62, "intune": 30, "unified": 57}
-STORED_FIXTURE_EVENTS = sum(UNIQUE_RECORDS.values())  # 147
+# Unique records per source (the directory pages repeat two records: 62 collected, 60 unique). The
+# Entra sign-in pages come from the bundled samples (see `fixtures_dir`).
+UNIQUE_RECORDS = {"directory": 60, "intune": 30, "signins": 31, "unified": 57}
+COLLECTED_RECORDS = {"directory": 62, "intune": 30, "signins": 31, "unified": 57}
+STORED_FIXTURE_EVENTS = sum(UNIQUE_RECORDS.values())  # 178
+# The admin audit events `fixture_events` maps (every source but the sign-ins).
+ADMIN_FIXTURE_EVENTS = STORED_FIXTURE_EVENTS - UNIQUE_RECORDS["signins"]  # 147
 # malformed_inputs.json: every entry is dead-lettered, one by the collector (huge_field), the rest
 # by the normalizer.
 MALFORMED_INPUTS = 8
@@ -61,5 +64,18 @@ DEFAULT_RULE_HITS: dict[str, list[str]] = {
     ],
     # The fixtures delete users one at a time, days apart: below the threshold.
     "default-mass-user-deletion": [],
+    # The sign-in rules fire on no admin audit event (their sample sign-ins: SIGNIN_RULE_ALERTS).
+    "default-signin-failures-then-success": [],
+    "default-signin-new-country": [],
+    "default-signin-legacy-authentication": [],
+    "default-signin-risky": [],
 }
 DEFAULT_RULE_ALERTS = sum(len(keys) for keys in DEFAULT_RULE_HITS.values())
+
+# Alerts the sample sign-ins raise (tests/alerter/test_signin_rules.py pins their events).
+SIGNIN_RULE_ALERTS = {
+    "Many failed sign-ins, then a success": 1,
+    "Sign-in from a new country": 2,
+    "Legacy authentication sign-in": 1,
+    "Risky sign-in": 1,
+}

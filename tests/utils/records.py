@@ -59,8 +59,31 @@ def malformed_inputs(fixtures: Path) -> list[dict[str, Any]]:
     return entries
 
 
+def signin_records(fixtures: Path) -> list[dict[str, Any]]:
+    """The Entra sign-in sample pages (Graph `/auditLogs/signIns`), newest first as Graph lists them."""
+    records: list[dict[str, Any]] = []
+    for page in sorted(fixtures.glob("graph_signins_page*.json")):
+        records += load_json(page)["value"]
+    return records
+
+
+def signin_events(fixtures: Path) -> list[CanonicalEvent]:
+    """Every sample sign-in as the normalizer core maps it, in the order Graph lists them."""
+    from aoc_normalizer.core import normalize_message
+    from aoc_normalizer.mappings import load_mappings
+
+    mappings = load_mappings(REPO_ROOT / "mappings.yml")
+    events = [
+        normalize_message(raw_record("signins", r), mappings, now=NOW)
+        for r in signin_records(fixtures)
+    ]
+    assert all(isinstance(e, CanonicalEvent) for e in events)
+    return events  # type: ignore[return-value]
+
+
 def fixture_events(fixtures: Path) -> list[CanonicalEvent]:
-    """Every fixture record as the normalizer core maps it (duplicates included, in fixture order)."""
+    """Every admin audit fixture record (directory, Intune, Management Activity; the sign-ins are
+    `signin_events`) as the normalizer core maps it (duplicates included, in fixture order)."""
     from aoc_normalizer.core import normalize_message
     from aoc_normalizer.mappings import load_mappings
 

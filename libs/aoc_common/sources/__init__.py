@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from aoc_common.settings import ConfigurationError
 from aoc_common.sources.spec import SourceSpec
 
 _ID = re.compile(r"^[a-z][a-z0-9_]{0,31}$")  # a raw topic name part and a URL-safe word
@@ -75,8 +76,24 @@ def source_descriptions() -> str:
     return "; ".join(f"{spec.id}: {spec.labels.description}" for spec in all_sources())
 
 
-class SourceOptionsError(ValueError):
-    """A source's own settings (e.g. `SIGNINS_…`) are invalid; the message names the variable."""
+class SourceOptionsError(ConfigurationError):
+    """A source's own settings (e.g. `SIGNINS_…`) are invalid; the message names the variable.
+
+    Like any bad setting it stops start-up with one line (a clean exit, never a traceback)."""
+
+
+def _env_prefix(options: type[BaseModel]) -> str:
+    return str(options.model_config.get("env_prefix", "")).upper()
+
+
+def source_option_variables() -> frozenset[str]:
+    """The environment variables the sources' own settings read (e.g. `SIGNINS_EVENT_TYPES`)."""
+    return frozenset(
+        f"{_env_prefix(spec.options)}{name.upper()}"
+        for spec in all_sources()
+        if spec.options is not None
+        for name in spec.options.model_fields
+    )
 
 
 def load_source_options() -> Mapping[str, BaseModel]:
@@ -88,9 +105,9 @@ def load_source_options() -> Mapping[str, BaseModel]:
         try:
             options[spec.id] = spec.options()
         except ValidationError as error:
+            prefix = _env_prefix(spec.options)
             problems = "; ".join(
-                f"{spec.id.upper()}_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
-                for e in error.errors()
+                f"{prefix}{str(e['loc'][0]).upper()}: {e['msg']}" for e in error.errors()
             )
             raise SourceOptionsError(problems) from None
     return options
@@ -103,6 +120,7 @@ __all__ = [
     "all_sources",
     "load_source_options",
     "source_descriptions",
+    "source_option_variables",
     "source_record_id",
     "source_spec",
     "source_vocabulary",

@@ -1,0 +1,100 @@
+"""The normalizer as a service: raw topics → `aoc.events` (and `aoc.dlq`), as consumer group
+aoc-normalizer.
+
+On Kafka it is the Faust app, started in this process (Faust keeps its own Kafka clients and its
+dedupe and name tables on the broker); on the embedded log it is the embedded runtime, with its state
+beside the log. Both are shells around the same core. SIGHUP re-reads mappings.yml in either. The
+normalizer never touches the event store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from datetime import datetime
+
+import httpx
+
+from aoc_common.engines import Engines
+from aoc_common.entra_auth import EntraTokenProvider
+from aoc_common.service import Service, ServiceDefinition
+from aoc_common.settings import Settings
+from aoc_normalizer.enrichment import GraphDirectoryObjects, TokenSource
+from aoc_normalizer.faust_app import build_app
+from aoc_normalizer.runtime import GRAPH_RETRIES, GRAPH_TIMEOUT, Normalizer, install_sighup
+
+
+def token_source(settings: Settings, http: httpx.AsyncClient) -> TokenSource | None:
+    """Client-credentials tokens for Graph when enrichment is enabled (the collector's provider), else
+    None. Settings validation already made sure the credentials are there."""
+    if not settings.enrichment_enabled:
+        return None
+    return EntraTokenProvider.from_settings(settings, http)
+
+
+def build(settings: Settings, engines: Engines) -> Service:
+    if settings.resolved_log_engine == "kafka":
+        return FaustNormalizer(settings)
+    return build_embedded(settings, engines)
+
+
+def build_embedded(settings: Settings, engines: Engines) -> Normalizer:
+    """The embedded runtime; with enrichment on, its Graph client (closed when it stops)."""
+    if not settings.enrichment_enabled:
+        return Normalizer.from_settings(engines.message_log, settings)
+    http = httpx.AsyncClient(timeout=GRAPH_TIMEOUT)
+    normalizer = Normalizer.from_settings(
+        engines.message_log, settings, tokens=token_source(settings, http), graph_client=http
+    )
+    normalizer.graph_client = http
+    return normalizer
+
+
+class FaustNormalizer:
+    """The Faust app started in this process, until `stop` or until the app stops by itself (a crash)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    async def run(self, stop: asyncio.Event) -> None:
+        settings = self.settings
+        async with httpx.AsyncClient(timeout=GRAPH_TIMEOUT) as client:
+            tokens = token_source(settings, client)
+            lookup = (
+                None
+                if tokens is None
+                else GraphDirectoryObjects(client, tokens, settings.graph_base_url, GRAPH_RETRIES)
+            )
+            normalizer = build_app(settings, lookup=lookup)
+            loop = asyncio.get_running_loop()
+            sighup = install_sighup(loop, normalizer.mappings)
+            await normalizer.app.start()
+            try:
+                stopped = asyncio.ensure_future(normalizer.app.wait_until_stopped())
+                asked = asyncio.ensure_future(stop.wait())
+                await asyncio.wait([stopped, asked], return_when=asyncio.FIRST_COMPLETED)
+                for waiter in (stopped, asked):
+                    waiter.cancel()
+                if not stop.is_set():
+                    raise RuntimeError(f"the Faust app stopped: {normalizer.app.crash_reason!r}")
+            finally:
+                with contextlib.suppress(Exception):
+                    await normalizer.app.stop()
+                if sighup:
+                    loop.remove_signal_handler(signal.SIGHUP)
+
+
+def uses_log(settings: Settings) -> bool:
+    """The Faust app keeps its own Kafka clients; only the embedded runtime uses AOC's log."""
+    return settings.resolved_log_engine != "kafka"
+
+
+DEFINITION = ServiceDefinition("normalizer", build, uses_store=False, uses_log=uses_log)
+
+
+async def renormalize_since(settings: Settings, since: datetime) -> int:
+    """`aoc renormalize --since T`: publish named versions of events whose names were pending."""
+    from aoc_normalizer.renormalize import run_renormalize
+
+    return await run_renormalize(settings, since)
