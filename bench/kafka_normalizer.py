@@ -9,7 +9,10 @@ consumer groups, one after the other, each in its own process:
 - **quixstreams**: the same job as AOC's normalizer written with quixstreams 3 (librdkafka underneath),
   calling AOC's own `normalize_message` per record, a stateful dedupe on the record key (its state and
   changelog on the raw partition), events keyed by dedupe_key, dead letters to their own topic;
-- **aoc**: `python -m aoc_normalizer` — AOC's Faust normalizer exactly as `aoc run normalizer` runs it.
+- **aoc**: `python -m aoc_normalizer` — AOC's Faust normalizer exactly as `aoc run normalizer` runs it
+  (and **aoc-2-workers**: two of them in the group, Faust's way to use a second core);
+- **faust-ceiling**: Faust's own consumer path doing no work (take_events → copy out);
+- **aoc-step-on-aiokafka**: AOC's step on AOC's own aiokafka consumer shell (the alternative).
 
 Each rate is events out / (last output − first output), read from the output topics' end offsets by this
 process, so start-up, group join and table recovery are left out (and printed separately). The AOC and
@@ -43,8 +46,18 @@ from aoc_common import topics
 QUIX_EVENTS = "bench.quix.events"
 QUIX_DLQ = "bench.quix.dlq"
 RETENTION_MS = str(7 * 86_400_000)  # quixstreams' stateful mode needs retention.ms on its inputs
-CONTENDERS = ("floor", "faust-ceiling", "quixstreams", "aoc", "aoc-step-on-aiokafka")
+CONTENDERS = (
+    "floor",
+    "faust-ceiling",
+    "quixstreams",
+    "aoc",
+    "aoc-2-workers",
+    "aoc-step-on-aiokafka",
+)
 COPIES = {"floor": "bench.floor", "faust-ceiling": "bench.faust-ceiling"}
+# Run by default; `aoc-2-workers` writes AOC's own topics as `aoc` does, so it needs a round (a broker)
+# of its own: `--only floor --only aoc-2-workers`.
+DEFAULT_CONTENDERS = tuple(c for c in CONTENDERS if c != "aoc-2-workers")
 STEP_EVENTS = "bench.step.events"
 STEP_DLQ = "bench.step.dlq"
 SESSION = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000, "rebalance_timeout_ms": 5000}
@@ -136,7 +149,17 @@ def run_faust_ceiling(bootstrap: str, state_dir: str) -> None:
     for raw in topics.RAW_TOPICS:
         source = app.topic(raw, key_serializer="raw", value_serializer="raw")
         app.agent(source, name=f"copy-{raw}")(copy)
-    app.main()
+
+    async def work() -> None:  # as AOC starts its app: no Faust CLI, no web server
+        halt = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, halt.set)
+        await app.start()
+        try:
+            await halt.wait()
+        finally:
+            await app.stop()
+
+    asyncio.run(work())
 
 
 async def run_step_on_aiokafka(bootstrap: str) -> None:
@@ -384,17 +407,19 @@ async def measure(
     return Outcome(name, expected / span, first - started, events, distinct, dead, expected, peak)
 
 
-def spawn(name: str, bootstrap: str, partitions: int, workdir: Path) -> subprocess.Popen[bytes]:
+def spawn(
+    name: str, bootstrap: str, partitions: int, workdir: Path, instance: int = 1
+) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    log = (workdir / f"{name}.log").open("wb")
-    if name == "aoc":
+    log = (workdir / f"{name}-{instance}.log").open("wb")
+    if name in ("aoc", "aoc-2-workers"):
         env.update(
             KAFKA_BOOTSTRAP_SERVERS=bootstrap,
             KAFKA_ENABLE_IDEMPOTENCE="false",  # Tansu cannot initialise idempotent producers
             KAFKA_TOPIC_PARTITIONS=str(partitions),
             KAFKA_SESSION_TIMEOUT_MS="6000",
             KAFKA_HEARTBEAT_INTERVAL_MS="1000",
-            DATA_DIR=str(workdir / "aoc-data"),
+            DATA_DIR=str(workdir / f"{name}-data-{instance}"),
             LOG_LEVEL="WARNING",
         )
         command = [sys.executable, "-m", "aoc_normalizer"]
@@ -425,15 +450,23 @@ async def one_round(
             "faust-ceiling": (COPIES["faust-ceiling"], None),
             "quixstreams": (QUIX_EVENTS, QUIX_DLQ),
             "aoc": (topics.EVENTS, topics.DLQ),
+            "aoc-2-workers": (topics.EVENTS, topics.DLQ),
             "aoc-step-on-aiokafka": (STEP_EVENTS, STEP_DLQ),
         }[name]
         expected = records if name in COPIES else unique
         process = spawn(name, bootstrap, partitions, workdir)
+        # Faust's way to use more cores: more workers in the group, splitting the partitions.
+        others = [spawn(name, bootstrap, partitions, workdir, 2)] if name == "aoc-2-workers" else []
         profile = os.environ.get("AOC_BENCH_PROFILE")  # collapsed stacks of AOC's worker (py-spy)
         if profile and name == "aoc":
             command = ["py-spy", "record", "-f", "raw", "-o", profile, "--pid", str(process.pid)]
             subprocess.Popen([*command, "-r", "50"])  # noqa: S603, ASYNC220 - a developer option
         outcome = await measure(name, process, bootstrap, outputs, expected, 60 + expected / 200)
+        for other in others:
+            other_peak = peak_rss_mb(other.pid)
+            stop(other)
+            if outcome.peak_mb and other_peak:
+                outcome.peak_mb += other_peak
         print(
             f"  {name:<12} {outcome.rate:>9,.0f} events/s  start-up {outcome.startup_s:4.1f} s  "
             f"{outcome.events:,} events ({outcome.distinct:,} keys), {outcome.dead} dead letters"
@@ -441,7 +474,7 @@ async def one_round(
             + (f"  peak {outcome.peak_mb:,.0f} MB" if outcome.peak_mb else "")
         )
         if not outcome.rate:
-            tail = (workdir / f"{name}.log").read_text(errors="replace").splitlines()[-25:]
+            tail = (workdir / f"{name}-1.log").read_text(errors="replace").splitlines()[-25:]
             print("\n".join(f"    | {line}" for line in tail))
         outcomes.append(outcome)
     return outcomes
@@ -471,7 +504,9 @@ def report(rounds: list[list[Outcome]], engine: str, count: int) -> int:
 
 
 async def bench(args: argparse.Namespace) -> int:
-    wanted = [c for c in args.only or CONTENDERS]
+    wanted = [c for c in args.only or DEFAULT_CONTENDERS]
+    if {"aoc", "aoc-2-workers"} <= set(wanted):
+        raise SystemExit("aoc and aoc-2-workers both write aoc.events: run them in separate runs")
     if "quixstreams" in wanted and not has_quixstreams():
         print("quixstreams is not installed (pip install -e '.[bench]'): skipping that row")
         wanted.remove("quixstreams")
@@ -511,7 +546,6 @@ def main(argv: list[str] | None = None) -> int:
         run_quixstreams(args.bootstrap, args.state_dir)
         return 0
     if args.contender == "faust-ceiling":
-        sys.argv = [sys.argv[0], "worker", "--loglevel", "warn"]
         run_faust_ceiling(args.bootstrap, args.state_dir)
         return 0
     if args.contender == "aoc-step-on-aiokafka":

@@ -22,11 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
 import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from aoc_alerter import service as alerter_service
 from aoc_cli import demo_report as report
 from aoc_cli.service_process import ServiceProcess
 from aoc_cli.services import definition
@@ -47,6 +50,8 @@ from aoc_common.settings import ConfigurationError, Settings, load_settings
 # The services the demo runs beside its feed, each built as `aoc run` builds it (those the settings
 # switch off, e.g. the SIEM forwarder without SIEM_ENABLED, are left out).
 SERVICES = ("normalizer", "store", "siem_forwarder", "alerter", "api")
+# The sample tenant's own mail domains: what the Sigma rules' %internal_domains% is in the demo.
+DEMO_INTERNAL_DOMAINS = ["contoso.com", "contoso.onmicrosoft.com"]
 
 
 @dataclass(frozen=True)
@@ -73,7 +78,27 @@ def demo_overrides(options: DemoOptions) -> dict[str, object]:
         "enable_periodic_fetch": False,
         "collector_control_port": 0,
         "metrics_port": None,  # several processes: one port could serve only one of them
+        # AOC's own Sigma rules beside the native ones (and the environment's SIGMA_RULES_PATH).
+        "sigma_rules_path": os.pathsep.join(
+            part
+            for part in (
+                str(alerter_service.bundled_sigma_rules()),
+                os.environ.get("SIGMA_RULES_PATH", ""),
+            )
+            if part
+        ),
+        "sigma_placeholders": {"internal_domains": DEMO_INTERNAL_DOMAINS, **_env_placeholders()},
     }
+
+
+def _env_placeholders() -> dict[str, object]:
+    """SIGMA_PLACEHOLDERS from the environment, when it is a JSON object (the settings model reports
+    any other value as the configuration error it is)."""
+    try:
+        value = json.loads(os.environ.get("SIGMA_PLACEHOLDERS") or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def demo_settings(options: DemoOptions) -> Settings:

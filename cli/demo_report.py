@@ -131,11 +131,14 @@ def siem_line(lag: int, settings: Settings) -> str:
 
 
 def alert_lines(alerts: Sequence[Alert], more: bool) -> list[str]:
-    """How many alerts each rule raised."""
-    by_rule = Counter((alert.severity, alert.rule_name) for alert in alerts)
+    """How many alerts each rule raised; a Sigma rule's alerts say so (its twin may share the
+    native rule's name)."""
+    by_rule = Counter(
+        (alert.severity, alert.rule_name, alert.sigma_id is not None) for alert in alerts
+    )
     lines = [f"{PREFIX}{len(alerts)}{'+' if more else ''} alerts in the store (…/api/alerts):"]
-    for (severity, name), count in sorted(by_rule.items(), key=lambda item: item[0][1]):
-        lines.append(f"  - {count} × [{severity}] {name}")
+    for (severity, name, sigma), count in sorted(by_rule.items(), key=lambda i: i[0][1:]):
+        lines.append(f"  - {count} × [{severity}] {'Sigma: ' if sigma else ''}{name}")
     return lines
 
 

@@ -6,7 +6,8 @@
 - `aoc replay`: move a stopped consumer group to an offset or a time, to backfill or re-process.
 - `aoc ingest PATH`: publish saved API answers to the raw topics of the configured engine.
 - `aoc stand-in`: serve the local Microsoft stand-in over HTTPS, for a staging stack's collector.
-- `aoc renormalize`: publish named versions of events whose directory names were pending.
+- `aoc renormalize`: publish named versions of events whose directory names were pending; with
+  `--remap`, bring stored events up to the mapping in force.
 - `aoc mcp`: the read-only MCP server on stdin/stdout, for AI assistants.
 - `aoc completion <shell>`: the shell completion script.
 
@@ -70,7 +71,10 @@ EXAMPLES = {
         "aoc stand-in                               # https://127.0.0.1:8443, prints the settings",
         "aoc stand-in --host 0.0.0.0 --advertised-host stand-in --tls-dir /certs",
     ],
-    "renormalize": ["aoc renormalize --since 2026-11-20T00:00:00Z"],
+    "renormalize": [
+        "aoc renormalize --since 2026-11-20T00:00:00Z",
+        "aoc renormalize --since 2026-11-01T00:00:00Z --remap   # after mappings.yml changed",
+    ],
     "mcp": ["DATA_DIR=/srv/aoc aoc mcp                  # stdin/stdout, started by an MCP client"],
     "completion": [
         'eval "$(aoc completion bash)"              # this shell only',
@@ -217,10 +221,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     renormalize = command(
         "renormalize",
-        "re-read the raw topics from a time and publish events whose names can now be resolved",
+        "re-read the raw topics from a time and publish events whose names can now be resolved "
+        "(--remap: every event, as the mapping in force maps it)",
     )
     renormalize.add_argument(
         "--since", required=True, type=_parse_time, help="first raw record time (ISO 8601)"
+    )
+    renormalize.add_argument(
+        "--remap",
+        action="store_true",
+        help="republish every event of the range as mappings.yml now maps it (after an upgrade or "
+        "an edit); enrichment is then optional",
     )
 
     command("mcp", "serve read-only MCP tools over stdio (for AI assistants)")
@@ -294,7 +305,9 @@ async def _command(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "topics":
         return await _create_topics(settings)
     if args.command == "renormalize":
-        return await service_module("normalizer").renormalize_since(settings, args.since)
+        return await service_module("normalizer").renormalize_since(
+            settings, args.since, remap=args.remap
+        )
     if args.command == "ingest":
         from aoc_cli.ingest import ingest
 

@@ -62,3 +62,13 @@ def test_readme_demo_command_is_the_makefile_target() -> None:
     assert "```sh\nmake demo\n```" in README
     makefile = (REPO / "Makefile").read_text()
     assert re.search(r"^demo: .*\n\t\$\(BIN\)/aoc demo$", makefile, flags=re.MULTILINE)
+
+
+def test_the_record_type_section_is_what_mappings_yml_says() -> None:
+    from aoc_normalizer.mapping_docs import END, START, render
+    from aoc_normalizer.mappings import load_mappings
+
+    section = README.split("### What AOC makes of each record type", 1)[1]
+    documented = section[section.index(START) : section.index(END) + len(END)]
+    generated = render(load_mappings(REPO / "mappings.yml"))
+    assert documented == generated, "run `python -m aoc_normalizer.mapping_docs` and paste it"

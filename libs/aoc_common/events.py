@@ -7,6 +7,7 @@ what MongoDB keeps: every store then sorts and pages on exactly the same values.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, datetime
 from functools import cache
@@ -71,11 +72,14 @@ ActorType = Literal["user", "app", "system", "unknown"]
 
 # Namespace for event ids derived from dedupe keys: the same record always gets the same id.
 _EVENT_ID_NAMESPACE = uuid.UUID("6f1f8e52-4f0c-4d2e-9c1a-0a0c0a0c0a0c")
+_EVENT_ID_PREFIX = _EVENT_ID_NAMESPACE.bytes
 
 
 def to_utc_millis(value: datetime) -> datetime:
     """UTC, millisecond precision; naive datetimes are taken to be UTC (as Microsoft's APIs
     mean)."""
+    if value.tzinfo is UTC and not value.microsecond % 1000:
+        return value  # already converted: every event passes here more than once
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     value = value.astimezone(UTC)
@@ -87,8 +91,17 @@ def utc_now() -> datetime:
 
 
 def event_id_for(dedupe_key: str) -> str:
-    """A stable, URL-safe id: re-ingesting a record never changes the id analysts bookmarked."""
-    return str(uuid.uuid5(_EVENT_ID_NAMESPACE, dedupe_key))
+    """A stable, URL-safe id: re-ingesting a record never changes the id analysts bookmarked.
+
+    The name-based UUID (version 5) of `dedupe_key`, as `uuid.uuid5` computes it, without building
+    the UUID object (a third of the cost; this runs for every event)."""
+    name = _EVENT_ID_PREFIX + dedupe_key.encode()
+    # SHA-1 because UUID version 5 is defined with it: an id, not a security boundary.
+    digest = bytearray(hashlib.sha1(name, usedforsecurity=False).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    text = digest.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 class GeoLocation(BaseModel):

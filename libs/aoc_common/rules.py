@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
 import regex
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -74,6 +74,38 @@ def parse_path(path: str) -> tuple[PathSegment, ...]:
     if len(segments) > MAX_PATH_SEGMENTS:
         raise ValueError(f"a field path has at most {MAX_PATH_SEGMENTS} segments")
     return tuple(segments)
+
+
+def resolve_path(document: Any, path: str) -> list[Any]:
+    """Every value at `path` in a JSON-like document; lists fan out at every step (as in MongoDB),
+    and a `[Key=Value]` selector keeps the list elements whose `Key` equals `Value` (any case)."""
+    current: list[Any] = [document]
+    for segment in parse_path(path):
+        found: list[Any] = []
+        for item in current:
+            if not isinstance(item, dict) or segment.name not in item:
+                continue
+            value = item[segment.name]
+            found.extend(value if isinstance(value, list) else [value])
+        if segment.select_key is not None:
+            wanted = (segment.select_value or "").casefold()
+            found = [
+                item
+                for item in found
+                if isinstance(item, dict)
+                and _as_text(item.get(segment.select_key)).casefold() == wanted
+            ]
+        current = found
+    values: list[Any] = []
+    for value in current:
+        values.extend(value if isinstance(value, list) else [value])
+    return [value for value in values if value is not None]
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if isinstance(value, str) else str(value)
 
 
 @lru_cache(maxsize=1024)
@@ -148,6 +180,18 @@ class Threshold(BaseModel):
 
     count: int = Field(ge=2, le=10_000)
     window_seconds: int = Field(ge=1, le=7 * 86_400)
+    distinct: str | None = Field(
+        default=None,
+        max_length=MAX_PATH_LENGTH,
+        description="Count distinct values at this path rather than events (e.g. users per IP)",
+    )
+
+    @field_validator("distinct")
+    @classmethod
+    def _valid_distinct_path(cls, path: str | None) -> str | None:
+        if path is not None:
+            parse_path(path)
+        return path
 
 
 class PrecededBy(BaseModel):
@@ -188,10 +232,33 @@ class NewValue(BaseModel):
         return path
 
 
+MAX_SIGMA_YAML = 200_000
+
+
+class SigmaSource(BaseModel):
+    """The Sigma rule an AOC rule runs: its YAML as accepted (the rule, and for a correlation the
+    rules it refers to), compiled by the alerter with AOC's pySigma pipeline, plus what an analyst
+    and an alert read about it. Written by the Sigma loaders (`aoc_common.sigma`), which compile the
+    text before storing it, so a stored Sigma rule is one AOC can run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=100, description="The Sigma rule's own `id`")
+    yaml: str = Field(min_length=1, max_length=MAX_SIGMA_YAML)
+    level: str = Field(default="medium", max_length=20)
+    status: str = Field(default="", max_length=20)
+    logsource: str = Field(default="", max_length=100, examples=["m365/exchange"])
+    kind: str = Field(default="detection", max_length=30, examples=["detection", "event_count"])
+    tags: list[str] = Field(default_factory=list, max_length=100)
+    references: list[str] = Field(default_factory=list, max_length=50)
+    origin: str = Field(default="", max_length=1000, description="File or `api` it came from")
+
+
 class RuleSpec(BaseModel):
     """A rule as a client writes it (POST / PUT): everything but the id.
 
-    At most one of `threshold`, `preceded_by` and `new_value`; the last two need `group_by`.
+    Either AOC's own `match` (with at most one of `threshold`, `preceded_by` and `new_value`; the
+    last two need `group_by`) or a `sigma` rule, whose YAML says everything itself.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -200,7 +267,8 @@ class RuleSpec(BaseModel):
     description: str = Field(default="", max_length=2000)
     severity: Severity = "medium"
     enabled: bool = True
-    match: Match
+    match: Match | None = None
+    sigma: SigmaSource | None = None
     group_by: str | None = Field(
         default=None,
         max_length=MAX_PATH_LENGTH,
@@ -225,6 +293,13 @@ class RuleSpec(BaseModel):
 
     @model_validator(mode="after")
     def _one_kind_of_state(self) -> RuleSpec:
+        if (self.match is None) == (self.sigma is None):
+            raise ValueError("a rule has either `match` (AOC's own rule) or `sigma`")
+        if self.sigma is not None:
+            for name in ("threshold", "preceded_by", "new_value", "group_by"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"a Sigma rule takes no `{name}`: its YAML says it")
+            return self
         kinds = [
             name
             for name in ("threshold", "preceded_by", "new_value")
@@ -261,6 +336,12 @@ class Alert(BaseModel):
     # (for a threshold rule, the one that reached the count). `created_at` is the alerter's clock, the
     # same for every alert of a replay. None on alerts stored before it was recorded.
     event_at: datetime | None = None
+    # Sigma rules: the rule's ATT&CK (and other) tags, references, own id and own level
+    # (`informational` … `critical`; `severity` is its AOC equivalent).
+    tags: list[str] = Field(default_factory=list)
+    references: list[str] = Field(default_factory=list)
+    sigma_id: str | None = None
+    level: str | None = None
 
     @field_validator("created_at", "acknowledged_at", "event_at")
     @classmethod

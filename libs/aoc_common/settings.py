@@ -98,11 +98,19 @@ class Settings(BaseSettings):
 
     # --- Downstream consumers ---
     alerts_enabled: bool = True
+    # Sigma rules (README "Sigma rules"): files or folders, separated by ":", loaded by the alerter;
+    # placeholder values such as {"internal_domains": ["contoso.com"]} (JSON).
+    sigma_rules_path: str = ""
+    sigma_placeholders: dict[str, list[str]] = Field(default_factory=dict)
     siem_enabled: bool = False
     siem_webhook_url: str | None = None
 
     # --- SIEM forwarder (SIEM_ENABLED, SIEM_WEBHOOK_URL above); see README "Forwarding to a SIEM" ---
     siem_format: Literal["json", "splunk_hec", "syslog"] = "json"
+    # The schema of each forwarded event (SIEM_FORMAT is the transport): AOC's own JSON, ECS, OCSF.
+    siem_schema: Literal["aoc", "ecs", "ocsf"] = "aoc"
+    # Also publish every event as OCSF on the topic aoc.events.ocsf (the SIEM forwarder does).
+    ocsf_topic_enabled: bool = False
     siem_hmac_secret: SecretStr | None = None
     splunk_hec_url: str | None = None
     splunk_hec_token: SecretStr | None = None
@@ -259,6 +267,15 @@ class Settings(BaseSettings):
             )
         if self.siem_format == "syslog" and not self.syslog_host:
             raise ValueError("SIEM_ENABLED=true with SIEM_FORMAT=syslog needs SYSLOG_HOST")
+        if (
+            self.siem_format == "syslog"
+            and self.syslog_payload == "cef"
+            and self.siem_schema != "aoc"
+        ):
+            raise ValueError(
+                f"SIEM_SCHEMA={self.siem_schema} is a JSON schema: with SIEM_FORMAT=syslog set "
+                "SYSLOG_PAYLOAD=json (CEF is its own format)"
+            )
         return self
 
     @model_validator(mode="after")

@@ -12,16 +12,19 @@ order the events arrive in (Graph lists newest first). This module must never do
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from aoc_alerter.sigma_logic import SigmaLogic, Temporal, sigma_logic
 from aoc_common.events import CanonicalEvent
 from aoc_common.query import timestamp_ms
-from aoc_common.rules import Alert, Condition, Match, Rule, compile_pattern, parse_path
+from aoc_common.rules import Alert, Condition, Match, Rule, compile_pattern
+from aoc_common.rules import resolve_path as resolve
+from aoc_common.sigma import Refused
 
 STAGE = "alerter"
 # A regular expression runs on at most this much of a value, and for at most this long: a pattern
@@ -42,32 +45,7 @@ class Evaluation:
     """What went wrong while matching, without failing the batch: reported by the shell."""
 
     regex_timeouts: int = 0
-
-
-def resolve(document: Any, path: str) -> list[Any]:
-    """Every value at `path` in a JSON-like document; lists fan out at every step (as in MongoDB),
-    and a `[Key=Value]` selector keeps the list elements whose `Key` equals `Value` (any case)."""
-    current: list[Any] = [document]
-    for segment in parse_path(path):
-        found: list[Any] = []
-        for item in current:
-            if not isinstance(item, dict) or segment.name not in item:
-                continue
-            value = item[segment.name]
-            found.extend(value if isinstance(value, list) else [value])
-        if segment.select_key is not None:
-            wanted = (segment.select_value or "").casefold()
-            found = [
-                item
-                for item in found
-                if isinstance(item, dict)
-                and _text(item.get(segment.select_key)).casefold() == wanted
-            ]
-        current = found
-    values: list[Any] = []
-    for value in current:
-        values.extend(value if isinstance(value, list) else [value])
-    return [value for value in values if value is not None]
+    refused: dict[str, str] = field(default_factory=dict)  # Sigma rule id → why it cannot run
 
 
 def _text(value: Any) -> str:
@@ -150,11 +128,7 @@ def _test(
 
 def rule_matches(rule: Rule, document: dict[str, Any], evaluation: Evaluation) -> bool:
     """All `all` conditions hold and, when there are `any` conditions, at least one does."""
-    if not all(condition_holds(c, document, evaluation) for c in rule.match.all):
-        return False
-    return not rule.match.any or any(
-        condition_holds(c, document, evaluation) for c in rule.match.any
-    )
+    return rule.match is not None and _match_holds(rule.match, document, evaluation)
 
 
 @dataclass(frozen=True)
@@ -170,6 +144,7 @@ class Hit:
     group_value: str | None
     role: str = "match"
     observed: str | None = None
+    temporal: Temporal | None = None
 
     @property
     def state_key(self) -> str:
@@ -183,19 +158,32 @@ class Hit:
             or rule.preceded_by is not None
             or rule.new_value is not None
             or rule.suppression_seconds > 0
+            or self.temporal is not None
         )
 
 
 def find_hits(
-    rules: Sequence[Rule], events: Iterable[CanonicalEvent], evaluation: Evaluation
+    rules: Sequence[Rule],
+    events: Iterable[CanonicalEvent],
+    evaluation: Evaluation,
+    *,
+    placeholders: Mapping[str, Sequence[str]] | None = None,
 ) -> list[Hit]:
-    """Every (enabled rule, event) that matches, in event order."""
-    enabled = [rule for rule in rules if rule.enabled]
+    """Every (enabled rule, event) that matches, in event order. A Sigma rule whose stored text no
+    longer compiles is left out and named in `evaluation.refused` (the shell logs it)."""
+    native = [rule for rule in rules if rule.enabled and rule.sigma is None]
+    sigma: list[SigmaLogic] = []
+    for rule in rules:
+        if rule.enabled and rule.sigma is not None:
+            try:
+                sigma.append(sigma_logic(rule, placeholders))
+            except Refused as refused:
+                evaluation.refused[rule.id] = str(refused)
     hits: list[Hit] = []
     for event in events:
         document = event.model_dump(mode="json")
-        for rule in enabled:
-            if rule_matches(rule, document, evaluation):
+        for rule in native:
+            if rule.match is not None and rule_matches(rule, document, evaluation):
                 hit = _hit(rule, event, document)
                 if hit is not None:
                     hits.append(hit)
@@ -203,6 +191,18 @@ def find_hits(
                 rule.preceded_by.match, document, evaluation
             ):
                 hits.append(Hit(rule, event, group_value_of(rule, document), role="preceding"))
+        for logic in sigma:
+            for found in logic.matches(document, evaluation):
+                hits.append(
+                    Hit(
+                        logic.rule,
+                        event,
+                        found.group_value,
+                        role=found.role,
+                        observed=found.observed,
+                        temporal=logic.temporal,
+                    )
+                )
     return hits
 
 
@@ -215,6 +215,11 @@ def _match_holds(match: Match, document: dict[str, Any], evaluation: Evaluation)
 def _hit(rule: Rule, event: CanonicalEvent, document: dict[str, Any]) -> Hit | None:
     """The rule's hit on the event; None for a `new_value` rule when the event has no value."""
     group = group_value_of(rule, document)
+    if rule.threshold is not None and rule.threshold.distinct is not None:
+        values = resolve(document, rule.threshold.distinct)
+        if not values or isinstance(values[0], dict | list):
+            return None  # no value to count
+        return Hit(rule, event, group, observed=_text(values[0])[:200])
     if rule.new_value is None:
         return Hit(rule, event, group)
     values = resolve(document, rule.new_value.field)
@@ -285,7 +290,8 @@ def _summary(rule: Rule, hit: Hit, count: int) -> str:
         return hit.event.display_summary[:1000]
     window = rule.threshold.window_seconds
     group = f" by {hit.group_value}" if hit.group_value else ""
-    return f"{count} matching events{group} within {window} s"[:1000]
+    counted = "distinct values" if rule.threshold.distinct is not None else "matching events"
+    return f"{count} {counted}{group} within {window} s"[:1000]
 
 
 def _alert(rule: Rule, hit: Hit, alert_id: str, event_ids: list[str], now: datetime) -> Alert:
@@ -299,7 +305,20 @@ def _alert(rule: Rule, hit: Hit, alert_id: str, event_ids: list[str], now: datet
         group_value=hit.group_value,
         event_ids=event_ids[:MAX_ALERT_EVENT_IDS],
         event_at=hit.event.timestamp,
+        **_sigma_fields(rule),
     )
+
+
+def _sigma_fields(rule: Rule) -> dict[str, Any]:
+    """What an alert of a Sigma rule carries from it: ATT&CK tags, references, the Sigma id."""
+    if rule.sigma is None:
+        return {}
+    return {
+        "tags": list(rule.sigma.tags),
+        "references": list(rule.sigma.references),
+        "sigma_id": rule.sigma.id,
+        "level": rule.sigma.level,
+    }
 
 
 def raise_alerts(
@@ -330,6 +349,10 @@ def raise_alerts(
             if _new_value(hit, state, now, alerts):
                 changed.add(hit.state_key)
             continue
+        if hit.temporal is not None:
+            if _temporal(hit, hit.temporal, state, now, alerts):
+                changed.add(hit.state_key)
+            continue
         if rule.threshold is None:
             if _suppressed(state, at_ms, suppression_ms):
                 continue
@@ -342,7 +365,9 @@ def raise_alerts(
             continue  # counted already: a redelivery or a replay
         window_ms = rule.threshold.window_seconds * 1000
         state.entries.append(
-            WindowEntry(at_ms=at_ms, dedupe_key=event.dedupe_key, event_id=event.id)
+            WindowEntry(
+                at_ms=at_ms, dedupe_key=event.dedupe_key, event_id=event.id, value=hit.observed
+            )
         )
         state.entries.sort(key=lambda entry: (entry.at_ms, entry.dedupe_key))
         # Audit records arrive late and out of order (the Management Activity API can lag by
@@ -358,6 +383,8 @@ def raise_alerts(
             if at_ms - window_ms <= entry.at_ms <= at_ms
             and (state.last_alert_ms is None or entry.at_ms > state.last_alert_ms)
         ]
+        if rule.threshold.distinct is not None:
+            in_window = _first_of_each_value(in_window)
         if len(in_window) < rule.threshold.count:
             continue
         if _suppressed(state, at_ms, max(suppression_ms, 1)):
@@ -367,6 +394,18 @@ def raise_alerts(
         alerts.setdefault(alert_id, _alert(rule, hit, alert_id, event_ids, now))
         state.last_alert_ms = at_ms
     return list(alerts.values()), {key: working[key] for key in changed}
+
+
+def _first_of_each_value(entries: list[WindowEntry]) -> list[WindowEntry]:
+    """A distinct-value threshold counts values: the first entry of each value in the window."""
+    seen: set[str] = set()
+    firsts: list[WindowEntry] = []
+    for entry in entries:
+        value = (entry.value or "").casefold()
+        if value not in seen:
+            seen.add(value)
+            firsts.append(entry)
+    return firsts
 
 
 # --- sequences (`preceded_by`) and new values (`new_value`) ---------------------------------------
@@ -489,7 +528,71 @@ def _stateful_alert(
         summary=summary[:1000],
         group_value=hit.group_value,
         event_ids=event_ids[:MAX_ALERT_EVENT_IDS],
+        **_sigma_fields(rule),
     )
+
+
+# --- temporal correlations (Sigma `temporal`, `temporal_ordered`) --------------------------------
+
+
+def _temporal(
+    hit: Hit, spec: Temporal, state: GroupState, now: datetime, alerts: dict[str, Alert]
+) -> bool:
+    """Every part (in order, for `ordered`) within the window, on event time: each event that
+    completes such a set raises one alert (id: rule, group, completing event). Parts counted for
+    an alert never count again, so one set raises one alert whatever order events arrive in."""
+    rule = hit.rule
+    if not _add(state.entries, _entry(hit)):
+        return False
+    window_ms = spec.window_seconds * 1000
+    oldest_kept = state.entries[-1].at_ms - window_ms - ALLOWED_LATENESS_MS
+    state.entries = [e for e in state.entries if e.at_ms >= oldest_kept][-MAX_VALUE_ENTRIES:]
+    for index, closing in enumerate(state.entries):
+        if state.last_alert_ms is not None and closing.at_ms <= state.last_alert_ms:
+            continue
+        window = [
+            e
+            for e in state.entries[: index + 1]
+            if e.at_ms >= closing.at_ms - window_ms
+            and (state.last_alert_ms is None or e.at_ms > state.last_alert_ms)
+        ]
+        chosen = _ordered_parts(window, spec.parts) if spec.ordered else _all_parts(window, spec)
+        if chosen is None:
+            continue
+        alert_id = alert_id_for(rule.id, hit.group_value or "", closing.dedupe_key)
+        group = f" by {hit.group_value}" if hit.group_value else ""
+        summary = (
+            f"{spec.parts} correlated rules matched{group} within {spec.window_seconds} s"
+            f"{' in order' if spec.ordered else ''}, last: {closing.summary or ''}"
+        )
+        event_ids = [entry.event_id for entry in chosen]
+        alerts.setdefault(alert_id, _stateful_alert(rule, hit, alert_id, summary, event_ids, now))
+        state.last_alert_ms = closing.at_ms
+    return True
+
+
+def _all_parts(window: list[WindowEntry], spec: Temporal) -> list[WindowEntry] | None:
+    latest: dict[str, WindowEntry] = {}
+    for entry in window:
+        latest[entry.value or ""] = entry
+    if len(latest) < spec.parts or window[-1].value not in latest:
+        return None
+    return sorted(latest.values(), key=lambda e: (e.at_ms, e.dedupe_key))
+
+
+def _ordered_parts(window: list[WindowEntry], parts: int) -> list[WindowEntry] | None:
+    """The window's last entry must be the last part; earlier parts found walking back in time."""
+    if window[-1].value != str(parts - 1):
+        return None
+    chosen = [window[-1]]
+    wanted = parts - 2
+    for entry in reversed(window[:-1]):
+        if wanted < 0:
+            break
+        if entry.value == str(wanted) and entry.at_ms <= chosen[-1].at_ms:
+            chosen.append(entry)
+            wanted -= 1
+    return list(reversed(chosen)) if wanted < 0 else None
 
 
 # --- notification --------------------------------------------------------------------------------

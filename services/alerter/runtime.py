@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Protocol
 
 from aoc_alerter.core import STAGE, Evaluation, GroupState, find_hits, raise_alerts
 from aoc_alerter.default_rules import default_rules
 from aoc_alerter.notify import WebhookNotifier
+from aoc_alerter.sigma_loading import load_sigma_rules_into
 from aoc_common import topics
 from aoc_common.codec import encode
 from aoc_common.consumed_events import ConsumedEvent
@@ -72,12 +74,19 @@ class Alerter(EventConsumer):
         clock: Callable[[], datetime] = utc_now,
         events_topic: str = topics.EVENTS,
         group: str = topics.ALERTER_GROUP,
+        sigma_paths: Sequence[Path] = (),
+        sigma_placeholders: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         """`events_topic` and `group` name what to read as whom: the normalized topic as aoc-alerter,
         unless an operator runs a second alerter over another copy of the stream. The notifier, when
-        given, is the alerter's own: it is closed when the alerter stops."""
+        given, is the alerter's own: it is closed when the alerter stops. `sigma_paths`
+        (SIGMA_RULES_PATH) are loaded into the rule store at start; `sigma_placeholders`
+        (SIGMA_PLACEHOLDERS) give Sigma placeholders such as %internal_domains% their values."""
         super().__init__(message_log, topics=[events_topic], group=group)
         self.events_topic = events_topic
+        self.sigma_paths = list(sigma_paths)
+        self.sigma_placeholders = dict(sigma_placeholders or {})
+        self._refusals_logged: set[str] = set()
         self.store = store
         self.notifier = notifier
         self.clock = clock
@@ -85,7 +94,13 @@ class Alerter(EventConsumer):
     async def handle_events(self, consumed: Sequence[ConsumedEvent]) -> list[DeadLetter]:
         rules = await self.store.list_rules()
         evaluation = Evaluation()
-        hits = find_hits(rules, [c.event for c in consumed], evaluation)
+        hits = find_hits(
+            rules, [c.event for c in consumed], evaluation, placeholders=self.sigma_placeholders
+        )
+        for rule_id, reason in evaluation.refused.items():
+            if rule_id not in self._refusals_logged:
+                self._refusals_logged.add(rule_id)
+                log.warning("sigma rule cannot run: skipped", rule_id=rule_id, reason=reason)
         if evaluation.regex_timeouts:
             RULE_REGEX_TIMEOUTS.inc(evaluation.regex_timeouts)
             log.warning("rule regular expressions timed out", count=evaluation.regex_timeouts)
@@ -116,11 +131,16 @@ class Alerter(EventConsumer):
         return []
 
     async def on_start(self, stop: asyncio.Event) -> None:
-        """Seed the default rules, waiting (with backoff) for a store that is not up yet."""
+        """Seed the default rules and load SIGMA_RULES_PATH, waiting (with backoff) for a store
+        that is not up yet."""
         attempt = 0
         while not stop.is_set():
             try:
                 added = await seed_default_rules(self.store)
+                if self.sigma_paths:
+                    await load_sigma_rules_into(
+                        self.store, self.sigma_paths, self.sigma_placeholders
+                    )
             except StoreError as error:
                 attempt += 1
                 delay = backoff_delay(attempt)

@@ -29,8 +29,8 @@ from aoc_common.events import (
 from aoc_common.message_log.base import Record
 from aoc_common.metrics import UNKNOWN_CATEGORIES
 from aoc_common.search import RAW_TEXT_INDEXED_CHARS
-from aoc_common.sources import source_record_id, source_spec
-from aoc_common.sources.mapping import Mapped, Rejected, validated
+from aoc_common.sources import SOURCES, source_record_id, source_spec
+from aoc_common.sources.mapping import Mapped, Rejected, operation_key, validated
 from aoc_common.topics import source_of_raw_topic
 from aoc_normalizer.mappings import Mappings
 
@@ -92,10 +92,9 @@ def _normalize(
         document = orjson.loads(record.value)
     except orjson.JSONDecodeError as error:
         raise Rejected(f"invalid JSON: {error}") from None
-    envelope = validated(RawEnvelope, document, "envelope")
-    if envelope.source != topic_source:
-        raise Rejected(f"envelope source {envelope.source!r} published on {record.topic!r}")
-    payload = envelope.payload
+    source, tenant_id, payload = _envelope(document)
+    if source != topic_source:
+        raise Rejected(f"envelope source {source!r} published on {record.topic!r}")
     if not isinstance(payload, dict):
         raise Rejected(f"payload is a JSON {type(payload).__name__}, expected an object")
     # JSON can only carry a NUL as the escape \u0000, so the bytes tell whether a walk is needed.
@@ -103,8 +102,9 @@ def _normalize(
     if nul_path is not None:
         raise Rejected(f"field {nul_path} contains a NUL character")
 
-    source = envelope.source
-    mapped = source_spec(source).mapper(payload, mappings.sources[source])
+    prepared = mappings.prepared[source]
+    spec = source_spec(source)
+    mapped = spec.mapper(payload, mappings.sources[source])
     timestamp = to_utc_millis(mapped.timestamp)
     if timestamp > now + limits.max_future_skew:
         minutes = int(limits.max_future_skew.total_seconds() // 60)
@@ -112,22 +112,28 @@ def _normalize(
             f"timestamp {timestamp.isoformat()} is more than {minutes} minutes in the future"
         )
 
-    operation = mappings.canonical_operation(source, mapped.operation)
-    category, known = mappings.category_of(source, mapped.raw_category)
+    operation, key = prepared.canonical_operation(mapped.operation)
+    category, known = prepared.category_of(mapped.raw_category)
     if not known:
         UNKNOWN_CATEGORIES.labels(source, mapped.raw_category or "").inc()
     if mapped.result is not None:
         result, result_detail = mapped.result, mapped.result_detail
     else:
-        result, result_detail = mappings.outcome(
-            source, payload, operation, mapped.raw_category, mapped.raw_result
+        result, result_detail = prepared.outcome(
+            payload, key, mapped.raw_category, mapped.raw_result
         )
         result_detail = mapped.result_detail or result_detail
-    dedupe_key = make_dedupe_key(source, payload, timestamp, mapped)
+    record_id = spec.record_id(payload)
+    dedupe_key = (
+        f"{source}:{record_id}"
+        if record_id is not None
+        else make_dedupe_key(source, payload, timestamp, mapped)
+    )
     raw_text = orjson.dumps(payload).decode("utf-8")[:RAW_TEXT_INDEXED_CHARS]
     actor_display, target_displays, summary = _displays(
         mappings,
         source,
+        key=key,
         operation=operation,
         service=mapped.service,
         category=category,
@@ -138,13 +144,15 @@ def _normalize(
         values=mapped.summary_values,
     )
     enrichment: Enrichment = (
-        "off" if _unresolved_ids(source, mapped.actor, mapped.targets) else "complete"
+        "off"
+        if spec.name_enrichment != "none" and _unresolved_ids(source, mapped.actor, mapped.targets)
+        else "complete"
     )
     return CanonicalEvent(
         id=event_id_for(dedupe_key),
         dedupe_key=dedupe_key,
         source=source,
-        tenant_id=envelope.tenant_id or mapped.tenant_id,
+        tenant_id=tenant_id or mapped.tenant_id,
         timestamp=timestamp,
         ingested_at=now,
         service=mapped.service,
@@ -168,6 +176,7 @@ def _displays(
     mappings: Mappings,
     source: Source,
     *,
+    key: str | None = None,
     operation: str,
     service: str,
     category: str,
@@ -179,26 +188,42 @@ def _displays(
 ) -> tuple[str, list[str], str]:
     """actor_display, target_displays and display_summary: what analysts read, from the same parts.
 
-    `values` fill the source's own placeholders (`SourceSpec.summary_fields`)."""
-    actor_display = _actor_display(actor) or mappings.defaults.actor
-    target_displays = [d for d in (_target_display(t) for t in targets) if d]
-    summary = mappings.summary(
-        source,
-        operation,
-        {
-            "actor": actor_display,
-            "target": target_displays[0] if target_displays else "",
-            "targets": ", ".join(target_displays),
-            "member": _first_display(targets, {"user", "serviceprincipal", "member"}),
-            "role": _first_display(targets, {"role"}),
-            "group": _first_display(targets, {"group"}),
-            "operation": operation,
-            "service": service,
-            "category": category,
-            "detail": detail,
-            **values,
-        },
-        raw_category,
+    `values` fill the source's own placeholders (`SourceSpec.summary_fields`); `key` is the
+    operation's compared form when the caller has it already."""
+    actor_display = (
+        actor.user_principal_name
+        or actor.display_name
+        or actor.id
+        or actor.app_id
+        or mappings.defaults.actor
+    )
+    target_displays: list[str] = []
+    slots = {
+        "actor": actor_display,
+        "target": "",
+        "targets": "",
+        "member": "",
+        "role": "",
+        "group": "",
+        "operation": operation,
+        "service": service,
+        "category": category,
+        "detail": detail,
+    }
+    for target in targets:
+        shown = target.display_name or target.user_principal_name or target.id
+        if not shown:
+            continue
+        target_displays.append(shown)
+        slot = _TARGET_SLOTS.get((target.type or "").lower())
+        if slot is not None and not slots[slot]:
+            slots[slot] = shown
+    if target_displays:
+        slots["target"] = target_displays[0]
+        slots["targets"] = ", ".join(target_displays)
+    slots.update(values)
+    summary = mappings.prepared[source].summary(
+        operation_key(operation) if key is None else key, slots, raw_category
     )
     return actor_display, target_displays, summary
 
@@ -353,16 +378,32 @@ def _first_nul(value: Any, path: str = "payload") -> str | None:
     return None
 
 
-def _actor_display(actor: Actor) -> str | None:
-    return actor.user_principal_name or actor.display_name or actor.id or actor.app_id
+# Target types whose first display fills {member}, {role} and {group}.
+_TARGET_SLOTS = {
+    "user": "member",
+    "serviceprincipal": "member",
+    "member": "member",
+    "role": "role",
+    "group": "group",
+}
 
 
-def _target_display(target: Target) -> str | None:
-    return target.display_name or target.user_principal_name or target.id
+def _envelope(document: Any) -> tuple[str, str | None, Any]:
+    """source, tenant_id and payload of a collector envelope. The common case (our collector's own
+    envelopes) is checked by hand; anything else goes through `RawEnvelope`, whose error says what is
+    wrong."""
+    if (
+        isinstance(document, dict)
+        and document.keys() <= _ENVELOPE_KEYS
+        and isinstance(document.get("source"), str)
+        and document["source"] in SOURCES
+        and isinstance(document.get("fetched_at"), str)
+        and isinstance(document.get("tenant_id"), str | None)
+        and "payload" in document
+    ):
+        return document["source"], document.get("tenant_id"), document["payload"]
+    envelope = validated(RawEnvelope, document, "envelope")
+    return envelope.source, envelope.tenant_id, envelope.payload
 
 
-def _first_display(targets: list[Target], types: set[str]) -> str:
-    for target in targets:
-        if (target.type or "").lower() in types:
-            return _target_display(target) or ""
-    return ""
+_ENVELOPE_KEYS = frozenset(RawEnvelope.model_fields)

@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,7 +21,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -91,6 +90,8 @@ class Template:
         for name in self.required:
             if not values.get(name):
                 return None
+        if len(self.parts) == 1:
+            return self.parts[0][0].format_map(values)
         return "".join(
             part.format_map(values)
             for part, names in self.parts
@@ -150,13 +151,12 @@ class _Rule:
     values: Mapping[str, Result]
     result: Result | None
 
-    def decide(
-        self, record: Mapping[str, Any], operation: str, category: str
-    ) -> tuple[Result, str] | None:
-        if self.operations and operation not in self.operations:
-            return None
-        if self.categories and category not in self.categories:
-            return None
+    def applies(self, operation: str, category: str) -> bool:
+        return (not self.operations or operation in self.operations) and (
+            not self.categories or category in self.categories
+        )
+
+    def decide(self, record: Mapping[str, Any]) -> tuple[Result, str] | None:
         if self.result is not None:
             return self.result, ""
         for found in _values_at(record, self.path):
@@ -196,18 +196,6 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-@dataclass(frozen=True, slots=True)
-class _SourceTables:
-    """One source's section, indexed for the hot path."""
-
-    operations: Mapping[str, str]  # operation key → canonical spelling
-    summaries: Mapping[str, tuple[Template, ...]]  # operation key → templates
-    category_summaries: Mapping[str, tuple[Template, ...]]
-    fallback: tuple[Template, ...]
-    overrides: tuple[_Rule, ...]
-    defaults: tuple[_Rule, ...]
-
-
 def _prepare_rule(rule: OutcomeRule) -> _Rule:
     return _Rule(
         operations=frozenset(operation_key(o) for o in rule.operations),
@@ -218,8 +206,95 @@ def _prepare_rule(rule: OutcomeRule) -> _Rule:
     )
 
 
+@dataclass(slots=True)
+class PreparedSource:
+    """One source's section of the file, indexed for the hot path (every record goes through
+    these methods): plain attributes, compiled templates, result rules grouped by what they need."""
+
+    operations: Mapping[str, str]  # operation key → canonical spelling
+    summaries: Mapping[str, tuple[Template, ...]]  # operation key → templates
+    category_summaries: Mapping[str, tuple[Template, ...]]
+    fallback: tuple[Template, ...]  # the source's fallback, then the file's defaults
+    overrides: tuple[_Rule, ...]
+    defaults: tuple[_Rule, ...]
+    words: Mapping[str, Result]
+    undecided: frozenset[str]
+    categories: Mapping[str, str]
+    unknown_category: str
+    default_category: str
+    # (operation key, raw category) → the rules that can apply, in file order: few pairs, many records
+    _applicable: dict[tuple[str, str], tuple[tuple[_Rule, ...], tuple[_Rule, ...]]]
+    _raw_words: dict[object, str]
+
+    def canonical_operation(self, operation: str) -> tuple[str, str]:
+        """The event's operation and its key (see `Mappings.canonical_operation`)."""
+        key = operation_key(operation)
+        known = self.operations.get(key)
+        return (known if known is not None else operation.strip().rstrip(".").strip()), key
+
+    def result_of(self, raw_result: object) -> Result:
+        if raw_result is None:
+            return "unknown"
+        return self.words.get(self.word(raw_result), "unknown")
+
+    def word(self, raw_result: object) -> str:
+        """`_word`, remembered: a source writes a handful of distinct outcome values."""
+        try:
+            return self._raw_words[raw_result]
+        except (KeyError, TypeError):
+            word = _word(raw_result)
+            if len(self._raw_words) < 1024 and isinstance(raw_result, str | bool | int):
+                self._raw_words[raw_result] = word
+            return word
+
+    def outcome(
+        self, record: Mapping[str, Any], key: str, raw_category: str | None, raw_result: object
+    ) -> tuple[Result, str | None]:
+        category = raw_category or ""
+        rules = self._applicable.get((key, category))
+        if rules is None:
+            rules = self._applicable[(key, category)] = (
+                tuple(r for r in self.overrides if r.applies(key, category)),
+                tuple(r for r in self.defaults if r.applies(key, category)),
+            )
+        overrides, defaults = rules
+        raw_text = None if raw_result is None or raw_result == "" else _text(raw_result)
+        for rule in overrides:
+            decided = rule.decide(record)
+            if decided is not None:
+                return decided[0], _joined(raw_text, decided[1])
+        word = self.result_of(raw_result)
+        if word != "unknown" or (raw_text is not None and self.word(raw_result) in self.undecided):
+            return word, raw_text
+        for rule in defaults:
+            decided = rule.decide(record)
+            if decided is not None:
+                return decided[0], _joined(raw_text, decided[1])
+        return "unknown", raw_text
+
+    def category_of(self, raw_category: str | None) -> tuple[str, bool]:
+        if not raw_category:
+            return self.default_category, True
+        label = self.categories.get(raw_category)
+        if label is not None:
+            return label, True
+        return self.unknown_category.format(value=raw_category), False
+
+    def summary(self, key: str, values: Mapping[str, str], raw_category: str | None) -> str:
+        for templates in (
+            self.summaries.get(key, ()),
+            self.category_summaries.get(raw_category or "", ()),
+            self.fallback,
+        ):
+            for template in templates:
+                rendered = template.render(values)
+                if rendered is not None:
+                    return rendered
+        raise AssertionError("defaults.summary_no_target always renders")  # checked at load
+
+
 class Mappings(BaseModel):
-    """The whole file, validated, with each source's tables indexed once for the hot path."""
+    """The whole file, validated; `prepared` holds each source's section indexed for the hot path."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -228,11 +303,6 @@ class Mappings(BaseModel):
     results: ResultWords
     names: Names = Field(default_factory=Names)
     sources: dict[Source, SourceMapping]
-
-    _tables: dict[str, _SourceTables] = PrivateAttr(default_factory=dict)
-    _words: dict[str, Result] = PrivateAttr(default_factory=dict)
-    _undecided: frozenset[str] = PrivateAttr(default_factory=frozenset)
-    _defaults: tuple[Template, ...] = PrivateAttr(default=())
 
     @model_validator(mode="after")
     def _summaries_use_their_source_placeholders(self) -> Mappings:
@@ -263,41 +333,50 @@ class Mappings(BaseModel):
         return self
 
     def model_post_init(self, context: Any) -> None:
+        for section in self.sources.values():
+            section.names = self.names
+
+    @cached_property
+    def prepared(self) -> dict[str, PreparedSource]:
+        words: dict[str, Result] = {}
         for word_list, result in (
             (self.results.success, "success"),
             (self.results.failure, "failure"),
             (self.results.partial, "partial"),
         ):
             for word in word_list:
-                self._words[_word(word)] = result  # type: ignore[assignment]
-        self._undecided = frozenset(_word(w) for w in self.results.undecided)
-        self._defaults = _compiled([self.defaults.summary, self.defaults.summary_no_target])
-        for source, section in self.sources.items():
-            section.use_names(self.names)
-            self._tables[source] = _SourceTables(
+                words[_word(word)] = result  # type: ignore[assignment]
+        defaults = _compiled([self.defaults.summary, self.defaults.summary_no_target])
+        return {
+            source: PreparedSource(
                 operations={
                     operation_key(o): o.strip().rstrip(".").strip() for o in section.summaries
                 },
                 summaries={operation_key(o): _compiled(t) for o, t in section.summaries.items()},
                 category_summaries={c: _compiled(t) for c, t in section.category_summaries.items()},
-                fallback=_compiled(section.fallback_summaries),
+                fallback=_compiled(section.fallback_summaries) + defaults,
                 overrides=tuple(_prepare_rule(r) for r in section.result_overrides),
                 defaults=tuple(_prepare_rule(r) for r in section.result_defaults),
+                words=words,
+                undecided=frozenset(_word(w) for w in self.results.undecided),
+                categories=section.categories,
+                unknown_category=section.unknown_category,
+                default_category=self.defaults.category,
+                _applicable={},
+                _raw_words={},
             )
+            for source, section in self.sources.items()
+        }
 
     def canonical_operation(self, source: Source, operation: str) -> str:
         """The one spelling an operation is stored and filtered under: the spelling of its entry in
         this file when it has one (`Add User.` → `Add user`), else Microsoft's without a trailing
         period or surrounding spaces."""
-        key = operation_key(operation)
-        known = self._tables[source].operations.get(key)
-        return known if known is not None else operation.strip().rstrip(".").strip()
+        return self.prepared[source].canonical_operation(operation)[0]
 
     def result_of(self, raw_result: object) -> Result:
         """Microsoft's outcome word as success | failure | partial, else unknown."""
-        if raw_result is None:
-            return "unknown"
-        return self._words.get(_word(raw_result), "unknown")
+        return next(iter(self.prepared.values())).result_of(raw_result)
 
     def outcome(
         self,
@@ -309,35 +388,14 @@ class Mappings(BaseModel):
     ) -> tuple[Result, str | None]:
         """The event's result and Microsoft's words for it (`result_detail`), by the documented
         rules: overrides, then the result words, then the defaults."""
-        tables = self._tables[source]
-        key = operation_key(operation)
-        category = raw_category or ""
-        raw_text = None if raw_result is None or raw_result == "" else _text(raw_result)
-        for rule in tables.overrides:
-            decided = rule.decide(record, key, category)
-            if decided is not None:
-                result, why = decided
-                return result, _joined(raw_text, why)
-        word = self.result_of(raw_result)
-        if word != "unknown" or (raw_text is not None and _word(raw_result) in self._undecided):
-            return word, raw_text
-        for rule in tables.defaults:
-            decided = rule.decide(record, key, category)
-            if decided is not None:
-                result, why = decided
-                return result, _joined(raw_text, why)
-        return "unknown", raw_text
+        return self.prepared[source].outcome(
+            record, operation_key(operation), raw_category, raw_result
+        )
 
     def category_of(self, source: Source, raw_category: str | None) -> tuple[str, bool]:
         """The category label, and whether the raw value was one this file knows (a raw value it
         does not know is shown as the section's `unknown_category` says, never as "Other")."""
-        if not raw_category:
-            return self.defaults.category, True
-        section = self.sources[source]
-        label = section.categories.get(raw_category)
-        if label is not None:
-            return label, True
-        return section.unknown_category.format(value=raw_category), False
+        return self.prepared[source].category_of(raw_category)
 
     def summary(
         self,
@@ -348,18 +406,8 @@ class Mappings(BaseModel):
     ) -> str:
         """The first template that renders: the operation's own, then its category's, then the
         source's fallback, then the generic defaults (the last of which always renders)."""
-        tables = self._tables[source]
-        for templates in (
-            tables.summaries.get(operation_key(operation), ()),
-            tables.category_summaries.get(raw_category or "", ()),
-            tables.fallback,
-            self._defaults,
-        ):
-            for template in templates:
-                rendered = template.render(values)
-                if rendered is not None:
-                    return rendered
-        raise AssertionError("defaults.summary_no_target always renders")  # checked at load
+        filled = {"actor": self.defaults.actor, "operation": operation, **values}
+        return self.prepared[source].summary(operation_key(operation), filled, raw_category)
 
 
 def _joined(first: str | None, second: str) -> str | None:

@@ -93,8 +93,9 @@ def uses_log(settings: Settings) -> bool:
 DEFINITION = ServiceDefinition("normalizer", build, uses_store=False, uses_log=uses_log)
 
 
-async def renormalize_since(settings: Settings, since: datetime) -> int:
-    """`aoc renormalize --since T`: publish named versions of events whose names were pending."""
+async def renormalize_since(settings: Settings, since: datetime, *, remap: bool = False) -> int:
+    """`aoc renormalize --since T [--remap]`: publish named versions of events whose names were
+    pending; with `remap`, every event of the range as the mapping in force maps it."""
     from aoc_normalizer.renormalize import run_renormalize
 
-    return await run_renormalize(settings, since)
+    return await run_renormalize(settings, since, remap=remap)

@@ -85,6 +85,7 @@ async def test_a_rule_is_created_read_replaced_and_deleted(client: httpx.AsyncCl
             "all": [{**A_RULE["match"]["all"][0], "negate": False, "case_sensitive": False}],
             "any": [{**A_RULE["match"]["any"][0], "negate": False, "case_sensitive": False}],
         },
+        "threshold": {**A_RULE["threshold"], "distinct": None},
     }
     assert (await client.get(f"/api/rules/{rule['id']}")).json() == rule
 
@@ -158,6 +159,7 @@ async def test_alerts_page_newest_first_and_filter(client: httpx.AsyncClient, st
     assert set(critical["items"][0]) == {
         "id", "rule_id", "rule_name", "severity", "status", "created_at", "summary",
         "group_value", "event_ids", "acknowledged_by", "acknowledged_at", "event_at",
+        "tags", "references", "sigma_id", "level",
     }  # fmt: skip
 
 
@@ -202,3 +204,48 @@ async def test_bad_alert_queries_are_problem_json_naming_the_parameter(
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["errors"][0]["parameter"] == parameter
+
+
+SIGMA_RULE = """\
+title: Mailbox forwarding set
+id: 9f0c1d2e-3333-4c57-9c3e-5a0e0d6f7a03
+tags: [attack.collection, attack.t1114.003]
+references: [https://attack.mitre.org/techniques/T1114/003/]
+logsource: {product: m365, service: exchange}
+detection:
+    selection:
+        Operation: Set-Mailbox
+        Parameters|contains: ForwardingSmtpAddress
+    condition: selection
+level: high
+"""
+
+
+async def test_sigma_yaml_is_stored_as_a_rule_with_its_metadata_and_refusals_say_why(
+    client: httpx.AsyncClient,
+):
+    yaml_headers = {"Content-Type": "application/yaml"}
+    assert (await client.get("/api/rules/sigma/report")).status_code == 404  # no alerter start yet
+    created = await client.post("/api/rules/sigma", content=SIGMA_RULE, headers=yaml_headers)
+
+    assert created.status_code == 201, created.text
+    [rule] = created.json()["items"]
+    assert rule["id"] == "sigma-9f0c1d2e-3333-4c57-9c3e-5a0e0d6f7a03"
+    assert (rule["name"], rule["severity"], rule["match"]) == (
+        "Mailbox forwarding set",
+        "high",
+        None,
+    )
+    assert rule["sigma"]["tags"] == ["attack.collection", "attack.t1114.003"]
+    assert rule["sigma"]["logsource"] == "m365/exchange"
+    assert (await client.get(f"/api/rules/{rule['id']}")).json() == rule
+
+    unmapped = SIGMA_RULE.replace("Parameters|contains", "eventName")
+    refused = await client.post("/api/rules/sigma", content=unmapped, headers=yaml_headers)
+    assert refused.status_code == 422
+    assert "unmapped field 'eventName'" in refused.json()["detail"]
+    not_yaml = await client.post("/api/rules/sigma", json={"title": "x"})
+    assert not_yaml.status_code == 415
+    stale = {**rule, "sigma": {**rule["sigma"], "yaml": unmapped}}
+    stale.pop("id")
+    assert (await client.put(f"/api/rules/{rule['id']}", json=stale)).status_code == 422

@@ -1,5 +1,5 @@
-"""`aoc demo` runs the alerter: the sample data raises the default rules' alerts, once however often
-the demo runs."""
+"""`aoc demo` runs the alerter: the sample data raises the default rules' alerts and their Sigma
+twins', once however often the demo runs."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.utils.expected import DEFAULT_RULE_ALERTS, SIGNIN_RULE_ALERTS
+from tests.utils.expected import NATIVE_DEMO_ALERTS, SIGMA_DEMO_ALERTS, SIGNIN_RULE_ALERTS
 from tests.utils.local_servers import free_port
 
 AOC = Path(sys.executable).with_name("aoc")
@@ -36,10 +36,12 @@ def test_the_demo_reports_the_sample_alerts_and_a_second_run_adds_none(tmp_path:
             check=False,
         )
         assert result.returncode == 0, result.stdout + result.stderr
-        # The admin fixtures' alerts, and those of the sample sign-ins.
-        total = DEFAULT_RULE_ALERTS + sum(SIGNIN_RULE_ALERTS.values())
+        # The admin fixtures' alerts, those of the sample sign-ins, and their Sigma twins'.
+        total = NATIVE_DEMO_ALERTS + SIGMA_DEMO_ALERTS
         assert f"AOC demo: {total} alerts in the store" in result.stdout, result.stdout
         for name, count in SIGNIN_RULE_ALERTS.items():
             assert f"{count} × [" in result.stdout and f"] {name}" in result.stdout
         assert "4 × [high] Mailbox forwarding to an external address" in result.stdout
         assert "7 × [high] Member added to a privileged role" in result.stdout
+        assert "4 × [high] Sigma: Mailbox forwarding to an external address" in result.stdout
+        assert "1 × [high] Sigma: Many failed sign-ins, then a success" in result.stdout

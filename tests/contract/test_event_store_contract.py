@@ -1405,15 +1405,10 @@ async def test_alerts_are_counted_per_rule_severity_and_status_with_their_event_
     assert (await event_store.get_alert("a1")).event_at is None  # type: ignore[union-attr]
 
 
-@only_on("embedded")
-async def test_common_tags_and_words_page_the_same_as_rare_ones(event_store: EventStore):
-    """SQLite walks newest-first instead of sorting every match once a tag or word is common
-    (more than COMMON_LOOKUP_ROWS events): the answer must not change with the plan."""
-    from aoc_common.event_store.sqlite_query import COMMON_LOOKUP_ROWS
-
-    count = COMMON_LOOKUP_ROWS + 300
+def a_large_mixed_batch(count: int) -> list[CanonicalEvent]:
+    """More events than COMMON_LOOKUP_ROWS, so that SQLite meets common and rare lookups."""
     rng = random.Random(5)
-    events = [
+    return [
         an_event(
             f"evt-{n}",
             minutes_ago=rng.randrange(10_000),
@@ -1421,25 +1416,120 @@ async def test_common_tags_and_words_page_the_same_as_rare_ones(event_store: Eve
             tags=["common"] + (["rare"] if n % 500 == 0 else []),
             raw_text="mailbox forwarding" if n % 3 else "mailbox",
             service="Exchange" if n % 2 else "Intune",
+            operation="Wipe device" if n % 250 == 0 else "Set-Mailbox",
+            category="Device" if n % 7 == 0 else "ExchangeAdmin",
+            result="partial" if n % 300 == 0 else "success",
+            actor_type="app" if n % 11 == 0 else "user",
             actor=f"Admin {n % 5}" if n % 400 else "Rare Actor",
         )
         for n in range(count)
     ]
+
+
+LARGE_BATCH_QUERIES: list[dict[str, Any]] = [
+    {"tags": ["common"], "page_size": 500},
+    {"search": "mail", "page_size": 500},
+    {"search": "mailbox forw", "service": "Exchange", "page_size": 500},
+    {"tags": ["common", "rare"], "search": "mailbox", "page_size": 7},
+    {"tags": ["common"], "search": "forwarding", "page_size": 333},
+    {"actor": "admin", "page_size": 400},
+    {"actor": "ADMIN 3", "search": "mailbox", "page_size": 50},
+    {"actor": "rare", "page_size": 3},
+    {"actor": "dmin 1", "tags": ["common"], "page_size": 100},
+    {"actor": "nobody at all"},
+    {"service": "Exchange", "page_size": 500},  # common value: walks the time index
+    {"operation": "Wipe device", "page_size": 4},  # rare value: found by its token
+    {"result": ["partial", "failure"], "service": "Intune"},
+    {"category": "Device", "actor_type": "app", "page_size": 20},  # common values, rare together
+    {"actor_display": "Rare Actor", "exclude_result": "partial"},
+    {"exclude_service": "Intune", "operation": "Wipe device", "order": "oldest"},
+    {"exclude_category": "ExchangeAdmin", "order": "oldest", "page_size": 300},
+    {"service": "Nope"},
+]
+
+
+@only_on("embedded")
+async def test_common_and_rare_lookups_answer_the_same(event_store: EventStore):
+    """SQLite walks the time index when what a query looks up is common (more than
+    COMMON_LOOKUP_ROWS events) and looks rare things up in the search index: pages, counts and
+    facets must not change with the plan."""
+    from aoc_common.event_store.sqlite_query import COMMON_LOOKUP_ROWS
+
+    events = a_large_mixed_batch(COMMON_LOOKUP_ROWS + 300)
     await event_store.upsert_events(events)
 
-    for query in (
-        EventQuery(tags=["common"], page_size=500),
-        EventQuery(search="mail", page_size=500),
-        EventQuery(search="mailbox forw", service="Exchange", page_size=500),
-        EventQuery(tags=["common", "rare"], search="mailbox", page_size=7),
-        EventQuery(tags=["common"], search="forwarding", page_size=333),
-        EventQuery(actor="admin", page_size=400),
-        EventQuery(actor="ADMIN 3", search="mailbox", page_size=50),
-        EventQuery(actor="rare", page_size=3),
-        EventQuery(actor="dmin 1", tags=["common"], page_size=100),
-    ):
+    for filters in LARGE_BATCH_QUERIES:
+        query = EventQuery(**filters)
         pages = await page_through(event_store, query)
-        assert [event.id for page in pages for event in page] == expected_ids(events, query)
+        expected = expected_ids(events, query)
+        assert [event.id for page in pages for event in page] == expected, filters
+        only = EventFilters.model_validate(
+            {k: v for k, v in filters.items() if k not in ("page_size", "order")}
+        )
+        total = len(expected)
+        assert await event_store.count_matching(only, limit=5_000) == MatchCount(
+            value=total, exact=True
+        ), filters
+        assert (await event_store.count_matching(only, limit=10)).value == min(total, 10)
+        facets, counted, complete = expected_facets(events, only, 3, 100)
+        got = await event_store.facet_counts(only, top=3, sample=100)
+        assert (got.facets, got.counted, got.complete) == (facets, counted, complete), filters
+
+    # And the plans really differ: common lookups walk the time index, rare ones use the index.
+    import sqlite3
+
+    from aoc_common.event_store.sqlite_query import plan_for
+
+    with contextlib.closing(sqlite3.connect(event_store.path)) as connection:  # type: ignore[attr-defined]
+        drivers = {
+            name: plan_for(connection, EventFilters(**filters)).driver
+            for name, filters in {
+                "common value": {"service": ["Exchange", "Intune"]},
+                "rare value": {"operation": "Wipe device"},
+                "rare together": {"category": "Device", "actor_type": "app"},
+                "rare tag": {"tags": ["common", "rare"], "search": "mailbox"},
+                "common word": {"search": "mail"},
+            }.items()
+        }
+    assert drivers == {
+        "common value": "time",
+        "rare value": "search",
+        "rare together": "search",
+        "rare tag": "tag",
+        "common word": "time",
+    }
+
+
+@only_on("embedded")
+async def test_values_sharing_a_lookup_token_are_still_told_apart(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+):
+    """Filter values are looked up by a 32-bit hash; two values with the same hash only add
+    candidates, which the row check removes."""
+    from aoc_common.event_store import sqlite_query, sqlite_schema
+
+    def colliding(field: str, value: str) -> str:
+        return f"{sqlite_schema.VALUE_TOKEN_MARK}{sqlite_schema.VALUE_TOKEN_LETTERS[field]}0"
+
+    monkeypatch.setattr(sqlite_schema, "value_token", colliding)
+    monkeypatch.setattr(sqlite_query, "value_token", colliding)
+    store = engine.open()
+    await store.start()
+    events = [
+        an_event("a", operation="Set-Mailbox", actor="Amy"),
+        an_event("b", operation="Wipe device", actor="Bob", minutes_ago=1),
+        an_event("c", operation="New-InboxRule", actor="Amy", minutes_ago=2),
+    ]
+    await store.upsert_events(events)
+
+    assert await all_ids(store, operation="Wipe device") == [event_id_for("b")]
+    assert await all_ids(store, actor="amy", operation=["Set-Mailbox", "New-InboxRule"]) == [
+        event_id_for("a"),
+        event_id_for("c"),
+    ]
+    assert await store.count_matching(EventFilters(actor_display="Bob")) == MatchCount(
+        value=1, exact=True
+    )
 
 
 @only_on("embedded")
@@ -1631,3 +1721,129 @@ async def test_mongo_actor_filter_with_very_many_matching_actors_tests_each_even
 
     assert await all_ids(event_store, actor="ADMIN") == ids_of(newest_first(events))
     assert await all_ids(event_store, actor="admin 3") == [events[3].id]
+
+
+@only_on("embedded")
+async def test_a_writer_finds_events_another_writer_stored_since_it_last_wrote(engine: Engine):
+    """Each SQLite writer keeps its own map of stored ids: it must learn what the others insert,
+    or a re-delivery through it would be stored twice."""
+    first, second = engine.open(), engine.open()
+    await first.start()
+    await second.start()
+    await first.upsert_events([an_event("a")])  # `first` has built its map now
+    await second.upsert_events([an_event("b", summary="stored by the second writer")])
+
+    again = an_event("b", summary="sent again through the first writer")
+    assert await first.upsert_events([again, an_event("c")]) == UpsertResult(inserted=1, updated=1)
+    assert await first.count_events() == 3
+    stored = await second.get_event(again.id)
+    assert stored is not None and stored.display_summary == "sent again through the first writer"
+
+
+# A database written by the schema-2 layout (a dedupe-key hash column, an index per filter, a
+# contentless FTS5 index of words only).
+SCHEMA_2 = """
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, id_hash INTEGER NOT NULL,
+    key_hash INTEGER NOT NULL, timestamp_ms INTEGER NOT NULL, ingested_at_ms INTEGER NOT NULL,
+    service TEXT NOT NULL, category TEXT NOT NULL, operation TEXT NOT NULL, result TEXT NOT NULL,
+    source TEXT NOT NULL, actor_type TEXT NOT NULL, actor_display TEXT NOT NULL
+);
+CREATE INDEX events_by_time ON events (timestamp_ms, id);
+CREATE INDEX events_by_key ON events (key_hash);
+CREATE INDEX events_by_id ON events (id_hash);
+CREATE INDEX events_by_operation ON events (operation, timestamp_ms, id);
+CREATE TABLE event_docs (seq INTEGER PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE event_tags (tag TEXT NOT NULL, event_seq INTEGER NOT NULL,
+    PRIMARY KEY (tag, event_seq)) WITHOUT ROWID;
+CREATE VIRTUAL TABLE event_search USING fts5(
+    terms, tokenize = 'ascii', detail = none, content = ''
+);
+CREATE TABLE store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO store_meta VALUES ('search_text_version', '1');
+CREATE TABLE event_actors (actor_display TEXT PRIMARY KEY, actor_lower TEXT NOT NULL)
+    WITHOUT ROWID;
+PRAGMA user_version = 2;
+"""
+
+
+@only_on("embedded")
+async def test_a_database_of_schema_2_is_upgraded_in_place(engine: Engine, tmp_path: Path):
+    import sqlite3
+    from hashlib import blake2b
+
+    from aoc_common.query import timestamp_ms
+    from aoc_common.search import event_search_text
+
+    def old_hash(text: str) -> int:
+        return int.from_bytes(blake2b(text.encode(), digest_size=8).digest(), "big", signed=True)
+
+    events = [
+        an_event("a", operation="Wipe device", actor="Amy", tags=["vip"]),
+        an_event("b", minutes_ago=1, summary="quarantine released"),
+    ]
+    path = tmp_path / "events.sqlite3"
+    with contextlib.closing(sqlite3.connect(path)) as connection, connection:
+        connection.executescript(SCHEMA_2)
+        for seq, event in enumerate(events, start=1):
+            connection.execute(
+                "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    seq,
+                    event.id,
+                    old_hash(event.id),
+                    old_hash(event.dedupe_key),
+                    timestamp_ms(event.timestamp),
+                    timestamp_ms(event.ingested_at),
+                    event.service,
+                    event.category,
+                    event.operation,
+                    event.result,
+                    event.source,
+                    event.actor.type,
+                    event.actor_display,
+                ),
+            )
+            connection.execute(
+                "INSERT INTO event_docs VALUES (?, ?)", (seq, event.model_dump_json())
+            )
+            words = event_search_text(
+                [
+                    event.display_summary,
+                    event.actor_display,
+                    *event.target_displays,
+                    event.operation,
+                    event.service,
+                    event.category,
+                ],
+                event.raw_text,
+            )
+            connection.execute(
+                "INSERT INTO event_search (rowid, terms) VALUES (?, ?)", (seq, words)
+            )
+            connection.execute(
+                "INSERT INTO event_actors VALUES (?, ?)",
+                (event.actor_display, event.actor_display.lower()),
+            )
+        connection.execute("INSERT INTO event_tags VALUES ('vip', 1)")
+
+    store = SqliteEventStore(path)
+    engine.opened.append(store)
+    await store.start()
+
+    assert await store.get_event(events[0].id) == events[0]
+    assert await all_ids(store, operation="Wipe device") == [events[0].id]
+    assert await all_ids(store, search="quarant") == [events[1].id]
+    assert await all_ids(store, tags=["vip"]) == [events[0].id]
+    # The ids' hashes were recomputed: a re-delivery updates instead of storing a copy.
+    assert await store.upsert_events(events) == UpsertResult(updated=2)
+    assert await store.count_events() == 2
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        indexes = {
+            name
+            for (name,) in connection.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events'"
+            )
+        }
+        assert indexes == {"events_by_time"}
+        assert connection.execute("PRAGMA user_version").fetchone() == (3,)

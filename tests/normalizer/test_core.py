@@ -182,7 +182,7 @@ def test_record_without_an_id_gets_a_content_hash_dedupe_key(mappings: Mappings)
 EXPECTED_REASONS = {
     "not_json": "invalid JSON",
     "missing_timestamp": "activityDateTime: Field required",
-    "wrong_types": "id: Input should be a valid string",
+    "wrong_types": "activityDateTime: Input should be a valid datetime",
     "huge_field": "exceeds MAX_RECORD_BYTES=1000000",
     "unicode_and_nulls": "contains a NUL character",
     "regex_bomb_search": "payload is a JSON str, expected an object",
@@ -229,3 +229,24 @@ def test_a_nul_in_a_key_is_dead_lettered_too(mappings: Mappings) -> None:
     outcome = normalize_message(raw_record("directory", raw), mappings, now=NOW)
     assert isinstance(outcome, DeadLetter)
     assert outcome.reason == "field payload.additionalDetails.0 (a key) contains a NUL character"
+
+
+def test_an_unknown_record_type_shows_its_number_and_is_counted(mappings: Mappings) -> None:
+    from prometheus_client import REGISTRY
+
+    def counted() -> float:
+        labels = {"source": "unified", "value": "997"}
+        return REGISTRY.get_sample_value("aoc_unknown_record_types_total", labels) or 0.0
+
+    before = counted()
+    raw = {
+        "CreationTime": "2026-11-20T00:00:00",
+        "Id": "b0e1c2d3-0000-4000-8000-000000000997",
+        "Operation": "BrandNewThing",
+        "RecordType": 997,
+        "UserId": "alice.admin@contoso.com",
+        "Workload": "Exchange",
+    }
+    event = normalized(raw_record("unified", raw), mappings)
+    assert event.category == "RecordType 997"  # never a bare number, never silently "Other"
+    assert counted() == before + 1

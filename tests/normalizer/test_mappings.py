@@ -51,3 +51,90 @@ def test_summary_drops_empty_brackets_when_a_detail_is_missing() -> None:
     mappings = parse_mappings(SHIPPED)
     summary = mappings.summary("unified", "Set-Mailbox", {"actor": "a@x", "target": "mbx"})
     assert summary == "a@x changed mailbox mbx"
+
+
+@pytest.mark.parametrize(
+    ("broken", "message"),
+    [
+        (
+            SHIPPED.replace(
+                'summary_no_target: "{actor} performed {operation}"',
+                'summary_no_target: "{actor} performed {operation} on {target}"',
+            ),
+            "must render for every event",
+        ),
+        (
+            SHIPPED.replace(
+                '      Add member to group: "{actor} added {member} to group {group}"\n',
+                '      Add member to group: "{actor} added {member} to group {group}"\n'
+                '      Add member to group.: "{actor} added {member}"\n',
+                1,
+            ),
+            "are one operation",
+        ),
+        (SHIPPED.replace("  intune:\n", "  intune:\n    names: {}\n", 1), "top level"),
+        (
+            SHIPPED.replace("        result: failure\n", "        field: X\n", 1),
+            "needs either `result` or `field` with `values`",
+        ),
+    ],
+)
+def test_a_file_that_could_write_a_broken_sentence_or_rule_is_refused(
+    broken: str, message: str
+) -> None:
+    with pytest.raises(MappingError, match=message):
+        parse_mappings(broken, origin="test.yml")
+
+
+def test_a_template_missing_a_value_falls_back_to_a_shorter_one() -> None:
+    mappings = parse_mappings(SHIPPED)
+    # No group: never "bob added carol to group", but the next sentence that has what it needs.
+    summary = mappings.summary(
+        "directory", "Add member to group", {"actor": "bob", "member": "carol", "targets": "carol"}
+    )
+    assert summary == "bob performed Add member to group on carol"
+    assert mappings.summary("directory", "add member to group.", {"actor": "bob"}) == (
+        "bob performed add member to group."
+    )
+    assert (
+        mappings.summary(
+            "directory",
+            "Add member to group",
+            {"actor": "bob", "member": "carol", "group": "Finance"},
+        )
+        == "bob added carol to group Finance"
+    )
+
+
+def test_operations_have_one_spelling() -> None:
+    mappings = parse_mappings(SHIPPED)
+    assert mappings.canonical_operation("unified", "Add User.") == "Add user"
+    assert mappings.canonical_operation("unified", " add user. ") == "Add user"
+    assert mappings.canonical_operation("directory", "Add user") == "Add user"
+    # Without an entry in the file: Microsoft's spelling, without the trailing period.
+    assert mappings.canonical_operation("unified", "Frobnicate tenant.") == "Frobnicate tenant"
+
+
+def test_results_follow_the_documented_rules() -> None:
+    mappings = parse_mappings(SHIPPED)
+    sign_in = {"Operation": "UserLoginFailed", "ResultStatus": "Success", "LogonError": "IdsLocked"}
+    assert mappings.outcome("unified", sign_in, "UserLoginFailed", "15", "Success") == (
+        "failure",
+        "Success",
+    )
+    file_access = {"Operation": "FileAccessed"}
+    assert mappings.outcome("unified", file_access, "FileAccessed", "6", None) == (
+        "success",
+        None,
+    )
+    blocked = {"PolicyDetails": [{"Rules": [{"Actions": ["NotifyUser", "BlockAccess"]}]}]}
+    assert mappings.outcome("unified", blocked, "DlpRuleMatch", "13", None) == (
+        "failure",
+        "PolicyDetails.Rules.Actions: BlockAccess",
+    )
+    assert mappings.outcome("unified", {}, "CreateArtifact", "20", "InProgress") == (
+        "unknown",
+        "InProgress",
+    )
+    assert mappings.outcome("directory", {}, "Update user", None, "timeout")[0] == "failure"
+    assert mappings.result_of("PartiallySucceeded") == "partial"

@@ -54,7 +54,7 @@ async def test_fixtures_flow_through_the_pipeline_with_dedupe_and_dead_letters(
         for expected in (
             "invalid JSON",
             "activityDateTime: Field required",
-            "id: Input should be a valid string",
+            "activityDateTime: Input should be a valid datetime",
             "exceeds MAX_RECORD_BYTES",
             "contains a NUL character",
             "expected an object",

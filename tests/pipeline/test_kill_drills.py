@@ -143,7 +143,8 @@ async def run_pipeline(data_dir: Path, drilled: str | None) -> Outcome:
             processes["normalizer"] = start("normalizer", data_dir)
             await wait_for_group(log, "normalizer", processes)
         for service in CONSUMERS:
-            processes.setdefault(service, start(service, data_dir))
+            if service not in processes:  # not setdefault: it would start a second, untracked one
+                processes[service] = start(service, data_dir)
         pending_kills = list(KILL_AT) if drilled else []
         deadline = time.monotonic() + CATCH_UP_S
         while time.monotonic() < deadline:

@@ -132,5 +132,11 @@ def test_alerts_are_grouped_by_rule_acknowledged_in_bulk_and_lead_to_their_event
     page.click("#alert-scope-clear")
     expect(rows(page)).to_have_count(50)
 
+    # A Sigma rule's alert: its mark, its ATT&CK tags (techniques link to MITRE) and references.
     page.goto(f"{aoc_url}/?view=alerts")
-    expect(page.locator(f"#alerts tbody tr[data-id='{FORWARDING_ALERT}']")).to_be_visible()
+    sigma = page.locator(f"#alerts tbody tr[data-id='{FORWARDING_ALERT}']")
+    expect(sigma.locator(".sigma-mark")).to_have_text("Sigma")
+    technique = sigma.locator(".alert-tags a.chip")
+    expect(technique).to_have_text("attack.t1114.003")
+    expect(technique).to_have_attribute("href", "https://attack.mitre.org/techniques/T1114/003/")
+    expect(sigma.locator(".alert-references a")).to_have_count(1)

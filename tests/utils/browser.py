@@ -68,20 +68,30 @@ def an_alert(
 
 
 def stored_alerts(events: list[CanonicalEvent]) -> list[Alert]:
-    """Open: one high alert on the newest event, two medium ones on role changes, one low one on
-    three user creations."""
+    """Open: one high alert (a Sigma rule's) on the newest event, two medium ones on role changes,
+    one low one on three user creations."""
     ordered = sorted(events, key=lambda e: (e.timestamp, e.id), reverse=True)
     roles = [e for e in ordered if e.operation.startswith("Add member to role")]
     users = [e for e in ordered if e.operation.startswith("Add user")]
     role_rule = ("role-added", "Member added to a privileged role", "medium")
+    forwarding = an_alert(
+        FORWARDING_ALERT,
+        "mailbox-forwarding-external",
+        "Mailbox forwarding to an external address",
+        "high",
+        ordered[:1],
+    )
+    # As a Sigma rule raises it: the rule's ATT&CK tags, references, own id and level.
+    forwarding = forwarding.model_copy(
+        update={
+            "tags": ["attack.collection", "attack.t1114.003"],
+            "references": ["https://attack.mitre.org/techniques/T1114/003/"],
+            "sigma_id": "478e343d-ff04-5f44-ae2f-94c12da1bc52",
+            "level": "high",
+        }
+    )
     return [
-        an_alert(
-            FORWARDING_ALERT,
-            "mailbox-forwarding-external",
-            "Mailbox forwarding to an external address",
-            "high",
-            ordered[:1],
-        ),
+        forwarding,
         an_alert("alert-role-1", *role_rule, roles[:1]),
         an_alert("alert-role-2", *role_rule, roles[1:2]),
         an_alert("alert-users-1", "user-burst", "Many users created", "low", users[:3]),

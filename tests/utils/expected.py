@@ -79,3 +79,9 @@ SIGNIN_RULE_ALERTS = {
     "Legacy authentication sign-in": 1,
     "Risky sign-in": 1,
 }
+
+# `aoc demo` also loads AOC's own Sigma rules (services/alerter/sigma_rules): every native alert but
+# the new-country ones (no first-seen in Sigma) is raised a second time by a Sigma twin
+# (tests/alerter/test_sigma_rules.py pins that they fire on the same events).
+NATIVE_DEMO_ALERTS = DEFAULT_RULE_ALERTS + sum(SIGNIN_RULE_ALERTS.values())
+SIGMA_DEMO_ALERTS = NATIVE_DEMO_ALERTS - SIGNIN_RULE_ALERTS["Sign-in from a new country"]

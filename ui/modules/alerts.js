@@ -45,6 +45,48 @@ function eventsLink(alert) {
   return link;
 }
 
+// The rule's name; for a Sigma rule a "Sigma" mark, its tags (ATT&CK techniques link to MITRE's
+// pages) and its references.
+function ruleCell(row, alert) {
+  const td = cell(row, alert.rule_name, "rule");
+  if (alert.sigma_id) {
+    const mark = el("span", "Sigma", "chip sigma-mark");
+    mark.title = `Sigma rule ${alert.sigma_id}` + (alert.level ? `, level ${alert.level}` : "");
+    td.append(" ", mark);
+  }
+  const tags = alert.tags || [];
+  if (tags.length) {
+    const box = el("div", null, "chips alert-tags");
+    for (const tag of tags) box.appendChild(tagChip(tag));
+    td.appendChild(box);
+  }
+  const references = (alert.references || []).filter((r) => /^https?:\/\//.test(r)).slice(0, 5);
+  if (references.length) {
+    const box = el("div", null, "alert-references");
+    references.forEach((reference, index) => {
+      const link = el("a", `reference ${index + 1}`);
+      link.href = reference;
+      link.title = reference;
+      link.target = "_blank";
+      link.rel = "noopener noreferrer";
+      box.append(link, " ");
+    });
+    td.appendChild(box);
+  }
+}
+
+function tagChip(tag) {
+  const technique = /^attack\.(t\d{4})(?:\.(\d{3}))?$/i.exec(tag);
+  if (!technique) return el("span", tag, "chip");
+  const link = el("a", tag, "chip");
+  const id = technique[1].toUpperCase();
+  link.href = `https://attack.mitre.org/techniques/${id}/${technique[2] ? technique[2] + "/" : ""}`;
+  link.target = "_blank";
+  link.rel = "noopener noreferrer";
+  link.title = "MITRE ATT&CK " + id + (technique[2] ? "." + technique[2] : "");
+  return link;
+}
+
 function alertRow(alert) {
   const row = document.createElement("tr");
   row.dataset.id = alert.id;
@@ -62,7 +104,7 @@ function alertRow(alert) {
   when.appendChild(el("span", `alerted ${relativeTime(alert.created_at)}`, "narrow-only alerted"));
   cell(row, null, "time col-created created-time").appendChild(timeElement(alert.created_at));
   cell(row, alert.severity, "severity severity-" + alert.severity);
-  cell(row, alert.rule_name, "rule");
+  ruleCell(row, alert);
   cell(row, alert.summary, "col-summary");
   cell(row, null).appendChild(eventsLink(alert));
   const status = cell(row, null, "alert-status");

@@ -10,7 +10,7 @@ exactly as published. Everything read back is validated as a `CanonicalEvent` as
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -22,6 +22,8 @@ from aoc_common.events import (
     Source,
     to_utc_millis,
 )
+
+_NO_OFFSET = timedelta(0)
 
 
 class IndexedActor(BaseModel):
@@ -57,6 +59,10 @@ class IndexedFields(BaseModel):
     @field_validator("timestamp", "ingested_at")
     @classmethod
     def _utc_millis(cls, value: datetime) -> datetime:
+        # What the normalizer publishes is already UTC to the millisecond: keep it as it is
+        # (converting costs more than validating the rest of these fields).
+        if value.microsecond % 1000 == 0 and value.utcoffset() == _NO_OFFSET:
+            return value
         return to_utc_millis(value)
 
     @property

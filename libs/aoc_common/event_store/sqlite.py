@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,7 +35,7 @@ import orjson
 from aoc_common.event_store import sqlite_query, sqlite_writes
 from aoc_common.event_store.base import EventStore, StoreError, dedupe_last_wins
 from aoc_common.event_store.encoded import EncodedEvent
-from aoc_common.event_store.sqlite_schema import prepare, text_hash, transaction
+from aoc_common.event_store.sqlite_schema import prepare, seqs_with_id, transaction
 from aoc_common.events import CanonicalEvent, Comment, to_utc_millis, utc_now
 from aoc_common.query import (
     DEFAULT_COUNT_LIMIT,
@@ -70,6 +71,7 @@ LOOKUP_CHUNK = 500
 # insert a disk read once the store outgrows it; 64 MB holds the hot part of every index of a
 # store of millions of events.
 CACHE_KIB = 65_536
+PAGE_SIZE = 32_768
 
 
 class SqliteEventStore(EventStore):
@@ -82,6 +84,7 @@ class SqliteEventStore(EventStore):
         self.retention_days = retention_days
         self._executor: ThreadPoolExecutor | None = None
         self._connection: sqlite3.Connection | None = None
+        self._writer = sqlite_writes.WriterState()
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -113,6 +116,10 @@ class SqliteEventStore(EventStore):
         connection = sqlite3.connect(self.path, isolation_level=None)
         try:
             connection.execute("PRAGMA busy_timeout = 5000")
+            # Only a new, empty file takes it (before WAL and the first table). Large pages hold
+            # several event documents each and make appends cheap: 32 KiB stored events 25 %
+            # faster and 25 % smaller than 4 KiB in bench/store_sink.py.
+            connection.execute(f"PRAGMA page_size = {PAGE_SIZE}")
             connection.execute("PRAGMA journal_mode = WAL")
             # FULL: a committed batch survives a power cut; the sink commits its offsets after it.
             connection.execute("PRAGMA synchronous = FULL")
@@ -120,11 +127,14 @@ class SqliteEventStore(EventStore):
             # Debian builds SQLite with secure_delete on, which zeroes every freed byte on disk
             # (FTS5 frees pages at every merge). FAST still zeroes what it can without extra I/O.
             connection.execute("PRAGMA secure_delete = FAST")
+            # The upserts' key map (sqlite_writes.KeyMap) is a TEMP table: memory, never a file.
+            connection.execute("PRAGMA temp_store = MEMORY")
             prepare(connection)
         except BaseException:
             connection.close()
             raise
         self._connection = connection
+        self._writer = sqlite_writes.WriterState()
 
     def _close(self) -> None:
         connection, self._connection = self._connection, None
@@ -179,7 +189,9 @@ class SqliteEventStore(EventStore):
         batch = dedupe_last_wins(events)
         if not batch:
             return UpsertResult()
-        return await self._run(lambda connection: sqlite_writes.upsert(connection, batch))
+        return await self._run(
+            lambda connection: sqlite_writes.upsert(connection, batch, self._writer)
+        )
 
     async def query_events(self, query: EventQuery) -> EventPage:
         if query.matches_nothing:
@@ -194,11 +206,7 @@ class SqliteEventStore(EventStore):
 
     async def get_event(self, event_id: str) -> CanonicalEvent | None:
         def lookup(connection: sqlite3.Connection) -> list[str]:
-            rows = connection.execute(
-                "SELECT seq FROM events WHERE id_hash = ? AND id = ?",
-                (text_hash(event_id), event_id),
-            ).fetchall()
-            return sqlite_query.docs_of(connection, [seq for (seq,) in rows])
+            return sqlite_query.docs_of(connection, seqs_with_id(connection, event_id))
 
         docs = await self._read(lookup)
         return CanonicalEvent.model_validate_json(docs[0]) if docs else None
@@ -273,13 +281,13 @@ class SqliteEventStore(EventStore):
     async def purge_expired(self, now: datetime | None = None) -> int:
         """Delete events ingested before now - retention_days, a batch per transaction."""
         cutoff = timestamp_ms((now or utc_now()) - timedelta(days=self.retention_days))
-        purged = 0
+        purged, after = 0, 0
         while True:
-            deleted = await self._run(
-                lambda connection: sqlite_writes.purge_batch(connection, cutoff)
+            deleted, after = await self._run(
+                partial(sqlite_writes.purge_batch, cutoff_ms=cutoff, after_seq=after)
             )
             purged += deleted
-            if deleted < sqlite_writes.PURGE_BATCH:
+            if after == 0:
                 return purged
 
     # --- state -----------------------------------------------------------------------------------

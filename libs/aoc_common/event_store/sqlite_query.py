@@ -1,19 +1,32 @@
 """Event reads of the embedded store: `EventFilters` as SQL, and the statements that page, count,
 facet and bucket events. Functions of a connection, run on the store's thread.
 
+Every read picks one of three plans (`plan_for`):
+- **by search index**: when the words, filter values and actors asked for are rare together (at
+  most COMMON_LOOKUP_ROWS events carry them all, see `sqlite_schema.value_token`), FTS5 lists
+  those events and each row is checked; a page sorts the few matches.
+- **by tag**: when a required tag is that rare.
+- **by time**: otherwise, walk `events_by_time` newest (or oldest) first, testing each entry; a
+  page of common events is found after a few entries, and the walk never reads the table.
+Whatever the plan, every filter is also tested on the row itself, so a shared token or a shortcut
+can add candidates but never change an answer.
+
 User input only ever becomes a bound parameter. The actor filter is `instr` on lowercased actor
 names (of `event_actors`), not LIKE, so `%` and `_` are plain characters; search tokens hold only
-letters and digits (see `query_tokens`), so quoting them makes each a literal FTS5 prefix term.
+letters and digits (see `query_tokens`) and value tokens only "§", letters and hex digits, so
+quoting them makes each a literal FTS5 term.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from aoc_common.event_store.base import MAX_FILTER_OPTIONS
+from aoc_common.event_store.sqlite_schema import value_token
 from aoc_common.query import (
     VALUE_FILTERS,
     Cursor,
@@ -36,13 +49,8 @@ FACET_COLUMNS = {
     "source": "source",
     "actor_type": "actor_type",
 }
-OPTION_COLUMNS = {
-    "services": "service",
-    "operations": "operation",
-    "results": "result",
-    "sources": "source",
-    "actors": "actor_display",
-}
+OPTION_FIELDS = {"services": "service", "operations": "operation", "results": "result"}
+OPTION_FIELDS |= {"sources": "source"}
 ORDER_BY = {
     "newest": "ORDER BY timestamp_ms DESC, id DESC",
     "oldest": "ORDER BY timestamp_ms ASC, id ASC",
@@ -50,29 +58,103 @@ ORDER_BY = {
 AFTER_CURSOR = {"newest": "(timestamp_ms, id) < (?, ?)", "oldest": "(timestamp_ms, id) > (?, ?)"}
 
 ACTORS_CONTAINING = "SELECT actor_display FROM event_actors WHERE instr(actor_lower, ?) > 0"
+# An actor filter matching at most this many actors also looks events up by their tokens.
+MAX_ACTOR_TOKENS = 50
 
-# A tag, search or actor lookup matching more events than this is "common": a page of them is
-# found sooner by walking the time index than by collecting and sorting every match (which, for
-# a word in a third of a million events, takes hundreds of milliseconds). From bench/api.py.
+# A lookup matching more events than this is "common": a page of them is found sooner by walking
+# the time index than by collecting and sorting every match (which, for a word in a third of a
+# million events, takes hundreds of milliseconds). From bench/api.py.
 COMMON_LOOKUP_ROWS = 2_000
+
+Driver = Literal["search", "tag", "time"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How to read the events of one set of filters."""
+
+    driver: Driver
+    # The FTS5 expression of everything the search index can look up (words, filter values,
+    # few enough actors), or "" when there is nothing to look up.
+    lookup: str
+    # False when the filters match nothing whatever the plan (an actor part no actor has).
+    possible: bool = True
 
 
 def _marks(values: Sequence[Any]) -> str:
     return ", ".join("?" * len(values))
 
 
-def where_clause(
-    filters: EventFilters, *, cursor: Cursor | None = None, walk_in_order: bool = False
-) -> tuple[str, list[Any]]:
-    """The WHERE clause (with its bound parameters) for filters and an optional cursor.
+def _quoted(token: str) -> str:
+    return f'"{token}"'
 
-    `walk_in_order` (see `walks_in_order`) writes the tag, search and actor lookups with a unary
-    `+` (`+seq IN`), which keeps SQLite from driving the query by them: it then walks the time
-    index and probes each row's membership, and stops at the page's end.
-    """
-    member = "+seq IN" if walk_in_order else "seq IN"
+
+def words_match(filters: EventFilters) -> str:
+    """The FTS5 expression of the search words: each a prefix term, all required."""
+    return " AND ".join(f"{_quoted(token)}*" for token in filters.search_tokens)
+
+
+def lookup_expression(connection: sqlite3.Connection, filters: EventFilters) -> tuple[str, bool]:
+    """The FTS5 expression of the filters' words, wanted values and (few) actors, and whether any
+    event can match (False when the actor part names no known actor)."""
+    parts = [words_match(filters)] if filters.search_tokens else []
+    for field in VALUE_FILTERS:
+        wanted = filters.values_of(field)
+        if wanted:
+            parts.append(
+                "(" + " OR ".join(_quoted(value_token(field, value)) for value in wanted) + ")"
+            )
+    if filters.actor:
+        actors = [
+            actor
+            for (actor,) in connection.execute(
+                f"{ACTORS_CONTAINING} LIMIT {MAX_ACTOR_TOKENS + 1}", (filters.actor.lower(),)
+            )
+        ]
+        if not actors:
+            return "", False
+        if len(actors) <= MAX_ACTOR_TOKENS:
+            tokens = (_quoted(value_token("actor_display", actor)) for actor in actors)
+            parts.append("(" + " OR ".join(tokens) + ")")
+    return " AND ".join(parts), True
+
+
+def _at_most(connection: sqlite3.Connection, lookup: str, value: Any, bound: int) -> int:
+    sql = f"SELECT count(*) FROM ({lookup} LIMIT {bound + 1})"
+    return int(connection.execute(sql, (value,)).fetchone()[0])
+
+
+def plan_for(connection: sqlite3.Connection, filters: EventFilters) -> Plan:
+    """The cheapest way to the first matches in time order (see the module docstring)."""
+    lookup, possible = lookup_expression(connection, filters)
+    if not possible:
+        return Plan("time", "", possible=False)
+    fts = "SELECT rowid FROM event_search WHERE event_search MATCH ?"
+    if lookup and _at_most(connection, fts, lookup, COMMON_LOOKUP_ROWS) <= COMMON_LOOKUP_ROWS:
+        return Plan("search", lookup)
+    tag_lookup = "SELECT event_seq FROM event_tags WHERE tag = ?"
+    for tag in filters.tags:
+        if _at_most(connection, tag_lookup, tag, COMMON_LOOKUP_ROWS) <= COMMON_LOOKUP_ROWS:
+            return Plan("tag", lookup)
+    return Plan("time", lookup)
+
+
+def selection(
+    filters: EventFilters, plan: Plan, columns: str, *, cursor: Cursor | None = None
+) -> tuple[str, list[Any]]:
+    """`SELECT columns FROM ... WHERE ...` of the events matching `filters` after `cursor`, read
+    the way `plan` says; ORDER BY and LIMIT are the caller's."""
     clauses: list[str] = []
     params: list[Any] = []
+    if plan.driver == "search":
+        source = "event_search CROSS JOIN events ON events.seq = event_search.rowid"
+        clauses.append("event_search MATCH ?")
+        params.append(plan.lookup)
+    else:
+        source = "events"
+        if filters.search_tokens:
+            clauses.append("+seq IN (SELECT rowid FROM event_search WHERE event_search MATCH ?)")
+            params.append(words_match(filters))
     for column in VALUE_FILTERS:
         wanted = filters.values_of(column)
         if wanted:
@@ -83,8 +165,7 @@ def where_clause(
             clauses.append(f"{column} NOT IN ({_marks(excluded)})")
             params.extend(excluded)
     if filters.actor:
-        actor_column = "+actor_display" if walk_in_order else "actor_display"
-        clauses.append(f"{actor_column} IN ({ACTORS_CONTAINING})")
+        clauses.append(f"actor_display IN ({ACTORS_CONTAINING})")
         params.append(filters.actor.lower())
     if filters.start is not None:
         clauses.append("timestamp_ms >= ?")
@@ -92,6 +173,7 @@ def where_clause(
     if filters.end is not None:
         clauses.append("timestamp_ms <= ?")
         params.append(timestamp_ms(filters.end))
+    member = "seq IN" if plan.driver == "tag" else "+seq IN"
     for tag in filters.tags:
         clauses.append(f"{member} (SELECT event_seq FROM event_tags WHERE tag = ?)")
         params.append(tag)
@@ -101,44 +183,11 @@ def where_clause(
             f"WHERE tag IN ({_marks(filters.exclude_tags)}))"
         )
         params.extend(filters.exclude_tags)
-    if filters.search_tokens:
-        clauses.append(f"{member} (SELECT rowid FROM event_search WHERE event_search MATCH ?)")
-        params.append(fts_match(filters))
     if cursor is not None:
         clauses.append(AFTER_CURSOR[cursor.order])
         params.extend([cursor.timestamp_ms, cursor.id])
-    return (" AND ".join(clauses) or "1"), params
-
-
-def fts_match(filters: EventFilters) -> str:
-    return " AND ".join(f'"{token}"*' for token in filters.search_tokens)
-
-
-def walks_in_order(connection: sqlite3.Connection, filters: EventFilters) -> bool:
-    """True when every tag, search and actor lookup of the filters is common
-    (COMMON_LOOKUP_ROWS). A rare one keeps the default plan: its few matches, sorted, are the
-    fastest answer."""
-    probes: list[tuple[str, Any]] = [
-        ("SELECT event_seq FROM event_tags WHERE tag = ?", tag) for tag in filters.tags
-    ]
-    if filters.search_tokens:
-        probes.append(
-            ("SELECT rowid FROM event_search WHERE event_search MATCH ?", fts_match(filters))
-        )
-    if filters.actor:
-        probes.append(
-            (
-                f"SELECT seq FROM events WHERE actor_display IN ({ACTORS_CONTAINING})",
-                filters.actor.lower(),
-            )
-        )
-    if not probes:
-        return False
-    for lookup, value in probes:
-        sql = f"SELECT count(*) FROM ({lookup} LIMIT {COMMON_LOOKUP_ROWS + 1})"
-        if connection.execute(sql, (value,)).fetchone()[0] <= COMMON_LOOKUP_ROWS:
-            return False
-    return True
+    where = " AND ".join(clauses) or "1"
+    return f"SELECT {columns} FROM {source} WHERE {where}", params
 
 
 def page_docs(
@@ -149,12 +198,12 @@ def page_docs(
     limit: int,
 ) -> list[str]:
     """The JSON of up to `limit` matching events after the cursor, in `order`."""
-    walk = walks_in_order(connection, filters)
-    where, params = where_clause(filters, cursor=cursor, walk_in_order=walk)
-    seqs = connection.execute(
-        f"SELECT seq FROM events WHERE {where} {ORDER_BY[order]} LIMIT ?", [*params, limit]
-    ).fetchall()
-    return docs_of(connection, [seq for (seq,) in seqs])
+    plan = plan_for(connection, filters)
+    if not plan.possible:
+        return []
+    sql, params = selection(filters, plan, "events.seq", cursor=cursor)
+    rows = connection.execute(f"{sql} {ORDER_BY[order]} LIMIT ?", [*params, limit]).fetchall()
+    return docs_of(connection, [seq for (seq,) in rows])
 
 
 def docs_of(connection: sqlite3.Connection, seqs: list[int]) -> list[str]:
@@ -170,10 +219,23 @@ def docs_of(connection: sqlite3.Connection, seqs: list[int]) -> list[str]:
 
 
 def count_matching(connection: sqlite3.Connection, filters: EventFilters, limit: int) -> MatchCount:
-    """Count at most limit + 1 matches: the extra one only says there are more."""
-    where, params = where_clause(filters)
-    sql = f"SELECT count(*) FROM (SELECT 1 FROM events WHERE {where} LIMIT ?)"
-    found = int(connection.execute(sql, [*params, limit + 1]).fetchone()[0])
+    """Count at most limit + 1 matches (the extra one only says there are more).
+
+    Unordered, so the search index may drive even when its matches are common: it lists them in
+    storage order and counting stops at the bound. Only a time range keeps the time plan, whose
+    walk the range bounds."""
+    plan = plan_for(connection, filters)
+    if not plan.possible:
+        return MatchCount(value=0, exact=True)
+    bounded_in_time = filters.start is not None or filters.end is not None
+    if plan.lookup and plan.driver == "time" and not bounded_in_time:
+        plan = Plan("search", plan.lookup)
+    sql, params = selection(filters, plan, "1")
+    found = int(
+        connection.execute(
+            f"SELECT count(*) FROM ({sql} LIMIT ?)", [*params, limit + 1]
+        ).fetchone()[0]
+    )
     if found > limit:
         return MatchCount(value=limit, exact=False)
     return MatchCount(value=found, exact=True)
@@ -187,22 +249,17 @@ def facet_counts(
     sample: int | None,
 ) -> FacetCounts:
     """Count the values of each field over the newest `sample` matches (all when None), in SQL:
-    the sample is materialised once and grouped per field."""
-    where, params = where_clause(filters)
-    complete = True
-    if sample is not None:
-        matched = count_matching(connection, filters, sample)
-        complete = matched.exact
-    if complete:
-        chosen = f"SELECT * FROM events WHERE {where}"
-        chosen_params = params
-    else:
-        walk = walks_in_order(connection, filters)
-        where, params = where_clause(filters, walk_in_order=walk)
-        chosen = f"SELECT * FROM events WHERE {where} {ORDER_BY['newest']} LIMIT ?"
-        chosen_params = [*params, sample]
+    the sample is materialised once, then grouped per field."""
+    complete = sample is None or count_matching(connection, filters, sample).exact
+    plan = plan_for(connection, filters)
+    if not plan.possible:
+        return FacetCounts(facets={field: [] for field in fields}, counted=0, complete=True)
+    columns = "events.seq AS seq, " + ", ".join(sorted(set(FACET_COLUMNS.values())))
+    chosen, params = selection(filters, plan, columns)
+    if not complete:
+        chosen = f"{chosen} {ORDER_BY['newest']} LIMIT ?"
+        params = [*params, sample]
     parts = ["SELECT '', '', count(*) FROM sample"]
-    part_params: list[Any] = []
     for field in fields:
         if field == "tags":
             parts.append(
@@ -216,14 +273,12 @@ def facet_counts(
                 f"SELECT * FROM (SELECT '{field}', {column}, count(*) AS n FROM sample "
                 f"GROUP BY {column} ORDER BY n DESC, {column} LIMIT ?)"
             )
-        part_params.append(top)
     sql = f"WITH sample AS MATERIALIZED ({chosen}) " + " UNION ALL ".join(parts)
-    rows = connection.execute(sql, [*chosen_params, *part_params]).fetchall()
-    counted = int(rows[0][2])
+    rows = connection.execute(sql, [*params, *([top] * len(fields))]).fetchall()
     facets: dict[str, list[FacetValue]] = {field: [] for field in fields}
     for field, value, count in rows[1:]:
         facets[field].append(FacetValue(value=value, count=count))
-    return FacetCounts(facets=facets, counted=counted, complete=complete)
+    return FacetCounts(facets=facets, counted=int(rows[0][2]), complete=complete)
 
 
 def count_by_interval(
@@ -234,11 +289,14 @@ def count_by_interval(
     buckets: int,
 ) -> list[int]:
     counts = [0] * buckets
-    where, params = where_clause(filters)
+    plan = plan_for(connection, filters)
+    if not plan.possible:
+        return counts
     origin = timestamp_ms(start)
+    chosen, params = selection(filters, plan, "timestamp_ms")
     sql = (
-        "SELECT (timestamp_ms - ?) / ?, count(*) FROM events "
-        f"WHERE {where} AND timestamp_ms >= ? AND timestamp_ms < ? GROUP BY 1"
+        f"SELECT (timestamp_ms - ?) / ?, count(*) FROM ({chosen} "
+        "AND timestamp_ms >= ? AND timestamp_ms < ?) GROUP BY 1"
     )
     bound = [origin, interval_ms, *params, origin, origin + interval_ms * buckets]
     for bucket, count in connection.execute(sql, bound):
@@ -247,12 +305,28 @@ def count_by_interval(
 
 
 def filter_options(connection: sqlite3.Connection) -> FilterOptions:
-    def distinct(sql: str) -> list[str]:
-        return [value for (value,) in connection.execute(sql, (MAX_FILTER_OPTIONS,))]
+    """From `event_values` and `event_actors` (kept by upserts), not from the events: a DISTINCT
+    over a million events needs an index per field, which every insert would pay for."""
 
-    options = {
-        name: distinct(f"SELECT DISTINCT {column} FROM events ORDER BY {column} LIMIT ?")
-        for name, column in OPTION_COLUMNS.items()
-    }
-    options["tags"] = distinct("SELECT DISTINCT tag FROM event_tags ORDER BY tag LIMIT ?")
+    def values(field: str) -> list[str]:
+        rows = connection.execute(
+            "SELECT value FROM event_values WHERE field = ? ORDER BY value LIMIT ?",
+            (field, MAX_FILTER_OPTIONS),
+        )
+        return [value for (value,) in rows]
+
+    options = {name: values(field) for name, field in OPTION_FIELDS.items()}
+    options["actors"] = [
+        actor
+        for (actor,) in connection.execute(
+            "SELECT actor_display FROM event_actors ORDER BY actor_display LIMIT ?",
+            (MAX_FILTER_OPTIONS,),
+        )
+    ]
+    options["tags"] = [
+        tag
+        for (tag,) in connection.execute(
+            "SELECT DISTINCT tag FROM event_tags ORDER BY tag LIMIT ?", (MAX_FILTER_OPTIONS,)
+        )
+    ]
     return FilterOptions(**options)

@@ -1,16 +1,28 @@
 """The embedded store's tables, and moving a database made by an earlier AOC onto them.
 
-Layout (schema 2), chosen from what the sink writes and the API's queries read:
-- `events` is narrow: only the columns filters, sorting, counts and facets read, about 150 bytes a
-  row, so walking it (a page, 10,000 rows for a facet sample, a count) touches few pages. The
-  event's JSON lives apart in `event_docs`, read only for the rows a page returns.
-- Upserts and `get_event` find rows by 64-bit hashes of the dedupe key and the id (`key_hash`,
-  `id_hash`): an integer index is a quarter of the size of one on the text and stays in cache at
-  millions of events. A hash match is always confirmed on the text itself.
+Layout (schema 3), chosen by measuring what each part costs the sink (bench/store_sink.py) and
+what the API's queries read (bench/api.py):
+- `events` is narrow: the columns filters, sorting, counts and facets read, about 150 bytes a
+  row. The event's JSON lives apart in `event_docs`, read only for the rows a page returns.
+- Writes are cheap when they append. A sink commits a few hundred events at a time, and an index
+  whose new entries land all over it (a hash, an actor name out of thousands) dirties about one
+  page per event per index in every commit; one whose entries land at its end dirties a few. So
+  there is one wide index in time order, `events_by_time`, carrying every filter column: a page,
+  a count or a facet sample walks it newest (or oldest) first and tests filters on its entries,
+  never touching the table. It costs about 1 µs per event; an actor index alone cost 22 µs.
+- A *rare* value (an operation seen twice, one actor of thousands) is found through
+  `event_search` instead of an index of its own: beside an event's words it holds one token per
+  filter value (`value_token`), and FTS5 stores tokens like an LSM tree (sorted segments written
+  once per commit, merged in the background), which costs about 2 µs per token.
 - `event_search` is a contentless FTS5 index (`content=''`): it stores the index, not a second
-  copy of every event's words. Removing an event's words needs them again, so they are recomputed
+  copy of every event's words. Removing an event needs its words again, so they are recomputed
   from its stored JSON (`search_text_of`); `SEARCH_TEXT_VERSION` records how they were computed,
   and a database indexed another way is re-indexed when it is opened.
+- There is no index on ids or dedupe keys: one on a hash of a random key dirties a page per event
+  per commit and cost a third of the sink's time. An id is a token in `event_search` too
+  (`id_token`), which is how `get_event` finds it from any process; a writer keeps an in-memory
+  map of dedupe-key hash (the `key_hash` column) -> seq for its upserts (`KeyMap` in
+  sqlite_writes.py).
 - `seq` (the FTS rowid and the key of tags and documents) is AUTOINCREMENT: a seq is never
   reused, so nothing left behind by a deleted event can ever point at a new one.
 """
@@ -18,24 +30,31 @@ Layout (schema 2), chosen from what the sink writes and the API's queries read:
 from __future__ import annotations
 
 import sqlite3
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from hashlib import blake2b
 
 from aoc_common.event_store.encoded import EncodedEvent, IndexedFields
-from aoc_common.query import timestamp_ms
+from aoc_common.query import VALUE_FILTERS
 from aoc_common.search import event_search_text
 
-SCHEMA_VERSION = 2
-# Bump when `event_search_text` indexes different words: the index is then rebuilt on open.
-SEARCH_TEXT_VERSION = 1
+SCHEMA_VERSION = 3
+# Bump when `search_text_of` indexes different tokens: the index is then rebuilt on open.
+SEARCH_TEXT_VERSION = 2
+FTS_AUTOMERGE = 16
+FTS_PAGE_BYTES = 8_000
 # Events moved per statement batch when migrating or re-indexing.
 COPY_BATCH = 2_000
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
 
 EVENT_COLUMNS = (
     "seq",
     "id",
-    "id_hash",
     "key_hash",
     "timestamp_ms",
     "ingested_at_ms",
@@ -47,18 +66,41 @@ EVENT_COLUMNS = (
     "actor_type",
     "actor_display",
 )
+# `VALUE_FILTERS` field -> the letter that starts its tokens in `event_search`.
+VALUE_TOKEN_LETTERS = {
+    "service": "s",
+    "operation": "o",
+    "category": "c",
+    "result": "r",
+    "source": "u",
+    "actor_type": "t",
+    "actor_display": "a",
+}
+assert set(VALUE_TOKEN_LETTERS) == set(VALUE_FILTERS)
+VALUE_TOKEN_FIELDS = (
+    "service",
+    "operation",
+    "category",
+    "result",
+    "source",
+    "actor_type",
+    "actor_display",
+)
+# A value token starts with "§", which no search can produce: query tokens are letters and digits
+# only (`query_tokens`), and FTS5's ascii tokenizer keeps the non-ASCII "§" inside the token.
+VALUE_TOKEN_MARK = "\u00a7"  # noqa: S105 - a marker, not a secret
 
-# One-value filters with an index of their own, each followed by the sort order so that one
-# value's events come out newest (or oldest) first without sorting. Chosen from the query plans
-# (see bench/api.py): a filter on a value that is common is answered by walking `events_by_time`;
-# these make a rare value (an operation, an actor, a category seen in 0.1 % of events) fast.
-INDEXED_FILTERS = ("service", "operation", "category", "result", "source", "actor_type")
+EVENT_INDEXES = {
+    "events_by_time": (
+        "events (timestamp_ms, id, service, category, operation, result, source, actor_type, "
+        "actor_display)"
+    ),
+}
 
-EVENT_TABLES = f"""
+EVENT_TABLES = """
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL,
-    id_hash INTEGER NOT NULL,
     key_hash INTEGER NOT NULL,
     timestamp_ms INTEGER NOT NULL,
     ingested_at_ms INTEGER NOT NULL,
@@ -70,17 +112,6 @@ CREATE TABLE IF NOT EXISTS events (
     actor_type TEXT NOT NULL,
     actor_display TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS events_by_time ON events (timestamp_ms, id);
-CREATE INDEX IF NOT EXISTS events_by_key ON events (key_hash);
-CREATE INDEX IF NOT EXISTS events_by_id ON events (id_hash);
-CREATE INDEX IF NOT EXISTS events_by_ingestion ON events (ingested_at_ms);
-CREATE INDEX IF NOT EXISTS events_by_actor ON events (actor_display, timestamp_ms, id);
-{
-    "".join(
-        f"CREATE INDEX IF NOT EXISTS events_by_{column} ON events ({column}, timestamp_ms, id);"
-        for column in INDEXED_FILTERS
-    )
-}
 CREATE TABLE IF NOT EXISTS event_docs (
     seq INTEGER PRIMARY KEY,
     doc TEXT NOT NULL
@@ -92,8 +123,13 @@ CREATE TABLE IF NOT EXISTS event_tags (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS event_tags_by_event ON event_tags (event_seq);
 CREATE VIRTUAL TABLE IF NOT EXISTS event_search USING fts5(
-    terms, tokenize = 'ascii', detail = none, content = ''
+    terms, tokenize = 'ascii', detail = none, content = '', columnsize = 0
 );
+CREATE TABLE IF NOT EXISTS event_values (
+    field TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (field, value)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS store_meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -124,36 +160,70 @@ CREATE INDEX IF NOT EXISTS alerts_rule ON alerts (rule_id, created_at_ms DESC, i
 """
 
 # Every distinct actor once, so that the actor filter (a case-insensitive substring, which no
-# B-tree index serves) scans thousands of actors instead of a million events, then reads the
-# matching events through `events_by_actor`. Filled by upserts; backfilled whenever the table is
-# missing. Actors whose events were purged stay: harmless.
+# index serves) scans thousands of actors instead of a million events. Filled by upserts;
+# backfilled whenever the table is missing. Actors whose events were purged stay: harmless.
 ACTORS_TABLE = """
 CREATE TABLE IF NOT EXISTS event_actors (
     actor_display TEXT PRIMARY KEY,
     actor_lower TEXT NOT NULL
-) WITHOUT ROWID;
+) WITHOUT ROWID
 """
-
-# The tables and indexes of schema 1 (AOC before this layout) that schema 2 replaces.
-LEGACY_INDEXES = (
-    "events_newest_first",
-    "events_service",
-    "events_operation",
-    "events_result",
-    "events_source",
-    "events_actor",
-    "events_ingested_at",
-)
 
 
 def text_hash(text: str) -> int:
-    """A signed 64-bit hash (SQLite's INTEGER) of a dedupe key or an event id."""
+    """A signed 64-bit hash (SQLite's INTEGER) of a dedupe key or an id."""
     return int.from_bytes(blake2b(text.encode(), digest_size=8).digest(), "big", signed=True)
 
 
-def search_text_of(fields: IndexedFields) -> str:
-    """What `event_search` holds for an event: inserted with it, and given again to remove it."""
-    return event_search_text(fields.text_fields, fields.raw_text)
+def id_hash(event_id: str) -> int:
+    """The 64-bit hash of an event id. An id in UUID form is a hash already (the normalizer's are
+    SHA-1 based, `event_id_for`), so its first 64 bits are used as they are; any other id is
+    hashed."""
+    if len(event_id) == 36 and event_id[8] == event_id[13] == event_id[18] == "-":
+        try:
+            value = int(event_id[:8] + event_id[9:13] + event_id[14:18], 16)
+        except ValueError:
+            return text_hash(event_id)
+        return value - (1 << 64) if value >= 1 << 63 else value
+    return text_hash(event_id)
+
+
+@lru_cache(maxsize=65_536)
+def value_token(field: str, value: str) -> str:
+    """The `event_search` token of a filter value. A CRC-32 can be shared by two values: a query
+    that finds events by token always tests the column too, so a shared token only costs a few
+    extra candidates."""
+    return f"{VALUE_TOKEN_MARK}{VALUE_TOKEN_LETTERS[field]}{zlib.crc32(value.encode()):08x}"
+
+
+def id_token(event_id: str) -> str:
+    """The `event_search` token of an event id (its 64-bit hash, so shared only by chance: a
+    lookup always compares the id itself)."""
+    return f"{VALUE_TOKEN_MARK}i{id_hash(event_id) & 0xFFFF_FFFF_FFFF_FFFF:016x}"
+
+
+def search_text_of(fields: IndexedFields, event_id: str) -> str:
+    """What `event_search` holds for an event stored under `event_id`: its words, one token per
+    filter value and one for its id. Inserted with the event, and given again to remove it."""
+    values = (
+        fields.service,
+        fields.operation,
+        fields.category,
+        fields.result,
+        fields.source,
+        fields.actor.type,
+        fields.actor_display,
+    )
+    tokens = " ".join(
+        value_token(field, value) for field, value in zip(VALUE_TOKEN_FIELDS, values, strict=True)
+    )
+    return f"{event_search_text(fields.text_fields, fields.raw_text)} {tokens} {id_token(event_id)}"
+
+
+def epoch_ms(value: datetime) -> int:
+    """Milliseconds since the epoch of a UTC datetime already cut to milliseconds (as
+    `IndexedFields` holds them), in integer arithmetic."""
+    return (value - _EPOCH) // _MILLISECOND
 
 
 def event_row(seq: int, event_id: str, fields: IndexedFields) -> tuple[object, ...]:
@@ -161,10 +231,9 @@ def event_row(seq: int, event_id: str, fields: IndexedFields) -> tuple[object, .
     return (
         seq,
         event_id,
-        text_hash(event_id),
         text_hash(fields.dedupe_key),
-        timestamp_ms(fields.timestamp),
-        timestamp_ms(fields.ingested_at),
+        epoch_ms(fields.timestamp),
+        epoch_ms(fields.ingested_at),
         fields.service,
         fields.category,
         fields.operation,
@@ -198,19 +267,50 @@ def prepare(connection: sqlite3.Connection) -> None:
                 f"this database has schema {version}, newer than this AOC understands "
                 f"({SCHEMA_VERSION}): upgrade AOC"
             )
-        legacy = version < SCHEMA_VERSION and "doc" in _columns(connection, "events")
-        if legacy:
+        columns = _columns(connection, "events")
+        rebuilt = False
+        if "doc" in columns:  # schema 1: one wide table, FTS5 keeping its own copy
             connection.execute("ALTER TABLE events RENAME TO legacy_events")
-            for index in LEGACY_INDEXES:
-                connection.execute(f"DROP INDEX IF EXISTS {index}")
+            _drop_indexes_of(connection, "legacy_events", keep=set())
             connection.execute("DROP TABLE IF EXISTS event_search")
+            rebuilt = True
+        elif "id_hash" in columns:  # schema 2: an id hash column, an index per filter
+            _drop_indexes_of(connection, "events", keep=set())
+            connection.execute("ALTER TABLE events DROP COLUMN id_hash")
+        _drop_outdated_search_index(connection)
         for statement in _statements(EVENT_TABLES + OTHER_TABLES):
             connection.execute(statement)
-        if legacy:
-            _copy_legacy_events(connection)
+        _drop_indexes_of(connection, "events", keep=set(EVENT_INDEXES))
+        # Stored in the FTS table, so set once for every connection, measured in
+        # bench/store_sink.py (each relative to the layout without it, same run):
+        # - merge 16 segments of a level at a time instead of 4: each token is rewritten about
+        #   half as often while events arrive (+13-20 %); a lookup reads a few more segments;
+        # - leaves of 8,000 bytes instead of 1,000 in 32 KiB pages (+7-13 %).
+        for option, value in (("automerge", FTS_AUTOMERGE), ("pgsz", FTS_PAGE_BYTES)):
+            connection.execute(
+                "INSERT INTO event_search (event_search, rank) VALUES (?, ?)", (option, value)
+            )
+        for name, target in EVENT_INDEXES.items():
+            connection.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {target}")
         _ensure_actors(connection)
-        _ensure_search_index(connection, rebuilt=legacy)
+        if rebuilt:
+            _copy_legacy_events(connection)
+        _ensure_search_index(connection, rebuilt=rebuilt)
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _drop_outdated_search_index(connection: sqlite3.Connection) -> None:
+    """Drop an `event_search` made with other options (it is created again and filled from the
+    documents by `_ensure_search_index`). `columnsize = 0`: the per-row sizes FTS5 keeps for
+    ranking cost an insert per event (+21 % without them) and nothing here ranks."""
+    row = connection.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'event_search'"
+    ).fetchone()
+    if row is None or "columnsize = 0" in row[0]:
+        return
+    connection.execute("DROP TABLE event_search")
+    if _columns(connection, "store_meta"):
+        connection.execute("DELETE FROM store_meta WHERE key = 'search_text_version'")
 
 
 def _statements(script: str) -> list[str]:
@@ -223,8 +323,23 @@ def _columns(connection: sqlite3.Connection, table: str) -> set[str]:
     return {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
 
 
+def _drop_indexes_of(connection: sqlite3.Connection, table: str, *, keep: set[str]) -> None:
+    """Drop the indexes an earlier layout made on `table` (each costs every write)."""
+    names = [
+        name
+        for (name,) in connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
+            "AND sql IS NOT NULL",
+            (table,),
+        )
+    ]
+    for name in names:
+        if name not in keep:
+            connection.execute(f'DROP INDEX "{name}"')
+
+
 def _copy_legacy_events(connection: sqlite3.Connection) -> None:
-    """Move schema-1 events (their JSON was already validated when stored) into schema 2,
+    """Move schema-1 events (their JSON was validated when stored) into the current layout,
     keeping each seq so that tags stay attached, then drop the old table."""
     last = 0
     while True:
@@ -240,8 +355,13 @@ def _copy_legacy_events(connection: sqlite3.Connection) -> None:
     connection.execute("DROP TABLE legacy_events")
 
 
-def insert_rows(connection: sqlite3.Connection, rows: list[tuple[int, str, EncodedEvent]]) -> None:
-    """Insert events under the given seqs and ids: the row, the document, the words, the tags."""
+def insert_rows(
+    connection: sqlite3.Connection,
+    rows: list[tuple[int, str, EncodedEvent]],
+    known: KnownValues | None = None,
+) -> None:
+    """Insert events under the given seqs and ids: the row, the document, the words, the tags,
+    and values not seen before."""
     marks = ", ".join("?" * len(EVENT_COLUMNS))
     connection.executemany(
         f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({marks})",
@@ -253,13 +373,53 @@ def insert_rows(connection: sqlite3.Connection, rows: list[tuple[int, str, Encod
     )
     connection.executemany(
         "INSERT INTO event_search (rowid, terms) VALUES (?, ?)",
-        [(seq, search_text_of(event.fields)) for seq, _, event in rows],
+        [(seq, search_text_of(event.fields, event_id)) for seq, event_id, event in rows],
     )
     tags = [(tag, seq) for seq, _, event in rows for tag in dict.fromkeys(event.fields.tags)]
     if tags:
         connection.executemany(
             "INSERT OR IGNORE INTO event_tags (tag, event_seq) VALUES (?, ?)", tags
         )
+    remember_values(connection, [event.fields for _, _, event in rows], known or KnownValues())
+
+
+class KnownValues:
+    """The filter values and actors a writer already recorded, so that a batch writes only new
+    ones. Values are never removed from their tables, so what one connection knows stays true
+    whatever the others do."""
+
+    def __init__(self) -> None:
+        self.values: set[tuple[str, str]] = set()
+        self.actors: set[str] = set()
+
+
+def remember_values(
+    connection: sqlite3.Connection, events: list[IndexedFields], known: KnownValues
+) -> None:
+    """Record each distinct filter value and actor once (for filter options and the actor
+    filter)."""
+    values = {
+        (field, value)
+        for fields in events
+        for field, value in (
+            ("service", fields.service),
+            ("operation", fields.operation),
+            ("result", fields.result),
+            ("source", fields.source),
+        )
+    } - known.values
+    if values:
+        connection.executemany(
+            "INSERT OR IGNORE INTO event_values (field, value) VALUES (?, ?)", sorted(values)
+        )
+    actors = {fields.actor_display for fields in events} - known.actors
+    if actors:
+        connection.executemany(
+            "INSERT OR IGNORE INTO event_actors (actor_display, actor_lower) VALUES (?, ?)",
+            [(actor, actor.lower()) for actor in sorted(actors)],
+        )
+    known.values |= values
+    known.actors |= actors
 
 
 def _ensure_actors(connection: sqlite3.Connection) -> None:
@@ -270,7 +430,7 @@ def _ensure_actors(connection: sqlite3.Connection) -> None:
     ).fetchone()
     if exists:
         return
-    connection.execute(ACTORS_TABLE.strip().rstrip(";"))
+    connection.execute(ACTORS_TABLE)
     actors = [actor for (actor,) in connection.execute("SELECT DISTINCT actor_display FROM events")]
     connection.executemany(
         "INSERT OR IGNORE INTO event_actors (actor_display, actor_lower) VALUES (?, ?)",
@@ -279,8 +439,8 @@ def _ensure_actors(connection: sqlite3.Connection) -> None:
 
 
 def _ensure_search_index(connection: sqlite3.Connection, *, rebuilt: bool) -> None:
-    """Re-index every event when the index was made by another SEARCH_TEXT_VERSION (or just
-    created beside existing events), then record the version."""
+    """Re-index every event when the index was made by another SEARCH_TEXT_VERSION (and fill
+    the values table that came with it), then record the version."""
     row = connection.execute(
         "SELECT value FROM store_meta WHERE key = 'search_text_version'"
     ).fetchone()
@@ -290,15 +450,18 @@ def _ensure_search_index(connection: sqlite3.Connection, *, rebuilt: bool) -> No
         last = 0
         while True:
             docs = connection.execute(
-                "SELECT seq, doc FROM event_docs WHERE seq > ? ORDER BY seq LIMIT ?",
+                "SELECT d.seq, e.id, d.doc FROM event_docs AS d JOIN events AS e ON e.seq = d.seq "
+                "WHERE d.seq > ? ORDER BY d.seq LIMIT ?",
                 (last, COPY_BATCH),
             ).fetchall()
             if not docs:
                 break
+            stored = [(seq, event_id, stored_fields(doc)) for seq, event_id, doc in docs]
             connection.executemany(
                 "INSERT INTO event_search (rowid, terms) VALUES (?, ?)",
-                [(seq, search_text_of(stored_fields(doc))) for seq, doc in docs],
+                [(seq, search_text_of(fields, event_id)) for seq, event_id, fields in stored],
             )
+            remember_values(connection, [fields for _, _, fields in stored], KnownValues())
             last = docs[-1][0]
     connection.execute(
         "INSERT INTO store_meta (key, value) VALUES ('search_text_version', ?) "
@@ -310,3 +473,21 @@ def _ensure_search_index(connection: sqlite3.Connection, *, rebuilt: bool) -> No
 def stored_fields(doc: str) -> IndexedFields:
     """The indexed fields of a stored document (to remove its words, or to re-index it)."""
     return IndexedFields.model_validate_json(doc)
+
+
+def stored_search_text(doc: str) -> str:
+    """What `event_search` holds for a stored document (its `id` is the stored id)."""
+    fields = stored_fields(doc)
+    return search_text_of(fields, fields.id)
+
+
+def seqs_with_id(connection: sqlite3.Connection, event_id: str) -> list[int]:
+    """The seq of the event stored under this id (a list: empty or one), found by its token."""
+    return [
+        seq
+        for (seq,) in connection.execute(
+            "SELECT seq FROM events WHERE seq IN (SELECT rowid FROM event_search "
+            "WHERE event_search MATCH ?) AND id = ?",
+            (f'"{id_token(event_id)}"', event_id),
+        )
+    ]

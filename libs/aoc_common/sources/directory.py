@@ -5,18 +5,22 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from aoc_common.events import Actor, Target
 from aoc_common.sources.mapping import (
     GRAPH_RECORD,
     Mapped,
     ModifiedProperty,
+    Rejected,
     SourceMapping,
-    modified,
+    as_dict,
+    as_list,
+    as_str,
+    modified_properties,
+    parse_time,
     plain,
     text,
-    validated,
 )
 from aoc_common.sources.spec import GraphPaging, SourceLabels, SourceSpec
 
@@ -57,7 +61,8 @@ class TargetResource(BaseModel):
 
 
 class DirectoryAuditRecord(BaseModel):
-    """A Graph `directoryAudit`, as much of it as the normalizer reads."""
+    """A Graph `directoryAudit`, as much of it as the normalizer reads (the shape documented; the
+    mapper reads the record tolerantly, field by field)."""
 
     model_config = GRAPH_RECORD
 
@@ -72,85 +77,91 @@ class DirectoryAuditRecord(BaseModel):
     target_resources: list[TargetResource] = Field(default_factory=list)
 
 
+WHAT = "directoryAudit record"
+
+
 def map_directory_audit(payload: dict[str, Any], source_map: SourceMapping) -> Mapped:
-    record = _tolerant(payload)
-    names = source_map.names
-    initiated = record.initiated_by
-    user = initiated.user if initiated else None
-    app = initiated.app if initiated else None
-    if user and (user.user_principal_name or user.id or user.display_name):
+    """A directory audit, read tolerantly: only the time and the activity are required; an optional
+    field of an unexpected shape is left out, never a reason to drop the record."""
+    timestamp = parse_time(payload.get("activityDateTime"), "activityDateTime", WHAT)
+    activity = payload.get("activityDisplayName")
+    if activity is None:
+        raise Rejected(f"invalid {WHAT}: activityDisplayName: Field required")
+    activity = text(activity)
+    if activity is None:
+        raise Rejected(
+            f"invalid {WHAT}: activityDisplayName: String should have at least 1 character"
+        )
+    initiated = as_dict(payload.get("initiatedBy"))
+    user = as_dict(initiated.get("user"))
+    app = as_dict(initiated.get("app"))
+    upn, user_id, user_name = (
+        as_str(user.get("userPrincipalName")),
+        as_str(user.get("id")),
+        as_str(user.get("displayName")),
+    )
+    if upn or user_id or user_name:
         actor = Actor(
             type="user",
-            id=user.id,
-            display_name=user.display_name,
-            user_principal_name=user.user_principal_name,
-            ip_address=user.ip_address,
+            id=user_id,
+            display_name=user_name,
+            user_principal_name=upn,
+            ip_address=as_str(user.get("ipAddress")),
         )
-    elif app and (app.app_id or app.display_name or app.service_principal_id):
+    elif app and (app.get("appId") or app.get("displayName") or app.get("servicePrincipalId")):
+        app_id = as_str(app.get("appId"))
         actor = Actor(
             type="app",
-            id=app.service_principal_id,
-            display_name=app.display_name
-            or app.service_principal_name
-            or names.application(app.app_id),
-            app_id=app.app_id,
+            id=as_str(app.get("servicePrincipalId")),
+            display_name=as_str(app.get("displayName"))
+            or as_str(app.get("servicePrincipalName"))
+            or source_map.names.application(app_id),
+            app_id=app_id,
         )
     else:
         actor = Actor(type="unknown")
+    resources = [t for t in as_list(payload.get("targetResources")) if isinstance(t, dict)]
     targets = [
         Target(
-            type=t.type,
-            id=t.id,
-            display_name=t.display_name,
-            user_principal_name=t.user_principal_name,
-            modified_properties=modified(t.modified_properties),
+            type=as_str(t.get("type")),
+            id=as_str(t.get("id")),
+            display_name=as_str(t.get("displayName")),
+            user_principal_name=as_str(t.get("userPrincipalName")),
+            modified_properties=modified_properties(t.get("modifiedProperties")),
         )
-        for t in record.target_resources
+        for t in resources
     ]
-    service = source_map.services.get(record.logged_by_service or "", source_map.default_service)
-    reason = text(record.result_reason)
+    result = as_str(payload.get("result"))
+    reason = as_str(payload.get("resultReason"))
+    logged_by = as_str(payload.get("loggedByService"))
     return Mapped(
-        timestamp=record.activity_date_time,
-        operation=record.activity_display_name,
-        raw_category=record.category,
-        service=service,
-        raw_result=record.result,
+        timestamp=timestamp,
+        operation=activity,
+        raw_category=as_str(payload.get("category")),
+        service=source_map.services.get(logged_by or "", source_map.default_service),
+        raw_result=result,
         actor=actor,
         targets=targets,
         detail=reason or "",
         tenant_id=None,
-        result_detail="; ".join(x for x in (record.result, reason) if x) or None,
-        summary_values=_summary_values(record, reason),
+        result_detail="; ".join(x for x in (result, reason) if x) or None,
+        summary_values=_summary_values(targets, reason),
     )
 
 
-def _tolerant(payload: dict[str, Any]) -> DirectoryAuditRecord:
-    """The record, with optional fields of an unexpected shape left out instead of refused: only
-    the time and the activity are required."""
-    try:
-        return DirectoryAuditRecord.model_validate(payload)
-    except ValidationError as error:
-        broken = {str(e["loc"][0]) for e in error.errors() if e["loc"]}
-        required = {"activityDateTime", "activity_date_time", "activityDisplayName"}
-        if broken & required or not broken:
-            validated(DirectoryAuditRecord, payload, "directoryAudit record")  # raises Rejected
-        kept = {k: v for k, v in payload.items() if k not in broken}
-        return validated(DirectoryAuditRecord, kept, "directoryAudit record")
-
-
-def _property(target: TargetResource, name: str) -> str | None:
+def _property(target: Target, name: str) -> str | None:
     for change in target.modified_properties:
-        if change.display_name == name:
-            return plain(change.new_value) or plain(change.old_value)
+        if change.get("displayName") == name:
+            return plain(change.get("newValue")) or plain(change.get("oldValue"))
     return None
 
 
-def _summary_values(record: DirectoryAuditRecord, reason: str | None) -> dict[str, str]:
+def _summary_values(targets: list[Target], reason: str | None) -> dict[str, str]:
     """Who and what the summary names: users by UPN, roles and groups by name even when Microsoft
     put the name only in a (JSON-encoded) modified property."""
     found: dict[str, str] = {}
     principals: list[str] = []
-    for target in record.target_resources:
+    for target in targets:
         kind = (target.type or "").casefold()
         name = target.display_name
         if kind == "user":
@@ -163,19 +174,20 @@ def _summary_values(record: DirectoryAuditRecord, reason: str | None) -> dict[st
             found.setdefault("role", name)
         elif kind == "group" and name:
             found.setdefault("group", name)
-        for key, property_name in (
-            ("role", "Role.DisplayName"),
-            ("role", "AppRole.Value"),
-            ("group", "Group.DisplayName"),
-        ):
-            value = _property(target, property_name)
-            if value:
-                found.setdefault(key, value)
-        permissions = _property(target, "ConsentAction.Permissions")
-        if permissions and "Scope:" in permissions:
-            scopes = permissions.split("Scope:", 1)[1].split(",", 1)[0].strip()
-            if scopes:
-                found["detail"] = scopes
+        if target.modified_properties:
+            for key, property_name in (
+                ("role", "Role.DisplayName"),
+                ("role", "AppRole.Value"),
+                ("group", "Group.DisplayName"),
+            ):
+                value = _property(target, property_name)
+                if value:
+                    found.setdefault(key, value)
+            permissions = _property(target, "ConsentAction.Permissions")
+            if permissions and "Scope:" in permissions:
+                scopes = permissions.split("Scope:", 1)[1].split(",", 1)[0].strip()
+                if scopes:
+                    found["detail"] = scopes
         if name and kind not in ("role", "request"):
             found.setdefault("target", name)
     if len(principals) > 1:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from aoc_common.events import Actor, Target
 from aoc_common.sources.mapping import (
@@ -14,8 +14,12 @@ from aoc_common.sources.mapping import (
     ModifiedProperty,
     Rejected,
     SourceMapping,
-    modified,
-    validated,
+    as_dict,
+    as_list,
+    as_str,
+    modified_properties,
+    parse_time,
+    text,
 )
 from aoc_common.sources.spec import GraphPaging, SourceLabels, SourceSpec
 
@@ -57,90 +61,86 @@ class IntuneAuditEvent(BaseModel):
     resources: list[IntuneResource] = Field(default_factory=list)
 
 
+WHAT = "Intune auditEvent"
+
+
 def map_intune_audit_event(payload: dict[str, Any], source_map: SourceMapping) -> Mapped:
-    record = _tolerant(payload)
-    operation = record.activity_type or record.display_name
+    """An Intune audit event, read tolerantly: only the time and an activity are required."""
+    timestamp = parse_time(payload.get("activityDateTime"), "activityDateTime", WHAT)
+    activity_type = text(payload.get("activityType"))
+    operation = activity_type or text(payload.get("displayName"))
     if not operation:
-        raise Rejected("invalid Intune auditEvent: activityType and displayName are both empty")
-    names = source_map.names
-    source_actor = record.actor
-    if source_actor and source_actor.user_principal_name:
+        raise Rejected(f"invalid {WHAT}: activityType and displayName are both empty")
+    source_actor = as_dict(payload.get("actor"))
+    upn = as_str(source_actor.get("userPrincipalName"))
+    user_id = as_str(source_actor.get("userId"))
+    app_id = as_str(source_actor.get("applicationId"))
+    app_name = as_str(source_actor.get("applicationDisplayName"))
+    ip = as_str(source_actor.get("ipAddress"))
+    if upn:
         actor = Actor(
-            type="user",
-            id=source_actor.user_id,
-            user_principal_name=source_actor.user_principal_name,
-            app_id=source_actor.application_id,
-            ip_address=source_actor.ip_address,
+            type="user", id=user_id, user_principal_name=upn, app_id=app_id, ip_address=ip
         )
-    elif source_actor and (source_actor.application_display_name or source_actor.application_id):
+    elif app_name or app_id:
         actor = Actor(
             type="app",
-            display_name=source_actor.application_display_name
-            or source_actor.service_principal_name
-            or names.application(source_actor.application_id),
-            app_id=source_actor.application_id,
+            display_name=app_name
+            or as_str(source_actor.get("servicePrincipalName"))
+            or source_map.names.application(app_id),
+            app_id=app_id,
         )
-    elif source_actor and source_actor.user_id:
+    elif user_id:
         # Only an object id: enrichment can name it through Graph.
-        actor = Actor(type="user", id=source_actor.user_id, ip_address=source_actor.ip_address)
+        actor = Actor(type="user", id=user_id, ip_address=ip)
     else:
         actor = Actor(type="unknown")
     targets = [
         Target(
-            type=r.type,
-            id=r.resource_id,
-            display_name=r.display_name,
-            modified_properties=modified(r.modified_properties),
+            type=as_str(r.get("type")),
+            id=as_str(r.get("resourceId")),
+            display_name=as_str(r.get("displayName")),
+            modified_properties=modified_properties(r.get("modifiedProperties")),
         )
-        for r in record.resources
+        for r in as_list(payload.get("resources"))
+        if isinstance(r, dict)
     ]
     return Mapped(
-        timestamp=record.activity_date_time,
+        timestamp=timestamp,
         operation=operation,
-        raw_category=record.category or record.component_name,
+        raw_category=as_str(payload.get("category")) or as_str(payload.get("componentName")),
         service=source_map.default_service,
-        raw_result=record.activity_result,
+        raw_result=as_str(payload.get("activityResult")),
         actor=actor,
         targets=targets,
         detail="",
         tenant_id=None,
-        summary_values=_summary_values(record, operation, source_map),
+        summary_values=_summary_values(
+            targets,
+            activity_type,
+            operation,
+            as_str(payload.get("activityOperationType")),
+            source_map,
+        ),
     )
-
-
-def _tolerant(payload: dict[str, Any]) -> IntuneAuditEvent:
-    """The event, with optional fields of an unexpected shape left out instead of refused."""
-    try:
-        return IntuneAuditEvent.model_validate(payload)
-    except ValidationError as error:
-        broken = {str(e["loc"][0]) for e in error.errors() if e["loc"]}
-        if not broken or broken & {"activityDateTime", "activity_date_time"}:
-            validated(IntuneAuditEvent, payload, "Intune auditEvent")  # raises Rejected
-        kept = {k: v for k, v in payload.items() if k not in broken}
-        return validated(IntuneAuditEvent, kept, "Intune auditEvent")
 
 
 def _summary_values(
-    record: IntuneAuditEvent, operation: str, source_map: SourceMapping
+    targets: list[Target],
+    activity_type: str | None,
+    operation: str,
+    operation_type: str | None,
+    source_map: SourceMapping,
 ) -> dict[str, str]:
     """What was done to which resource, in words: `created` + `compliance policy` + its name."""
-    resource = record.resources[0] if record.resources else None
+    resource = targets[0] if targets else None
     kind = (resource.type if resource else None) or (
-        record.activity_type.split(" ", 1)[1]
-        if record.activity_type and " " in record.activity_type
-        else None
+        activity_type.split(" ", 1)[1] if activity_type and " " in activity_type else None
     )
     verbs = source_map.labels.get("operation_verbs", {})
     # activityOperationType, else the verb Intune starts activityType with ("Delete ManagedDevice").
-    operation_type = (
-        record.activity_operation_type or (record.activity_type or "").split(" ", 1)[0]
-    ).casefold()
+    operation_type = (operation_type or (activity_type or "").split(" ", 1)[0]).casefold()
     if operation_type == "action":
-        verb = (
-            f"ran {operation} on"
-            if not record.activity_type
-            else verbs.get("action", "ran an action on")
-        )
+        verb = f"ran {operation} on" if not activity_type else verbs.get("action", "")
     else:
         verb = verbs.get(operation_type, "")
     values = {

@@ -12,6 +12,7 @@ import re
 import string
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, TypeVar
 
 import orjson
@@ -19,7 +20,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -58,9 +58,11 @@ class Rejected(Exception):
 DetailValue = str | int | float | bool | list[str] | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Mapped:
-    """What a source mapper extracts, before the common fields are filled in.
+    """What a source mapper extracts, before the common fields are filled in. (Not `frozen`: a frozen
+    dataclass costs five times as much to build, and one is built for every record; treat it as
+    read-only all the same.)
 
     `result`: set when the mapper decides the outcome itself (e.g. from an error code); otherwise the
     normalizer reads `raw_result` through the result words of `mappings.yml`. `result_detail` and
@@ -98,9 +100,11 @@ def check_template(template: str, allowed: frozenset[str] = PLACEHOLDERS) -> str
     return template
 
 
+@lru_cache(maxsize=8192)
 def operation_key(operation: str) -> str:
     """How operation names are compared: case-insensitive, without surrounding spaces or a trailing
-    period (`Add user.`, `Add User.` and `add user` are one operation)."""
+    period (`Add user.`, `Add User.` and `add user` are one operation). Cached: a tenant's records
+    use a few hundred operation names, and every record asks several times."""
     return operation.strip().rstrip(".").strip().casefold()
 
 
@@ -173,8 +177,16 @@ class SourceMapping(BaseModel):
     result_defaults: list[OutcomeRule] = Field(default_factory=list)
     # Source-specific label tables a mapper reads (e.g. Intune resource types, Copilot app hosts).
     labels: dict[str, dict[str, str]] = Field(default_factory=dict)
+    # The file's well-known names (its top-level `names:`), handed to every source when the file is
+    # loaded; a plain field because mappers read it for every record.
+    names: Names = Field(default_factory=Names, exclude=True)
 
-    _names: Names = PrivateAttr(default_factory=Names)
+    @model_validator(mode="before")
+    @classmethod
+    def _names_come_from_the_top(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "names" in value:
+            raise ValueError("names are set once, at the top level of the file")
+        return value
 
     @field_validator("summaries", "category_summaries", mode="before")
     @classmethod
@@ -204,14 +216,6 @@ class SourceMapping(BaseModel):
                     raise ValueError(f"template {template!r}: {error}") from None
         return value
 
-    @property
-    def names(self) -> Names:
-        """The file's well-known names (shared by every source)."""
-        return self._names
-
-    def use_names(self, names: Names) -> None:
-        self._names = names
-
     def label(self, table: str, key: str | None) -> str | None:
         return self.labels.get(table, {}).get(key) if key else None
 
@@ -237,11 +241,6 @@ class ModifiedProperty(BaseModel):
     new_value: str | None = None
 
 
-def modified(properties: list[Any]) -> list[dict[str, Any]]:
-    """Modified properties as the event keeps them: Microsoft's names, empty values left out."""
-    return [p.model_dump(mode="json", by_alias=True, exclude_none=True) for p in properties]
-
-
 # --- reading records tolerantly: an optional field of an unexpected shape is normalised or ignored,
 # never a reason to drop the record (only the fields an event cannot do without are required) ---
 
@@ -252,11 +251,21 @@ def is_guid(value: str) -> bool:
     return bool(_GUID.match(value))
 
 
+def as_str(value: Any) -> str | None:
+    """A non-empty string field as it came, else None: for Graph records, whose strings are clean
+    (`text` also trims and reads numbers, at twice the cost)."""
+    return value if value.__class__ is str and value else None
+
+
 def text(value: Any) -> str | None:
     """A non-empty string as it reads (numbers as digits); anything else None."""
-    if isinstance(value, str):
+    if value.__class__ is str:
         value = value.strip()
         return value or None
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.strip() or None
     if isinstance(value, bool):
         return "True" if value else "False"
     if isinstance(value, int | float):
@@ -362,3 +371,13 @@ def first_few(names: list[str], shown: int = 3, quote: bool = False) -> str:
         names = [f'"{n}"' for n in names]
     listed = ", ".join(names[:shown])
     return listed + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
+def modified_properties(value: Any) -> list[dict[str, Any]]:
+    """A Graph target's modifiedProperties as the event keeps them: Microsoft's names, values as
+    they came (JSON-encoded text), empty ones left out, anything that is not an object skipped."""
+    return [
+        {k: v for k in ("displayName", "oldValue", "newValue") if (v := p.get(k)) is not None}
+        for p in as_list(value)
+        if isinstance(p, dict)
+    ]

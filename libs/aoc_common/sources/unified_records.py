@@ -98,7 +98,7 @@ def _true(value: str) -> bool:
     return value.strip().casefold() in ("true", "$true", "1")
 
 
-@dataclass
+@dataclass(slots=True)
 class Parts:
     """What a workload family reads from its records besides the common fields."""
 
@@ -115,17 +115,27 @@ class Parts:
                 self.values[name] = value
 
 
-@dataclass(frozen=True)
 class Record:
-    payload: dict[str, Any]
-    operation: str  # as Microsoft wrote it
-    key: str  # compared form (see `operation_key`)
-    record_type: str | None
-    workload: str | None
-    section: SourceMapping
+    """The record being read, with what every family needs to know about it."""
 
-    def get(self, name: str) -> Any:
-        return self.payload.get(name)
+    __slots__ = ("get", "key", "operation", "payload", "record_type", "section", "workload")
+
+    def __init__(
+        self,
+        payload: dict[str, Any],
+        operation: str,
+        key: str,
+        record_type: str | None,
+        workload: str | None,
+        section: SourceMapping,
+    ) -> None:
+        self.payload = payload
+        self.get = payload.get
+        self.operation = operation  # as Microsoft wrote it
+        self.key = key  # compared form (see `operation_key`)
+        self.record_type = record_type
+        self.workload = workload
+        self.section = section
 
     def text(self, name: str) -> str | None:
         return text(self.payload.get(name))

@@ -1,0 +1,368 @@
+"""Throughput of the store sink, beside its floors measured in the same run.
+
+    python bench/store_sink.py                          # 1,000,000 events, embedded SQLite store
+    python bench/store_sink.py --events 200000 --batch 500
+    python bench/store_sink.py --mongo 20000            # also the Mongo store (AOC_BENCH_MONGO_URI,
+                                                        # else SecantusDB in-process: a smoke run)
+
+What is timed is the sink's own work per batch of `aoc.events` records: `StoreSink.handle` (decode
+the records, upsert them, the metrics), exactly what `aoc run store` does between a fetch and a
+commit. The records are built beforehand, as a broker would hand them over. Beside it, on the same
+machine, the same batches and in turns of `--segment` events (so that a busy neighbour slows all
+three alike), the floors:
+- `same schema`: bare `executemany` of rows built beforehand into the store's own tables and
+  indexes (the database's cost for this layout, no Python work);
+- `PK only`: bare `executemany` of the JSON into a table with only an integer primary key.
+Each writes its own file under .aoc-data/bench-sink/ (deleted first), in WAL mode with
+synchronous=FULL and one transaction per batch, like the store.
+
+Events arrive in time order with a minute or two of jitter and 2 % re-deliveries (updates), as a
+collector or a replay sends them (`bench/corpus.py`). Printed per segment: events/s of each; at
+the end: overall events/s, disk per event (database + WAL after a checkpoint) and bytes written per
+event (the process's write_bytes), then a check that search finds what was stored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import sqlite3
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from aoc_common import topics  # noqa: E402
+from aoc_common.codec import encode  # noqa: E402
+from aoc_common.event_store.encoded import EncodedEvent  # noqa: E402
+from aoc_common.event_store.mongo import MongoEventStore, document_for, event_indexes  # noqa: E402
+from aoc_common.event_store.sqlite import CACHE_KIB, PAGE_SIZE, SqliteEventStore  # noqa: E402
+from aoc_common.event_store.sqlite_schema import (  # noqa: E402
+    EVENT_COLUMNS,
+    event_row,
+    prepare,
+    search_text_of,
+)
+from aoc_common.message_log.base import Record  # noqa: E402
+from aoc_common.message_log.embedded import EmbeddedMessageLog  # noqa: E402
+from aoc_common.query import EventFilters  # noqa: E402
+from aoc_store.runtime import StoreSink  # noqa: E402
+from bench.corpus import RARE_WORDS, synthetic_events  # noqa: E402
+
+DUPLICATES = 0.02
+
+
+def write_bytes() -> int:
+    """Bytes this process has caused to be written to storage (Linux /proc/self/io)."""
+    with open("/proc/self/io") as io:
+        for line in io:
+            if line.startswith("write_bytes:"):
+                return int(line.split()[1])
+    return 0
+
+
+@dataclass
+class Contender:
+    """One way of writing the batches, timed batch by batch."""
+
+    name: str
+    path: Path | None
+    seconds: float = 0.0
+    written: int = 0
+    events: int = 0
+    segment_seconds: float = 0.0
+    segment_events: int = 0
+    rates: list[float] = field(default_factory=list)
+
+    def timed(self, count: int, started: float, written_before: int) -> None:
+        elapsed = time.perf_counter() - started
+        self.seconds += elapsed
+        self.segment_seconds += elapsed
+        self.events += count
+        self.segment_events += count
+        self.written += write_bytes() - written_before
+
+    def close_segment(self) -> float:
+        rate = self.segment_events / self.segment_seconds if self.segment_seconds else 0.0
+        self.rates.append(rate)
+        self.segment_seconds = 0.0
+        self.segment_events = 0
+        return rate
+
+    def disk_bytes(self) -> int:
+        if self.path is None:
+            return 0
+        return sum(
+            Path(f"{self.path}{suffix}").stat().st_size
+            for suffix in ("", "-wal")
+            if Path(f"{self.path}{suffix}").exists()
+        )
+
+
+def records_of(batch: list[Any], first_offset: int) -> list[Record]:
+    """The batch as the broker hands it to the sink."""
+    return [
+        Record(topics.EVENTS, 0, first_offset + n, event.dedupe_key.encode(), encode(event), 0)
+        for n, event in enumerate(batch)
+    ]
+
+
+def raw_connection(path: Path) -> sqlite3.Connection:
+    """A connection configured like the store's."""
+    connection = sqlite3.connect(path, isolation_level=None)
+    connection.execute(f"PRAGMA page_size = {PAGE_SIZE}")
+    connection.execute("PRAGMA journal_mode = WAL")
+    connection.execute("PRAGMA synchronous = FULL")
+    connection.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+    connection.execute("PRAGMA secure_delete = FAST")
+    return connection
+
+
+class PkOnly:
+    """Floor: the JSON into a table with only an integer primary key."""
+
+    def __init__(self, path: Path) -> None:
+        self.connection = raw_connection(path)
+        self.connection.execute("CREATE TABLE events (seq INTEGER PRIMARY KEY, doc TEXT NOT NULL)")
+        self.seq = 0
+
+    def prepare(self, records: list[Record]) -> list[tuple[int, str]]:
+        rows = [(self.seq + n + 1, record.value.decode()) for n, record in enumerate(records)]
+        self.seq += len(rows)
+        return rows
+
+    def write(self, rows: list[tuple[int, str]]) -> None:
+        self.connection.execute("BEGIN IMMEDIATE")
+        self.connection.executemany("INSERT INTO events (seq, doc) VALUES (?, ?)", rows)
+        self.connection.execute("COMMIT")
+
+
+class SameSchema:
+    """Floor: rows built beforehand, bare `executemany` into the store's own tables and indexes
+    (re-deliveries written as new rows: the floor does no lookups)."""
+
+    def __init__(self, path: Path) -> None:
+        self.connection = raw_connection(path)
+        prepare(self.connection)
+        self.seq = 0
+
+    def prepare(self, records: list[Record]) -> tuple[list[Any], list[Any], list[Any]]:
+        events = [EncodedEvent.from_json(record.value) for record in records]
+        seqs = range(self.seq + 1, self.seq + 1 + len(events))
+        self.seq += len(events)
+        return (
+            [event_row(seq, e.fields.id, e.fields) for seq, e in zip(seqs, events, strict=True)],
+            [(seq, e.json.decode()) for seq, e in zip(seqs, events, strict=True)],
+            [
+                (seq, search_text_of(e.fields, e.fields.id))
+                for seq, e in zip(seqs, events, strict=True)
+            ],
+        )
+
+    def write(self, rows: tuple[list[Any], list[Any], list[Any]]) -> None:
+        event_rows, docs, words = rows
+        marks = ", ".join("?" * len(EVENT_COLUMNS))
+        self.connection.execute("BEGIN IMMEDIATE")
+        self.connection.executemany(
+            f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({marks})", event_rows
+        )
+        self.connection.executemany("INSERT INTO event_docs (seq, doc) VALUES (?, ?)", docs)
+        self.connection.executemany("INSERT INTO event_search (rowid, terms) VALUES (?, ?)", words)
+        self.connection.execute("COMMIT")
+
+
+def segments(
+    args: argparse.Namespace, rare: dict[str, set[str]] | None = None
+) -> Iterator[list[list[Record]]]:
+    """The run's batches of records, grouped by segment; `rare` collects, per rare word, the
+    dedupe keys of the events whose summary carries it (what search must find afterwards)."""
+    offset = 0
+    segment: list[list[Record]] = []
+    in_segment = 0
+    for batch in synthetic_events(
+        args.events, batch_size=args.batch, shape="arrival", duplicates=DUPLICATES, seed=7
+    ):
+        if rare is not None:
+            for event in batch:
+                for word in RARE_WORDS:
+                    if word in event.display_summary:
+                        rare.setdefault(word, set()).add(event.dedupe_key)
+        segment.append(records_of(batch, offset))
+        offset += len(batch)
+        in_segment += len(batch)
+        if in_segment >= args.segment:
+            yield segment
+            segment, in_segment = [], 0
+    if segment:
+        yield segment
+
+
+async def bench_sqlite(args: argparse.Namespace) -> None:
+    data: Path = args.data
+    shutil.rmtree(data, ignore_errors=True)
+    os.makedirs(data)
+    pk = Contender("PK only (floor)", data / "pk-only.sqlite3")
+    same = Contender("same schema (floor)", data / "same-schema.sqlite3")
+    sink = Contender("store sink", data / "events.sqlite3")
+    pk_writer, same_writer = PkOnly(pk.path), SameSchema(same.path)  # type: ignore[arg-type]
+    message_log = EmbeddedMessageLog(data / "log.sqlite3")
+    store = SqliteEventStore(sink.path, retention_days=3650)  # type: ignore[arg-type]
+    await message_log.start()
+    await store.start()
+    stored_sink = StoreSink(message_log, store)
+    print(f"embedded SQLite store: {args.events:,} events in batches of {args.batch}")
+    print(f"  {'events':>10} {'store sink':>12} {'same schema':>12} {'PK only':>10}   (events/s)")
+    done = 0
+    rare: dict[str, set[str]] = {}
+    try:
+        for turn, segment in enumerate(segments(args, rare)):
+            # Who goes first alternates, so that none always follows another's writes.
+            for contender in (sink, same, pk) if turn % 2 else (pk, same, sink):
+                if contender is sink:
+                    for records in segment:
+                        before, started = write_bytes(), time.perf_counter()
+                        await stored_sink.handle(records)
+                        sink.timed(len(records), started, before)
+                    continue
+                writer = pk_writer if contender is pk else same_writer
+                for records in segment:
+                    rows = writer.prepare(records)  # type: ignore[attr-defined]
+                    before, started = write_bytes(), time.perf_counter()
+                    writer.write(rows)  # type: ignore[attr-defined]
+                    contender.timed(len(records), started, before)
+            done += sum(len(records) for records in segment)
+            rates = [contender.close_segment() for contender in (sink, same, pk)]
+            print(
+                f"  {done:>10,} {rates[0]:>12,.0f} {rates[1]:>12,.0f} {rates[2]:>10,.0f}",
+                flush=True,
+            )
+        await check_search(store, {word: len(keys) for word, keys in rare.items()})
+        stored = await store.count_events()
+    finally:
+        await store.stop()
+        await message_log.stop()
+    for writer in (pk_writer, same_writer):
+        writer.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        writer.connection.close()
+    checkpoint(sink.path)  # type: ignore[arg-type]
+    print(f"  stored {stored:,} distinct events ({done - stored:,} re-deliveries updated)")
+    report([sink, same, pk], done)
+
+
+def checkpoint(path: Path) -> None:
+    with sqlite3.connect(path) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def report(contenders: list[Contender], done: int) -> None:
+    print(
+        f"  {'':<22} {'events/s':>10} {'slowest seg.':>12} {'disk B/event':>13} {'written B/event':>16}"
+    )
+    for contender in contenders:
+        print(
+            f"  {contender.name:<22} {contender.events / contender.seconds:>10,.0f} "
+            f"{min(contender.rates):>12,.0f} {contender.disk_bytes() / done:>13,.0f} "
+            f"{contender.written / done:>16,.0f}"
+        )
+
+
+async def check_search(store: Any, expected: dict[str, int]) -> None:
+    """Search intact: each rare word finds exactly the events generated with it."""
+    found = {}
+    for word in RARE_WORDS:
+        found[word] = (await store.count_matching(EventFilters(search=word), limit=100_000)).value
+    wanted = {word: expected.get(word, 0) for word in RARE_WORDS}
+    if found != wanted:
+        raise SystemExit(f"search does not find what was stored: {found}, expected {wanted}")
+    print(f"  search intact: {found} events found by each rare word, as stored")
+
+
+async def bench_mongo(args: argparse.Namespace) -> None:
+    """The Mongo sink beside its floors: `insert_many` into the same indexes, and into `_id` only."""
+    uri = os.environ.get("AOC_BENCH_MONGO_URI")
+    server = None
+    if not uri:
+        from secantus import SecantusDBServer
+
+        server = SecantusDBServer(storage_path=":memory:", host="127.0.0.1", port=0)
+        server.start()
+        uri = f"mongodb://127.0.0.1:{server.port}"
+    label = "SecantusDB (test engine: figures say nothing of MongoDB)" if server else "MongoDB"
+    db_name = f"aoc_bench_sink_{uuid.uuid4().hex[:8]}"
+    store = MongoEventStore(uri, db_name, retention_days=3650)
+    message_log = EmbeddedMessageLog(args.data / "mongo-log.sqlite3")
+    await message_log.start()
+    await store.start()
+    client = store._started()  # the bench's own look at the same server
+    database = client[db_name]
+    await database["same_schema"].create_indexes(event_indexes())
+    contenders = {
+        "store sink": Contender("store sink", None),
+        "same indexes": Contender("same indexes (floor)", None),
+        "_id only": Contender("_id only (floor)", None),
+    }
+    sink = StoreSink(message_log, store)
+    print(f"\nMongo store on {label}: {args.mongo:,} events in batches of {args.batch}")
+    mongo_args = argparse.Namespace(**{**vars(args), "events": args.mongo})
+    done = 0
+    try:
+        for segment in segments(mongo_args):
+            for records in segment:
+                documents = [document_for(EncodedEvent.from_json(r.value)) for r in records]
+                for name, collection in (("same indexes", "same_schema"), ("_id only", "pk_only")):
+                    # Fresh keys: the floor inserts, it never meets a re-delivery.
+                    fresh = [
+                        {**d, "_id": uuid.uuid4().hex, "dedupe_key": uuid.uuid4().hex}
+                        for d in documents
+                    ]
+                    started = time.perf_counter()
+                    await database[collection].insert_many(fresh, ordered=False)
+                    contenders[name].timed(len(records), started, 0)
+                started = time.perf_counter()
+                await sink.handle(records)
+                contenders["store sink"].timed(len(records), started, 0)
+            done += sum(len(records) for records in segment)
+            rates = [c.close_segment() for c in contenders.values()]
+            print(f"  {done:>10,} " + " ".join(f"{rate:>12,.0f}" for rate in rates), flush=True)
+        for contender in contenders.values():
+            print(f"  {contender.name:<22} {contender.events / contender.seconds:>10,.0f} events/s")
+    finally:
+        await client.drop_database(db_name)
+        await store.stop()
+        await message_log.stop()
+        if server is not None:
+            server.stop()
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+async def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=positive, default=1_000_000, help="events for SQLite")
+    parser.add_argument("--batch", type=positive, default=500, help="records per sink batch")
+    parser.add_argument("--segment", type=positive, default=100_000, help="events per turn")
+    parser.add_argument("--mongo", type=int, default=0, help="also the Mongo store, N events")
+    parser.add_argument("--data", type=Path, default=REPO / ".aoc-data" / "bench-sink")
+    args = parser.parse_args(argv)
+    run: Callable[[argparse.Namespace], Any]
+    for run in (bench_sqlite,) + ((bench_mongo,) if args.mongo else ()):
+        await run(args)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,50 @@
+"""The store benches run once on a small N, as a developer would run them: figures are not checked
+(timings are benchmarks, not tests), but every row must run and the store must still find what it
+stored."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_bench(*args: str, timeout_s: float = 300) -> str:
+    done = subprocess.run(
+        [sys.executable, *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+@pytest.mark.timeout(600)
+def test_store_sink_bench_reports_the_sink_beside_its_floors(tmp_path: Path) -> None:
+    output = run_bench(
+        "bench/store_sink.py",
+        "--events=3000",
+        "--segment=1000",
+        "--mongo=600",
+        f"--data={tmp_path}",
+        timeout_s=540,
+    )
+    for row in ("store sink", "same schema (floor)", "PK only (floor)"):
+        assert row in output, output
+    assert "search intact" in output, output
+    assert "same indexes (floor)" in output and "_id only (floor)" in output, output
+
+
+@pytest.mark.timeout(600)
+def test_api_bench_runs_every_scenario(tmp_path: Path) -> None:
+    output = run_bench("bench/api.py", "--events=3000", "--runs=2", f"--data={tmp_path}")
+    for scenario in ("newest page, no filter", "count, no filter", "facets, search rare word"):
+        assert scenario in output, output
+    assert output.count("\n  ") >= 30, output
