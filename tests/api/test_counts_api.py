@@ -9,14 +9,14 @@ from collections import Counter
 import httpx
 import pytest
 
-from tests.utils.expected import STORED_FIXTURE_EVENTS
+from tests.utils.expected import ADMIN_FIXTURE_EVENTS
 
 
 async def test_the_count_is_exact_up_to_the_limit_and_says_when_it_stopped(
     client: httpx.AsyncClient,
 ) -> None:
     assert (await client.get("/api/events/count")).json() == {
-        "value": STORED_FIXTURE_EVENTS,
+        "value": ADMIN_FIXTURE_EVENTS,
         "exact": True,
     }
     assert (await client.get("/api/events/count?service=Exchange")).json() == {
@@ -45,7 +45,7 @@ async def test_facets_count_the_top_values_of_the_matching_events(
     services = Counter(e["service"] for e in everything)
     assert [(f["value"], f["count"]) for f in body["facets"]["service"]] == services.most_common(3)
     assert body["facets"]["actor"][0] == {"value": "alice.admin@contoso.com", "count": 46}
-    assert body["complete"] is True and body["counted"] == STORED_FIXTURE_EVENTS
+    assert body["complete"] is True and body["counted"] == ADMIN_FIXTURE_EVENTS
 
     exchange = (await client.get("/api/events/facets?field=operation&service=Exchange")).json()
     assert sum(f["count"] for f in exchange["facets"]["operation"]) == 20
@@ -61,7 +61,7 @@ async def test_the_series_split_the_histogram_by_the_fields_top_values(
     body = (await client.get("/api/events/series?field=service&top=3")).json()
 
     totals = [bucket["count"] for bucket in body["buckets"]]
-    assert body["total"] == STORED_FIXTURE_EVENTS  # every matching event: the oldest to the newest
+    assert body["total"] == ADMIN_FIXTURE_EVENTS  # every matching event: the oldest to the newest
     assert [line["value"] for line in body["series"]] == ["Entra ID", "Intune", "Exchange", "Other"]
     assert body["series"][-1]["other"] is True
     for index, total in enumerate(totals):

@@ -14,7 +14,7 @@ from aoc_api.export_formats import CSV_COLUMNS, csv_row
 from aoc_common.event_store.base import EventStore
 from aoc_common.events import CanonicalEvent
 from aoc_common.query import EventQuery
-from tests.utils.expected import STORED_FIXTURE_EVENTS
+from tests.utils.expected import ADMIN_FIXTURE_EVENTS
 
 
 async def listed_ids(client: httpx.AsyncClient, query: str) -> list[str]:
@@ -70,7 +70,7 @@ async def test_an_export_is_bounded_and_pages_through_the_store_beyond_one_page(
     client: httpx.AsyncClient,
 ) -> None:
     everything = await client.get("/api/events/export?format=ndjson&limit=100000")
-    assert len(everything.text.splitlines()) == STORED_FIXTURE_EVENTS
+    assert len(everything.text.splitlines()) == ADMIN_FIXTURE_EVENTS
     first = await client.get("/api/events/export?format=csv&limit=7")
     assert len(csv_records(first.text)) == 7
     assert first.headers["x-export-limit"] == "7"

@@ -31,7 +31,7 @@ from tests.utils.browser import (
     screenshot,
     stored_fixtures,
 )
-from tests.utils.expected import STORED_FIXTURE_EVENTS
+from tests.utils.expected import ADMIN_FIXTURE_EVENTS
 from tests.utils.fake_llm import fake_llm, tool_call
 from tests.utils.identity import CLIENT, TENANT, FakeIdentityProvider, a_signing_key
 from tests.utils.local_servers import serving
@@ -55,7 +55,7 @@ def test_an_analyst_filters_pages_opens_a_raw_event_and_tags_it(
     # Load: the newest 50 events of 149, the facets, the histogram.
     expect(rows(page)).to_have_count(50)
     expect(page.locator("#status")).to_have_text(
-        f"Showing 50 of {STORED_FIXTURE_EVENTS} events · newest first"
+        f"Showing 50 of {ADMIN_FIXTURE_EVENTS} events · newest first"
     )
     expect(page.locator("#facets [data-field=service] .facet-value")).to_have_count(5)
     expect(page.locator("#histogram-chart rect.bar").first).to_be_attached()

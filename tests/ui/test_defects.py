@@ -29,8 +29,9 @@ from tests.utils.browser import (
     screenshot,
     stored_fixtures,
 )
-from tests.utils.expected import STORED_FIXTURE_EVENTS
+from tests.utils.expected import ADMIN_FIXTURE_EVENTS
 from tests.utils.local_servers import serving
+from tests.utils.records import signin_events
 
 
 def add_events(data_dir: Path, events: list[CanonicalEvent]) -> None:
@@ -54,8 +55,8 @@ LAST_MINUTE_KEY = "directory:last-minute-test"
 
 @pytest.fixture
 def extra_url(tmp_path: Path, fixtures_dir: Path) -> Iterator[str]:
-    """The usual data plus an event with every client fact the drawer shows, and one in the last
-    minute of an hour (22:59:30, in the 22:30 bar of the newest day)."""
+    """The usual data plus the Entra sign-ins, an event with every client fact the drawer shows, and
+    one in the last minute of an hour (22:59:30, in the 22:30 bar of the newest day)."""
     events = stored_fixtures(tmp_path, fixtures_dir)
     with_changes = next(
         e for e in events if any(t.modified_properties for t in e.targets) and e.actor.ip_address
@@ -64,6 +65,7 @@ def extra_url(tmp_path: Path, fixtures_dir: Path) -> Iterator[str]:
     add_events(
         tmp_path,
         [
+            *signin_events(fixtures_dir),
             a_variant(
                 with_changes,
                 SIGN_IN_KEY,
@@ -106,7 +108,7 @@ def test_reset_clears_every_filter_and_shows_every_event_again(
     expect(page.locator("#search")).to_have_value("")
     expect(page.locator("#active-filters .filter-chip")).to_have_count(0)
     expect(page.locator("#status")).to_have_text(
-        f"Showing 50 of {STORED_FIXTURE_EVENTS} events · newest first"
+        f"Showing 50 of {ADMIN_FIXTURE_EVENTS} events · newest first"
     )
     assert page.evaluate("location.search") == "?view=events"
 
@@ -119,14 +121,14 @@ def test_the_chart_and_the_status_line_count_every_matching_event(
     page = pages.open()
     page.goto(f"{aoc_url}/?view=events")
     expect(page.locator("#histogram-title")).to_have_text(
-        f"Events over time: {STORED_FIXTURE_EVENTS} events"
+        f"Events over time: {ADMIN_FIXTURE_EVENTS} events"
     )
     expect(page.locator("#status")).to_have_text(
-        f"Showing 50 of {STORED_FIXTURE_EVENTS} events · newest first"
+        f"Showing 50 of {ADMIN_FIXTURE_EVENTS} events · newest first"
     )
     bars = page.locator("#histogram-chart rect.bar")
     counted = sum(int(n) for n in bars.evaluate_all("bars => bars.map(b => b.dataset.count)"))
-    assert counted == STORED_FIXTURE_EVENTS
+    assert counted == ADMIN_FIXTURE_EVENTS
 
 
 def test_zooming_to_a_bar_keeps_the_bars_last_minute(pages: WatchedPages, extra_url: str) -> None:
@@ -174,6 +176,18 @@ def test_the_drawer_shows_client_ip_user_agent_changes_and_microsofts_own_result
     # One time format everywhere: the drawer shows the time exactly as the list does.
     expect(drawer.locator("#detail-fields time .abs")).to_have_text(listed_time)
     screenshot(page, "ui-events-detail-client")
+
+    # A real Entra sign-in, blocked by conditional access: where from, and why, in Microsoft's words.
+    page.goto(f"{extra_url}/?view=events&search=adele blocked&source=signins")
+    rows(page).first.click()
+    expect(drawer.locator("#detail-client")).to_contain_text("203.0.113.7")
+    expect(drawer.locator("#detail-client")).to_contain_text("Amsterdam, Noord-Holland, NL")
+    expect(drawer.locator("#detail-fields")).to_contain_text(
+        "failure — 53003: Access has been blocked by Conditional Access policies"
+    )
+    expect(drawer.locator("#detail-details")).to_contain_text("blocked by conditional access")
+    expect(drawer.locator("#detail-details")).to_contain_text("Office 365 Exchange Online")
+    screenshot(page, "ui-events-detail-signin")
 
 
 def test_alerts_show_event_time_and_an_acknowledged_alert_leaves_the_open_list_at_once(

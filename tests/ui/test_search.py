@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 from playwright.sync_api import Page, expect
 
 from tests.utils.browser import WatchedPages, rows, screenshot
-from tests.utils.expected import STORED_FIXTURE_EVENTS
+from tests.utils.expected import ADMIN_FIXTURE_EVENTS
 
 OLDEST = "2026-11-10 00:00:00"
 NEWEST = "2026-11-19 22:34:26"
@@ -52,7 +52,7 @@ def test_events_sort_by_time_either_way_and_load_more_keeps_the_order(
     times = rows(page).locator("time").evaluate_all("ts => ts.map(t => t.dateTime)")
     assert times == sorted(times)
     expect(page.locator("#status")).to_have_text(
-        f"Showing 100 of {STORED_FIXTURE_EVENTS} events · oldest first"
+        f"Showing 100 of {ADMIN_FIXTURE_EVENTS} events · oldest first"
     )
 
 
@@ -100,7 +100,7 @@ def test_facets_count_values_and_filter_them_in_and_out(pages: WatchedPages, aoc
     page.locator("#active-filters .filter-chip .chip-remove").first.click()
     page.locator("#active-filters .filter-chip .chip-remove").first.click()
     expect(page.locator("#status")).to_have_text(
-        f"Showing 50 of {STORED_FIXTURE_EVENTS} events · newest first"
+        f"Showing 50 of {ADMIN_FIXTURE_EVENTS} events · newest first"
     )
 
 
@@ -144,7 +144,7 @@ def test_the_url_holds_the_view_a_link_restores_it_and_back_walks_back(
     expect(page.locator("#status")).to_have_text("Showing 20 of 20 events · newest first")
     page.go_back()
     expect(page.locator("#status")).to_have_text(
-        f"Showing 50 of {STORED_FIXTURE_EVENTS} events · newest first"
+        f"Showing 50 of {ADMIN_FIXTURE_EVENTS} events · newest first"
     )
     page.go_back()
     expect(page.locator("#view-overview")).to_be_visible()

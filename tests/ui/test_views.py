@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 from playwright.sync_api import Page, expect
 
 from tests.utils.browser import FORWARDING_ALERT, WatchedPages, rows, screenshot
-from tests.utils.expected import STORED_FIXTURE_EVENTS
+from tests.utils.expected import ADMIN_FIXTURE_EVENTS
 
 
 def query(page: Page) -> dict[str, list[str]]:
@@ -22,13 +22,13 @@ def test_the_overview_is_the_landing_page_and_every_chart_clicks_through_to_its_
     page = pages.open()
     page.goto(aoc_url)
     expect(page.locator("#tab-overview")).to_have_attribute("aria-current", "page")
-    expect(page.locator("#overview-window")).to_contain_text(f"{STORED_FIXTURE_EVENTS} events")
+    expect(page.locator("#overview-window")).to_contain_text(f"{ADMIN_FIXTURE_EVENTS} events")
     segments = page.locator("#chart-services rect.bar")
     expect(segments.first).to_be_visible()
     services = set(segments.evaluate_all("rs => rs.map(r => r.dataset.series)"))
     assert services == {"Entra ID", "Intune", "Exchange", "SharePoint", "Teams"}
     counted = sum(int(n) for n in segments.evaluate_all("rs => rs.map(r => r.dataset.count)"))
-    assert counted == STORED_FIXTURE_EVENTS
+    assert counted == ADMIN_FIXTURE_EVENTS
     expect(page.locator("#legend-services .legend-item")).to_have_count(5)
     expect(page.locator("#failures-total")).to_have_text("(17 failures)")
     expect(page.locator("#top-actors .bar-label").first).to_have_text("alice.admin@contoso.com")
@@ -92,7 +92,7 @@ def test_the_overview_range_narrows_every_chart(pages: WatchedPages, aoc_url: st
         re.compile("No events in this time range")
     )
     page.select_option("#overview-range", "all")
-    expect(page.locator("#overview-window")).to_contain_text(f"{STORED_FIXTURE_EVENTS} events")
+    expect(page.locator("#overview-window")).to_contain_text(f"{ADMIN_FIXTURE_EVENTS} events")
     assert "period" not in query(page)
 
 
