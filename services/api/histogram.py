@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from aoc_common.event_store.base import EventReader
 from aoc_common.events import utc_now
@@ -21,6 +21,13 @@ NICE_INTERVALS_MS = tuple(
     for minutes in (1, 5, 15, 30, 60, 180, 360, 720, 1440, 2 * 1440, 7 * 1440, 30 * 1440)
 )
 DEFAULT_WINDOW = timedelta(days=7)
+MAX_BUCKETS = 200
+
+
+class HistogramQuery(EventFilters):
+    """The event filters plus how many intervals at most: `/api/events/histogram`'s parameters."""
+
+    buckets: int = Field(default=48, ge=1, le=MAX_BUCKETS, description="Most intervals wanted")
 
 
 class HistogramBucket(BaseModel):

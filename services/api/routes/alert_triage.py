@@ -16,12 +16,12 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from aoc_api.auth import Principal, require_writer
-from aoc_api.dependencies import get_store
-from aoc_common.event_store.base import EventStore
+from aoc_api.dependencies import AlertsDep, StoreDep
+from aoc_api.openapi import STORE_RESPONSES
 from aoc_common.events import CanonicalEvent, utc_now
 from aoc_common.rules import Alert, AlertCount, Severity
 
-router = APIRouter(prefix="/api/alerts", tags=["alerts"])
+router = APIRouter(prefix="/api/alerts", tags=["alerts"], responses=STORE_RESPONSES)
 MAX_ID_LENGTH = 100
 MAX_BULK_ACKNOWLEDGE = 500
 SEVERITIES: tuple[Severity, ...] = ("critical", "high", "medium", "low")
@@ -77,7 +77,7 @@ def summarize(counts: Sequence[AlertCount], severity: Severity | None = None) ->
     "/summary", response_model=AlertSummary, summary="Alert counts by status, rule, severity"
 )
 async def alert_summary(
-    store: Annotated[EventStore, Depends(get_store)],
+    store: AlertsDep,
     severity: Annotated[
         Severity | None, Query(description="Count only alerts of this severity")
     ] = None,
@@ -107,7 +107,7 @@ class AcknowledgeResult(BaseModel):
 )
 async def acknowledge_alerts(
     body: Annotated[AcknowledgeRequest, Body()],
-    store: Annotated[EventStore, Depends(get_store)],
+    store: AlertsDep,
     principal: Annotated[Principal, Depends(require_writer)],
 ) -> AcknowledgeResult:
     at = utc_now()
@@ -133,9 +133,7 @@ class AlertEvents(BaseModel):
     response_model=AlertEvents,
     summary="An alert with every event that raised it",
 )
-async def alert_events(
-    alert_id: str, store: Annotated[EventStore, Depends(get_store)]
-) -> AlertEvents:
+async def alert_events(alert_id: str, store: StoreDep) -> AlertEvents:
     alert = await store.get_alert(alert_id) if len(alert_id) <= MAX_ID_LENGTH else None
     if alert is None:
         raise HTTPException(404, "no alert with that id")

@@ -9,20 +9,19 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from pydantic import Field
 
-from aoc_api.dependencies import get_store
+from aoc_api.dependencies import ReaderDep
 from aoc_api.export_formats import csv_header, csv_row, ndjson_line
+from aoc_api.openapi import STORE_RESPONSES
 from aoc_common.event_store.base import EventReader
 from aoc_common.events import CanonicalEvent, utc_now
 from aoc_common.logging import get_logger
 from aoc_common.query import MAX_PAGE_SIZE, EventFilters, EventQuery, Order
 
-router = APIRouter(prefix="/api/events", tags=["events"])
-# Until the api helper's ReaderDep lands on main (same definition).
-ReaderDep = Annotated[EventReader, Depends(get_store)]
+router = APIRouter(prefix="/api/events", tags=["events"], responses=STORE_RESPONSES)
 log = get_logger(__name__)
 DEFAULT_EXPORT_LIMIT = 10_000
 MAX_EXPORT_LIMIT = 100_000

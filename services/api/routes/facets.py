@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from aoc_api.dependencies import get_store
-from aoc_api.histogram import EventHistogram, matching_window
-from aoc_common.event_store.base import EventReader
+from aoc_api.dependencies import ReaderDep
+from aoc_api.histogram import MAX_BUCKETS, EventHistogram, matching_window
+from aoc_api.openapi import STORE_RESPONSES
 from aoc_common.query import (
     DEFAULT_COUNT_LIMIT,
     FACET_FIELDS,
@@ -29,9 +29,7 @@ from aoc_common.query import (
     MatchCount,
 )
 
-router = APIRouter(prefix="/api/events", tags=["events"])
-# Until the api helper's ReaderDep lands on main (same definition).
-ReaderDep = Annotated[EventReader, Depends(get_store)]
+router = APIRouter(prefix="/api/events", tags=["events"], responses=STORE_RESPONSES)
 
 
 class CountQuery(EventFilters):
@@ -73,7 +71,7 @@ SeriesField = Literal["service", "source", "result", "category", "actor_type"]
 class SeriesQuery(EventFilters):
     field: SeriesField = Field(default="service", description="The field whose values split bars")
     top: int = Field(default=8, ge=1, le=20, description="Values with their own series")
-    buckets: int = Field(default=48, ge=1, le=200, description="Most intervals wanted")
+    buckets: int = Field(default=48, ge=1, le=MAX_BUCKETS, description="Most intervals wanted")
 
 
 class SeriesLine(BaseModel):
