@@ -104,7 +104,7 @@ def test_an_analyst_filters_pages_opens_a_raw_event_and_tags_it(
     expect(page.locator("#detail-comments li .comment-text")).to_have_text(
         ["Forwarding to an outside address: escalated"]
     )
-    screenshot(page, "ui-events-detail", readme=True)
+    screenshot(page, "ui-events-detail")
 
     # The alerts view lists the open alert; acknowledging it records who did it.
     page.click("#close-detail")

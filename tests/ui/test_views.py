@@ -37,7 +37,7 @@ def test_the_overview_is_the_landing_page_and_every_chart_clicks_through_to_its_
     expect(page.locator("#top-operations .bar-label").first).to_have_text("Add user")
     expect(page.locator("#alerts-by-severity .bar-label")).to_have_text(["high", "medium", "low"])
     expect(page.locator("#freshness .freshness-item")).to_have_count(len(SOURCES))
-    screenshot(page, "ui-overview", readme=True)
+    screenshot(page, "ui-overview")
 
     # A stacked segment: that service in that interval.
     exchange = page.locator("#chart-services rect.bar[data-series=Exchange]").first
@@ -106,7 +106,7 @@ def test_alerts_are_grouped_by_rule_acknowledged_in_bulk_and_lead_to_their_event
     expect(rules).to_have_count(4)  # all rules, then each rule with its open count
     expect(rules.nth(1)).to_contain_text("Member added to a privileged role")
     expect(rules.nth(1).locator(".rule-count")).to_have_text("2")
-    screenshot(page, "ui-alerts", readme=True)
+    screenshot(page, "ui-alerts")
 
     rules.nth(1).click()
     expect(page.locator("#alerts tbody tr")).to_have_count(2)
