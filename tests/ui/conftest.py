@@ -8,12 +8,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, expect, sync_playwright
 
 from aoc_api.app import create_app
 from aoc_common.settings import Settings
-from tests.utils.browser import CHROMIUM, CHROMIUM_ARGS, WatchedPages, stored_fixtures
+from tests.utils.browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    TIMEOUT_MS,
+    WatchedPages,
+    stored_fixtures,
+)
 from tests.utils.local_servers import serving
+
+# Assertions wait as long as actions: with 3 test processes on 2 shared cores a sign-in's redirects
+# or a first page can take longer than Playwright's 5 s default. Only a failing assertion waits.
+expect.set_options(timeout=TIMEOUT_MS)
 
 
 @pytest.fixture(scope="package")
