@@ -32,7 +32,7 @@ from tests.utils.browser import (
     stored_fixtures,
 )
 from tests.utils.expected import ADMIN_FIXTURE_EVENTS
-from tests.utils.fake_llm import fake_llm, tool_call
+from tests.utils.fake_llm import fake_llm, function_call, tool_call
 from tests.utils.identity import CLIENT, TENANT, FakeIdentityProvider, a_signing_key
 from tests.utils.local_servers import serving
 
@@ -333,7 +333,15 @@ def test_with_ai_on_an_analyst_asks_a_question_and_sees_the_query_and_its_events
                 operation="Add user",
                 start="2026-11-01T00:00:00Z",
                 end="2026-11-20T00:00:00Z",
-            )
+            ),
+            # The narrative cites an event that was not found: it never reaches the page.
+            function_call(
+                "answer_question",
+                {
+                    "answer": "AAD Connect added 17 users in November. [event:ghost]",
+                    "cited_event_ids": ["ghost"],
+                },
+            ),
         )
         settings = Settings(
             data_dir=tmp_path,
@@ -350,7 +358,9 @@ def test_with_ai_on_an_analyst_asks_a_question_and_sees_the_query_and_its_events
             page.fill("#question", "Who added users in Entra ID in November?")
             page.click("#ask-submit")
 
-            expect(page.locator("#ask-summary")).to_contain_text("17 events from 2026-11")
+            expect(page.locator("#ask-summary")).to_have_text(
+                "AAD Connect added 17 users in November."
+            )
             expect(page.locator("#ask-query")).to_contain_text("service=Entra ID")
             expect(page.locator("#ask-query")).to_contain_text("operation=Add user")
             expect(rows(page)).to_have_count(17)
@@ -365,6 +375,6 @@ def test_with_ai_on_an_analyst_asks_a_question_and_sees_the_query_and_its_events
             expect(page.locator("#status")).to_have_text("Showing 17 of 17 events · newest first")
             assert parse_qs(urlsplit(page.url).query)["operation"] == ["Add user"]
             screenshot(page, "ui-ask")
-            assert [r["messages"][-1]["content"] for r in llm.requests] == [
-                "Who added users in Entra ID in November?"
-            ]
+            asked, narrated = (r["messages"][-1]["content"] for r in llm.requests)
+            assert asked == "Who added users in Entra ID in November?"
+            assert narrated.startswith("Question: Who added users in Entra ID in November?")
