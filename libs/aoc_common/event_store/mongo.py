@@ -56,7 +56,15 @@ from aoc_common.query import (
     check_facet_request,
     page_from,
 )
-from aoc_common.rules import Alert, AlertPage, AlertQuery, Rule, alert_page_from
+from aoc_common.rules import (
+    Alert,
+    AlertCount,
+    AlertPage,
+    AlertQuery,
+    Rule,
+    alert_page_from,
+    sorted_alert_counts,
+)
 from aoc_common.search import event_terms
 
 EVENTS = "events"
@@ -669,3 +677,13 @@ class MongoEventStore(EventStore):
             if document is None:
                 document = await self._db[ALERTS].find_one({"_id": {"$eq": alert_id}})
         return None if document is None else alert_from(document)
+
+    async def alert_counts(self) -> list[AlertCount]:
+        fields = ("rule_id", "rule_name", "severity", "status")
+        pipeline = [{"$group": {"_id": {f: f"${f}" for f in fields}, "count": {"$sum": 1}}}]
+        with _store_errors("count alerts"):
+            cursor = self._db[ALERTS].aggregate(pipeline, maxTimeMS=self._operation_timeout_ms)
+            groups = await cursor.to_list(length=None)
+        return sorted_alert_counts(
+            AlertCount(**group["_id"], count=group["count"]) for group in groups
+        )
