@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from aoc_common.codec import encode
 from aoc_common.dead_letter import DeadLetter, dead_letter
-from aoc_common.event_store.encoded import EncodedEvent, IndexedFields
+from aoc_common.event_store.encoded import EncodedEvent, IndexedFields, indexed_fields_of
 from aoc_common.events import SCHEMA_VERSION, CanonicalEvent
 from aoc_common.message_log.base import Message, Record
 
@@ -156,7 +156,7 @@ def decode_events_to_pass_on(
     decoded = DecodedToPassOn()
     for record in records:
         try:
-            fields = IndexedFields.model_validate_json(record.value)
+            fields = indexed_fields_of(record.value)
         except ValidationError as error:
             reason = _not_canonical(error)
             decoded.dead_letters.append(dead_letter_for_record(record, reason, stage=stage))

@@ -95,14 +95,20 @@ class EncodedEvent:
     @classmethod
     def from_json(cls, value: bytes) -> EncodedEvent:
         """From published JSON; raises pydantic's ValidationError when an indexed field is
-        missing or has the wrong type.
+        missing or has the wrong type."""
+        return cls(indexed_fields_of(value), value)
 
-        orjson parses and pydantic validates the dict: 0.57 of the time of pydantic's own JSON
-        mode (which parses every field to skip the ones not indexed; same run, bench corpus).
-        JSON orjson refuses (malformed, NaN, numbers past a double, lone surrogates) goes to
-        pydantic's parser, so such a record is read, or refused with the reason, as before."""
-        try:
-            document = orjson.loads(value)
-        except orjson.JSONDecodeError:
-            return cls(IndexedFields.model_validate_json(value), value)
-        return cls(IndexedFields.model_validate(document), value)
+
+def indexed_fields_of(value: bytes) -> IndexedFields:
+    """The indexed fields of a published event's JSON; raises pydantic's ValidationError when one
+    is missing or has the wrong type.
+
+    orjson parses and pydantic validates the dict: 0.57 of the time of pydantic's own JSON mode
+    (which parses every field to skip the ones not indexed; same run, bench corpus). JSON orjson
+    refuses (malformed, NaN, numbers past a double, lone surrogates) goes to pydantic's parser, so
+    such a record is read, or refused with the reason, as before."""
+    try:
+        document = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return IndexedFields.model_validate_json(value)
+    return IndexedFields.model_validate(document)
