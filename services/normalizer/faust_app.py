@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import faust
-from aiokafka.partitioner import DefaultPartitioner
 from faust.tables.table import Table
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import EventT, StreamT, TableT, TopicT
@@ -43,6 +42,7 @@ from aoc_common.events import utc_now
 from aoc_common.logging import get_logger
 from aoc_common.message_log.base import Message, Record
 from aoc_common.message_log.kafka import MAX_MESSAGE_BYTES, leave_group_at_generation_zero
+from aoc_common.message_log.record_batches import RECORD_BATCH_BYTES, RecordBatchSender
 from aoc_common.metrics import MESSAGES_CONSUMED, MESSAGES_PUBLISHED
 from aoc_common.settings import Settings
 from aoc_common.topics import source_of_raw_topic
@@ -120,7 +120,7 @@ def faust_app(settings: Settings, overrides: Mapping[str, Any] | None = None) ->
         "producer_max_request_size": MAX_MESSAGE_BYTES,
         # Throughput: a produce request carries up to 512 KiB per partition (Kafka's default batch of
         # 16 KiB holds 8 events), and waits 5 ms for more to fill it.
-        "producer_max_batch_size": 512 * 1024,
+        "producer_max_batch_size": RECORD_BATCH_BYTES,
         "producer_linger_ms": 5,
         "processing_guarantee": "at_least_once",
     }
@@ -217,16 +217,14 @@ class RecordBatchPublisher:
     """Sends a batch's messages through the app's producer as whole Kafka record batches.
 
     Faust's `Topic.send` costs a future, a task and several callbacks per message, a third of the
-    worker's time at thousands of events per second; a record batch per partition costs one future.
-    Partitions are chosen as Kafka's default partitioner does (murmur2 of the key), as every other AOC
-    producer does, so one dedupe_key always lands in one partition of `aoc.events`. The producer stays
-    Faust's own: Faust flushes it before it commits offsets.
+    worker's time at thousands of events per second; `RecordBatchSender` (shared with every AOC
+    producer) costs one future per partition's batch and partitions as every other AOC producer does.
+    The producer stays Faust's own: Faust flushes it before it commits offsets.
     """
 
     def __init__(self, app: faust.App) -> None:
         self.app = app
-        self.partitioner = DefaultPartitioner()
-        self._round_robin = 0
+        self._sender: RecordBatchSender | None = None
 
     async def send(self, topic: TopicT, messages: Sequence[Message]) -> list[asyncio.Future[Any]]:
         """Queue `messages` on `topic`; the futures resolve when the broker acknowledged them."""
@@ -234,27 +232,10 @@ class RecordBatchPublisher:
             return []
         if not isinstance(topic, faust.Topic):  # a channel standing in for a topic (test mode)
             return [await topic.send(key=m.key, value=m.value) for m in messages]
-        name = topic.get_topic_name()
         producer = self.app.producer._ensure_producer()  # type: ignore[attr-defined]
-        partitions = sorted(await producer.partitions_for(name))
-        by_partition: dict[int, list[Message]] = {}
-        for message in messages:
-            if message.key is None:
-                partition = partitions[self._round_robin % len(partitions)]
-                self._round_robin += 1
-            else:
-                partition = self.partitioner(message.key, partitions, partitions)
-            by_partition.setdefault(partition, []).append(message)
-        deliveries: list[asyncio.Future[Any]] = []
-        for partition, queued in by_partition.items():
-            batch = producer.create_batch()
-            for message in queued:
-                if batch.append(key=message.key, value=message.value, timestamp=None) is None:
-                    deliveries.append(await producer.send_batch(batch, name, partition=partition))
-                    batch = producer.create_batch()
-                    batch.append(key=message.key, value=message.value, timestamp=None)
-            deliveries.append(await producer.send_batch(batch, name, partition=partition))
-        return deliveries
+        if self._sender is None or self._sender.producer is not producer:
+            self._sender = RecordBatchSender(producer, max_message_bytes=MAX_MESSAGE_BYTES)
+        return await self._sender.send(topic.get_topic_name(), messages)
 
 
 def record_of(event: EventT) -> Record:

@@ -37,6 +37,11 @@ from aoc_common.message_log.base import (
     timestamp_ms,
     validate_reset_target,
 )
+from aoc_common.message_log.record_batches import (
+    RECORD_BATCH_BYTES,
+    RecordBatchSender,
+    acknowledged,
+)
 
 T = TypeVar("T")
 
@@ -84,6 +89,7 @@ class KafkaMessageLog(MessageLog):
         self._admin: AIOKafkaAdminClient | None = None
         self._producer: AIOKafkaProducer | None = None
         self._offsets_reader: AIOKafkaConsumer | None = None
+        self._sender: RecordBatchSender | None = None
         self._known_topics: set[str] = set()
 
     @property
@@ -107,6 +113,7 @@ class KafkaMessageLog(MessageLog):
             acks="all",
             enable_idempotence=self.enable_idempotence,
             max_request_size=MAX_MESSAGE_BYTES,
+            max_batch_size=RECORD_BATCH_BYTES,
             request_timeout_ms=self.request_timeout_ms,
         )
         offsets_reader = self._consumer(group=None)
@@ -118,10 +125,12 @@ class KafkaMessageLog(MessageLog):
             await self._shut(admin, producer, offsets_reader)
             raise
         self._admin, self._producer, self._offsets_reader = admin, producer, offsets_reader
+        self._sender = RecordBatchSender(producer, max_message_bytes=MAX_MESSAGE_BYTES)
 
     async def stop(self) -> None:
         clients = (self._producer, self._offsets_reader, self._admin)
         self._admin = self._producer = self._offsets_reader = None
+        self._sender = None
         await self._shut(*clients)
 
     async def ping(self) -> None:
@@ -154,21 +163,14 @@ class KafkaMessageLog(MessageLog):
         self._known_topics.update(missing)
 
     async def publish(self, topic: str, messages: Sequence[Message]) -> None:
+        """Sent as whole record batches per partition (see record_batches.py); acknowledged once."""
         if not messages:
             return
-        producer = self._require(self._producer)
+        sender = self._require(self._sender)
         await self.ensure_topics([topic])
 
         async def send_all() -> None:
-            deliveries = [
-                await producer.send(topic, value=message.value, key=message.key)
-                for message in messages
-            ]
-            # Wait for every delivery, even after a failure, so no failure goes unretrieved.
-            outcomes = await asyncio.gather(*deliveries, return_exceptions=True)
-            for outcome in outcomes:
-                if isinstance(outcome, BaseException):
-                    raise outcome
+            await acknowledged(await sender.send(topic, messages))
 
         # aiokafka bounds each delivery by request_timeout_ms; twice that also covers a full buffer.
         await self._bounded(f"publish to {topic!r}", send_all(), timeout_s=2 * self.timeout_s)
