@@ -26,8 +26,6 @@ the step turns it into a dead letter.
 from __future__ import annotations
 
 import asyncio
-import uuid
-import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -46,7 +44,17 @@ from aoc_common.message_log.record_batches import RECORD_BATCH_BYTES, RecordBatc
 from aoc_common.metrics import MESSAGES_CONSUMED, MESSAGES_PUBLISHED
 from aoc_common.settings import Settings
 from aoc_common.topics import source_of_raw_topic
-from aoc_normalizer.core import DirectoryName
+from aoc_normalizer.changelog import (
+    DEDUPE_TABLE,
+    NAMES_TABLE,
+    apply_sightings,
+    cached_name_of,
+    dedupe_changelog_config,
+    name_partition,
+    name_value,
+    sightings_key,
+    sightings_value,
+)
 from aoc_normalizer.dedupe import now_ms
 from aoc_normalizer.enrichment import CachedName, DirectoryLookup
 from aoc_normalizer.mappings import LiveMappings
@@ -157,23 +165,11 @@ class SightingsTable(Table):
                 continue
             for key in keys:
                 data[key] = at_ms
-            self.send_changelog(
-                partition,
-                f"{partition}:{uuid.uuid4().hex}",
-                {"at_ms": at_ms, "keys": list(keys)},
-            )
+            self.send_changelog(partition, sightings_key(partition), sightings_value(keys, at_ms))
 
     def apply_changelog_batch(self, batch: Iterable[EventT]) -> None:
         """Recovery (and standby replicas): every key of every batch record, latest sighting wins."""
-        data = self.data
-        for event in batch:
-            value = event.value
-            if not isinstance(value, dict) or not isinstance(value.get("keys"), list):
-                continue  # a tombstone, or a record this version does not know
-            at_ms = int(value.get("at_ms") or 0)
-            for key in value["keys"]:
-                if isinstance(key, str) and at_ms >= data.get(key, 0):
-                    data[key] = at_ms
+        apply_sightings(self.data, (event.value for event in batch))
 
     def forget_before(self, before_ms: int) -> int:
         """Drop expired sightings from this worker's memory (the changelog's retention drops them there)."""
@@ -199,17 +195,16 @@ class TableNameCache:
     def cached_names(self, ids: Sequence[str]) -> dict[str, CachedName]:
         found: dict[str, CachedName] = {}
         for object_id in ids:
-            value = self.table.get(object_id)
-            if isinstance(value, list) and len(value) == 4:
-                found[object_id] = CachedName(DirectoryName(*value[:3]), int(value[3]))
+            cached = cached_name_of(self.table.get(object_id))
+            if cached is not None:
+                found[object_id] = cached
         return found
 
     def remember_names(self, names: Mapping[str, CachedName]) -> None:
         for object_id, cached in names.items():
-            name = cached.name
-            value = [name.found, name.display_name, name.user_principal_name, cached.resolved_at_ms]
+            value = name_value(cached)
             self.table.data[object_id] = value
-            partition = zlib.crc32(object_id.encode("utf-8")) % self.partitions
+            partition = name_partition(object_id, self.partitions)
             self.table.send_changelog(partition, object_id, value)
 
 
@@ -278,14 +273,14 @@ class NormalizerApp:
         self.seen: SightingsTable = app.tables.add(
             SightingsTable(
                 app,
-                name="dedupe-seen",
+                name=DEDUPE_TABLE,
                 default=None,
                 beacon=app.tables.beacon,
-                extra_topic_configs={"cleanup.policy": "delete", "retention.ms": str(window_ms)},
+                extra_topic_configs=dedupe_changelog_config(window_ms),
             )
         )
         # Names: a cache with a TTL, kept across restarts by its changelog (see TableNameCache).
-        self.names: TableT[str, list[Any]] = app.Table("directory-names", default=None)
+        self.names: TableT[str, list[Any]] = app.Table(NAMES_TABLE, default=None)
         self.step = NormalizerStep.from_settings(
             settings,
             seen=self.seen,

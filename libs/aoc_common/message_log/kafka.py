@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -138,17 +138,28 @@ class KafkaMessageLog(MessageLog):
 
     # --- topics and publishing -----------------------------------------------------------------------
 
-    async def ensure_topics(self, topics: Sequence[str], partitions: int | None = None) -> None:
+    async def ensure_topics(
+        self,
+        topics: Sequence[str],
+        partitions: int | None = None,
+        *,
+        config: Mapping[str, str] | None = None,
+    ) -> None:
+        """Create missing topics; `config` (Kafka only) sets topic settings such as retention.ms."""
         count = self.default_partitions if partitions is None else partitions
         if count < 1:
             raise ValueError("partitions must be >= 1")
         missing = [topic for topic in dict.fromkeys(topics) if topic not in self._known_topics]
         if not missing:
             return
+        settings = dict(config or {})
         response = await self._bounded(
             "create topics",
             self._admin_client().create_topics(
-                [NewTopic(topic, count, self.replication_factor) for topic in missing],
+                [
+                    NewTopic(topic, count, self.replication_factor, topic_configs=settings)
+                    for topic in missing
+                ],
                 timeout_ms=self.request_timeout_ms,
             ),
         )
@@ -174,6 +185,26 @@ class KafkaMessageLog(MessageLog):
 
         # aiokafka bounds each delivery by request_timeout_ms; twice that also covers a full buffer.
         await self._bounded(f"publish to {topic!r}", send_all(), timeout_s=2 * self.timeout_s)
+
+    async def send(self, topic: str, messages: Sequence[Message]) -> list[asyncio.Future[Any]]:
+        """Queue `messages` without waiting for the broker: for a shell that overlaps the wait for
+        one batch's acknowledgements with the next batch's work (`await acknowledged(futures)`)."""
+        sender = self._require(self._sender)
+        await self.ensure_topics([topic])
+        return await self._bounded(f"send to {topic!r}", sender.send(topic, messages))
+
+    async def send_to_partition(
+        self, topic: str, partition: int, messages: Sequence[Message]
+    ) -> list[asyncio.Future[Any]]:
+        """`send` to a partition the caller chose (a table's changelog partition)."""
+        sender = self._require(self._sender)
+        return await self._bounded(
+            f"send to {topic!r}", sender.send_to_partition(topic, partition, messages)
+        )
+
+    async def partitions(self, topic: str) -> list[int]:
+        """Partitions of an existing topic; [] when it does not exist."""
+        return await self._partitions(topic)
 
     def subscribe(self, topics: Sequence[str], group: str) -> Subscription:
         if not topics:

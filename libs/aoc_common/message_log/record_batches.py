@@ -43,11 +43,54 @@ class RecordBatchSender:
         self.max_message_bytes = max_message_bytes
         self.partitioner = DefaultPartitioner()
         self._round_robin = 0
+        self._tracked: set[str] = set()
 
     async def send(self, topic: str, messages: Sequence[Message]) -> list[asyncio.Future[Any]]:
         """Queue `messages` on `topic`; the futures resolve when the broker acknowledged each batch."""
         if not messages:
             return []
+        self.refuse_oversized(topic, messages)
+        await self.track(topic)
+        partitions = sorted(await self.producer.partitions_for(topic))
+        deliveries: list[asyncio.Future[Any]] = []
+        for partition, queued in self.by_partition(messages, partitions).items():
+            deliveries += await self.send_to_partition(topic, partition, queued)
+        return deliveries
+
+    async def send_to_partition(
+        self, topic: str, partition: int, messages: Sequence[Message]
+    ) -> list[asyncio.Future[Any]]:
+        """Queue `messages` on one partition chosen by the caller (a table's changelog partition)."""
+        self.refuse_oversized(topic, messages)
+        await self.track(topic)
+        producer = self.producer
+        deliveries: list[asyncio.Future[Any]] = []
+        batch = producer.create_batch()
+        for message in messages:
+            if batch.append(key=message.key, value=message.value, timestamp=None) is None:
+                deliveries.append(await producer.send_batch(batch, topic, partition=partition))
+                batch = producer.create_batch()
+                # The first message of an empty batch is always taken, whatever its size.
+                batch.append(key=message.key, value=message.value, timestamp=None)
+        deliveries.append(await producer.send_batch(batch, topic, partition=partition))
+        return deliveries
+
+    async def track(self, topic: str) -> None:
+        """Keep `topic` in the producer's metadata, with every topic it already knows.
+
+        aiokafka's client starts by fetching metadata for all topics; the first topic it is asked about
+        that it does not know (one created after that fetch, such as a changelog) makes it fetch that
+        topic only, and the others drop out of its metadata. Batches queued for them then wait for a
+        leader that never comes back (seen on Tansu: a publish stuck until its timeout). Naming
+        every known topic explicitly avoids that.
+        """
+        if topic in self._tracked:
+            return
+        client = self.producer.client
+        self._tracked.add(topic)
+        await client.set_topics(set(client.cluster.topics()) | self._tracked)
+
+    def refuse_oversized(self, topic: str, messages: Sequence[Message]) -> None:
         for message in messages:
             size = len(message.value) + (len(message.key) if message.key else 0)
             if size > self.max_message_bytes:
@@ -55,19 +98,6 @@ class RecordBatchSender:
                     f"a message of {size} bytes for {topic!r} exceeds the "
                     f"{self.max_message_bytes}-byte limit"
                 )
-        producer = self.producer
-        partitions = sorted(await producer.partitions_for(topic))
-        deliveries: list[asyncio.Future[Any]] = []
-        for partition, queued in self.by_partition(messages, partitions).items():
-            batch = producer.create_batch()
-            for message in queued:
-                if batch.append(key=message.key, value=message.value, timestamp=None) is None:
-                    deliveries.append(await producer.send_batch(batch, topic, partition=partition))
-                    batch = producer.create_batch()
-                    # The first message of an empty batch is always taken, whatever its size.
-                    batch.append(key=message.key, value=message.value, timestamp=None)
-            deliveries.append(await producer.send_batch(batch, topic, partition=partition))
-        return deliveries
 
     def by_partition(
         self, messages: Sequence[Message], partitions: Sequence[int]
