@@ -1,5 +1,8 @@
-"""Events per second the SIEM forwarder delivers to a local receiver, with batching, per format:
-`python bench/siem.py [N] [json|splunk_hec|syslog ...]` (default 20,000 events, every format).
+"""Events per second the SIEM forwarder delivers to a local receiver, with batching, per transport
+and per event schema: `python bench/siem.py [N] [json|splunk_hec|syslog|json:ecs|json:ocsf ...]`
+(default 20,000 events: the webhook with AOC's own JSON, ECS and OCSF in the same run, then HEC and
+syslog with AOC's JSON). Before the runs, the schema conversion alone (one core, no I/O) is timed
+per schema, with AOC's own JSON (no conversion) as its floor.
 
 The events are the sample data through the normalizer core, copied under new ids, published on the
 embedded log (not timed). Timed: from the forwarder's start until the receiver has acknowledged every event
@@ -26,10 +29,10 @@ from aoc_common import topics
 from aoc_common.circuit_breaker import CircuitBreaker
 from aoc_common.codec import encode, encode_key
 from aoc_common.events import CanonicalEvent, RawEnvelope, Source, event_id_for
-from aoc_common.http_retry import RetryPolicy
 from aoc_common.logging import configure_logging
 from aoc_common.message_log.base import Message, Record
 from aoc_common.message_log.embedded import EmbeddedMessageLog
+from aoc_common.siem_formats import SCHEMAS, encode_as
 from aoc_common.sources import all_sources
 from aoc_common.sources.samples import sample_records
 from aoc_common.topics import raw_topic
@@ -41,6 +44,7 @@ from aoc_siem_forwarder.transports import HttpTransport, SyslogTransport, Transp
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "services" / "collector" / "sample_data"
 FORMATS = ("json", "splunk_hec", "syslog")
+RUNS = ("json:aoc", "json:ecs", "json:ocsf", "splunk_hec:aoc", "syslog:aoc")
 
 
 # --- the receiver process ---------------------------------------------------------------------------
@@ -128,16 +132,15 @@ def messages(count: int) -> list[Message]:
 
 
 def transport_for(siem_format: str, http_port: int, syslog_port: int) -> Transport:
-    policy = RetryPolicy(max_attempts=5)
+    # Transports make one attempt per call (the forwarder's Delivery retries).
     if siem_format == "syslog":
         return SyslogTransport(
-            "127.0.0.1", syslog_port, payload="cef", hostname="bench", timeout_s=10, policy=policy
+            "127.0.0.1", syslog_port, payload="cef", hostname="bench", timeout_s=10
         )
     return HttpTransport(
         siem_format,  # type: ignore[arg-type]
         f"http://127.0.0.1:{http_port}/services/collector/event",
         timeout_s=30,
-        policy=policy,
         hmac_secret=b"bench-secret",
         hec_token="bench-token" if siem_format == "splunk_hec" else None,
     )
@@ -148,7 +151,26 @@ async def received(client: httpx.AsyncClient, http_port: int) -> int:
     return int(response.json()["events"])
 
 
-async def bench(count: int, formats: list[str]) -> None:
+def conversion_figures(count: int) -> None:
+    """The conversion alone: canonical event → bytes of each schema, on one core."""
+    events = sample_events()
+    originals = [event.model_dump_json().encode() for event in events]
+    for schema in SCHEMAS:
+        started = time.process_time()
+        done = 0
+        while done < count:
+            for event, original in zip(events, originals, strict=True):
+                encode_as(schema, event, original)
+            done += len(events)
+        elapsed = time.process_time() - started
+        print(
+            f"conversion only, {schema:<5}: {done / elapsed:,.0f} events/s of CPU "
+            f"({'floor: the event as published' if schema == 'aoc' else 'to_' + schema + ' + orjson'})",
+            flush=True,
+        )
+
+
+async def bench(count: int, runs: list[str]) -> None:
     http_port, syslog_port = free_port(), free_port()
     receiver = await asyncio.create_subprocess_exec(
         sys.executable, __file__, "--receive", str(http_port), str(syslog_port)
@@ -161,7 +183,8 @@ async def bench(count: int, formats: list[str]) -> None:
                     break
                 await asyncio.sleep(0.05)
             batch = messages(count)
-            for siem_format in formats:
+            for run in runs:
+                siem_format, _, schema = run.partition(":")
                 with tempfile.TemporaryDirectory() as folder:
                     log = EmbeddedMessageLog(Path(folder) / "log.sqlite3")
                     await log.start()
@@ -175,6 +198,7 @@ async def bench(count: int, formats: list[str]) -> None:
                         batch_max_events=500,
                         batch_max_bytes=1_000_000,
                         linger_s=0.2,
+                        schema=schema or "aoc",  # type: ignore[arg-type]
                     )
                     stop = asyncio.Event()
                     started = time.perf_counter()
@@ -189,7 +213,7 @@ async def bench(count: int, formats: list[str]) -> None:
                     await task
                     await log.stop()
                 print(
-                    f"siem forwarder, {siem_format:<10}: {count} events in {elapsed:.2f} s = "
+                    f"siem forwarder, {run:<14}: {count} events in {elapsed:.2f} s = "
                     f"{count / elapsed:,.0f} events/s (batches of up to 500 events / 1 MB, "
                     "embedded log, receiver in its own process)",
                     flush=True,
@@ -204,9 +228,14 @@ def main() -> None:
         asyncio.run(serve_receivers(int(sys.argv[2]), int(sys.argv[3])))
         return
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
-    formats = [f for f in sys.argv[2:] if f in FORMATS] or list(FORMATS)
+    runs = [
+        run if ":" in run else f"{run}:aoc"
+        for run in sys.argv[2:]
+        if run.partition(":")[0] in FORMATS and run.partition(":")[2] in ("", *SCHEMAS)
+    ] or list(RUNS)
     configure_logging("bench", "WARNING")
-    asyncio.run(bench(count, formats))
+    conversion_figures(count)
+    asyncio.run(bench(count, runs))
 
 
 if __name__ == "__main__":

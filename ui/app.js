@@ -470,7 +470,7 @@ function ruleCell(row, alert) {
   const td = cell(row, alert.rule_name);
   if (alert.sigma_id) {
     const mark = el("span", "Sigma", "chip sigma-mark");
-    mark.title = "Sigma rule " + alert.sigma_id;
+    mark.title = `Sigma rule ${alert.sigma_id}` + (alert.level ? `, level ${alert.level}` : "");
     td.append(" ", mark);
   }
   const tags = alert.tags || [];

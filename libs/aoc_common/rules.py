@@ -331,10 +331,12 @@ class Alert(BaseModel):
     event_ids: list[str]
     acknowledged_by: str | None = None
     acknowledged_at: datetime | None = None
-    # Sigma rules: the rule's ATT&CK (and other) tags, references and own id.
+    # Sigma rules: the rule's ATT&CK (and other) tags, references, own id and own level
+    # (`informational` … `critical`; `severity` is its AOC equivalent).
     tags: list[str] = Field(default_factory=list)
     references: list[str] = Field(default_factory=list)
     sigma_id: str | None = None
+    level: str | None = None
 
     @field_validator("created_at", "acknowledged_at")
     @classmethod

@@ -107,6 +107,10 @@ class Settings(BaseSettings):
 
     # --- SIEM forwarder (SIEM_ENABLED, SIEM_WEBHOOK_URL above); see README "Forwarding to a SIEM" ---
     siem_format: Literal["json", "splunk_hec", "syslog"] = "json"
+    # The schema of each forwarded event (SIEM_FORMAT is the transport): AOC's own JSON, ECS, OCSF.
+    siem_schema: Literal["aoc", "ecs", "ocsf"] = "aoc"
+    # Also publish every event as OCSF on the topic aoc.events.ocsf (the SIEM forwarder does).
+    ocsf_topic_enabled: bool = False
     siem_hmac_secret: SecretStr | None = None
     splunk_hec_url: str | None = None
     splunk_hec_token: SecretStr | None = None
@@ -267,6 +271,15 @@ class Settings(BaseSettings):
             )
         if self.siem_format == "syslog" and not self.syslog_host:
             raise ValueError("SIEM_ENABLED=true with SIEM_FORMAT=syslog needs SYSLOG_HOST")
+        if (
+            self.siem_format == "syslog"
+            and self.syslog_payload == "cef"
+            and self.siem_schema != "aoc"
+        ):
+            raise ValueError(
+                f"SIEM_SCHEMA={self.siem_schema} is a JSON schema: with SIEM_FORMAT=syslog set "
+                "SYSLOG_PAYLOAD=json (CEF is its own format)"
+            )
         return self
 
     @model_validator(mode="after")

@@ -7,6 +7,8 @@ from aoc_common.sources import SOURCES
 
 RAW_PREFIX = "aoc.raw."
 EVENTS = "aoc.events"
+# Optional (OCSF_TOPIC_ENABLED): every event of aoc.events as an OCSF 1.7.0 event, same key.
+EVENTS_OCSF = "aoc.events.ocsf"
 ALERTS = "aoc.alerts"
 DLQ = "aoc.dlq"
 
@@ -17,7 +19,7 @@ def raw_topic(source: Source) -> str:
 
 
 RAW_TOPICS: tuple[str, ...] = tuple(raw_topic(source) for source in SOURCES)
-ALL_TOPICS: tuple[str, ...] = (*RAW_TOPICS, EVENTS, ALERTS, DLQ)
+ALL_TOPICS: tuple[str, ...] = (*RAW_TOPICS, EVENTS, ALERTS, DLQ, EVENTS_OCSF)
 
 
 def source_of_raw_topic(topic: str) -> Source | None:
@@ -32,3 +34,4 @@ NORMALIZER_GROUP = "aoc-normalizer"
 STORE_GROUP = "aoc-store"
 ALERTER_GROUP = "aoc-alerter"
 SIEM_FORWARDER_GROUP = "aoc-siem-forwarder"
+OCSF_PUBLISHER_GROUP = "aoc-ocsf-publisher"

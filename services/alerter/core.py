@@ -316,6 +316,7 @@ def _sigma_fields(rule: Rule) -> dict[str, Any]:
         "tags": list(rule.sigma.tags),
         "references": list(rule.sigma.references),
         "sigma_id": rule.sigma.id,
+        "level": rule.sigma.level,
     }
 
 

@@ -31,6 +31,7 @@ from aoc_common.message_log.base import MessageLog
 from aoc_common.message_log.consumer import EventConsumer
 from aoc_common.metrics import SIEM_BATCH_SECONDS, SIEM_EVENTS_FORWARDED
 from aoc_common.settings import ConfigurationError, Settings
+from aoc_common.siem_formats import SiemSchema, encode_as
 from aoc_siem_forwarder.core import STAGE, plan_batches, rejected_by_siem
 from aoc_siem_forwarder.delivery import SIEM_RETRY_POLICY, Delivery
 from aoc_siem_forwarder.transports import HttpTransport, SyslogTransport, Transport
@@ -103,6 +104,7 @@ class SiemForwarder(EventConsumer):
         batch_max_bytes: int = 1_000_000,
         linger_s: float = 1.0,
         group: str = topics.SIEM_FORWARDER_GROUP,
+        schema: SiemSchema = "aoc",
     ) -> None:
         super().__init__(
             message_log,
@@ -117,6 +119,7 @@ class SiemForwarder(EventConsumer):
         self.batch_max_events = batch_max_events
         self.batch_max_bytes = batch_max_bytes
         self._format = transport.siem_format
+        self.schema = schema
 
     @classmethod
     def from_settings(
@@ -133,10 +136,12 @@ class SiemForwarder(EventConsumer):
             batch_max_events=settings.siem_batch_max_events,
             batch_max_bytes=settings.siem_batch_max_bytes,
             linger_s=settings.siem_batch_linger_ms / 1000,
+            schema=settings.siem_schema,
         )
 
     async def handle_events(self, events: Sequence[ConsumedEvent]) -> list[DeadLetter]:
         """Forward one consumed batch; returns when every event is acknowledged or refused."""
+        events = in_schema(self.schema, events)
         dead_letters: list[DeadLetter] = []
         batches = plan_batches(
             events,
@@ -186,3 +191,15 @@ class SiemForwarder(EventConsumer):
 
     async def on_stop(self) -> None:
         await self.transport.close()
+
+
+def in_schema(schema: SiemSchema, events: Sequence[ConsumedEvent]) -> Sequence[ConsumedEvent]:
+    """The events as the SIEM gets them: their JSON replaced by the ECS or OCSF document (the
+    record's offsets stay, so commits and dead letters still point at the consumed record; the
+    idempotency keys hash what is sent)."""
+    if schema == "aoc":
+        return events
+    return [
+        replace(item, record=replace(item.record, value=encode_as(schema, item.event, item.json)))
+        for item in events
+    ]

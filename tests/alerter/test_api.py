@@ -159,7 +159,7 @@ async def test_alerts_page_newest_first_and_filter(client: httpx.AsyncClient, st
     assert set(critical["items"][0]) == {
         "id", "rule_id", "rule_name", "severity", "status", "created_at", "summary",
         "group_value", "event_ids", "acknowledged_by", "acknowledged_at",
-        "tags", "references", "sigma_id",
+        "tags", "references", "sigma_id", "level",
     }  # fmt: skip
 
 

@@ -179,7 +179,7 @@ def test_sigma_alerts_carry_the_rules_title_level_tags_and_references(
     alerts = evaluate(sigma_rules, [events])
     [forwarding, *_] = [a for a in alerts if a.rule_name.startswith("Mailbox forwarding")]
 
-    assert forwarding.severity == "high"
+    assert (forwarding.severity, forwarding.level) == ("high", "high")
     assert forwarding.sigma_id == "478e343d-ff04-5f44-ae2f-94c12da1bc52"
     assert forwarding.tags == ["attack.collection", "attack.t1114.003"]
     assert forwarding.references[0] == "https://attack.mitre.org/techniques/T1114/003/"
@@ -256,6 +256,16 @@ def test_temporal_ordered_and_value_count_correlations_run_on_event_time(
         assert alert.event_ids == [forwarding.id, rule_after.id]
         assert alert.group_value == "eve@contoso.com"
     assert evaluate([ordered], [[rule_before, forwarding]]) == []
+    # The same pair as an unordered `temporal` correlation: either order within the hour fires.
+    unordered_text = CORRELATIONS.replace("type: temporal_ordered", "type: temporal")
+    unordered = compile_text(unordered_text)
+    [temporal] = [
+        to_rule(c, unordered.documents[c.meta.sigma_id], origin="test")
+        for c in unordered.rules
+        if c.meta.title.startswith("Forwarding then")
+    ]
+    [alert] = evaluate([temporal], [[forwarding, rule_before]])
+    assert alert.event_ids == [rule_before.id, forwarding.id]
 
     # value_count: 3 distinct mailboxes (a repeat of one does not count twice).
     changes = [
@@ -267,3 +277,128 @@ def test_temporal_ordered_and_value_count_correlations_run_on_event_time(
     [alert] = evaluate([distinct], [changes])
     assert alert.event_ids == [changes[0].id, changes[2].id, changes[3].id]
     assert alert.summary.startswith("3 distinct values by eve@contoso.com")
+
+
+# One Set-Mailbox event (ClientIP 198.51.100.0, UserId alice.admin@contoso.com, Parameters with
+# ForwardingSmtpAddress smtp:exfil@evil.example) against detections using each feature.
+DETECTIONS = [
+    ("Operation: Set-Mailbox", True),
+    ("Operation: set-mailbox", True),  # case-insensitive
+    ("Operation|cased: set-mailbox", False),
+    ("Operation|startswith: Set-", True),
+    ("Operation|endswith: -Mailbox", True),
+    ("Operation|contains: t-Mai", True),
+    ("Operation: 'Set-*box'", True),
+    ("Operation: 'S?t-Mailbox'", True),
+    ("Operation|re: '^Set-M[a-z]+$'", True),
+    ("Operation|re: '^set-mailbox$'", False),  # regular expressions are case-sensitive…
+    ("Operation|re|i: '^set-mailbox$'", True),  # …unless flagged
+    ("Operation: [New-InboxRule, Set-Mailbox]", True),
+    ("Operation|contains|all: [Set, Mailbox]", True),
+    ("Operation|contains|all: [Set, Inbox]", False),
+    ("ClientIP|cidr: 198.51.100.0/24", True),
+    ("ClientIP|cidr: 203.0.113.0/24", False),
+    ("Parameters.ForwardingSmtpAddress|endswith: '@evil.example'", True),
+    ("Parameters|contains: ForwardingSmtpAddress", True),
+    ("UserId|base64: alice", False),
+    ("RecordType|gte: 1", True),
+    ("RecordType|lt: 1", False),
+    ("ExternalAccess: false", True),
+    ("SessionId: null", True),
+    ("ObjectId|exists: true", True),
+    ("DestFolder|exists: true", False),
+    ("UserId|fieldref: UserId", True),
+    ("UserId|windash|contains: '-admin'", False),
+]
+
+
+@pytest.mark.parametrize(("selection", "fires"), DETECTIONS)
+def test_each_detection_feature_on_a_set_mailbox_event(
+    events: list[CanonicalEvent], selection: str, fires: bool
+):
+    from aoc_common.sigma import compile_text, to_rule
+
+    text = (
+        "title: t\nid: 22222222-0000-4000-8000-000000000001\n"
+        "logsource: {product: m365, service: exchange}\n"
+        f"detection:\n    selection:\n        {selection}\n    condition: selection\n"
+    )
+    result = compile_text(text)
+    assert result.refusals == [], result.refusals
+    [rule] = [to_rule(c, result.documents[c.meta.sigma_id], origin="test") for c in result.rules]
+    event = next(
+        e for e in events if e.dedupe_key == "unified:d8d4250d-89df-5e79-bf7b-6c6c3c2496eb"
+    )
+
+    assert bool(find_hits([rule], [event], Evaluation())) is fires
+
+
+@pytest.mark.parametrize(
+    ("detection", "fires"),
+    [
+        ("keywords: [exfil@evil.example]\n    condition: keywords", True),
+        ("keywords: ['*evil*']\n    condition: keywords", True),
+        ("keywords: [nowhere.example]\n    condition: keywords", False),
+        (
+            "sel_a: {Operation: Set-Mailbox}\n    sel_b: {Operation: Nope}\n"
+            "    condition: 1 of sel_*",
+            True,
+        ),
+        (
+            "sel_a: {Operation: Set-Mailbox}\n    sel_b: {Operation: Nope}\n"
+            "    condition: all of sel_*",
+            False,
+        ),
+        (
+            "sel: {Operation: Set-Mailbox}\n    filter: {UserId|endswith: '@contoso.com'}\n"
+            "    condition: sel and not filter",
+            False,
+        ),
+        (
+            "sel: {Operation: Set-Mailbox}\n    other: {UserId: bob@contoso.com}\n"
+            "    condition: sel and not other",
+            True,
+        ),
+    ],
+)
+def test_keywords_and_conditions(events: list[CanonicalEvent], detection: str, fires: bool):
+    from aoc_common.sigma import compile_text, to_rule
+
+    text = (
+        "title: t\nid: 22222222-0000-4000-8000-000000000002\n"
+        "logsource: {product: m365, service: exchange}\n"
+        f"detection:\n    {detection}\n"
+    )
+    result = compile_text(text)
+    assert result.refusals == [], result.refusals
+    [rule] = [to_rule(c, result.documents[c.meta.sigma_id], origin="test") for c in result.rules]
+    event = next(
+        e for e in events if e.dedupe_key == "unified:d8d4250d-89df-5e79-bf7b-6c6c3c2496eb"
+    )
+
+    assert bool(find_hits([rule], [event], Evaluation())) is fires
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("logsource: {product: windows, category: process_creation}", "is not one AOC collects"),
+        ("logsource: {product: m365, service: exchange}\ndetection:\n    s: {eventName: x}\n"
+         "    condition: s", "unmapped field 'eventName'"),
+        ("logsource: {product: m365, service: exchange}\ndetection:\n    s: {CreationTime|minute: 3}\n"
+         "    condition: s", "unsupported value or modifier"),
+        ("logsource: {product: m365, service: exchange}\ndetection:\n    s: {Operation: x}\n"
+         "    condition: s | count() > 3", "pipe syntax"),
+    ],
+)  # fmt: skip
+def test_rules_aoc_cannot_run_are_refused_with_the_reason(text: str, reason: str):
+    from aoc_common.sigma import compile_text
+
+    document = f"title: t\nid: 22222222-0000-4000-8000-000000000003\n{text}\n"
+    if "detection" not in text:
+        document += "detection:\n    s: {Image: x}\n    condition: s\n"
+    result = compile_text(document)
+
+    assert result.rules == []
+    [refusal] = result.refusals
+    assert reason in refusal.reason

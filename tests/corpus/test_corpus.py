@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from aoc_common.sources import SOURCES
 from aoc_normalizer.mappings import Mappings, load_mappings
 from tests.utils.corpus import (
     CORPUS_DIR,
@@ -57,7 +58,7 @@ def test_corpus_is_wide_and_every_record_says_where_its_shape_comes_from() -> No
     assert len(workloads) >= 15, sorted(workloads)
     for entry in ENTRIES:
         assert entry.provenance.strip(), entry.name
-        assert entry.source in ("directory", "intune", "unified"), entry.name
+        assert entry.source in SOURCES, entry.name
     assert set(names) >= GAPS, (
         f"known_gaps.txt names entries that do not exist: {GAPS - set(names)}"
     )

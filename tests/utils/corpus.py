@@ -54,9 +54,9 @@ class CorpusEntry:
         """What the record counts as for 'records across N workloads'."""
         if self.source == "directory":
             return f"Entra ID: {self.record.get('loggedByService')}"
-        if self.source == "intune":
-            return "Intune"
-        return str(self.record.get("Workload") or "unknown")
+        if self.source == "unified":
+            return str(self.record.get("Workload") or "unknown")
+        return self.source
 
 
 @dataclass

@@ -56,6 +56,16 @@ class SeenRequest:
         return len(self.ids)
 
 
+def event_id(event: dict[str, Any]) -> str:
+    """The AOC event id, whatever schema the forwarder sends (AOC's `id`, ECS `event.id`, OCSF
+    `metadata.uid`)."""
+    if "id" in event:
+        return str(event["id"])
+    if "event" in event:
+        return str(event["event"]["id"])
+    return str(event["metadata"]["uid"])
+
+
 @dataclass
 class HttpSiem:
     """An ASGI app that takes the generic JSON batch or Splunk HEC and records accepted event ids."""
@@ -88,7 +98,7 @@ class HttpSiem:
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         seen = SeenRequest(
             time.monotonic(),
-            [e["id"] for e in self._events(body)],
+            [event_id(e) for e in self._events(body)],
             key=headers.get("idempotency-key", ""),
             event_keys=self._event_keys(body),
         )
@@ -126,7 +136,7 @@ class HttpSiem:
                 return reply.status, {"error": f"scripted {reply.status}"}, extra
         events = self._events(body)
         for position, event in enumerate(events):
-            if event["id"] in self.refuse_ids:
+            if event_id(event) in self.refuse_ids:
                 if self.siem_format == "splunk_hec":
                     answer = {
                         "text": "Invalid data format",
@@ -138,12 +148,12 @@ class HttpSiem:
                 return 400, answer, []
         if self.hold_next:
             self.hold_next = False
-            self.accepted += [e["id"] for e in events]
+            self.accepted += [event_id(e) for e in events]
             self.accepted_events += events
             self.holding.set()
             await self.release.wait()  # the test kills the forwarder now: sent, never committed
             return 200, {"text": "Success", "code": 0}, []
-        self.accepted += [e["id"] for e in events]
+        self.accepted += [event_id(e) for e in events]
         self.accepted_events += events
         return 200, {"text": "Success", "code": 0}, []
 

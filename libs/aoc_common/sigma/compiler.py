@@ -44,6 +44,7 @@ from sigma.types import (
     SigmaRegularExpression,
     SigmaRegularExpressionFlag,
     SigmaString,
+    SigmaTimestampPart,
     SpecialChars,
 )
 
@@ -334,6 +335,11 @@ def _value_test(value: Any, served: ServedLogsource, *, keyword: bool) -> Any:
         return _string_test(value, keyword=keyword)
     if keyword:
         raise Refused(f"keyword of type {type(value).__name__} is not supported")
+    if isinstance(value, SigmaTimestampPart):
+        raise Refused(
+            "unsupported value or modifier: time-part modifiers (minute, hour, day, week, month, "
+            "year) are not supported"
+        )
     if isinstance(value, SigmaBool):
         return p.Boolean(bool(value.boolean))
     if isinstance(value, SigmaNumber):

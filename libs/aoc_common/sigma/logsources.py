@@ -266,9 +266,34 @@ class ServedLogsource:
         return f"{self.product}/{self.service}"
 
     def map_field(self, name: str) -> str | None:
-        """The AOC path for a Sigma field name, or None when it is not a field of this log."""
+        """The AOC path for a Sigma field name, or None when it is not a field of this log (the
+        first spelling, where Microsoft spells a key two ways: see `map_field_all`)."""
+        paths = self.map_field_all(name)
+        return paths[0] if paths else None
+
+    def map_field_all(self, name: str) -> list[str]:
+        """Every AOC path a Sigma field name means: one, or one per spelling Microsoft uses for
+        the key (`ClientIP` and `ClientIp` in Management Activity records); empty when none."""
+        if name in self.fields:
+            return [self.fields[name]]
+        found = self._map_field(name)
+        if found is None:
+            return []
+        if not found.startswith("raw."):
+            return [found]
+        head, _, rest = found[4:].partition(".")
+        variants = [key for key in self.keys if key.casefold() == head.split("[")[0].casefold()]
+        if len(variants) <= 1:
+            return [found]
+        suffix = head[len(head.split("[")[0]) :] + (f".{rest}" if rest else "")
+        return [f"raw.{variant}{suffix}" for variant in variants]
+
+    def _map_field(self, name: str) -> str | None:
         if name in self.fields:
             return self.fields[name]
+        folded = {key.casefold(): path for key, path in self.fields.items()}
+        if name.casefold() in folded:  # `Resultdescription`: column names read case-blind
+            return folded[name.casefold()]
         if name.startswith(("raw.", "aoc.")):
             return name[4:] if name.startswith("aoc.") else name
         path = name.replace("{}", "")

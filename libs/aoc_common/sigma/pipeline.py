@@ -25,11 +25,13 @@ UNMAPPED = "\x00unmapped:"
 
 
 def _mapper(served: ServedLogsource):  # type: ignore[no-untyped-def]
-    def map_field(name: str | None) -> str:
+    def map_field(name: str | None) -> str | list[str]:
         if name is None:
             return name  # type: ignore[return-value]
-        mapped = served.map_field(name)
-        return mapped if mapped is not None else f"{UNMAPPED}{name}"
+        mapped = served.map_field_all(name)
+        if not mapped:
+            return f"{UNMAPPED}{name}"
+        return mapped[0] if len(mapped) == 1 else mapped
 
     return map_field
 

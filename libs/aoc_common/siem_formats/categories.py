@@ -1,0 +1,101 @@
+"""What kind of action a canonical event records, read once for both ECS and OCSF: the verb of its
+operation (create / delete / change / read…) and the family it belongs to (sign-in, user, group,
+role, policy, file, mail, configuration). Pure and cheap: it runs on every forwarded event."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from aoc_common.events import CanonicalEvent
+
+Verb = Literal["create", "delete", "change", "read", "enable", "disable", "other"]
+Family = Literal[
+    "signin", "user", "group", "role", "policy", "application", "device", "file", "mail", "config"
+]
+
+_VERBS: tuple[tuple[Verb, re.Pattern[str]], ...] = (
+    ("create", re.compile(r"^(add|create|new|register|invite|upload|file ?uploaded|enroll)", re.I)),
+    (
+        "delete",
+        re.compile(r"^(delete|remove|hard ?delete|soft ?delete|file ?deleted|unenroll)", re.I),
+    ),
+    ("enable", re.compile(r"^(enable|activate|restore)", re.I)),
+    ("disable", re.compile(r"^(disable|deactivate|block|suspend)", re.I)),
+    (
+        "read",
+        re.compile(
+            r"^(get|read|list|view|search|file ?(accessed|downloaded|previewed)|mailitemsaccessed)",
+            re.I,
+        ),
+    ),
+    (
+        "change",
+        re.compile(
+            r"^(update|set|change|reset|modify|consent|assign|move|rename|file ?modified|edit|grant|revoke|wipe|retire|sync|patch)",
+            re.I,
+        ),
+    ),
+)
+# Management Activity operations name the result in the past tense: `TeamCreated`, `MemberAdded`.
+_PAST: tuple[tuple[Verb, re.Pattern[str]], ...] = (
+    ("create", re.compile(r"(Added|Created|Uploaded|Enrolled)$")),
+    ("delete", re.compile(r"(Deleted|Removed|Recycled)$")),
+    ("change", re.compile(r"(Changed|Updated|Modified|Renamed|Moved|Set)$")),
+    ("read", re.compile(r"(Accessed|Downloaded|Viewed|Previewed|Searched)$")),
+)
+_FILE_OPERATION = re.compile(r"^(File|Folder)", re.I)
+_MAIL_SENT = {"send", "sendas", "sendonbehalf"}
+
+
+def verb_of(operation: str) -> Verb:
+    """`New-InboxRule` → create; `Delete user.` → delete; `FileAccessed` → read."""
+    text = operation.strip()
+    if "-" in text and text[:1].isupper():  # an Exchange cmdlet: Verb-Noun
+        text = text.split("-", 1)[0]
+    for verb, pattern in _VERBS:
+        if pattern.search(text):
+            return verb
+    for verb, pattern in _PAST:
+        if pattern.search(text.rstrip(".")):
+            return verb
+    return "other"
+
+
+def family_of(event: CanonicalEvent) -> Family:
+    if event.source == "signins":
+        return "signin"
+    category = event.category.casefold()
+    raw = event.raw
+    if event.source == "directory":
+        raw_category = str(raw.get("category", "")).casefold()
+        if raw_category == "usermanagement":
+            return "user"
+        if raw_category == "groupmanagement":
+            return "group"
+        if raw_category == "rolemanagement":
+            return "role"
+        if raw_category in ("policy", "authorization"):
+            return "policy"
+        if raw_category == "applicationmanagement":
+            return "application"
+        if raw_category == "device":
+            return "device"
+        return "config"
+    if event.source == "intune":
+        return "device" if "device" in category else "config"
+    workload = str(raw.get("Workload", "")).casefold()
+    operation = event.operation
+    if workload in ("sharepoint", "onedrive") and _FILE_OPERATION.match(operation):
+        return "file"
+    if workload == "exchange" and operation.casefold() in _MAIL_SENT:
+        return "mail"
+    if workload == "azureactivedirectory":
+        lowered = operation.casefold()
+        if "role" in lowered:
+            return "role"
+        if "group" in lowered:
+            return "group"
+        if "user" in lowered or "password" in lowered:
+            return "user"
+    return "config"
