@@ -14,7 +14,8 @@ group and dedupe changelog on the broker, so every contender starts equal):
   (and **aoc-2-workers**: two of them in the group, Faust's way to use a second core);
 - **faust-ceiling**: Faust's own consumer path doing no work (take_events → copy out);
 - **aoc-consumer**: `python -m aoc_normalizer` with `NORMALIZER_RUNTIME=consumer` — AOC's step on its
-  own aiokafka consumer (the opt-in runtime), and **aoc-consumer-2**: two of them in the group.
+  own aiokafka consumer (the opt-in runtime), **aoc-consumer-2**: two of them in the group, and
+  **aoc-consumer-pool**: one of them mapping in two worker processes (`NORMALIZER_WORKERS=2`).
 
 Each rate is events out / (last output − first output), read from the output topics by this process,
 so start-up, group join and table recovery are left out (and printed separately). With
@@ -41,7 +42,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from engines import kafka_broker, machine, peak_rss_mb, stop
+from engines import cpu_seconds, kafka_broker, machine, peak_rss_mb, stop
 from generate import Generated, generate
 
 from aoc_common import topics
@@ -57,14 +58,16 @@ CONTENDERS = (
     "aoc-2-workers",
     "aoc-consumer",
     "aoc-consumer-2",
+    "aoc-consumer-pool",
 )
 COPIES = {"floor": "bench.floor", "faust-ceiling": "bench.faust-ceiling"}
-# Rows that run `python -m aoc_normalizer`: (instances, NORMALIZER_RUNTIME).
+# Rows that run `python -m aoc_normalizer`: (instances, NORMALIZER_RUNTIME, NORMALIZER_WORKERS).
 AOC_ROWS = {
-    "aoc": (1, "faust"),
-    "aoc-2-workers": (2, "faust"),
-    "aoc-consumer": (1, "consumer"),
-    "aoc-consumer-2": (2, "consumer"),
+    "aoc": (1, "faust", 0),
+    "aoc-2-workers": (2, "faust", 0),
+    "aoc-consumer": (1, "consumer", 0),
+    "aoc-consumer-2": (2, "consumer", 0),
+    "aoc-consumer-pool": (1, "consumer", 2),
 }
 SESSION = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000, "rebalance_timeout_ms": 5000}
 
@@ -79,6 +82,7 @@ class Outcome:
     dead: int
     expected: int
     peak_mb: float | None
+    cpu_us: float = 0.0  # CPU time of the contender's processes per event, first to last output
 
     @property
     def correct(self) -> bool:
@@ -308,17 +312,20 @@ class OutputReader:
 
 async def measure(
     name: str,
-    process: subprocess.Popen[bytes],
+    processes: list[subprocess.Popen[bytes]],
     bootstrap: str,
     outputs: tuple[str, str | None],
     expected: int,
     timeout_s: float,
 ) -> Outcome:
     """Read the output topics until `expected` events are out (or the time is up), then stop it."""
+    process = processes[0]
+    pids = [p.pid for p in processes]
     reader = OutputReader(bootstrap, [t for t in outputs if t])
     await reader.start()
     started = time.monotonic()
     first = last = None
+    cpu_first = cpu_last = 0.0
     try:
         deadline = started + timeout_s
         while time.monotonic() < deadline and process.poll() is None:
@@ -326,8 +333,10 @@ async def measure(
             now = time.monotonic()
             if reader.events and first is None:
                 first = now
+                cpu_first = cpu_seconds(pids)
             if reader.events + reader.dead >= expected:
                 last = now
+                cpu_last = cpu_seconds(pids)
                 break
         if last is not None:
             # Anything published after "done" would be a duplicate: give it a moment to show.
@@ -344,7 +353,10 @@ async def measure(
         print(f"  {name}: only {events} of {expected} events within {timeout_s:.0f} s")
         return Outcome(name, 0.0, 0.0, events, distinct, dead, expected, peak)
     span = max(last - first, 1e-3)
-    return Outcome(name, expected / span, first - started, events, distinct, dead, expected, peak)
+    cpu_us = (cpu_last - cpu_first) * 1e6 / expected
+    return Outcome(
+        name, expected / span, first - started, events, distinct, dead, expected, peak, cpu_us
+    )
 
 
 def spawn(
@@ -355,6 +367,7 @@ def spawn(
     if name in AOC_ROWS:
         env.update(
             NORMALIZER_RUNTIME=AOC_ROWS[name][1],
+            NORMALIZER_WORKERS=str(AOC_ROWS[name][2]),
             KAFKA_BOOTSTRAP_SERVERS=bootstrap,
             KAFKA_ENABLE_IDEMPOTENCE="false",  # Tansu cannot initialise idempotent producers
             KAFKA_TOPIC_PARTITIONS=str(partitions),
@@ -408,14 +421,14 @@ async def contend(
 ) -> Outcome:
     records, unique = len(generated.messages), generated.unique
     expected = records if name in COPIES else unique
-    instances = AOC_ROWS.get(name, (1, ""))[0]
+    instances = AOC_ROWS.get(name, (1, "", 0))[0]
     processes = [spawn(name, bootstrap, partitions, workdir, n + 1) for n in range(instances)]
     profile = os.environ.get("AOC_BENCH_PROFILE")  # collapsed stacks of AOC's worker (py-spy)
     if profile and name in ("aoc", "aoc-consumer"):
         command = ["py-spy", "record", "-f", "raw", "-o", profile, "--pid", str(processes[0].pid)]
-        subprocess.Popen([*command, "-r", "50"])  # noqa: S603, ASYNC220 - a developer option
+        subprocess.Popen([*command, "-r", os.environ.get("AOC_BENCH_PROFILE_RATE", "50")])  # noqa: S603, ASYNC220 - a developer option
     outcome = await measure(
-        name, processes[0], bootstrap, OUTPUTS[name], expected, 60 + expected / 200
+        name, processes, bootstrap, OUTPUTS[name], expected, 60 + expected / 200
     )
     for other in processes[1:]:
         other_peak = peak_rss_mb(other.pid)
@@ -423,7 +436,8 @@ async def contend(
         if outcome.peak_mb and other_peak:
             outcome.peak_mb += other_peak
     print(
-        f"  {name:<14} {outcome.rate:>9,.0f} events/s  start-up {outcome.startup_s:4.1f} s  "
+        f"  {name:<17} {outcome.rate:>7,.0f} events/s  {outcome.cpu_us:5.0f} µs CPU/event  "
+        f"start-up {outcome.startup_s:4.1f} s  "
         f"{outcome.events:,} events ({outcome.distinct:,} keys), {outcome.dead} dead letters"
         + ("" if name in COPIES or outcome.correct else "  << WRONG COUNT")
         + (f"  peak {outcome.peak_mb:,.0f} MB" if outcome.peak_mb else "")
@@ -434,7 +448,27 @@ async def contend(
     return outcome
 
 
-def report(rounds: list[list[Outcome]], engine: str, count: int) -> int:
+def core_cpu_us(generated: Generated, sample: int = 5000) -> float:
+    """CPU time per event of what every contender with AOC's job pays: mapping and encoding."""
+    from aoc_common.codec import encode
+    from aoc_common.events import utc_now
+    from aoc_common.message_log.base import Record
+    from aoc_normalizer.core import normalize_message
+    from aoc_normalizer.mappings import load_mappings
+
+    mappings = load_mappings(Path(__file__).resolve().parents[1] / "mappings.yml")
+    records = [
+        Record(topic, 0, n, m.key, m.value, 0)
+        for n, (topic, m) in enumerate(generated.messages[:sample])
+    ]
+    now = utc_now()
+    started = time.process_time()
+    for record in records:
+        encode(normalize_message(record, mappings, now=now))
+    return (time.process_time() - started) * 1e6 / max(len(records), 1)
+
+
+def report(rounds: list[list[Outcome]], engine: str, count: int, core_us: float) -> int:
     by_name: dict[str, list[Outcome]] = {}
     for outcomes in rounds:
         for outcome in outcomes:
@@ -443,14 +477,16 @@ def report(rounds: list[list[Outcome]], engine: str, count: int) -> int:
     floor = medians.get("floor")
     print(
         f"\nkafka normalizer, {count:,} raw records, median of {len(rounds)} round(s), "
-        f"{datetime.now(UTC):%Y-%m-%d}, {engine}; {machine()}"
+        f"{datetime.now(UTC):%Y-%m-%d}, {engine}; {machine()}; normalizer core alone "
+        f"{core_us:.0f} µs CPU per event"
     )
-    print("| contender | events/s | of the floor | correct |")
-    print("|---|---:|---:|---|")
+    print("| contender | events/s | of the floor | CPU µs per event | correct |")
+    print("|---|---:|---:|---:|---|")
     for name, rate in medians.items():
         share = f"{rate / floor:.0%}" if floor else "n/a"
+        cpu = statistics.median(o.cpu_us for o in by_name[name])
         correct = "n/a" if name in COPIES else str(all(o.correct for o in by_name[name]))
-        print(f"| {name} | {rate:,.0f} | {share} | {correct} |")
+        print(f"| {name} | {rate:,.0f} | {share} | {cpu:,.0f} | {correct} |")
     wrong = any(
         not o.correct for name, found in by_name.items() if name not in COPIES for o in found
     )
@@ -469,6 +505,10 @@ async def bench(args: argparse.Namespace) -> int:
         f"{len(generated.messages):,} raw records ({generated.unique:,} unique) on "
         f"{args.partitions} partitions"
     )
+    core_us = core_cpu_us(generated)
+    print(
+        f"normalizer core alone (normalize_message + encode, no Kafka): {core_us:.0f} µs CPU/event"
+    )
     rounds = []
     engine = ""
     with tempfile.TemporaryDirectory(prefix="aoc-bench-kafka-") as scratch:
@@ -480,7 +520,7 @@ async def bench(args: argparse.Namespace) -> int:
             rounds.append(outcomes)
             if os.environ.get("AOC_BENCH_KAFKA"):
                 break  # a shared broker cannot be made fresh: one round only
-    return report(rounds, engine, args.count)
+    return report(rounds, engine, args.count, core_us)
 
 
 def main(argv: list[str] | None = None) -> int:

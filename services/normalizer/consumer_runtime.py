@@ -115,7 +115,12 @@ class ConsumerNormalizer:
         self.sightings = PartitionSightings()
         self.names = ChangelogNameCache(settings.kafka_topic_partitions)
         self.step = NormalizerStep.from_settings(
-            settings, seen=self.sightings, names=self.names, lookup=lookup, mappings=mappings
+            settings,
+            seen=self.sightings,
+            names=self.names,
+            lookup=lookup,
+            mappings=mappings,
+            workers=settings.normalizer_workers,
         )
         assert settings.kafka_bootstrap_servers is not None, "the consumer runtime runs on Kafka"
         self.message_log = KafkaMessageLog(
@@ -168,6 +173,7 @@ class ConsumerNormalizer:
             with contextlib.suppress(KafkaError, TimeoutError, OSError):
                 await asyncio.wait_for(restorer.stop(), self.timeout_s)
             await self.message_log.stop()
+            self.step.close()
 
     async def prepare_topics(self) -> None:
         """Every topic this runtime reads or writes, created as Faust would create its changelogs."""
