@@ -33,7 +33,9 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -97,9 +99,37 @@ class Cursor(BaseModel):
         return cls(timestamp_ms=timestamp_ms(event.timestamp), id=event.id, order=order)
 
 
+MAX_CURSOR_LENGTH = 400
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]+$"
+
+
 def _decoded_cursor(value: Any) -> Any:
-    """A cursor given as its token (a query string, a JSON body) is decoded here."""
-    return Cursor.decode(value) if isinstance(value, str) else value
+    """A cursor given as its token (a query string, a JSON body, a tool argument) is decoded here,
+    so that a bad token is a validation error naming `cursor` like any other bad input."""
+    if isinstance(value, str):
+        if len(value) > MAX_CURSOR_LENGTH or not re.fullmatch(CURSOR_PATTERN, value):
+            raise InvalidCursor("cursor is not valid; start again without it")
+        return Cursor.decode(value)
+    return value
+
+
+# How every query model takes a cursor: as the opaque token `next_cursor` handed out (or a
+# `Cursor`), documented as the string it is and serialized back to that string.
+CursorToken = Annotated[
+    Cursor | None,
+    BeforeValidator(_decoded_cursor),
+    PlainSerializer(lambda cursor: cursor.encode() if cursor is not None else None),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "aoc-cursor",
+            "pattern": CURSOR_PATTERN,
+            "minLength": 1,
+            "maxLength": MAX_CURSOR_LENGTH,
+            "description": "`next_cursor` of the previous page, as it was handed out (opaque)",
+        }
+    ),
+]
 
 
 def timestamp_ms(value: datetime) -> int:
@@ -114,28 +144,58 @@ def timestamp_ms(value: datetime) -> int:
 EARLIEST_FILTER_YEAR = 1970
 LATEST_FILTER_YEAR = 2999
 _NUMBER = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
+# A written date's own year (before any zone is applied) is what the bound is about; the document
+# states it with this same pattern.
+_FILTER_YEAR_PATTERN = r"^(19[7-9][0-9]|2[0-9]{3})-"
+_YEAR_FIRST = re.compile(r"^[0-9]{4}-")
+_OUT_OF_RANGE = f"date must be between {EARLIEST_FILTER_YEAR}-01-01 and {LATEST_FILTER_YEAR}-12-31"
+# Once in UTC, a bounded date lies within a day of those years (zones reach ±14 h).
+_EARLIEST_UTC = datetime(EARLIEST_FILTER_YEAR - 1, 12, 31, tzinfo=UTC)
+_LATEST_UTC = datetime(LATEST_FILTER_YEAR + 1, 1, 2, tzinfo=UTC)
 
 
 def _not_a_number(value: Any) -> Any:
-    """Pydantic reads 1700000000 (and "0.5") as epoch seconds; a filter wants an ISO 8601 date."""
+    """Pydantic reads 1700000000 (and "0.5") as epoch seconds; a filter wants an ISO 8601 date,
+    written in the bounded years."""
     if isinstance(value, bool | int | float) or (isinstance(value, str) and _NUMBER.match(value)):
         raise ValueError("expected an ISO 8601 date or date-time (e.g. 2026-11-29T08:00:00Z)")
+    if (
+        isinstance(value, str)
+        and _YEAR_FIRST.match(value)
+        and not re.match(_FILTER_YEAR_PATTERN, value)
+    ):
+        raise ValueError(_OUT_OF_RANGE)
     return value
 
 
 def _bounded_utc(value: datetime | None) -> datetime | None:
+    """In UTC. The year is checked before the conversion (which is what overflows), loosely enough
+    that a date already converted (say 1969-12-31T22:00Z, from 1970-01-01T00:00+02:00) passes
+    again unchanged."""
     if value is None:
         return None
-    # The year is checked before any UTC conversion: that conversion is what overflows.
-    if not EARLIEST_FILTER_YEAR <= value.year <= LATEST_FILTER_YEAR:
-        raise ValueError(
-            f"date must be between {EARLIEST_FILTER_YEAR}-01-01 and {LATEST_FILTER_YEAR}-12-31"
-        )
-    return to_utc_millis(value)
+    if not EARLIEST_FILTER_YEAR - 1 <= value.year <= LATEST_FILTER_YEAR + 1:
+        raise ValueError(_OUT_OF_RANGE)
+    utc = to_utc_millis(value)
+    if not _EARLIEST_UTC <= utc < _LATEST_UTC:
+        raise ValueError(_OUT_OF_RANGE)
+    return utc
 
 
+# The document states what the validators above accept: an ISO 8601 date or date-time (a missing
+# zone is UTC) in the bounded years; a number is not a date.
+_FILTER_DATE_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "format": "date-time", "pattern": _FILTER_YEAR_PATTERN},
+        {"type": "string", "format": "date", "pattern": _FILTER_YEAR_PATTERN},
+        {"type": "null"},
+    ]
+}
 FilterDate = Annotated[
-    datetime | None, BeforeValidator(_not_a_number), AfterValidator(_bounded_utc)
+    datetime | None,
+    BeforeValidator(_not_a_number),
+    AfterValidator(_bounded_utc),
+    WithJsonSchema(_FILTER_DATE_SCHEMA),
 ]
 
 # Values one multi-value filter may list: enough for any facet click sequence, small enough that
@@ -153,6 +213,7 @@ def _one_or_many(value: Any) -> Any:
 
 
 def _distinct(values: list[Any]) -> list[Any]:
+    """Repeats dropped (after the length bound, which is on the values as sent)."""
     return list(dict.fromkeys(values))
 
 
@@ -160,32 +221,32 @@ Label = Annotated[str, Field(max_length=200)]
 AnyOf = Annotated[
     list[Label],
     BeforeValidator(_one_or_many),
-    AfterValidator(_distinct),
     Field(max_length=MAX_FILTER_VALUES),
+    AfterValidator(_distinct),
 ]
 AnyResult = Annotated[
     list[Result],
     BeforeValidator(_one_or_many),
-    AfterValidator(_distinct),
     Field(max_length=MAX_FILTER_VALUES),
+    AfterValidator(_distinct),
 ]
 AnySource = Annotated[
     list[Source],
     BeforeValidator(_one_or_many),
-    AfterValidator(_distinct),
     Field(max_length=MAX_FILTER_VALUES),
+    AfterValidator(_distinct),
 ]
 AnyActorType = Annotated[
     list[ActorType],
     BeforeValidator(_one_or_many),
-    AfterValidator(_distinct),
     Field(max_length=MAX_FILTER_VALUES),
+    AfterValidator(_distinct),
 ]
 TagList = Annotated[
     list[Annotated[str, Field(max_length=100)]],
     BeforeValidator(_one_or_many),
-    AfterValidator(_distinct),
     Field(max_length=10),
+    AfterValidator(_distinct),
 ]
 
 # The one-value fields filtered by exact value: each has `<field>` (any of) and
@@ -221,6 +282,13 @@ FACET_FILTERS: dict[str, tuple[str, str]] = {
 }
 
 
+def _name_the_sources(schema: dict[str, Any]) -> None:
+    """What each source id means, from the registry (imported late: the sources use this module)."""
+    from aoc_common.sources import source_descriptions
+
+    schema["description"] = f"{schema.get('description', '')} ({source_descriptions()})"
+
+
 class EventFilters(BaseModel):
     """Which events: the one filter contract of `/api/events`, the histogram, export, facets,
     counts, MCP, `/api/ask` and alert queries. All optional, combined with AND (see the module
@@ -237,7 +305,11 @@ class EventFilters(BaseModel):
         default_factory=list, description="Service labels, any of (exact), e.g. Exchange"
     )
     exclude_service: AnyOf = Field(default_factory=list, description="Service labels to leave out")
-    source: AnySource = Field(default_factory=list, description="Which Microsoft logs, any of")
+    source: AnySource = Field(
+        default_factory=list,
+        description="Which Microsoft logs, any of",
+        json_schema_extra=_name_the_sources,
+    )
     exclude_source: AnySource = Field(default_factory=list, description="Logs to leave out")
     operation: AnyOf = Field(default_factory=list, description="Operation names, any of (exact)")
     exclude_operation: AnyOf = Field(default_factory=list, description="Operations to leave out")
@@ -264,8 +336,12 @@ class EventFilters(BaseModel):
     exclude_actor_display: AnyOf = Field(
         default_factory=list, description="Actors by exact display name to leave out"
     )
-    start: FilterDate = Field(default=None, description="Earliest timestamp (ISO 8601)")
-    end: FilterDate = Field(default=None, description="Latest timestamp (ISO 8601)")
+    start: FilterDate = Field(
+        default=None, description="Earliest timestamp (ISO 8601; UTC when it has no zone)"
+    )
+    end: FilterDate = Field(
+        default=None, description="Latest timestamp (ISO 8601), not before `start`"
+    )
     search: str | None = Field(
         default=None, max_length=500, description="Words; each must start a word of the event"
     )
@@ -325,10 +401,10 @@ class EventQuery(EventFilters):
     order is refused.
     """
 
-    cursor: Annotated[Cursor | None, BeforeValidator(_decoded_cursor)] = Field(
-        default=None, description="`next_cursor` of the previous page"
+    cursor: CursorToken = None
+    page_size: int = Field(
+        default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE, description="Events per page"
     )
-    page_size: int = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
     order: Order = Field(default="newest", description="newest | oldest first")
 
     @model_validator(mode="after")

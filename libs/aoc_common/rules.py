@@ -9,17 +9,27 @@ the alerter's core; this module must never do I/O.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import regex
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
 
 from aoc_common.events import to_utc_millis
-from aoc_common.query import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Cursor, timestamp_ms
+from aoc_common.query import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Cursor, CursorToken, timestamp_ms
+from aoc_common.text_patterns import WHITESPACE
 
 Severity = Literal["low", "medium", "high", "critical"]
 AlertStatus = Literal["open", "acknowledged"]
@@ -31,10 +41,18 @@ MAX_PATH_SEGMENTS = 12
 MAX_PATTERN_LENGTH = 500
 MAX_CONDITIONS = 50
 MAX_IN_VALUES = 200
+# Numbers a rule may compare with: what every store keeps (MongoDB: 64-bit integers).
+MIN_RULE_NUMBER = -(2**63)
+MAX_RULE_NUMBER = 2**63 - 1
 
 # One path segment: a key, optionally followed by a selector `[Key=Value]` that keeps only the list
 # elements whose `Key` equals `Value` (case-insensitive), as in `raw.Parameters[Name=ForwardTo].Value`.
 _SEGMENT = re.compile(r"(?P<name>[^.\[\]=]+)(?:\[(?P<key>[^.\[\]=]+)=(?P<value>[^\[\]]*)\])?")
+# The same grammar as one pattern, for the API's document: names and keys hold a non-space character.
+# Unambiguous (linear to match): leading spaces, then the first character that is not one.
+_NAME = rf"[{WHITESPACE}]*[^.\[\]={WHITESPACE}][^.\[\]=]*"
+_SEGMENT_PATTERN = rf"{_NAME}(\[{_NAME}=[^\[\]]*\])?"
+PATH_PATTERN = rf"^{_SEGMENT_PATTERN}(\.{_SEGMENT_PATTERN}){{0,{MAX_PATH_SEGMENTS - 1}}}$"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +80,9 @@ def parse_path(path: str) -> tuple[PathSegment, ...]:
         name = found["name"].strip()
         if not name:
             raise ValueError(f"field path {path!r} has an empty segment")
-        key = found["key"].strip() if found["key"] else None
+        key = found["key"].strip() if found["key"] is not None else None
+        if key == "":
+            raise ValueError(f"field path {path!r} has a selector without a key")
         segments.append(PathSegment(name, key, found["value"] if key else None))
         position = found.end()
         if position == len(path):
@@ -114,19 +134,80 @@ def compile_pattern(pattern: str, case_sensitive: bool) -> regex.Pattern[str]:
     return regex.compile(pattern, 0 if case_sensitive else regex.IGNORECASE)
 
 
+_SCALAR_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "string"},
+        {"type": "number", "minimum": MIN_RULE_NUMBER, "maximum": MAX_RULE_NUMBER},
+        {"type": "boolean"},
+        {"type": "null"},
+    ]
+}
+_TEXT_VALUE_SCHEMA: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": 500}
+# What each operator takes as `value` (checked by `Condition._value_fits_operator`).
+_VALUE_BY_OPERATOR: dict[str, tuple[dict[str, Any], bool]] = {
+    "equals": (_SCALAR_SCHEMA, False),
+    "in": (
+        {"type": "array", "items": _SCALAR_SCHEMA, "minItems": 1, "maxItems": MAX_IN_VALUES},
+        True,
+    ),
+    "contains": (_TEXT_VALUE_SCHEMA, True),
+    "regex": ({**_TEXT_VALUE_SCHEMA, "format": "regex"}, True),
+    "exists": ({"type": ["boolean", "null"]}, False),
+    "external_address": ({"type": "null"}, False),
+}
+
+
+def _document_value_by_operator(schema: dict[str, Any]) -> None:
+    schema["oneOf"] = [
+        {
+            "properties": {"op": {"const": operator}, "value": value},
+            "required": ["op", "value"] if required else ["op"],
+        }
+        for operator, (value, required) in _VALUE_BY_OPERATOR.items()
+    ]
+
+
+def _check_storable(value: Scalar) -> None:
+    """Every store keeps the value exactly: 64-bit integers, finite numbers in the same range
+    (compared as floats, as a JSON Schema validator compares them)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return
+    within = (
+        MIN_RULE_NUMBER <= value <= MAX_RULE_NUMBER
+        if isinstance(value, int)
+        else math.isfinite(value) and float(MIN_RULE_NUMBER) <= value <= float(MAX_RULE_NUMBER)
+    )
+    if not within:
+        raise ValueError(f"numbers in a rule lie between {MIN_RULE_NUMBER} and {MAX_RULE_NUMBER}")
+
+
+def _not_bool_or_text(value: Any) -> Any:
+    """A JSON `false` is not the number 0, nor `"5"` the number 5 (5.0 is)."""
+    if isinstance(value, bool | str):
+        raise ValueError("expected a number")
+    return value
+
+
+# As the document says: a count is a JSON integer, a switch a JSON boolean.
+WholeNumber = Annotated[int, BeforeValidator(_not_bool_or_text)]
+
+
 class Condition(BaseModel):
     """One test on the values found at `field` (a path into the event; lists fan out, so a condition
     holds when any value found satisfies it)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_document_value_by_operator)
 
     field: str = Field(
-        max_length=MAX_PATH_LENGTH, examples=["raw.Parameters[Name=ForwardTo].Value"]
+        min_length=1,
+        max_length=MAX_PATH_LENGTH,
+        examples=["raw.Parameters[Name=ForwardTo].Value"],
+        json_schema_extra={"pattern": PATH_PATTERN},
     )
     op: Operator
     value: Scalar | list[Scalar] = None
-    negate: bool = Field(default=False, description="Holds when the test does not")
-    case_sensitive: bool = False
+    negate: StrictBool = Field(default=False, description="Holds when the test does not")
+    case_sensitive: StrictBool = False
 
     @field_validator("field")
     @classmethod
@@ -137,6 +218,8 @@ class Condition(BaseModel):
     @model_validator(mode="after")
     def _value_fits_operator(self) -> Condition:
         value = self.value
+        for scalar in value if isinstance(value, list) else [value]:
+            _check_storable(scalar)
         if self.op == "equals" and isinstance(value, list):
             raise ValueError("`equals` takes one value (use `in` for a list)")
         if self.op == "in" and not (isinstance(value, list) and 0 < len(value) <= MAX_IN_VALUES):
@@ -160,7 +243,15 @@ class Condition(BaseModel):
 class Match(BaseModel):
     """Every `all` condition holds, and at least one `any` condition does (when there are any)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": [
+                {"properties": {"all": {"minItems": 1}}, "required": ["all"]},
+                {"properties": {"any": {"minItems": 1}}, "required": ["any"]},
+            ]
+        },
+    )
 
     all: list[Condition] = Field(default_factory=list, max_length=MAX_CONDITIONS)
     any: list[Condition] = Field(default_factory=list, max_length=MAX_CONDITIONS)
@@ -177,11 +268,13 @@ class Threshold(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    count: int = Field(ge=2, le=10_000)
-    window_seconds: int = Field(ge=1, le=7 * 86_400)
+    count: WholeNumber = Field(ge=2, le=10_000)
+    window_seconds: WholeNumber = Field(ge=1, le=7 * 86_400)
     distinct: str | None = Field(
         default=None,
+        min_length=1,
         max_length=MAX_PATH_LENGTH,
+        json_schema_extra={"pattern": PATH_PATTERN},
         description="Count distinct values at this path rather than events (e.g. users per IP)",
     )
 
@@ -201,8 +294,8 @@ class PrecededBy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     match: Match
-    count: int = Field(ge=1, le=10_000)
-    window_seconds: int = Field(ge=1, le=7 * 86_400)
+    count: WholeNumber = Field(ge=1, le=10_000)
+    window_seconds: WholeNumber = Field(ge=1, le=7 * 86_400)
     label: str = Field(
         default="matching events",
         min_length=1,
@@ -218,8 +311,13 @@ class NewValue(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    field: str = Field(max_length=MAX_PATH_LENGTH, examples=["actor.location.country_or_region"])
-    min_history: int = Field(default=3, ge=1, le=1_000)
+    field: str = Field(
+        min_length=1,
+        max_length=MAX_PATH_LENGTH,
+        examples=["actor.location.country_or_region"],
+        json_schema_extra={"pattern": PATH_PATTERN},
+    )
+    min_history: WholeNumber = Field(default=3, ge=1, le=1_000)
     label: str = Field(
         default="value", min_length=1, max_length=100, description="What the value is (country…)"
     )
@@ -253,6 +351,33 @@ class SigmaSource(BaseModel):
     origin: str = Field(default="", max_length=1000, description="File or `api` it came from")
 
 
+STATE_KINDS = ("threshold", "preceded_by", "new_value")
+
+
+def _document_one_kind_of_state(schema: dict[str, Any]) -> None:
+    """State in the API's document what `RuleSpec._one_kind_of_state` checks: `match` or `sigma`;
+    a Sigma rule without state or grouping; at most one kind of state; grouping where it needs it."""
+
+    def given(*names: str) -> dict[str, Any]:
+        return {"properties": {name: {"type": "object"} for name in names}, "required": [*names]}
+
+    pairs = [(a, b) for i, a in enumerate(STATE_KINDS) for b in STATE_KINDS[i + 1 :]]
+    without_state = {"properties": {name: {"type": "null"} for name in (*STATE_KINDS, "group_by")}}
+    schema["allOf"] = [
+        {"anyOf": [given("match"), given("sigma")]},
+        {"not": given("match", "sigma")},
+        {"if": given("sigma"), "then": without_state},
+        *({"not": given(a, b)} for a, b in pairs),
+        *(
+            {
+                "if": given(kind),
+                "then": {"properties": {"group_by": {"type": "string"}}, "required": ["group_by"]},
+            }
+            for kind in STATE_KINDS[1:]
+        ),
+    ]
+
+
 class RuleSpec(BaseModel):
     """A rule as a client writes it (POST / PUT): everything but the id.
 
@@ -260,23 +385,25 @@ class RuleSpec(BaseModel):
     last two need `group_by`) or a `sigma` rule, whose YAML says everything itself.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_document_one_kind_of_state)
 
     name: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=2000)
     severity: Severity = "medium"
-    enabled: bool = True
+    enabled: StrictBool = True
     match: Match | None = None
     sigma: SigmaSource | None = None
     group_by: str | None = Field(
         default=None,
+        min_length=1,
         max_length=MAX_PATH_LENGTH,
+        json_schema_extra={"pattern": PATH_PATTERN},
         description="Path whose value groups events for the threshold and the suppression",
     )
     threshold: Threshold | None = None
     preceded_by: PrecededBy | None = None
     new_value: NewValue | None = None
-    suppression_seconds: int = Field(
+    suppression_seconds: WholeNumber = Field(
         default=0,
         ge=0,
         le=30 * 86_400,
@@ -295,15 +422,11 @@ class RuleSpec(BaseModel):
         if (self.match is None) == (self.sigma is None):
             raise ValueError("a rule has either `match` (AOC's own rule) or `sigma`")
         if self.sigma is not None:
-            for name in ("threshold", "preceded_by", "new_value", "group_by"):
+            for name in (*STATE_KINDS, "group_by"):
                 if getattr(self, name) is not None:
                     raise ValueError(f"a Sigma rule takes no `{name}`: its YAML says it")
             return self
-        kinds = [
-            name
-            for name in ("threshold", "preceded_by", "new_value")
-            if getattr(self, name) is not None
-        ]
+        kinds = [name for name in STATE_KINDS if getattr(self, name) is not None]
         if len(kinds) > 1:
             raise ValueError(f"a rule takes one of threshold, preceded_by, new_value: {kinds}")
         if kinds and kinds[0] != "threshold" and self.group_by is None:
@@ -350,11 +473,13 @@ class AlertQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    status: AlertStatus | None = None
-    severity: Severity | None = None
-    rule_id: str | None = Field(default=None, max_length=100)
-    page_size: int = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
-    cursor: Cursor | None = None
+    status: AlertStatus | None = Field(default=None, description="open | acknowledged")
+    severity: Severity | None = Field(default=None, description="low | medium | high | critical")
+    rule_id: str | None = Field(default=None, max_length=100, description="Alerts of this rule")
+    page_size: int = Field(
+        default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE, description="Alerts per page"
+    )
+    cursor: CursorToken = None
 
 
 class AlertPage(BaseModel):

@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     auth_writer_roles: CommaList = Field(default_factory=lambda: ["AOC.Writer"])
     auth_writer_groups: CommaList = Field(default_factory=list)
     auth_clock_skew_seconds: int = Field(default=120, ge=0, le=600)
+    # With sign-in on, /docs and /openapi.json need a reader unless this is true.
+    public_api_docs: bool = False
 
     # --- Collection schedule and retention ---
     enable_periodic_fetch: bool = False

@@ -6,19 +6,22 @@ The API reads the event store and never the message log's topics (the log is onl
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
+from starlette.routing import Match, Mount
+from starlette.types import Scope
 
-from aoc_api.auth import add_bearer_security, guard_api_request
-from aoc_api.problems import document_problems, install_problem_handlers
+from aoc_api.auth import TokenVerifier, guard_api_request
+from aoc_api.openapi import install_openapi
+from aoc_api.problems import ContainUnexpectedErrors, install_problem_handlers
 from aoc_api.request_size import RequestSizeLimit
+from aoc_api.response_headers import ResponseHeadersAndMetrics
 from aoc_api.routes import alerts as alert_routes
 from aoc_api.routes import config, events, system
 from aoc_api.routes import rules as rule_routes
@@ -27,33 +30,33 @@ from aoc_api.routes.sources import router as sources_router
 from aoc_common import __version__
 from aoc_common.event_store import EventStore, open_event_store
 from aoc_common.message_log import MessageLog, open_message_log
-from aoc_common.metrics import HTTP_REQUESTS
 from aoc_common.settings import Settings
 
-SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Strict-Transport-Security": "max-age=31536000; includeSubDomains",
-    "Cross-Origin-Opener-Policy": "same-origin",
-    "Cross-Origin-Resource-Policy": "same-origin",
-    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
-}
-
-
-def content_security_policy(settings: Settings) -> str:
-    """Only our own files run; with sign-in on, MSAL.js may also talk to (and frame) the
-    authority, for token requests and silent renewal."""
-    authority = f" {settings.authority_host}" if settings.auth_enabled else ""
-    return (
-        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-        f"connect-src 'self'{authority}; frame-src 'self'{authority}; "
-        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
-    )
+UI_METHODS = frozenset({"GET", "HEAD"})
 
 
 def static_dir() -> Path:
     return Path(str(files("aoc_ui")))
+
+
+class UiMount(Mount):
+    """The web UI's files at `/`, behind the API: a path that an API route knows (with another
+    method) or that lies under `/api/` is never answered by the file server, so a wrong method is
+    the API's 405 with its `Allow`, and an unknown API path its 404 problem, not the UI's. Files
+    are read with GET and HEAD; another method is a partial match (a 405, `Allow: GET, HEAD`)."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        path = scope.get("path", "")
+        if path == "/api" or path.startswith("/api/"):
+            return Match.NONE, {}
+        app = scope.get("app")
+        routes = app.router.routes if isinstance(app, FastAPI) else []
+        if any(route is not self and route.matches(scope)[0] != Match.NONE for route in routes):
+            return Match.NONE, {}
+        match, child_scope = super().matches(scope)
+        if match == Match.FULL and scope.get("method") not in UI_METHODS:
+            return Match.PARTIAL, child_scope
+        return match, child_scope
 
 
 def create_app(
@@ -78,6 +81,9 @@ def create_app(
         try:
             yield
         finally:
+            verifier: TokenVerifier | None = getattr(app.state, "token_verifier", None)
+            if verifier is not None:
+                await verifier.jwks.aclose()
             for engine in reversed(owned):
                 await engine.stop()
 
@@ -89,8 +95,11 @@ def create_app(
             "health and metrics. Errors are RFC 9457 application/problem+json."
         ),
         lifespan=lifespan,
-        docs_url=None,  # served by routes/system.py from vendored files, without a CDN
+        # /docs and /openapi.json are served by routes/system.py: Swagger UI from vendored files
+        # (no CDN), both behind sign-in unless PUBLIC_API_DOCS.
+        docs_url=None,
         redoc_url=None,
+        openapi_url=None,
         # Every /api/* route needs a reader (a writer to change anything) when AUTH_ENABLED is on,
         # including the routes other modules add; see aoc_api.auth.
         dependencies=[Depends(guard_api_request)],
@@ -99,6 +108,7 @@ def create_app(
     app.state.store = store
     app.state.message_log = message_log
     install_problem_handlers(app)
+    # Outermost last: headers and metrics see every answer, the 500 of ContainUnexpectedErrors too.
     app.add_middleware(RequestSizeLimit)
     app.add_middleware(
         CORSMiddleware,
@@ -106,25 +116,8 @@ def create_app(
         allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
         allow_headers=["Authorization", "Content-Type"],
     )
-
-    security_headers = {
-        **SECURITY_HEADERS,
-        "Content-Security-Policy": content_security_policy(settings),
-    }
-
-    @app.middleware("http")
-    async def _headers_and_metrics(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await call_next(request)
-        response.headers.update(security_headers)
-        if request.url.path.startswith("/api/") or request.url.path == "/health":
-            # Audit events are sensitive: no browser or proxy keeps a copy.
-            response.headers.setdefault("Cache-Control", "no-store")
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        HTTP_REQUESTS.labels(request.method, path, str(response.status_code)).inc()
-        return response
+    app.add_middleware(ContainUnexpectedErrors)
+    app.add_middleware(ResponseHeadersAndMetrics, settings=settings)
 
     app.include_router(system.router)
     app.include_router(events.router)
@@ -133,20 +126,8 @@ def create_app(
     app.include_router(alert_routes.router)
     app.include_router(sources_router)
     app.include_router(ask_router)
-    app.mount("/", StaticFiles(directory=static_dir(), html=True), name="ui")
-    _document_errors_and_security(app, settings)
+    app.router.routes.append(
+        UiMount("/", app=StaticFiles(directory=static_dir(), html=True), name="ui")
+    )
+    install_openapi(app, settings)
     return app
-
-
-def _document_errors_and_security(app: FastAPI, settings: Settings) -> None:
-    """OpenAPI then shows problem+json errors, and (with sign-in on) which operations need a
-    token, as the running API behaves."""
-    plain_openapi = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = document_problems(plain_openapi())
-            app.openapi_schema = add_bearer_security(schema) if settings.auth_enabled else schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]

@@ -23,9 +23,8 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from aoc_common.events import CanonicalEvent, Result, Source, to_utc_millis
-from aoc_common.query import EventQuery, FilterOptions
-from aoc_common.sources import source_descriptions
+from aoc_common.events import CanonicalEvent
+from aoc_common.query import EventFilters, EventQuery, FilterOptions
 
 MAX_QUESTION_LENGTH = 1000
 # A question answers with one page; the analyst pages on with `/api/events` and `next_cursor`.
@@ -58,47 +57,11 @@ class AskRequest(BaseModel):
         return value.strip()
 
 
-class ModelQuery(BaseModel):
-    """What the model may ask the store for: the filters of `EventQuery`, nothing else (no cursor,
-    a small page). Field descriptions are what the model reads about each filter."""
+class ModelQuery(EventFilters):
+    """What the model may ask the store for: the event filters (the one filter contract, whose
+    field descriptions are what the model reads about each filter), no cursor, one small page."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    service: str | None = Field(
-        default=None, max_length=200, description="Exact service label, one of the known services"
-    )
-    source: Source | None = Field(
-        default=None, description=f"Which Microsoft log reported it ({source_descriptions()})"
-    )
-    actor: str | None = Field(
-        default=None,
-        max_length=200,
-        description="Part of who did it (user principal name, display name or app), any case",
-    )
-    operation: str | None = Field(
-        default=None, max_length=200, description="Exact operation name, one of the known ones"
-    )
-    result: Result | None = None
-    start: datetime | None = Field(default=None, description="Earliest time, ISO 8601 with zone")
-    end: datetime | None = Field(default=None, description="Latest time, ISO 8601 with zone")
-    search: str | None = Field(
-        default=None,
-        max_length=500,
-        description="Words that must each start a word of the event (names, addresses, ids)",
-    )
-    tags: list[str] = Field(
-        default_factory=list, max_length=10, description="Analyst tags the events must all carry"
-    )
     page_size: int = Field(default=MAX_ASK_PAGE_SIZE, ge=1, le=MAX_ASK_PAGE_SIZE)
-
-    @field_validator("start", "end")
-    @classmethod
-    def _aware_utc(cls, value: datetime | None) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:  # models often drop the zone; questions are asked in UTC here
-            value = value.replace(tzinfo=UTC)
-        return to_utc_millis(value)
 
 
 class UnacceptableModelAnswer(ValueError):
@@ -189,7 +152,7 @@ def query_from_model_arguments(arguments: str | None, now: datetime) -> EventQue
         detail = "; ".join(f"{e['parameter']}: {e['message']}" for e in errors[:5])
         raise UnacceptableModelAnswer(f"the model's query is not valid: {detail}", errors) from None
     _check_time_range(asked.start, asked.end, now)
-    return EventQuery(**asked.model_dump())
+    return EventQuery.of(asked.filters_only(), page_size=asked.page_size)
 
 
 def _check_time_range(start: datetime | None, end: datetime | None, now: datetime) -> None:

@@ -3,12 +3,13 @@
 With AUTH_ENABLED=false every request passes as the anonymous principal. With it on:
 
 - the token must be an RS256 JWT signed by a key of the tenant's JWKS
-  (`AUTHORITY_HOST/<AUTH_TENANT_ID>/discovery/v2.0/keys`, cached for an hour and fetched again once
-  when a token names an unknown `kid`), issued by the tenant (v2 `AUTHORITY_HOST/<tenant>/v2.0` or v1
-  `https://sts.windows.net/<tenant>/`), for this API (`aud` = AUTH_CLIENT_ID or
-  `api://AUTH_CLIENT_ID`), inside its `exp`/`nbf` window (AUTH_CLOCK_SKEW_SECONDS of leeway), with
-  `tid` = AUTH_TENANT_ID. Anything else is 401: forged, expired, wrong audience or issuer,
-  `alg=none`, HS256 signed with the public key.
+  (`AUTHORITY_HOST/<AUTH_TENANT_ID>/discovery/v2.0/keys`, see aoc_api.signing_keys: cached, fetched
+  in the background, never making a valid request wait on a forged one), issued by the tenant
+  (v2 `AUTHORITY_HOST/<tenant>/v2.0` or v1 `https://sts.windows.net/<tenant>/`), for this API
+  (`aud` = AUTH_CLIENT_ID or `api://AUTH_CLIENT_ID`), inside its `exp`/`nbf` window
+  (AUTH_CLOCK_SKEW_SECONDS of leeway), with `tid` = AUTH_TENANT_ID. Anything else is 401: forged,
+  expired, wrong audience or issuer, `alg=none`, HS256 signed with the public key. Keys that cannot
+  be fetched are 503.
 - reading needs one of AUTH_ALLOWED_ROLES (app roles, `roles` claim) or AUTH_ALLOWED_GROUPS (group
   object ids, `groups` claim); with both empty any valid token of the tenant may read. Writing (tags,
   comments, rules, acknowledging alerts) needs one of AUTH_WRITER_ROLES or AUTH_WRITER_GROUPS
@@ -26,33 +27,21 @@ This module never logs a token.
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import httpx
 from fastapi import HTTPException, Request
 from jose import jwk, jws, jwt
 from jose.exceptions import JOSEError
 from pydantic import BaseModel, ConfigDict, Field
 
-from aoc_common.http_retry import RetriesExhausted, RetryPolicy, request_with_retries
+from aoc_api.signing_keys import JwksCache, KeysUnavailable, UnknownSigningKey
 from aoc_common.logging import get_logger
 from aoc_common.settings import Settings
 
 log = get_logger(__name__)
 
 ALGORITHM = "RS256"
-JWKS_TTL_S = 3600.0
-# A token naming an unknown kid refetches the key set at most this often: a key rotation is picked
-# up at once, and a flood of made-up kids cannot turn into a flood of requests to Entra ID.
-JWKS_MIN_REFETCH_INTERVAL_S = 10.0
-JWKS_TIMEOUT_S = 5.0
-# The caller's request waits on this fetch, so retries are few and short.
-JWKS_RETRY_POLICY = RetryPolicy(
-    max_attempts=3, base_delay_s=0.2, max_delay_s=1.0, max_retry_after_s=2.0
-)
 # The Graph webhook is called by Microsoft, which holds no token of ours: it proves itself with the
 # subscription's clientState instead (routes/sources.py).
 PUBLIC_API_PATHS = frozenset({"/api/config/auth", "/api/version", "/api/webhooks/graph"})
@@ -84,10 +73,6 @@ ANONYMOUS = Principal(name="anonymous")
 
 class TokenRejected(Exception):
     """The bearer token is not one this API accepts (answered 401); the message says why."""
-
-
-class KeysUnavailable(Exception):
-    """The tenant's signing keys could not be fetched (answered 503: not the caller's fault)."""
 
 
 # --- the core: pure functions over settings and claims -------------------------------------------
@@ -191,71 +176,6 @@ def _missing(action: str, principal: Principal) -> str:
 # --- the shell: the tenant's keys and the token check --------------------------------------------
 
 
-class JwksCache:
-    """The tenant's signing keys by kid, fetched over HTTPS with the shared retry discipline."""
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        ttl_s: float = JWKS_TTL_S,
-        min_refetch_interval_s: float = JWKS_MIN_REFETCH_INTERVAL_S,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.url = url
-        self.ttl_s = ttl_s
-        self.min_refetch_interval_s = min_refetch_interval_s
-        self._clock = clock
-        self._keys: dict[str, dict[str, Any]] = {}
-        self._fetched_at: float | None = None
-        self._lock = asyncio.Lock()
-
-    async def key(self, kid: str) -> dict[str, Any]:
-        """The JWK for `kid`; refetches when the cache is old, or once when the kid is unknown."""
-        async with self._lock:
-            age = None if self._fetched_at is None else self._clock() - self._fetched_at
-            stale = age is None or age >= self.ttl_s
-            unknown = kid not in self._keys and (age is None or age >= self.min_refetch_interval_s)
-            if stale or unknown:
-                try:
-                    await self._fetch()
-                except KeysUnavailable:
-                    # Entra ID unreachable: keys from the last fetch still prove what they proved.
-                    if kid not in self._keys:
-                        raise
-                    log.warning("jwks_refresh_failed_using_cached_keys")
-                    # Try again in a minute rather than on every request meanwhile.
-                    self._fetched_at = self._clock() - self.ttl_s + 60.0
-            found = self._keys.get(kid)
-        if found is None:
-            raise TokenRejected("token is signed with a key the tenant does not publish (kid)")
-        return found
-
-    async def _fetch(self) -> None:
-        try:
-            async with httpx.AsyncClient(timeout=JWKS_TIMEOUT_S) as client:
-                response = await request_with_retries(
-                    client, "GET", self.url, target="entra-jwks", policy=JWKS_RETRY_POLICY
-                )
-            if response.status_code != 200:
-                raise KeysUnavailable(f"signing keys: HTTP {response.status_code}")
-            document = response.json()
-        except RetriesExhausted as error:
-            raise KeysUnavailable(f"signing keys: {error}") from error
-        except ValueError as error:
-            raise KeysUnavailable("signing keys: the answer is not JSON") from error
-        keys = document.get("keys") if isinstance(document, dict) else None
-        if not isinstance(keys, list):
-            raise KeysUnavailable("signing keys: the answer has no `keys` list")
-        self._keys = {
-            key["kid"]: key
-            for key in keys
-            if isinstance(key, dict) and isinstance(key.get("kid"), str) and key.get("kty") == "RSA"
-        }
-        self._fetched_at = self._clock()
-        log.info("jwks_fetched", keys=len(self._keys))
-
-
 class TokenVerifier:
     """Checks a bearer token end to end and returns the principal it proves."""
 
@@ -273,7 +193,12 @@ class TokenVerifier:
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise TokenRejected("token names no signing key (kid)")
-        key = await self.jwks.key(kid)
+        try:
+            key = await self.jwks.key(kid)
+        except UnknownSigningKey:
+            raise TokenRejected(
+                "token is signed with a key the tenant does not publish (kid)"
+            ) from None
         try:
             claims = jwt.decode(
                 token,
@@ -353,6 +278,21 @@ async def require_writer(request: Request) -> Principal:
     if denial is not None:
         raise HTTPException(403, denial)
     return principal
+
+
+async def require_docs_reader(request: Request) -> None:
+    """`/docs` and `/openapi.json`: a reader with sign-in on, unless PUBLIC_API_DOCS."""
+    settings: Settings = request.app.state.settings
+    if settings.auth_enabled and not settings.public_api_docs:
+        await require_reader(request)
+
+
+async def require_metrics_reader(request: Request) -> None:
+    """`/metrics` on the API's port: a reader with sign-in on (METRICS_PORT serves it without a
+    token, on an address only the scraper reaches)."""
+    settings: Settings = request.app.state.settings
+    if settings.auth_enabled:
+        await require_reader(request)
 
 
 def is_protected(method: str, path: str) -> bool:

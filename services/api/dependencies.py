@@ -1,10 +1,23 @@
-"""How routes reach the engines: both are opened once in the app's lifespan and kept on `app.state`."""
+"""How routes reach the engines and settings: opened once in the app's lifespan, kept on `app.state`.
+
+Routes name what they use with the aliases below (`ReaderDep`, `WriterDep`, …), typed with the
+narrow store view they need, as FastAPI's full-stack template does with `SessionDep`.
+"""
 
 from __future__ import annotations
 
-from fastapi import Request
+from typing import Annotated
 
-from aoc_common.event_store.base import EventStore
+from fastapi import Depends, Request
+
+from aoc_common.event_store.base import (
+    AlertStore,
+    EventReader,
+    EventStore,
+    EventWriter,
+    RuleStore,
+    StateStore,
+)
 from aoc_common.message_log.base import MessageLog
 from aoc_common.settings import Settings
 
@@ -22,3 +35,13 @@ def get_message_log(request: Request) -> MessageLog | None:
 def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
+
+
+StoreDep = Annotated[EventStore, Depends(get_store)]
+ReaderDep = Annotated[EventReader, Depends(get_store)]
+WriterDep = Annotated[EventWriter, Depends(get_store)]
+StateDep = Annotated[StateStore, Depends(get_store)]
+RulesDep = Annotated[RuleStore, Depends(get_store)]
+AlertsDep = Annotated[AlertStore, Depends(get_store)]
+MessageLogDep = Annotated[MessageLog | None, Depends(get_message_log)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]

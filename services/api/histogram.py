@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from aoc_common.query import timestamp_ms
+from aoc_common.query import EventFilters, timestamp_ms
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MINUTE_MS = 60_000
@@ -19,6 +19,13 @@ NICE_INTERVALS_MS = tuple(
     for minutes in (1, 5, 15, 30, 60, 180, 360, 720, 1440, 2 * 1440, 7 * 1440, 30 * 1440)
 )
 DEFAULT_WINDOW = timedelta(days=7)
+MAX_BUCKETS = 200
+
+
+class HistogramQuery(EventFilters):
+    """The event filters plus how many intervals at most: `/api/events/histogram`'s parameters."""
+
+    buckets: int = Field(default=48, ge=1, le=MAX_BUCKETS, description="Most intervals wanted")
 
 
 class HistogramBucket(BaseModel):

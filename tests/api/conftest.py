@@ -57,6 +57,7 @@ def served_idp(signing_keys: dict[str, SigningKey]) -> Iterator[FakeIdentityProv
 def idp(
     served_idp: FakeIdentityProvider, signing_keys: dict[str, SigningKey]
 ) -> FakeIdentityProvider:
-    """The identity provider, publishing key-1 only, up, with no fetch counted yet."""
+    """The identity provider, publishing key-1 only, up and quick, with no fetch counted yet."""
     served_idp.keys, served_idp.fetches, served_idp.down = [signing_keys["key-1"]], 0, False
+    served_idp.status, served_idp.delay_s = 200, 0.0
     return served_idp

@@ -3,6 +3,7 @@ provider on 127.0.0.1 (keys generated here), through HTTP against the app."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -19,6 +20,8 @@ from fastapi import APIRouter, FastAPI
 from jose import jwt
 from starlette.routing import Mount
 
+from aoc_api.app import create_app
+from aoc_api.auth import JwksCache, TokenVerifier, jwks_url
 from aoc_common.event_store.base import EventStore
 from aoc_common.query import EventQuery
 from tests.utils.identity import (
@@ -33,6 +36,7 @@ from tests.utils.identity import (
     open_api,
     sign,
 )
+from tests.utils.waiting import wait_for
 
 
 @dataclass
@@ -174,8 +178,9 @@ async def test_keys_are_cached_for_an_hour(api: Api, signing_keys: dict[str, Sig
         assert (await api.client.get("/api/events", headers=token)).status_code == 200
     assert api.idp.fetches == 1
     api.clock.now += 3601
+    # An hour on, the cached key still answers at once while one fetch renews the set.
     assert (await api.client.get("/api/events", headers=token)).status_code == 200
-    assert api.idp.fetches == 2
+    assert await wait_for(lambda: api.idp.fetches, lambda n: n == 2, timeout_s=10) == 2
 
 
 async def test_an_unknown_kid_refetches_the_keys_once_so_a_rotated_key_works(
@@ -205,11 +210,155 @@ async def test_an_unreachable_key_set_is_503_not_a_crash(
     assert response.headers["content-type"] == "application/problem+json"
 
 
+# --- forged tokens against a slow or failing key endpoint (issue 12, finding 1) ------------------
+
+VALID_LATENCY_S = 0.1
+# No valid request may wait on a key fetch (which here takes 1 s or more). A shared CI machine can
+# stall any single request for a moment, so the typical one is held to 100 ms and the slowest to
+# a bound that a request waiting on the fetch could not meet.
+NEVER_WAITED_S = 0.5
+
+
+def answered_at_once(results: list[tuple[int, float]]) -> bool:
+    latencies = sorted(elapsed for _, elapsed in results)
+    return latencies[len(latencies) // 2] < VALID_LATENCY_S and latencies[-1] < NEVER_WAITED_S
+
+
+READ_PATH = "/api/config/features"  # needs a reader, touches no store: the time is the token check
+
+
+async def timed_get(client: httpx.AsyncClient, headers: dict[str, str]) -> tuple[int, float]:
+    started = time.perf_counter()
+    response = await client.get(READ_PATH, headers=headers)
+    return response.status_code, time.perf_counter() - started
+
+
+@pytest.fixture
+async def stall_api(
+    idp: FakeIdentityProvider, tmp_path: Path, store: EventStore
+) -> AsyncIterator[Api]:
+    """An API whose key cache waits at most 1.5 s per request (the default is 2 s)."""
+    settings = auth_settings(idp, tmp_path)
+    app = create_app(settings, store=store, message_log=None)
+    clock = Clock()
+    cache = JwksCache(jwks_url(settings), clock=clock, request_budget_s=1.5, fetch_timeout_s=3.0)
+    app.state.token_verifier = TokenVerifier(settings, cache)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://aoc.test") as client:
+        yield Api(client, app, clock, idp, "")
+    await cache.aclose()
+
+
+def forged_tokens(
+    signing_keys: dict[str, SigningKey], idp: FakeIdentityProvider, n: int, prefix: str
+) -> list[dict[str, str]]:
+    return [bearer(sign(signing_keys["attacker"], idp, kid=f"{prefix}-{i}")) for i in range(n)]
+
+
+async def flood_then_valid(
+    api: Api, forged: list[dict[str, str]], valid: dict[str, str]
+) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+    """Send the forged tokens at once; while they wait on the key fetch they caused, send five
+    valid requests, one after the other (each timed on its own, so that the figure is the wait
+    and not the machine's load). Returns (forged results, valid results)."""
+    fetches = api.idp.fetches
+    flood = [asyncio.create_task(timed_get(api.client, headers)) for headers in forged]
+    await wait_for(lambda: api.idp.fetches, lambda n: n > fetches, timeout_s=10)
+    valid_results = [await timed_get(api.client, valid) for _ in range(5)]
+    assert not any(task.done() for task in flood)  # the valid ones were served meanwhile
+    return await asyncio.gather(*flood), valid_results
+
+
+async def test_forged_tokens_never_make_valid_requests_wait_on_a_slow_key_endpoint(
+    stall_api: Api, signing_keys: dict[str, SigningKey]
+) -> None:
+    api = stall_api
+    valid = bearer(sign(signing_keys["key-1"], api.idp))
+    assert (await timed_get(api.client, valid))[0] == 200
+    assert api.idp.fetches == 1
+    api.idp.delay_s = 2.5  # the key endpoint now takes longer than a request may wait
+    api.clock.now += 11  # and a refetch for an unknown kid is due
+
+    forged_results, valid_results = await flood_then_valid(
+        api, forged_tokens(signing_keys, api.idp, 30, "slow"), valid
+    )
+
+    assert [status for status, _ in valid_results] == [200] * 5
+    assert answered_at_once(valid_results), valid_results
+    # The forged ones waited for the one fetch, at most the budget each, and were not let in.
+    assert {status for status, _ in forged_results} == {503}
+    assert max(elapsed for _, elapsed in forged_results) < 5.0  # bounded, not left hanging
+    assert api.idp.fetches == 2  # thirty unknown kids, one fetch
+
+
+async def test_a_failing_key_endpoint_is_asked_once_per_backoff_however_many_forged_tokens(
+    stall_api: Api, signing_keys: dict[str, SigningKey]
+) -> None:
+    api = stall_api
+    valid = bearer(sign(signing_keys["key-1"], api.idp))
+    assert (await timed_get(api.client, valid))[0] == 200
+    api.idp.status, api.idp.delay_s = 503, 1.0  # slow, then failing
+    api.clock.now += 11
+
+    forged = forged_tokens(signing_keys, api.idp, 30, "down")
+    forged_results, valid_results = await flood_then_valid(api, forged, valid)
+    for headers in forged:  # and again, one by one, right after the failure
+        assert (await timed_get(api.client, headers))[0] == 503
+
+    assert api.idp.fetches == 2  # not 30, not 90
+    assert {status for status, _ in forged_results} == {503}
+    assert [status for status, _ in valid_results] == [200] * 5
+    assert answered_at_once(valid_results), valid_results
+    api.idp.delay_s = 0.0
+    # A failed fetch is spaced like a successful one (10 s), then doubled: 20 s after a second.
+    api.clock.now += 9
+    assert (await timed_get(api.client, forged[0]))[0] == 503
+    assert api.idp.fetches == 2
+    api.clock.now += 4  # 13 s after the failure: one more attempt, which fails again
+    assert (await timed_get(api.client, forged[0]))[0] == 503
+    assert api.idp.fetches == 3
+    api.clock.now += 15  # less than 20 s after the second failure: still no attempt
+    assert (await timed_get(api.client, forged[1]))[0] == 503
+    assert api.idp.fetches == 3
+    # The endpoint recovers and the next attempt is due: a rotated key is accepted, forged kids
+    # are refused (401) and remembered, so they cause no fetch of their own.
+    api.idp.status = 200
+    api.idp.keys = [signing_keys["key-1"], signing_keys["key-2"]]
+    api.clock.now += 30
+    rotated = bearer(sign(signing_keys["key-2"], api.idp))
+    assert (await timed_get(api.client, rotated))[0] == 200
+    assert api.idp.fetches == 4
+    api.clock.now += 60
+    for headers in forged[:3]:
+        assert (await timed_get(api.client, headers))[0] == 401
+    assert api.idp.fetches == 5
+    api.clock.now += 60
+    for headers in forged[:3]:
+        assert (await timed_get(api.client, headers))[0] == 401
+    assert api.idp.fetches == 5
+
+
+async def test_an_expired_key_cache_answers_valid_tokens_at_once_while_one_fetch_renews_it(
+    stall_api: Api, signing_keys: dict[str, SigningKey]
+) -> None:
+    api = stall_api
+    valid = bearer(sign(signing_keys["key-1"], api.idp))
+    assert (await timed_get(api.client, valid))[0] == 200
+    api.idp.delay_s = 1.0
+    api.clock.now += 3601
+
+    results = [await timed_get(api.client, valid) for _ in range(10)]
+
+    assert [status for status, _ in results] == [200] * 10
+    assert answered_at_once(results), results
+    assert await wait_for(lambda: api.idp.fetches, lambda n: n == 2, timeout_s=10) == 2
+
+
 # --- what each caller may do ---------------------------------------------------------------------
 
 
 async def test_public_endpoints_need_no_token(api: Api) -> None:
-    for path in ("/api/config/auth", "/api/version", "/health", "/metrics", "/"):
+    for path in ("/api/config/auth", "/api/version", "/health", "/", "/app.js"):
         assert (await api.client.get(path)).status_code == 200, path
     config = (await api.client.get("/api/config/auth")).json()
     assert config == {
@@ -222,6 +371,29 @@ async def test_public_endpoints_need_no_token(api: Api) -> None:
     }
     for path in ("/api/config/features", "/api/filter-options", "/api/events/histogram"):
         assert (await api.client.get(path)).status_code == 401, path
+
+
+@pytest.mark.parametrize("path", ["/docs", "/openapi.json", "/metrics"])
+async def test_docs_openapi_and_metrics_need_a_reader_with_sign_in_on(
+    api: Api, signing_keys: dict[str, SigningKey], path: str
+) -> None:
+    anonymous = await api.client.get(path)
+    assert anonymous.status_code == 401, anonymous.text
+    assert anonymous.headers["content-type"] == "application/problem+json"
+    reader = bearer(sign(signing_keys["key-1"], api.idp, roles=[]))
+    assert (await api.client.get(path, headers=reader)).status_code == 200
+
+
+async def test_public_api_docs_opens_docs_and_openapi_but_never_metrics(
+    idp: FakeIdentityProvider, tmp_path: Path, store: EventStore
+) -> None:
+    app, _ = await open_api(auth_settings(idp, tmp_path, public_api_docs=True), store, idp)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://aoc.test") as client:
+        assert (await client.get("/docs")).status_code == 200
+        spec = await client.get("/openapi.json")
+        assert spec.status_code == 200 and "/api/events" in spec.json()["paths"]
+        assert (await client.get("/metrics")).status_code == 401
 
 
 async def test_comment_author_is_the_token_principal(
@@ -316,8 +488,11 @@ async def test_roles_and_groups_gate_reads_and_writes(
         assert response.status_code == write
 
 
-async def test_openapi_marks_exactly_the_protected_operations(api: Api) -> None:
-    spec = (await api.client.get("/openapi.json")).json()
+async def test_openapi_marks_exactly_the_protected_operations(
+    api: Api, signing_keys: dict[str, SigningKey]
+) -> None:
+    reader = bearer(sign(signing_keys["key-1"], api.idp))
+    spec = (await api.client.get("/openapi.json", headers=reader)).json()
     assert spec["components"]["securitySchemes"]["EntraIdBearer"]["scheme"] == "bearer"
     assert spec["paths"]["/api/events"]["get"]["security"] == [{"EntraIdBearer": []}]
     assert "security" not in spec["paths"]["/api/config/auth"]["get"]

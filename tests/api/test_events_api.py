@@ -166,7 +166,7 @@ async def test_health_reports_each_engine(client: httpx.AsyncClient) -> None:
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok"
-    assert body["checks"]["store"] == {"engine": "embedded", "ok": True}
+    assert body["checks"]["store"] == {"engine": "embedded", "ok": True, "writable": True}
     assert body["checks"]["message_log"] == {"engine": "embedded", "ok": True}
 
 

@@ -3,6 +3,7 @@ AUTHORITY_HOST/<tenant>/discovery/v2.0/keys, tokens signed with them, and the AP
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +54,8 @@ class FakeIdentityProvider:
     keys: list[SigningKey]
     fetches: int = 0
     down: bool = False
+    status: int = 200  # anything else: that error, as a key endpoint in trouble answers
+    delay_s: float = 0.0  # a slow key endpoint
     url: str = ""
     extra: list[SigningKey] = field(default_factory=list)
 
@@ -62,8 +65,11 @@ class FakeIdentityProvider:
         @app.get("/{tenant}/discovery/v2.0/keys")
         async def keys(tenant: str) -> JSONResponse:
             self.fetches += 1
+            await asyncio.sleep(self.delay_s)
             if self.down or tenant != TENANT:
                 return JSONResponse({"error": "unavailable"}, status_code=404)
+            if self.status != 200:
+                return JSONResponse({"error": "unavailable"}, status_code=self.status)
             return JSONResponse({"keys": [key.public_jwk for key in self.keys]})
 
         return app

@@ -35,7 +35,12 @@ import orjson
 from aoc_common.event_store import sqlite_query, sqlite_writes
 from aoc_common.event_store.base import EventStore, StoreError, dedupe_last_wins
 from aoc_common.event_store.encoded import EncodedEvent
-from aoc_common.event_store.sqlite_schema import prepare, seqs_with_id, transaction
+from aoc_common.event_store.sqlite_schema import (
+    prepare,
+    schema_is_current,
+    seqs_with_id,
+    transaction,
+)
 from aoc_common.events import CanonicalEvent, Comment, to_utc_millis, utc_now
 from aoc_common.query import (
     DEFAULT_COUNT_LIMIT,
@@ -77,11 +82,14 @@ class SqliteEventStore(EventStore):
         self._executor: ThreadPoolExecutor | None = None
         self._connection: sqlite3.Connection | None = None
         self._writer = sqlite_writes.WriterState()
+        # Opened on a read-only file: reads are served, writes fail (retention is not applied).
+        self.read_only = False
 
     # --- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open (or create) the database, create or upgrade the schema, then apply retention."""
+        """Open (or create) the database, create or upgrade the schema, then apply retention
+        (unless the file is read-only: see `read_only`)."""
         if self._executor is not None:
             return
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aoc-event-store")
@@ -90,7 +98,8 @@ class SqliteEventStore(EventStore):
         except BaseException:
             await self.stop()
             raise
-        await self.purge_expired()
+        if not self.read_only:
+            await self.purge_expired()
 
     async def stop(self) -> None:
         executor, self._executor = self._executor, None
@@ -121,7 +130,14 @@ class SqliteEventStore(EventStore):
             connection.execute("PRAGMA secure_delete = FAST")
             # The upserts' key map (sqlite_writes.KeyMap) is a TEMP table: memory, never a file.
             connection.execute("PRAGMA temp_store = MEMORY")
-            prepare(connection)
+            try:
+                prepare(connection)
+            except sqlite3.OperationalError as error:
+                # A read-only file that already holds this schema (a snapshot, a read-only
+                # volume) still serves reads; every write then fails and says so.
+                if "readonly" not in str(error) or not schema_is_current(connection):
+                    raise
+                self.read_only = True
         except BaseException:
             connection.close()
             raise

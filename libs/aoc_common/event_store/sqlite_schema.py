@@ -299,6 +299,11 @@ def prepare(connection: sqlite3.Connection) -> None:
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
+def schema_is_current(connection: sqlite3.Connection) -> bool:
+    """The file already holds this version's schema (nothing to create or upgrade)."""
+    return bool(connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION)
+
+
 def _drop_outdated_search_index(connection: sqlite3.Connection) -> None:
     """Drop an `event_search` made with other options (it is created again and filled from the
     documents by `_ensure_search_index`). `columnsize = 0`: the per-row sizes FTS5 keeps for

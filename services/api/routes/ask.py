@@ -9,10 +9,10 @@ exponential backoff with jitter, honouring Retry-After), each attempt bounded by
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import openai
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from aoc_api.ask_core import (
@@ -25,9 +25,8 @@ from aoc_api.ask_core import (
     search_tool,
     summarize,
 )
-from aoc_api.dependencies import get_settings, get_store
+from aoc_api.dependencies import ReaderDep, SettingsDep
 from aoc_api.problems import problem
-from aoc_common.event_store.base import EventStore
 from aoc_common.events import utc_now
 from aoc_common.logging import get_logger
 from aoc_common.settings import Settings
@@ -103,15 +102,15 @@ async def model_arguments(client: openai.AsyncOpenAI, model: str, messages: Any)
     responses={
         404: {"description": "AI_FEATURES_ENABLED is off"},
         502: {"description": "The language model failed or answered with an unusable query"},
-        503: {"description": "No LLM_API_KEY configured"},
+        503: {"description": "No LLM_API_KEY configured, or the event store is unavailable"},
         504: {"description": "The language model did not answer within LLM_TIMEOUT_SECONDS"},
     },
 )
 async def ask(
     body: AskRequest,
     request: Request,
-    store: Annotated[EventStore, Depends(get_store)],
-    settings: Annotated[Settings, Depends(get_settings)],
+    store: ReaderDep,
+    settings: SettingsDep,
 ) -> AskAnswer | JSONResponse:
     if not settings.ai_features_enabled:
         return problem(404, "Not found", "Questions are off (AI_FEATURES_ENABLED=false).")

@@ -6,12 +6,10 @@ what a sign-in page shows anyway: tenant, client id, authority, scopes. Never a 
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from aoc_api.dependencies import get_settings
+from aoc_api.dependencies import SettingsDep
 from aoc_common.settings import Settings
 
 router = APIRouter(prefix="/api/config", tags=["config"])
@@ -50,12 +48,12 @@ def auth_config(settings: Settings) -> AuthConfig:
 
 
 @router.get("/auth", response_model=AuthConfig, summary="How the UI signs in (public)")
-async def get_auth_config(settings: Annotated[Settings, Depends(get_settings)]) -> AuthConfig:
+async def get_auth_config(settings: SettingsDep) -> AuthConfig:
     return auth_config(settings)
 
 
 @router.get("/features", response_model=FeatureFlags, summary="Which optional features are on")
-async def get_features(settings: Annotated[Settings, Depends(get_settings)]) -> FeatureFlags:
+async def get_features(settings: SettingsDep) -> FeatureFlags:
     return FeatureFlags(
         auth=settings.auth_enabled,
         alerts=settings.alerts_enabled,

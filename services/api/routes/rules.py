@@ -9,21 +9,21 @@ Write endpoints need a writer (`require_writer`): a rule decides what pages the 
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from aoc_api.auth import require_writer
-from aoc_api.dependencies import get_settings, get_store
+from aoc_api.dependencies import RulesDep, SettingsDep, StateDep, StoreDep
+from aoc_api.openapi import STORE_RESPONSES
 from aoc_api.problems import problem
-from aoc_common.event_store.base import EventStore
 from aoc_common.rules import MAX_SIGMA_YAML, Rule, RuleSpec
 from aoc_common.settings import Settings
 from aoc_common.sigma import Refused, compile_text, compiled_rule, to_rule
 
-router = APIRouter(prefix="/api", tags=["rules"])
+router = APIRouter(prefix="/api", tags=["rules"], responses=STORE_RESPONSES)
 WRITE_DEPENDENCIES = [Depends(require_writer)]
 MAX_ID_LENGTH = 100
 SIGMA_MEDIA_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
@@ -38,7 +38,7 @@ def _not_found() -> HTTPException:
 
 
 @router.get("/rules", response_model=RuleList, summary="Every alert rule, by name")
-async def list_rules(store: Annotated[EventStore, Depends(get_store)]) -> RuleList:
+async def list_rules(store: RulesDep) -> RuleList:
     return RuleList(items=await store.list_rules())
 
 
@@ -49,11 +49,7 @@ async def list_rules(store: Annotated[EventStore, Depends(get_store)]) -> RuleLi
     dependencies=WRITE_DEPENDENCIES,
     summary="Create a rule; the server assigns its id",
 )
-async def create_rule(
-    spec: RuleSpec,
-    store: Annotated[EventStore, Depends(get_store)],
-    settings: Annotated[Settings, Depends(get_settings)],
-) -> Rule:
+async def create_rule(spec: RuleSpec, store: RulesDep, settings: SettingsDep) -> Rule:
     _check_sigma(spec, settings)
     rule = Rule(id=f"rule-{uuid.uuid4().hex}", **spec.model_dump())
     await store.put_rule(rule)
@@ -96,8 +92,8 @@ def _check_sigma(spec: RuleSpec, settings: Settings) -> None:
 )
 async def create_sigma_rules(
     request: Request,
-    store: Annotated[EventStore, Depends(get_store)],
-    settings: Annotated[Settings, Depends(get_settings)],
+    store: StoreDep,
+    settings: SettingsDep,
 ) -> RuleList | JSONResponse:
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type not in SIGMA_MEDIA_TYPES:
@@ -135,8 +131,9 @@ SIGMA_REPORT_KEY = "alerter:sigma-load-report"  # written by the alerter at star
         "The paths, the ids of the rules loaded, and every refused rule with its file and the "
         "exact reason. 404 until an alerter with SIGMA_RULES_PATH has started."
     ),
+    responses={404: {"description": "No alerter with SIGMA_RULES_PATH has started yet"}},
 )
-async def sigma_report(store: Annotated[EventStore, Depends(get_store)]) -> dict[str, Any]:
+async def sigma_report(store: StateDep) -> dict[str, Any]:
     report = await store.get_state(SIGMA_REPORT_KEY)
     if report is None:
         raise HTTPException(404, "no Sigma rules loaded from files yet (SIGMA_RULES_PATH)")
@@ -144,7 +141,7 @@ async def sigma_report(store: Annotated[EventStore, Depends(get_store)]) -> dict
 
 
 @router.get("/rules/{rule_id}", response_model=Rule, summary="One rule")
-async def get_rule(rule_id: str, store: Annotated[EventStore, Depends(get_store)]) -> Rule:
+async def get_rule(rule_id: str, store: RulesDep) -> Rule:
     rule = await store.get_rule(rule_id) if len(rule_id) <= MAX_ID_LENGTH else None
     if rule is None:
         raise _not_found()
@@ -158,10 +155,7 @@ async def get_rule(rule_id: str, store: Annotated[EventStore, Depends(get_store)
     summary="Replace a rule (enable, disable, edit)",
 )
 async def replace_rule(
-    rule_id: str,
-    spec: RuleSpec,
-    store: Annotated[EventStore, Depends(get_store)],
-    settings: Annotated[Settings, Depends(get_settings)],
+    rule_id: str, spec: RuleSpec, store: RulesDep, settings: SettingsDep
 ) -> Rule:
     if len(rule_id) > MAX_ID_LENGTH or await store.get_rule(rule_id) is None:
         raise _not_found()
@@ -178,7 +172,7 @@ async def replace_rule(
     dependencies=WRITE_DEPENDENCIES,
     summary="Delete a rule (its alerts stay)",
 )
-async def delete_rule(rule_id: str, store: Annotated[EventStore, Depends(get_store)]) -> Response:
+async def delete_rule(rule_id: str, store: RulesDep) -> Response:
     if len(rule_id) > MAX_ID_LENGTH or not await store.delete_rule(rule_id):
         raise _not_found()
     return Response(status_code=204)

@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from aoc_api.auth import require_reader, require_writer
 from aoc_api.dependencies import get_settings, get_store
+from aoc_api.openapi import STORE_RESPONSES
 from aoc_api.problems import problem
 from aoc_common.event_store.base import EventStore
 from aoc_common.events import Source
@@ -48,6 +49,30 @@ TRIGGER_TIMEOUT = httpx.Timeout(5.0)
 FORWARD_POLICY = RetryPolicy(max_attempts=3, base_delay_s=0.2, max_delay_s=2.0)
 
 router = APIRouter(tags=["sources"])
+# The body Graph posts (read by hand below, so that its size is checked before it is parsed).
+NOTIFICATIONS: dict[str, Any] = {
+    "type": "object",
+    "required": ["value"],
+    "properties": {
+        "value": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "clientState": {"type": "string"},
+                    "resource": {"type": "string"},
+                    "changeType": {"type": "string"},
+                },
+            },
+        }
+    },
+}
+COLLECTOR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    502: {"description": "The collector could not be reached, or refused the request"},
+    503: {
+        "description": "COLLECTOR_URL is not set: the API does not know where the collector runs"
+    },
+}
 log = get_logger(__name__)
 
 
@@ -55,6 +80,7 @@ log = get_logger(__name__)
     "/api/source-health",
     summary="Last collection run per source: status, times, error, count, watermark, warnings",
     dependencies=READ_GUARD,
+    responses=STORE_RESPONSES,
 )
 async def source_health(store: Annotated[EventStore, Depends(get_store)]) -> dict[str, Any]:
     health = await read_source_health(store)
@@ -65,6 +91,7 @@ async def source_health(store: Annotated[EventStore, Depends(get_store)]) -> dic
     "/api/fetch-audit-logs",
     summary="Collect the last `hours` (default 168, at most 720) now; counts and warnings per source",
     dependencies=WRITE_GUARD,
+    responses=COLLECTOR_RESPONSES,
 )
 async def fetch_audit_logs(
     settings: Annotated[Settings, Depends(get_settings)],
@@ -83,6 +110,18 @@ async def fetch_audit_logs(
     "/api/webhooks/graph",
     summary="Microsoft Graph change notifications: validation handshake, then a fetch per source",
     status_code=202,
+    openapi_extra={"requestBody": {"content": {"application/json": {"schema": NOTIFICATIONS}}}},
+    responses={
+        200: {
+            "description": "Subscription handshake: the validationToken, echoed",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        },
+        400: {"description": "The body is not a notification batch, or the token is too long"},
+        401: {"description": "No notification carried the expected clientState"},
+        413: {"description": "The notification batch is too large"},
+        **COLLECTOR_RESPONSES,
+        503: {"description": "GRAPH_WEBHOOK_CLIENT_STATE or COLLECTOR_URL is not set: webhook off"},
+    },
 )
 async def graph_webhook(
     request: Request,
@@ -94,14 +133,17 @@ async def graph_webhook(
         return problem(
             503, "Webhook not configured", "Set GRAPH_WEBHOOK_CLIENT_STATE to accept it."
         )
-    if validation_token is not None:
-        # Subscription handshake: echo the token, as plain text, within the request (10 s limit).
-        if len(validation_token) > MAX_VALIDATION_TOKEN_CHARS:
-            return problem(400, "Invalid request", "validationToken is too long")
-        return PlainTextResponse(validation_token)
     body = await request.body()
     if len(body) > MAX_NOTIFICATION_BYTES:
         return problem(413, "Payload too large", "notification batch too large")
+    if validation_token is not None and not body.strip():
+        # Subscription handshake (an empty POST): echo the token, as plain text, within the
+        # request (10 s limit).
+        if len(validation_token) > MAX_VALIDATION_TOKEN_CHARS:
+            return problem(400, "Invalid request", "validationToken is too long")
+        return PlainTextResponse(validation_token)
+    if not body.strip():  # nothing that could carry the clientState
+        return problem(401, "Unauthorized", "no notification carried the expected clientState")
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError:
