@@ -21,7 +21,18 @@ from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from aoc_common.events import Actor, GeoLocation, Result, Target
-from aoc_common.sources.mapping import GRAPH_RECORD, DetailValue, Mapped, SourceMapping, validated
+from aoc_common.sources.mapping import (
+    GRAPH_RECORD,
+    DetailValue,
+    Mapped,
+    SourceMapping,
+    as_dict,
+    as_list,
+    as_str,
+    list_of_text,
+    parse_time,
+    text,
+)
 from aoc_common.sources.spec import (
     GraphPaging,
     GraphRequest,
@@ -50,6 +61,7 @@ INTERRUPT_CODES = frozenset(
         50140,  # "Keep me signed in" prompt
         50143,  # session mismatch
         50158,  # external security challenge not yet satisfied
+        50199,  # "CmsiInterrupt": the user is asked to confirm the sign-in
     }
 )
 # Conditional access refused the sign-in (whatever conditionalAccessStatus says).
@@ -160,8 +172,25 @@ class DeviceDetail(BaseModel):
     trust_type: str | None = None
 
 
+class ManagedIdentity(BaseModel):
+    model_config = GRAPH_RECORD
+
+    msi_type: str | None = None
+    associated_resource_id: str | None = None
+
+
+class AppliedConditionalAccessPolicy(BaseModel):
+    model_config = GRAPH_RECORD
+
+    id: str | None = None
+    display_name: str | None = None
+    result: str | None = None
+
+
 class SignInRecord(BaseModel):
-    """A Graph `signIn` (v1.0 fields, plus the beta ones the mapper reads when present)."""
+    """A Graph `signIn` as documented (v1.0 fields, plus the beta ones the mapper reads when
+    present). The mapper reads records field by field, tolerantly; this is the shape, for the docs
+    and the Sigma field list."""
 
     model_config = GRAPH_RECORD
 
@@ -178,39 +207,73 @@ class SignInRecord(BaseModel):
     client_app_used: str | None = None
     correlation_id: str | None = None
     conditional_access_status: str | None = None
+    applied_conditional_access_policies: list[AppliedConditionalAccessPolicy] | None = None
     is_interactive: bool | None = None
     risk_level_during_sign_in: str | None = None
     risk_level_aggregated: str | None = None
     risk_state: str | None = None
     risk_detail: str | None = None
-    risk_event_types_v2: list[str] = Field(default_factory=list, alias="riskEventTypes_v2")
+    risk_event_types_v2: list[str] | None = Field(default=None, alias="riskEventTypes_v2")
     status: SignInStatus | None = None
     location: SignInLocation | None = None
     device_detail: DeviceDetail | None = None
     # beta only
-    sign_in_event_types: list[str] = Field(default_factory=list)
+    sign_in_event_types: list[str] | None = None
     user_agent: str | None = None
+    user_type: str | None = None
+    sign_in_identifier: str | None = None
     service_principal_id: str | None = None
     service_principal_name: str | None = None
+    managed_service_identity: ManagedIdentity | None = None
+    client_credential_type: str | None = None
+    authentication_protocol: str | None = None
     authentication_requirement: str | None = None
+    cross_tenant_access_type: str | None = None
 
 
-def sign_in_type(record: SignInRecord) -> str:
-    """interactiveUser | nonInteractiveUser | servicePrincipal | managedIdentity (v1.0 answers
-    carry only `isInteractive`, and v1.0 lists interactive sign-ins only)."""
-    for event_type in record.sign_in_event_types:
+WHAT = "signIn record"
+# Graph writes an all-zero GUID where a sign-in has no user object (an account that does not exist).
+NO_ID = "00000000-0000-0000-0000-000000000000"
+# riskState words that say the sign-in itself is risky even when no level was given during it.
+RISK_STATES = {"atRisk": "at risk", "confirmedCompromised": "confirmed compromised"}
+
+
+def sign_in_type(payload: dict[str, Any]) -> str:
+    """interactiveUser | nonInteractiveUser | servicePrincipal | managedIdentity.
+
+    Beta records say it in `signInEventTypes`; v1.0 records (interactive users only) and beta
+    records read with a `$select` that left it out say it by `managedServiceIdentity.msiType`, a
+    service principal without a user, or `isInteractive`."""
+    for event_type in as_list(payload.get("signInEventTypes")):
         if event_type in OPERATIONS:
             return event_type
-    return "nonInteractiveUser" if record.is_interactive is False else INTERACTIVE
+    msi = as_dict(payload.get("managedServiceIdentity")).get("msiType")
+    if msi in ("systemAssigned", "userAssigned"):
+        return "managedIdentity"
+    if (
+        as_str(payload.get("servicePrincipalId")) or as_str(payload.get("servicePrincipalName"))
+    ) and not (as_str(payload.get("userId")) or as_str(payload.get("userPrincipalName"))):
+        return "servicePrincipal"
+    return "nonInteractiveUser" if payload.get("isInteractive") is False else INTERACTIVE
 
 
-def sign_in_outcome(status: SignInStatus | None) -> tuple[Result, str]:
+def error_code(status: dict[str, Any]) -> int | None:
+    """`status.errorCode` as a number (digits in a string too); None when the record has none."""
+    code = status.get("errorCode")
+    if code.__class__ is int:
+        return code
+    if isinstance(code, str) and code.strip().isdigit():
+        return int(code)
+    return None
+
+
+def sign_in_outcome(code: int | None) -> tuple[Result, str]:
     """(result, Entra's own status word): 0 success, interrupt codes partial, others failure."""
-    if status is None or status.error_code is None:
+    if code is None:
         return "unknown", "unknown"
-    if status.error_code == 0:
+    if code == 0:
         return "success", "success"
-    if status.error_code in INTERRUPT_CODES:
+    if code in INTERRUPT_CODES:
         return "partial", "interrupted"
     return "failure", "failure"
 
@@ -220,99 +283,172 @@ def is_legacy_authentication(client_app_used: str | None) -> bool:
 
 
 def map_sign_in(payload: dict[str, Any], source_map: SourceMapping) -> Mapped:
-    record = validated(SignInRecord, payload, "signIn record")
-    event_type = sign_in_type(record)
-    result, status_word = sign_in_outcome(record.status)
-    status = record.status or SignInStatus()
-    location = record.location
-    geo = (
-        GeoLocation(
-            city=location.city, state=location.state, country_or_region=location.country_or_region
-        )
-        if location and (location.city or location.state or location.country_or_region)
-        else None
-    )
+    """A sign-in, read tolerantly: only the time is required; an optional field of an unexpected
+    shape is left out, never a reason to drop the record."""
+    timestamp = parse_time(payload.get("createdDateTime"), "createdDateTime", WHAT)
+    event_type = sign_in_type(payload)
+    status = as_dict(payload.get("status"))
+    code = error_code(status)
+    result, status_word = sign_in_outcome(code)
+    geo = _location(payload.get("location"))
+    ip = as_str(payload.get("ipAddress"))
+    names = source_map.names
+    app_id, resource_id = as_str(payload.get("appId")), as_str(payload.get("resourceId"))
+    app_name = as_str(payload.get("appDisplayName")) or names.application(app_id)
+    resource_name = as_str(payload.get("resourceDisplayName")) or names.application(resource_id)
+    client = as_str(payload.get("clientAppUsed"))
+    msi = as_dict(payload.get("managedServiceIdentity"))
     if event_type in ("servicePrincipal", "managedIdentity"):
         actor = Actor(
             type="app",
-            id=record.service_principal_id,
-            display_name=record.service_principal_name or record.app_display_name,
-            app_id=record.app_id,
-            ip_address=record.ip_address,
+            id=as_str(payload.get("servicePrincipalId")),
+            display_name=as_str(payload.get("servicePrincipalName")) or app_name,
+            app_id=app_id,
+            ip_address=ip,
             location=geo,
         )
+        # The application of an app-only sign-in is the signer itself: it signed in to the resource.
+        targets = _targets(("Resource", resource_id, resource_name))
+        signed_in_to = resource_name or app_name
     else:
-        actor = Actor(
-            type="user" if record.user_principal_name or record.user_id else "unknown",
-            id=record.user_id,
-            display_name=record.user_display_name,
-            user_principal_name=record.user_principal_name,
-            ip_address=record.ip_address,
-            user_agent=record.user_agent,
-            location=geo,
+        actor = _user(payload, ip, geo)
+        targets = _targets(
+            ("Application", app_id, app_name), ("Resource", resource_id, resource_name)
         )
-    targets = (
-        [Target(type="Application", id=record.app_id, display_name=record.app_display_name)]
-        if (record.app_id or record.app_display_name)
-        else []
+        signed_in_to = app_name or resource_name
+    legacy = is_legacy_authentication(client)
+    ca_status = as_str(payload.get("conditionalAccessStatus"))
+    blocked_by_ca = code in CONDITIONAL_ACCESS_CODES or (
+        result == "failure" and (ca_status or "").lower() == "failure"
     )
-    if record.resource_display_name and record.resource_display_name != record.app_display_name:
-        targets.append(
-            Target(
-                type="Resource", id=record.resource_id, display_name=record.resource_display_name
-            )
-        )
-    legacy = is_legacy_authentication(record.client_app_used)
-    blocked_by_ca = status.error_code in CONDITIONAL_ACCESS_CODES or (
-        result == "failure" and (record.conditional_access_status or "").lower() == "failure"
-    )
-    device = record.device_detail or DeviceDetail()
+    device = as_dict(payload.get("deviceDetail"))
+    risk_level = as_str(payload.get("riskLevelDuringSignIn"))
+    risk_state = as_str(payload.get("riskState"))
+    risk_types = list_of_text(payload.get("riskEventTypes_v2"))
     details: dict[str, DetailValue] = {
         "sign_in_type": event_type,
         "sign_in_status": status_word,
-        "error_code": status.error_code,
-        "app": record.app_display_name,
-        "resource": record.resource_display_name,
-        "client_app": record.client_app_used,
+        "error_code": code,
+        "app": app_name,
+        "resource": resource_name,
+        "client_app": client,
         "legacy_authentication": legacy,
-        "conditional_access": record.conditional_access_status,
+        "conditional_access": ca_status,
         "blocked_by_conditional_access": blocked_by_ca,
-        "risk_level_during_sign_in": record.risk_level_during_sign_in,
-        "risk_level_aggregated": record.risk_level_aggregated,
-        "risk_state": record.risk_state,
-        "risk_detail": record.risk_detail,
-        "risk_event_types": record.risk_event_types_v2 or None,
-        "authentication_requirement": record.authentication_requirement,
-        "device": device.display_name,
-        "device_os": device.operating_system,
-        "browser": device.browser,
-        "device_compliant": device.is_compliant,
-        "device_managed": device.is_managed,
-        "correlation_id": record.correlation_id,
+        "conditional_access_failed_policies": _failed_policies(
+            payload.get("appliedConditionalAccessPolicies")
+        ),
+        "risk_level_during_sign_in": risk_level,
+        "risk_level_aggregated": as_str(payload.get("riskLevelAggregated")),
+        "risk_state": risk_state,
+        "risk_detail": as_str(payload.get("riskDetail")),
+        "risk_event_types": risk_types or None,
+        "authentication_requirement": as_str(payload.get("authenticationRequirement")),
+        "authentication_protocol": _meaningful(payload.get("authenticationProtocol")),
+        "client_credential_type": _meaningful(payload.get("clientCredentialType")),
+        "managed_identity_type": _meaningful(msi.get("msiType")),
+        "managed_identity_resource": as_str(msi.get("associatedResourceId")),
+        "user_type": as_str(payload.get("userType")),
+        "cross_tenant_access_type": _meaningful(payload.get("crossTenantAccessType")),
+        "device": as_str(device.get("displayName")),
+        "device_os": as_str(device.get("operatingSystem")),
+        "browser": as_str(device.get("browser")),
+        "device_compliant": _flag(device.get("isCompliant")),
+        "device_managed": _flag(device.get("isManaged")),
+        "correlation_id": as_str(payload.get("correlationId")),
     }
     country = geo.country_or_region if geo and geo.country_or_region else ""
     return Mapped(
-        timestamp=record.created_date_time,
+        timestamp=timestamp,
         operation=OPERATIONS[event_type],
         raw_category=event_type,
         service=source_map.default_service,
         raw_result=status_word,
         actor=actor,
         targets=targets,
-        detail=record.client_app_used or "",
+        detail=client or "",
         tenant_id=None,
         result=result,
-        result_detail=_result_detail(status, result),
+        result_detail=_result_detail(status, code, result),
         details={name: value for name, value in details.items() if value is not None},
         summary_values={
             "attempt": _ATTEMPT[result],
-            "app": record.app_display_name or record.resource_display_name or "an application",
-            "ip": record.ip_address or "",
+            "app": signed_in_to or "an application",
+            "ip": ip or "",
             "country": country,
-            "origin": _origin(record.ip_address, country, record.client_app_used, legacy),
-            "outcome": _outcome(status, result, blocked_by_ca, record.risk_level_during_sign_in),
+            "origin": _origin(ip, country, client, legacy),
+            "outcome": _outcome(
+                status, code, result, blocked_by_ca, risk_level, risk_state, risk_types
+            ),
         },
     )
+
+
+def _user(payload: dict[str, Any], ip: str | None, geo: GeoLocation | None) -> Actor:
+    """The user who signed in, by whatever the record names them: UPN, display name, the
+    identifier typed (beta: a phone number, an on-premises name…) or only the object id."""
+    upn = as_str(payload.get("userPrincipalName"))
+    user_id = as_str(payload.get("userId"))
+    if user_id == NO_ID:
+        user_id = None
+    identifier = as_str(payload.get("signInIdentifier"))
+    name = as_str(payload.get("userDisplayName")) or (identifier if identifier != upn else None)
+    return Actor(
+        type="user" if upn or user_id or name else "unknown",
+        id=user_id,
+        display_name=name,
+        user_principal_name=upn,
+        ip_address=ip,
+        user_agent=as_str(payload.get("userAgent")),
+        location=geo,
+    )
+
+
+def _targets(*parts: tuple[str, str | None, str | None]) -> list[Target]:
+    """The application and resource signed in to, each once (a sign-in to Exchange Online through
+    Exchange Online names it twice)."""
+    targets: list[Target] = []
+    for kind, target_id, name in parts:
+        if (target_id or name) and not any(
+            (name and t.display_name == name) or (target_id and t.id == target_id) for t in targets
+        ):
+            targets.append(Target(type=kind, id=target_id, display_name=name))
+    return targets
+
+
+def _location(value: Any) -> GeoLocation | None:
+    location = as_dict(value)
+    city, state, country = (
+        as_str(location.get("city")),
+        as_str(location.get("state")),
+        as_str(location.get("countryOrRegion")),
+    )
+    if city or state or country:
+        return GeoLocation(city=city, state=state, country_or_region=country)
+    return None
+
+
+def _failed_policies(value: Any) -> list[str] | None:
+    """Names of the conditional access policies whose controls the sign-in did not meet (the ones
+    that blocked it; report-only policies are only reports)."""
+    names = [
+        name
+        for policy in as_list(value)
+        if isinstance(policy, dict)
+        and policy.get("result") == "failure"
+        and (name := as_str(policy.get("displayName")))
+    ]
+    return names or None
+
+
+def _meaningful(value: Any) -> str | None:
+    """An enum word worth keeping: Graph's "none" and "unknownFutureValue" say nothing."""
+    word = as_str(value)
+    return None if word in (None, "none", "unknownFutureValue") else word
+
+
+def _flag(value: Any) -> bool | None:
+    return value if value.__class__ is bool else None
 
 
 _ATTEMPT: dict[Result, str] = {
@@ -323,14 +459,14 @@ _ATTEMPT: dict[Result, str] = {
 }
 
 
-def _result_detail(status: SignInStatus, result: Result) -> str | None:
+def _result_detail(status: dict[str, Any], code: int | None, result: Result) -> str | None:
     """`50126: Error validating credentials …` for anything but a plain success."""
-    extra = (status.additional_details or "").strip()
-    if result == "success" or status.error_code is None:
+    extra = (text(status.get("additionalDetails")) or "").strip()
+    if result == "success" or code is None:
         return extra or None
-    reason = (status.failure_reason or "").strip()
-    text = f"{status.error_code}: {reason}" if reason else str(status.error_code)
-    return f"{text} ({extra})" if extra else text
+    reason = text(status.get("failureReason"))
+    detail = f"{code}: {reason}" if reason else str(code)
+    return f"{detail} ({extra})" if extra else detail
 
 
 def _origin(ip: str | None, country: str, client: str | None, legacy: bool) -> str:
@@ -346,17 +482,27 @@ def _origin(ip: str | None, country: str, client: str | None, legacy: bool) -> s
 
 
 def _outcome(
-    status: SignInStatus, result: Result, blocked_by_ca: bool, risk_level: str | None
+    status: dict[str, Any],
+    code: int | None,
+    result: Result,
+    blocked_by_ca: bool,
+    risk_level: str | None,
+    risk_state: str | None,
+    risk_types: list[str],
 ) -> str:
-    """` — blocked by conditional access`, ` — invalid password (50126)`, ` — risk high`…"""
+    """` — blocked by conditional access`, ` — invalid password (50126)`, ` — sign-in risk high
+    (anonymizedIPAddress)`, ` — sign-in at risk (leakedCredentials)`…"""
     suffix = ""
     if blocked_by_ca:
         suffix = " — blocked by conditional access"
-    elif result in ("failure", "partial") and status.error_code is not None:
-        reason = (status.failure_reason or "").strip().rstrip(".")
-        suffix = f" — {reason} ({status.error_code})" if reason else f" — error {status.error_code}"
+    elif result in ("failure", "partial") and code is not None:
+        reason = (text(status.get("failureReason")) or "").rstrip(".")
+        suffix = f" — {reason} ({code})" if reason else f" — error {code}"
+    why = f" ({', '.join(risk_types)})" if risk_types else ""
     if (risk_level or "").lower() in RISK_LEVELS:
-        suffix += f" — sign-in risk {risk_level}"
+        suffix += f" — sign-in risk {risk_level}{why}"
+    elif risk_state in RISK_STATES:
+        suffix += f" — sign-in {RISK_STATES[risk_state]}{why}"
     return suffix
 
 
