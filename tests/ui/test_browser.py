@@ -29,7 +29,7 @@ from aoc_common.event_store.sqlite import SqliteEventStore
 from aoc_common.rules import Alert
 from aoc_common.settings import Settings
 from aoc_common.source_health import SourceHealth, write_source_health
-from tests.utils.fake_llm import fake_llm, tool_call
+from tests.utils.fake_llm import fake_llm, function_call, tool_call
 from tests.utils.identity import CLIENT, TENANT, FakeIdentityProvider, a_signing_key
 from tests.utils.local_servers import serving
 from tests.utils.records import fixture_events
@@ -519,7 +519,15 @@ def test_with_ai_on_an_analyst_asks_a_question_and_sees_the_query_and_its_events
                 operation="Add user",
                 start="2026-11-01T00:00:00Z",
                 end="2026-11-20T00:00:00Z",
-            )
+            ),
+            # The narrative cites an event that was not found: it never reaches the page.
+            function_call(
+                "answer_question",
+                {
+                    "answer": "AAD Connect added 17 users in November. [event:ghost]",
+                    "cited_event_ids": ["ghost"],
+                },
+            ),
         )
         settings = Settings(
             data_dir=tmp_path,
@@ -537,7 +545,9 @@ def test_with_ai_on_an_analyst_asks_a_question_and_sees_the_query_and_its_events
             page.fill("#question", "Who added users in Entra ID in November?")
             page.click("#ask-submit")
 
-            expect(page.locator("#ask-summary")).to_contain_text("17 events from 2026-11")
+            expect(page.locator("#ask-summary")).to_have_text(
+                "AAD Connect added 17 users in November."
+            )
             expect(page.locator("#ask-query")).to_contain_text("service=Entra ID")
             expect(page.locator("#ask-query")).to_contain_text("operation=Add user")
             expect(rows(page)).to_have_count(17)
@@ -552,8 +562,8 @@ def test_with_ai_on_an_analyst_asks_a_question_and_sees_the_query_and_its_events
             expect(page.locator("#status")).to_have_text("17 events shown")
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "ui-ask.png"))
-            assert [r["messages"][-1]["content"] for r in llm.requests] == [
-                "Who added users in Entra ID in November?"
-            ]
+            asked, narrated = (r["messages"][-1]["content"] for r in llm.requests)
+            assert asked == "Who added users in Entra ID in November?"
+            assert narrated.startswith("Question: Who added users in Entra ID in November?")
             assert errors == []
             page.close()
