@@ -25,8 +25,8 @@ from aoc_api.openapi import install_openapi
 from aoc_api.problems import ContainUnexpectedErrors, install_problem_handlers
 from aoc_api.request_size import RequestSizeLimit
 from aoc_api.response_headers import ResponseHeadersAndMetrics
+from aoc_api.routes import alert_triage, config, events, export, facets, system
 from aoc_api.routes import alerts as alert_routes
-from aoc_api.routes import config, events, system
 from aoc_api.routes import rules as rule_routes
 from aoc_api.routes.ask import router as ask_router
 from aoc_api.routes.explain import router as explain_router
@@ -133,9 +133,13 @@ def create_app(
     app.add_middleware(ResponseHeadersAndMetrics, settings=settings)
 
     app.include_router(system.router)
+    # Before events.router: /api/events/{event_id} would otherwise take /api/events/count etc.
+    app.include_router(facets.router)
+    app.include_router(export.router)
     app.include_router(events.router)
     app.include_router(config.router)
     app.include_router(rule_routes.router)
+    app.include_router(alert_triage.router)
     app.include_router(alert_routes.router)
     app.include_router(sources_router)
     app.include_router(ask_router)

@@ -159,6 +159,7 @@ async def test_auth_config_and_features_describe_a_server_without_sign_in(
         "periodic_fetch": False,
         "ai_features_enabled": False,
         "ai_explain": False,
+        "fetch_interval_minutes": 60,
     }
 
 

@@ -37,6 +37,9 @@ class FeatureFlags(BaseModel):
     ai_explain: bool = Field(
         description="POST /api/events/{id}/explain is on (AI on and AI_SEND_EVENT_FIELDS)"
     )
+    fetch_interval_minutes: int = Field(
+        description="How often the collector fetches when periodic_fetch is on (staleness)"
+    )
 
 
 def auth_config(settings: Settings) -> AuthConfig:
@@ -69,4 +72,5 @@ async def get_features(settings: SettingsDep) -> FeatureFlags:
         periodic_fetch=settings.enable_periodic_fetch,
         ai_features_enabled=settings.ai_features_enabled,
         ai_explain=settings.ai_features_enabled and settings.ai_send_event_fields,
+        fetch_interval_minutes=settings.fetch_interval_minutes,
     )
