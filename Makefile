@@ -33,7 +33,7 @@ browser:
 test: $(STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest
+	$(BIN)/pytest -n 3
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

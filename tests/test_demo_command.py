@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 from aoc_cli.demo_report import REASON_WIDTH, ingest_lines
+from tests.utils.expected import NATIVE_DEMO_ALERTS, SIGMA_DEMO_ALERTS, SIGNIN_RULE_ALERTS
 from tests.utils.local_servers import free_port
 
 AOC = Path(sys.executable).with_name("aoc")
@@ -116,27 +117,43 @@ def test_a_second_run_keeps_the_data_and_stores_nothing_twice(tmp_path: Path) ->
         assert "178 events in the store; 8 dead letters this run" in result.stdout
 
 
-def test_without_the_bad_input_drill_no_dead_letter_is_announced(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            str(AOC),
-            "demo",
-            "--port",
-            str(free_port()),
-            "--data-dir",
-            str(tmp_path / "demo"),
-            "--exit-when-ingested",
-            "--no-malformed",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-    )
+def test_without_the_bad_input_drill_the_demo_raises_its_alerts_once_and_announces_no_dead_letter(
+    tmp_path: Path,
+) -> None:
+    """The sample data raises the default rules' alerts and their Sigma twins'; a second run over the
+    same data folder raises none again."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "MONGO_", "ALERT"))}
+    for _ in range(2):
+        result = subprocess.run(
+            [
+                str(AOC),
+                "demo",
+                "--port",
+                str(free_port()),
+                "--data-dir",
+                str(tmp_path / "demo"),
+                "--exit-when-ingested",
+                "--no-malformed",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            cwd=tmp_path,
+        )
 
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "178 events in the store; no dead letters this run\n" in result.stdout
-    assert "this run:" not in result.stdout
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "178 events in the store; no dead letters this run\n" in result.stdout
+        assert "this run:" not in result.stdout
+        # The admin fixtures' alerts, those of the sample sign-ins, and their Sigma twins'.
+        total = NATIVE_DEMO_ALERTS + SIGMA_DEMO_ALERTS
+        assert f"AOC demo: {total} alerts in the store" in result.stdout, result.stdout
+        for name, count in SIGNIN_RULE_ALERTS.items():
+            assert f"{count} × [" in result.stdout and f"] {name}" in result.stdout
+        assert "4 × [high] Mailbox forwarding to an external address" in result.stdout
+        assert "7 × [high] Member added to a privileged role" in result.stdout
+        assert "4 × [high] Sigma: Mailbox forwarding to an external address" in result.stdout
+        assert "1 × [high] Sigma: Many failed sign-ins, then a success" in result.stdout
 
 
 def test_a_long_reason_is_shortened_at_a_word_boundary() -> None:
