@@ -72,3 +72,9 @@ def test_the_record_type_section_is_what_mappings_yml_says() -> None:
     documented = section[section.index(START) : section.index(END) + len(END)]
     generated = render(load_mappings(REPO / "mappings.yml"))
     assert documented == generated, "run `python -m aoc_normalizer.mapping_docs` and paste it"
+
+
+def test_every_image_the_readme_shows_is_in_the_repository() -> None:
+    images = re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", README)
+    assert images, "the README shows the UI's screenshots"
+    assert [image for image in images if not (REPO / image).is_file()] == []

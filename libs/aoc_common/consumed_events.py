@@ -7,7 +7,9 @@ a consumer group and nothing is dropped silently. Pure functions: publishing the
 caller's I/O (`dead_letter_messages` gives it the messages).
 
 The store sink reads less: the normalizer already validated every event it published, so the sink
-checks only the fields a store indexes (`decode_events_to_store`) and stores the JSON as it came.
+checks only the fields a store indexes (`decode_events_to_store`) and stores the JSON as it came. So
+does the SIEM forwarder when it passes events on in AOC's own schema (`decode_events_to_pass_on`):
+rebuilding the whole model only to send the same bytes cost more than sending them.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pydantic import ValidationError
 
 from aoc_common.codec import encode
 from aoc_common.dead_letter import DeadLetter, dead_letter
-from aoc_common.event_store.encoded import EncodedEvent
+from aoc_common.event_store.encoded import EncodedEvent, IndexedFields
 from aoc_common.events import SCHEMA_VERSION, CanonicalEvent
 from aoc_common.message_log.base import Message, Record
 
@@ -122,6 +124,48 @@ def decode_events_to_store(records: Sequence[Record], *, stage: str) -> DecodedF
             decoded.dead_letters.append(dead_letter_for_record(record, too_new, stage=stage))
             continue
         decoded.events.append(EventToStore(record, event))
+    return decoded
+
+
+@dataclass(frozen=True, slots=True)
+class PassedOnEvent:
+    """A record a consumer passes on as published: the fields it reads (`event`) checked, the rest
+    left as the normalizer validated it."""
+
+    record: Record
+    event: IndexedFields
+
+    @property
+    def json(self) -> bytes:
+        """The event's JSON exactly as it was published."""
+        return self.record.value
+
+
+@dataclass
+class DecodedToPassOn:
+    events: list[PassedOnEvent] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+
+def decode_events_to_pass_on(
+    records: Sequence[Record], *, stage: str, reader: str
+) -> DecodedToPassOn:
+    """Every record becomes an event to pass on or a dead letter saying why `reader` cannot use it:
+    the checks of `decode_events_to_store` (a usable id, dedupe key, timestamps, source, result…,
+    a schema version it knows), at a tenth of the cost of validating the whole event."""
+    decoded = DecodedToPassOn()
+    for record in records:
+        try:
+            fields = IndexedFields.model_validate_json(record.value)
+        except ValidationError as error:
+            reason = _not_canonical(error)
+            decoded.dead_letters.append(dead_letter_for_record(record, reason, stage=stage))
+            continue
+        too_new = _too_new(fields.schema_version, reader)
+        if too_new:
+            decoded.dead_letters.append(dead_letter_for_record(record, too_new, stage=stage))
+            continue
+        decoded.events.append(PassedOnEvent(record, fields))
     return decoded
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -454,6 +455,10 @@ class Alert(BaseModel):
     event_ids: list[str]
     acknowledged_by: str | None = None
     acknowledged_at: datetime | None = None
+    # When it happened, beside when it was noticed: the timestamp of the event that raised the alert
+    # (for a threshold rule, the one that reached the count). `created_at` is the alerter's clock, the
+    # same for every alert of a replay. None on alerts stored before it was recorded.
+    event_at: datetime | None = None
     # Sigma rules: the rule's ATT&CK (and other) tags, references, own id and own level
     # (`informational` … `critical`; `severity` is its AOC equivalent).
     tags: list[str] = Field(default_factory=list)
@@ -461,7 +466,7 @@ class Alert(BaseModel):
     sigma_id: str | None = None
     level: str | None = None
 
-    @field_validator("created_at", "acknowledged_at")
+    @field_validator("created_at", "acknowledged_at", "event_at")
     @classmethod
     def _utc_millis(cls, value: datetime | None) -> datetime | None:
         # MongoDB keeps milliseconds: both stores must hand back identical values.
@@ -485,6 +490,22 @@ class AlertQuery(BaseModel):
 class AlertPage(BaseModel):
     items: list[Alert]
     next_cursor: str | None = None
+
+
+class AlertCount(BaseModel):
+    """How many alerts one rule raised with one severity and status: what the alerts view's tabs,
+    its group-by-rule list and the overview count from."""
+
+    rule_id: str
+    rule_name: str
+    severity: Severity
+    status: AlertStatus
+    count: int
+
+
+def sorted_alert_counts(counts: Iterable[AlertCount]) -> list[AlertCount]:
+    """The one order both stores answer in: by rule name, rule id, severity, status."""
+    return sorted(counts, key=lambda c: (c.rule_name, c.rule_id, c.severity, c.status))
 
 
 def alert_page_from(rows: list[Alert], page_size: int) -> AlertPage:

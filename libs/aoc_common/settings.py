@@ -91,12 +91,21 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
 
-    # --- Natural-language questions (/api/ask) ---
+    # --- AI features: /api/ask, /api/events/{id}/explain, MCP `ask` (README "Asking questions") ---
     ai_features_enabled: bool = False
     llm_api_key: SecretStr | None = None
     llm_base_url: str | None = None
     llm_model: str = "gpt-4o-mini"
     llm_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    # Whether event fields (masked, bounded) may go to the model: for the narrative answer of a
+    # question and for explaining an event. Off: questions answer with the computed summary and
+    # explain is off; the model then only ever sees questions and the filter vocabulary.
+    ai_send_event_fields: bool = True
+    ai_narrative_max_events: int = Field(default=20, ge=1, le=50)
+    llm_max_prompt_tokens: int = Field(default=6000, ge=1000, le=200_000)
+    llm_max_answer_tokens: int = Field(default=800, ge=100, le=16_000)
+    # Questions and explanations each user may ask per minute (both count).
+    ai_requests_per_minute: int = Field(default=10, ge=1, le=10_000)
 
     # --- Downstream consumers ---
     alerts_enabled: bool = True
@@ -170,8 +179,14 @@ class Settings(BaseSettings):
     collector_control_token: SecretStr | None = None
     graph_webhook_client_state: SecretStr | None = None
 
-    # --- Normalizer: dedupe window, enrichment through Graph, Faust agent concurrency ---
+    # --- Normalizer: dedupe window, enrichment through Graph, which runtime on Kafka ---
     dedupe_window_days: int = Field(default=7, ge=1, le=90)
+    # On Kafka: the Faust app (the design's choice), or AOC's own aiokafka consumer around the same
+    # step (faster; same group, topics and changelogs, so the two can be switched — stop all of one
+    # first). The embedded log always runs the embedded runtime.
+    normalizer_runtime: Literal["faust", "consumer"] = "faust"
+    # The consumer runtime only: map and encode records in this many worker processes (0: in its own).
+    normalizer_workers: int = Field(default=0, ge=0, le=64)
     enrichment_enabled: bool = False
     enrichment_cache_ttl_hours: int = Field(default=24, ge=1, le=24 * 30)
 

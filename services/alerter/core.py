@@ -304,6 +304,7 @@ def _alert(rule: Rule, hit: Hit, alert_id: str, event_ids: list[str], now: datet
         summary=_summary(rule, hit, len(event_ids)),
         group_value=hit.group_value,
         event_ids=event_ids[:MAX_ALERT_EVENT_IDS],
+        event_at=hit.event.timestamp,
         **_sigma_fields(rule),
     )
 

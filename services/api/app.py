@@ -17,15 +17,19 @@ from fastapi.staticfiles import StaticFiles
 from starlette.routing import Match, Mount
 from starlette.types import Scope
 
+from aoc_api.assistant import Assistant
 from aoc_api.auth import TokenVerifier, guard_api_request
+from aoc_api.mcp_http import McpOverHttp, mcp_routes
+from aoc_api.mcp_server import build_mcp_server
 from aoc_api.openapi import install_openapi
 from aoc_api.problems import ContainUnexpectedErrors, install_problem_handlers
 from aoc_api.request_size import RequestSizeLimit
 from aoc_api.response_headers import ResponseHeadersAndMetrics
+from aoc_api.routes import alert_triage, config, events, export, facets, system
 from aoc_api.routes import alerts as alert_routes
-from aoc_api.routes import config, events, system
 from aoc_api.routes import rules as rule_routes
 from aoc_api.routes.ask import router as ask_router
+from aoc_api.routes.explain import router as explain_router
 from aoc_api.routes.sources import router as sources_router
 from aoc_common import __version__
 from aoc_common.event_store import EventStore, open_event_store
@@ -78,9 +82,15 @@ def create_app(
             owned.append(app.state.message_log)
         for engine in owned:
             await engine.start()
+        app.state.mcp = McpOverHttp(
+            build_mcp_server(lambda: app.state.store, app.state.assistant), settings
+        )
         try:
-            yield
+            async with app.state.mcp.running():
+                yield
         finally:
+            app.state.mcp = None
+            await app.state.assistant.close()
             verifier: TokenVerifier | None = getattr(app.state, "token_verifier", None)
             if verifier is not None:
                 await verifier.jwks.aclose()
@@ -107,6 +117,9 @@ def create_app(
     app.state.settings = settings
     app.state.store = store
     app.state.message_log = message_log
+    # The AI features and the MCP tools read the store the lifespan opens (or the one given).
+    app.state.assistant = Assistant(settings, lambda: app.state.store)
+    app.state.mcp = None  # MCP over HTTP, made in the lifespan
     install_problem_handlers(app)
     # Outermost last: headers and metrics see every answer, the 500 of ContainUnexpectedErrors too.
     app.add_middleware(RequestSizeLimit)
@@ -120,12 +133,24 @@ def create_app(
     app.add_middleware(ResponseHeadersAndMetrics, settings=settings)
 
     app.include_router(system.router)
+    # Before events.router: /api/events/{event_id} would otherwise take /api/events/count etc.
+    app.include_router(facets.router)
+    app.include_router(export.router)
     app.include_router(events.router)
     app.include_router(config.router)
     app.include_router(rule_routes.router)
+    app.include_router(alert_triage.router)
     app.include_router(alert_routes.router)
     app.include_router(sources_router)
     app.include_router(ask_router)
+    app.include_router(explain_router)
+    app.router.routes.extend(mcp_routes())  # /mcp, /mcp/sse, /mcp/messages/ (aoc_api.mcp_http)
+
+    def end_mcp_streams() -> None:
+        if app.state.mcp is not None:
+            app.state.mcp.end_streams()
+
+    app.state.on_stop = [end_mcp_streams]  # called by aoc_api.server when the API stops
     app.router.routes.append(
         UiMount("/", app=StaticFiles(directory=static_dir(), html=True), name="ui")
     )

@@ -18,7 +18,7 @@ With AUTH_ENABLED=false every request passes as the anonymous principal. With it
 
 `guard_api_request` is installed on the whole app, so every `/api/*` route, including routes other
 branches add, needs a reader (a writer for any method other than GET/HEAD/OPTIONS, except the
-read-only POSTs of READ_ONLY_POST_PATHS such as `/api/ask`), except the
+read-only POSTs such as `/api/ask` and `/api/events/{id}/explain`), except the
 public `/api/config/auth`, `/api/version` and the Graph webhook (clientState-checked). Routes that
 need the caller's identity declare `Depends(require_reader)` / `Depends(require_writer)`; the
 principal is verified once per request.
@@ -27,6 +27,7 @@ This module never logs a token.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -49,6 +50,8 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # POSTs that only read (a question's body is too long and too private for a query string): a
 # reader may send them.
 READ_ONLY_POST_PATHS = frozenset({"/api/ask"})
+# The same, for paths naming an event: explaining one only reads it.
+READ_ONLY_POST_PATTERNS = (re.compile(r"^/api/events/[^/]+/explain$"),)
 ANY_READER = "*"
 
 
@@ -65,6 +68,9 @@ class Principal(BaseModel):
     authenticated: bool = False
     groups_overage: bool = Field(
         default=False, description="The token lists too many groups to carry them"
+    )
+    expires_at: float | None = Field(
+        default=None, description="The token's `exp` (epoch seconds): nothing it opens outlives it"
     )
 
 
@@ -128,6 +134,7 @@ def principal_from_claims(claims: Mapping[str, Any], settings: Settings) -> Prin
         tenant_id=claims.get("tid"),
         authenticated=True,
         groups_overage=isinstance(claim_names, Mapping) and "groups" in claim_names,
+        expires_at=float(claims["exp"]) if isinstance(claims.get("exp"), int | float) else None,
     )
 
 
@@ -295,6 +302,10 @@ async def require_metrics_reader(request: Request) -> None:
         await require_reader(request)
 
 
+def is_read_only_post(path: str) -> bool:
+    return path in READ_ONLY_POST_PATHS or any(p.match(path) for p in READ_ONLY_POST_PATTERNS)
+
+
 def is_protected(method: str, path: str) -> bool:
     return path.startswith("/api/") and path not in PUBLIC_API_PATHS
 
@@ -304,7 +315,7 @@ async def guard_api_request(request: Request) -> None:
     if not is_protected(request.method, request.url.path):
         return
     if request.method in READ_METHODS or (
-        request.method == "POST" and request.url.path in READ_ONLY_POST_PATHS
+        request.method == "POST" and is_read_only_post(request.url.path)
     ):
         await require_reader(request)
     else:

@@ -10,7 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, Field
 
-from aoc_common.query import EventFilters, timestamp_ms
+from aoc_common.event_store.base import EventReader
+from aoc_common.events import utc_now
+from aoc_common.query import EventFilters, EventQuery, Order, timestamp_ms
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MINUTE_MS = 60_000
@@ -72,10 +74,12 @@ def histogram_window(
     newest: datetime | None,
     now: datetime,
     max_buckets: int,
+    oldest: datetime | None = None,
 ) -> HistogramWindow:
     """The intervals covering [start, end]. A missing end is the newest matching event (or now),
-    a missing start is a week before the end."""
+    a missing start the oldest matching event (or, with none, a week before the end)."""
     end = end or newest or now
+    start = start or (oldest if oldest is not None and oldest <= end else None)
     start = start or end - DEFAULT_WINDOW
     start_ms, end_ms = timestamp_ms(start), max(timestamp_ms(end), timestamp_ms(start))
     for interval_ms in NICE_INTERVALS_MS:
@@ -88,4 +92,27 @@ def histogram_window(
         first, count = _aligned(start_ms, end_ms, interval_ms)
     return HistogramWindow(
         start=_EPOCH + timedelta(milliseconds=first), interval_ms=interval_ms, buckets=count
+    )
+
+
+async def _edge(store: EventReader, filters: EventFilters, order: Order) -> datetime | None:
+    page = await store.query_events(EventQuery.of(filters, page_size=1, order=order))
+    return page.items[0].timestamp if page.items else None
+
+
+async def matching_window(
+    store: EventReader, filters: EventFilters, max_buckets: int
+) -> HistogramWindow:
+    """The intervals covering every event matching `filters`: where `start` or `end` is not given,
+    the oldest or the newest match (two one-row index reads), so that the chart's total is the
+    number of matches, never a silent part of them."""
+    newest = await _edge(store, filters, "newest") if filters.end is None else None
+    oldest = await _edge(store, filters, "oldest") if filters.start is None else None
+    return histogram_window(
+        filters.start,
+        filters.end,
+        newest=newest,
+        oldest=oldest,
+        now=utc_now(),
+        max_buckets=max_buckets,
     )

@@ -34,7 +34,7 @@ def content_security_policy(settings: Settings) -> str:
 
 def _no_store(path: str) -> bool:
     """Audit events are sensitive: no browser or proxy keeps a copy of an API answer."""
-    return path.startswith("/api/") or path in ("/health", "/metrics", "/openapi.json")
+    return path.startswith(("/api/", "/mcp")) or path in ("/health", "/metrics", "/openapi.json")
 
 
 class ResponseHeadersAndMetrics:

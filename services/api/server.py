@@ -20,16 +20,29 @@ class _SharedLoopServer(uvicorn.Server):
         yield
 
 
+GRACEFUL_SHUTDOWN_S = 5.0
+
+
 async def serve(app: FastAPI, host: str, port: int, stop: asyncio.Event) -> None:
     """Serve until `stop` is set; raises RuntimeError if the address cannot be bound."""
     server = _SharedLoopServer(
         uvicorn.Config(
-            app, host=host, port=port, log_config=None, access_log=False, server_header=False
+            app,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            # Streams stay open as long as their clients (MCP over SSE, a streamable HTTP
+            # session's GET): without a bound, shutting down would wait for them forever.
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         )
     )
 
     async def _stop_when_asked() -> None:
         await stop.wait()
+        for end_streams in getattr(app.state, "on_stop", ()):
+            end_streams()  # streams held open by their clients would hold the shutdown
         server.should_exit = True
 
     watcher = asyncio.create_task(_stop_when_asked())

@@ -33,10 +33,14 @@ import orjson
 from aoc_common.consumed_events import (
     ConsumedEvent,
     DecodedEvents,
+    DecodedToPassOn,
+    PassedOnEvent,
     dead_letter_for_record,
     decode_canonical_events,
+    decode_events_to_pass_on,
 )
 from aoc_common.dead_letter import DeadLetter
+from aoc_common.event_store.encoded import IndexedFields
 from aoc_common.events import SCHEMA_VERSION, CanonicalEvent
 from aoc_common.message_log.base import Record
 
@@ -55,10 +59,27 @@ Verdict = Literal["accepted", "rejected", "unavailable"]
 
 T = TypeVar("T")
 
+# What a transport sends: a whole validated event (CEF, ECS and OCSF are built from the model) or an
+# event passed on as published, its header fields checked (AOC's own JSON: the bytes are sent as they are).
+ForwardedEvent = ConsumedEvent | PassedOnEvent
+
 
 def decode_batch(records: Sequence[Record]) -> DecodedEvents:
     """Every record becomes an event to forward or a dead letter saying why it cannot be forwarded."""
     return decode_canonical_events(records, stage=STAGE, reader="forwarder")
+
+
+def decode_to_pass_on(records: Sequence[Record]) -> DecodedToPassOn:
+    """Like `decode_batch` for a transport that sends the published bytes: the same dead letters for
+    records without a usable id, time, source or schema version, without rebuilding the whole model."""
+    return decode_events_to_pass_on(records, stage=STAGE, reader="forwarder")
+
+
+def whole_event(item: ForwardedEvent) -> CanonicalEvent:
+    """The validated model, for formats built from it; the runtime decodes whole events for them."""
+    if not isinstance(item, ConsumedEvent):
+        raise TypeError("this format is built from the whole event: decode with decode_batch")
+    return item.event
 
 
 def dead_letter_for(record: Record, reason: str) -> DeadLetter:
@@ -73,12 +94,12 @@ def rejected_by_siem(record: Record, status: int, response: str) -> DeadLetter:
 # --- idempotency keys and backoff ---------------------------------------------------------------------
 
 
-def event_key(item: ConsumedEvent) -> str:
+def event_key(item: ForwardedEvent) -> str:
     """128 bits of SHA-256 over the event's exact bytes: every copy of this version has this key."""
     return hashlib.sha256(item.json).hexdigest()[:32]
 
 
-def batch_key(events: Sequence[ConsumedEvent]) -> str:
+def batch_key(events: Sequence[ForwardedEvent]) -> str:
     """The key of a batch: the same events in the same order give the same key."""
     return hashlib.sha256("\n".join(event_key(e) for e in events).encode()).hexdigest()[:32]
 
@@ -123,7 +144,7 @@ def plan_batches(
 # --- generic JSON webhook and Splunk HEC ---------------------------------------------------------------
 
 
-def json_batch_body(events: Sequence[ConsumedEvent]) -> bytes:
+def json_batch_body(events: Sequence[ForwardedEvent]) -> bytes:
     """`{"count": n, "idempotency_key": …, "event_keys": [...], "events": [...]}`.
 
     The events are spliced in as published (already valid JSON); `event_keys[i]` is the key of
@@ -138,7 +159,7 @@ def json_batch_body(events: Sequence[ConsumedEvent]) -> bytes:
     )
 
 
-def hec_envelope(item: ConsumedEvent, *, host: str, sourcetype: str, index: str | None) -> bytes:
+def hec_envelope(item: ForwardedEvent, *, host: str, sourcetype: str, index: str | None) -> bytes:
     """One Splunk HEC event: `time` is the admin action's time (epoch seconds, millisecond precision)."""
     meta: dict[str, object] = {
         "time": round(item.event.timestamp.timestamp(), 3),
@@ -154,7 +175,7 @@ def hec_envelope(item: ConsumedEvent, *, host: str, sourcetype: str, index: str 
 
 
 def hec_body(
-    events: Sequence[ConsumedEvent], *, host: str, sourcetype: str, index: str | None
+    events: Sequence[ForwardedEvent], *, host: str, sourcetype: str, index: str | None
 ) -> bytes:
     """HEC's batch format: event envelopes one after the other (here one per line)."""
     return b"\n".join(
@@ -230,12 +251,12 @@ def syslog_hostname(name: str) -> str:
     return cleaned or "-"
 
 
-def syslog_severity(event: CanonicalEvent) -> int:
+def syslog_severity(event: CanonicalEvent | IndexedFields) -> int:
     """A failed admin action is a warning; a successful one is normal but significant (notice)."""
     return SEVERITY_WARNING if event.result == "failure" else SEVERITY_NOTICE
 
 
-def syslog_message(item: ConsumedEvent, *, payload: SyslogPayload, hostname: str) -> bytes:
+def syslog_message(item: ForwardedEvent, *, payload: SyslogPayload, hostname: str) -> bytes:
     """`<PRI>1 TIMESTAMP HOSTNAME aoc - MSGID SD MSG`: facility log audit (13), MSGID the event's source.
 
     TIMESTAMP is the admin action's time, so the SIEM orders events by when they happened. The event's
@@ -254,7 +275,7 @@ def syslog_message(item: ConsumedEvent, *, payload: SyslogPayload, hostname: str
     header = (
         f"<{pri}>1 {stamp} {syslog_hostname(hostname)} {APP_NAME} - {event.source} {structured} "
     )
-    body = cef_payload(event, idempotency_key=key) if payload == "cef" else item.json
+    body = cef_payload(whole_event(item), idempotency_key=key) if payload == "cef" else item.json
     return header.encode("ascii") + body
 
 

@@ -19,12 +19,11 @@ import random
 from collections.abc import Awaitable, Callable, Sequence
 
 from aoc_common.circuit_breaker import CircuitBreaker
-from aoc_common.consumed_events import ConsumedEvent
 from aoc_common.http_retry import RetryPolicy
 from aoc_common.logging import get_logger
 from aoc_common.message_log.consumer import RetryLater
 from aoc_common.metrics import SIEM_CIRCUIT_OPEN, SIEM_RETRIES
-from aoc_siem_forwarder.core import growing_backoff_s
+from aoc_siem_forwarder.core import ForwardedEvent, growing_backoff_s
 from aoc_siem_forwarder.transports import Answer, SiemUnavailable, Transport
 
 # The SIEM's defaults: waits of 1, 2, 4 … 60 s between attempts at one batch.
@@ -66,7 +65,7 @@ class Delivery:
             wait = max(wait, min(retry_after_s, self.policy.max_retry_after_s))
         return wait
 
-    async def send(self, events: Sequence[ConsumedEvent]) -> Answer:
+    async def send(self, events: Sequence[ForwardedEvent]) -> Answer:
         """The SIEM's final answer for `events`; `RetryLater` when this batch is to be read again later.
 
         Raises RetryLater when the breaker is open (wait out the cool-down) or after

@@ -23,16 +23,22 @@ from dataclasses import replace
 
 from aoc_common import topics
 from aoc_common.circuit_breaker import CircuitBreaker
-from aoc_common.consumed_events import ConsumedEvent
 from aoc_common.dead_letter import DeadLetter
 from aoc_common.http_retry import RetryPolicy
 from aoc_common.logging import get_logger
-from aoc_common.message_log.base import MessageLog
+from aoc_common.message_log.base import MessageLog, Record
 from aoc_common.message_log.consumer import EventConsumer
 from aoc_common.metrics import SIEM_BATCH_SECONDS, SIEM_EVENTS_FORWARDED
 from aoc_common.settings import ConfigurationError, Settings
 from aoc_common.siem_formats import SiemSchema, encode_as
-from aoc_siem_forwarder.core import STAGE, plan_batches, rejected_by_siem
+from aoc_siem_forwarder.core import (
+    STAGE,
+    ForwardedEvent,
+    decode_to_pass_on,
+    plan_batches,
+    rejected_by_siem,
+    whole_event,
+)
 from aoc_siem_forwarder.delivery import SIEM_RETRY_POLICY, Delivery
 from aoc_siem_forwarder.transports import HttpTransport, SyslogTransport, Transport
 
@@ -139,7 +145,20 @@ class SiemForwarder(EventConsumer):
             schema=settings.siem_schema,
         )
 
-    async def handle_events(self, events: Sequence[ConsumedEvent]) -> list[DeadLetter]:
+    @property
+    def passes_events_on(self) -> bool:
+        """Whether the SIEM gets each event's published bytes (AOC's schema, no CEF): then the events
+        are not rebuilt as models, which cost more than sending them (bench/siem.py)."""
+        return self.schema == "aoc" and not self.transport.needs_whole_events
+
+    async def handle(self, records: Sequence[Record]) -> Sequence[DeadLetter]:
+        if not self.passes_events_on:
+            return await super().handle(records)
+        decoded = decode_to_pass_on(records)
+        refused = await self.handle_events(decoded.events) if decoded.events else []
+        return [*decoded.dead_letters, *refused]
+
+    async def handle_events(self, events: Sequence[ForwardedEvent]) -> list[DeadLetter]:
         """Forward one consumed batch; returns when every event is acknowledged or refused."""
         events = in_schema(self.schema, events)
         dead_letters: list[DeadLetter] = []
@@ -157,7 +176,7 @@ class SiemForwarder(EventConsumer):
             SIEM_BATCH_SECONDS.labels(self._format).observe(time.perf_counter() - started)
         return dead_letters
 
-    async def _deliver(self, events: Sequence[ConsumedEvent]) -> list[DeadLetter]:
+    async def _deliver(self, events: Sequence[ForwardedEvent]) -> list[DeadLetter]:
         """Send `events`; when the SIEM rejects their content, find the events it refuses on their own.
 
         Bisection costs about 2·log2(n) requests per refused event; Splunk HEC names the bad event, which
@@ -193,13 +212,15 @@ class SiemForwarder(EventConsumer):
         await self.transport.close()
 
 
-def in_schema(schema: SiemSchema, events: Sequence[ConsumedEvent]) -> Sequence[ConsumedEvent]:
+def in_schema(schema: SiemSchema, events: Sequence[ForwardedEvent]) -> Sequence[ForwardedEvent]:
     """The events as the SIEM gets them: their JSON replaced by the ECS or OCSF document (the
     record's offsets stay, so commits and dead letters still point at the consumed record; the
     idempotency keys hash what is sent)."""
     if schema == "aoc":
         return events
     return [
-        replace(item, record=replace(item.record, value=encode_as(schema, item.event, item.json)))
+        replace(
+            item, record=replace(item.record, value=encode_as(schema, whole_event(item), item.json))
+        )
         for item in events
     ]

@@ -20,12 +20,12 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from aoc_common.consumed_events import ConsumedEvent
 from aoc_common.http_retry import THROTTLED, retry_after_s
 from aoc_common.logging import get_logger
 from aoc_siem_forwarder.core import (
     IDEMPOTENCY_HEADER,
     SIGNATURE_HEADER,
+    ForwardedEvent,
     SiemFormat,
     SyslogPayload,
     Verdict,
@@ -70,12 +70,15 @@ class Answer:
 
 class Transport(Protocol):
     siem_format: SiemFormat
+    needs_whole_events: bool
+    """True when the transport builds its messages from the whole model (CEF); False when it sends the
+    published bytes, so the forwarder need not rebuild each event."""
 
-    async def send(self, events: Sequence[ConsumedEvent]) -> Answer:
+    async def send(self, events: Sequence[ForwardedEvent]) -> Answer:
         """Deliver `events` as one batch; raise SiemUnavailable when it cannot be delivered."""
         ...
 
-    def size_of(self, event: ConsumedEvent) -> int:
+    def size_of(self, event: ForwardedEvent) -> int:
         """About how many bytes the event adds to a batch (for SIEM_BATCH_MAX_BYTES)."""
         ...
 
@@ -100,6 +103,7 @@ class HttpTransport:
         if siem_format == "syslog":
             raise ValueError("syslog is not an HTTP format")
         self.siem_format = siem_format
+        self.needs_whole_events = False
         self.url = url
         self.timeout_s = timeout_s
         self._hmac_secret = hmac_secret
@@ -111,17 +115,17 @@ class HttpTransport:
         # Webhook URLs often carry a token in their path: errors name the host only.
         self._peer = urlsplit(url).netloc
 
-    def size_of(self, event: ConsumedEvent) -> int:
+    def size_of(self, event: ForwardedEvent) -> int:
         return len(event.json) + (200 if self.siem_format == "splunk_hec" else 1)
 
-    def body(self, events: Sequence[ConsumedEvent]) -> bytes:
+    def body(self, events: Sequence[ForwardedEvent]) -> bytes:
         if self.siem_format == "splunk_hec":
             return hec_body(
                 events, host=self._host, sourcetype=self._hec_sourcetype, index=self._hec_index
             )
         return json_batch_body(events)
 
-    async def send(self, events: Sequence[ConsumedEvent]) -> Answer:
+    async def send(self, events: Sequence[ForwardedEvent]) -> Answer:
         body = self.body(events)
         headers = {"Content-Type": "application/json", IDEMPOTENCY_HEADER: batch_key(events)}
         if self._hec_token is not None:
@@ -189,16 +193,17 @@ class SyslogTransport:
         self.host = host
         self.port = port
         self.payload = payload
+        self.needs_whole_events = payload == "cef"
         self.hostname = hostname
         self.timeout_s = timeout_s
         self.tls = tls
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
-    def size_of(self, event: ConsumedEvent) -> int:
+    def size_of(self, event: ForwardedEvent) -> int:
         return len(event.json) + 100
 
-    async def send(self, events: Sequence[ConsumedEvent]) -> Answer:
+    async def send(self, events: Sequence[ForwardedEvent]) -> Answer:
         data = b"".join(
             octet_counted(syslog_message(e, payload=self.payload, hostname=self.hostname))
             for e in events

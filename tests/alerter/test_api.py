@@ -158,7 +158,7 @@ async def test_alerts_page_newest_first_and_filter(client: httpx.AsyncClient, st
     assert [a["id"] for a in by_rule["items"]] == ["alert-100"]
     assert set(critical["items"][0]) == {
         "id", "rule_id", "rule_name", "severity", "status", "created_at", "summary",
-        "group_value", "event_ids", "acknowledged_by", "acknowledged_at",
+        "group_value", "event_ids", "acknowledged_by", "acknowledged_at", "event_at",
         "tags", "references", "sigma_id", "level",
     }  # fmt: skip
 

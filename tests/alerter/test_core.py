@@ -136,6 +136,7 @@ def test_suppression_keeps_one_alert_per_group_within_the_period(set_mailbox):
     alerts, states = raise_alerts(find_hits([rule], events, Evaluation()), {}, NOW)
 
     assert [a.event_ids for a in alerts] == [[events[0].id], [events[-1].id]]
+    assert [a.event_at for a in alerts] == [events[0].timestamp, events[-1].timestamp]
     (state,) = states.values()
     assert state.last_alert_ms == timestamp_ms(events[-1].timestamp)
 
@@ -154,6 +155,8 @@ def test_threshold_state_carried_across_batches_counts_each_event_once(set_mailb
     assert len(alerts) == 1
     assert alerts[0].event_ids == [event.id for event in burst]
     assert alerts[0].summary == "3 matching events by alice.admin@contoso.com within 600 s"
+    # When it happened (the event that reached the count), beside when it was noticed.
+    assert (alerts[0].event_at, alerts[0].created_at) == (burst[2].timestamp, NOW)
 
     replayed, _ = raise_alerts(find_hits([rule], burst, Evaluation()), {}, NOW)
     assert [a.id for a in replayed] == [alerts[0].id]

@@ -1,9 +1,12 @@
 """`POST /api/ask` against a real SQLite store of the fixture events and a fake OpenAI-compatible
-endpoint on 127.0.0.1: the model's tool call becomes the query, the model's bad answers and failures
-become problems, and the model never sees audit data."""
+endpoint on 127.0.0.1: the model's tool call becomes the query, bounded by the active filters; the
+narrative sees only masked, bounded events and cites only events returned; the model's bad answers,
+failures and slowness become problems (or the computed summary); each user has a budget; with
+AI_SEND_EVENT_FIELDS off the model never sees audit data."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,9 +17,10 @@ import pytest
 
 from aoc_api.app import create_app
 from aoc_common.event_store.base import EventStore
+from aoc_common.events import CanonicalEvent
 from aoc_common.query import EventQuery
 from aoc_common.settings import Settings
-from tests.utils.fake_llm import FakeLlm, Reply, fake_llm, tool_call
+from tests.utils.fake_llm import FakeLlm, Reply, fake_llm, function_call, tool_call
 from tests.utils.identity import (
     FakeIdentityProvider,
     SigningKey,
@@ -25,6 +29,7 @@ from tests.utils.identity import (
     open_api,
     sign,
 )
+from tests.utils.records import fixture_events
 
 QUESTION = "Who added users in Entra ID between the 1st and the 20th of November?"
 ADDED_USERS = tool_call(
@@ -41,6 +46,7 @@ def llm() -> Iterator[FakeLlm]:
 
 
 def llm_settings(llm: FakeLlm, tmp_path: Path, **overrides: Any) -> dict[str, Any]:
+    """AI on against the fake model; the query only (no narrative) unless overridden."""
     return {
         "data_dir": tmp_path,
         "ai_features_enabled": True,
@@ -48,6 +54,7 @@ def llm_settings(llm: FakeLlm, tmp_path: Path, **overrides: Any) -> dict[str, An
         "llm_base_url": f"{llm.url}/v1",
         "llm_model": "fake-model",
         "llm_timeout_seconds": 5.0,
+        "ai_send_event_fields": False,
         **overrides,
     }
 
@@ -109,7 +116,7 @@ async def test_a_question_becomes_a_typed_query_and_answers_with_its_events(
     assert "Add user" in sent["messages"][0]["content"]  # the vocabulary of operations
 
 
-async def test_the_model_never_sees_who_did_what(
+async def test_with_event_fields_off_the_model_never_sees_who_did_what(
     ask_client: httpx.AsyncClient, llm: FakeLlm, store: EventStore
 ) -> None:
     llm.reset(ADDED_USERS)
@@ -200,17 +207,19 @@ async def test_a_model_that_keeps_failing_is_a_502_after_the_retries(
     assert len(llm.requests) == 3
 
 
-async def test_a_model_that_does_not_answer_in_time_is_a_504(
+async def test_llm_timeout_seconds_bounds_the_whole_call_and_is_a_504(
     llm: FakeLlm, tmp_path: Path, store: EventStore
 ) -> None:
     llm.reset(Reply(hang=True), Reply(hang=True), Reply(hang=True))
-    settings = Settings(**llm_settings(llm, tmp_path, llm_timeout_seconds=0.2))
+    settings = Settings(**llm_settings(llm, tmp_path, llm_timeout_seconds=0.5))
 
     async with await api_client(settings, store) as client:
+        started = time.monotonic()
         response = await client.post("/api/ask", json={"question": QUESTION})
+        waited = time.monotonic() - started
 
-    assert "in time" in is_problem(response, 504)["detail"]
-    assert len(llm.requests) == 3
+    assert "within 0.5 s" in is_problem(response, 504)["detail"]
+    assert waited < 3.0  # retries included: not three times the timeout
 
 
 async def test_questions_are_404_while_ai_features_are_off(
@@ -292,3 +301,148 @@ async def test_a_model_that_answers_the_query_as_json_text_instead_of_calling_is
     assert response.status_code == 200, response.text
     assert response.json()["query"]["service"] == ["Exchange"]
     assert len(response.json()["events"]) == 20
+
+
+# --- the narrative: masked, bounded events in; only returned events cited ------------------------
+
+SECRET_PASSWORD = "Winter2026!Secret"
+SAS_SIGNATURE = "sv2026AbCdEfGh1234"
+EXCHANGE = tool_call(service="Exchange", start="2026-11-01T00:00:00Z")
+
+
+async def with_a_secret_in_a_raw_record(store: EventStore, fixtures_dir: Path) -> CanonicalEvent:
+    """The newest Exchange event, its raw record carrying a password and a signed URL."""
+    exchange = [e for e in fixture_events(fixtures_dir) if e.service == "Exchange"]
+    newest = max(exchange, key=lambda e: (e.timestamp, e.id))
+    raw = {
+        **newest.raw,
+        "Parameters": [
+            *newest.raw.get("Parameters", []),
+            {"Name": "Password", "Value": SECRET_PASSWORD},
+            {"Name": "Url", "Value": f"https://x.example/f.docx?sig={SAS_SIGNATURE}&sp=r"},
+        ],
+    }
+    changed = newest.model_copy(update={"raw": raw})
+    await store.upsert_events([changed])
+    return changed
+
+
+async def test_the_narrative_gets_the_first_events_masked_and_bounded_and_cites_only_returned_ones(
+    llm: FakeLlm, tmp_path: Path, store: EventStore, fixtures_dir: Path
+) -> None:
+    secret = await with_a_secret_in_a_raw_record(store, fixtures_dir)
+    first, *_ = (await store.query_events(EventQuery(service=["Exchange"], page_size=1))).items
+    assert first.id == secret.id
+    narrative = (
+        f"Mail forwarding was set on a mailbox [event:{secret.id}], and an admin did more "
+        "[event:not-among-them] ."
+    )
+    llm.reset(
+        EXCHANGE,
+        function_call(
+            "answer_question", {"answer": narrative, "cited_event_ids": [secret.id, "ghost"]}
+        ),
+    )
+    settings = Settings(
+        **llm_settings(
+            llm,
+            tmp_path,
+            ai_send_event_fields=True,
+            ai_narrative_max_events=5,
+            llm_max_prompt_tokens=3000,
+        )
+    )
+
+    async with await api_client(settings, store) as client:
+        response = await client.post("/api/ask", json={"question": "Any mailbox changes?"})
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["answer_kind"] == "narrative"
+    assert (
+        body["answer"]
+        == f"Mail forwarding was set on a mailbox [event:{secret.id}], and an admin did more."
+    )
+    assert body["citations"] == [secret.id]
+    assert body["dropped_citations"] == ["not-among-them", "ghost"]
+    assert body["events_sent_to_model"] == 5
+    assert len(body["events"]) == 20
+    # What the model received for the narrative: the first five events only, secrets masked,
+    # within the prompt budget.
+    _, sent = llm.requests
+    assert sent["tools"][0]["function"]["name"] == "answer_question"
+    content = sent["messages"][1]["content"]
+    assert [e["id"] in content for e in body["events"]] == [True] * 5 + [False] * 15
+    assert SECRET_PASSWORD not in content and SAS_SIGNATURE not in content
+    assert "sig=[MASKED]" in content and '"Value":"[MASKED]"' in content
+    assert "smtp:exfil@evil.example" in content  # facts that are not secrets stay
+    sent_chars = len(orjson.dumps(sent["messages"])) + len(orjson.dumps(sent["tools"]))
+    assert sent_chars <= 3000 * 3
+
+
+async def test_the_active_filters_bound_the_query_the_model_builds(
+    llm: FakeLlm, tmp_path: Path, store: EventStore
+) -> None:
+    filters = {"service": ["Exchange", "SharePoint"], "exclude_operation": ["Set-Mailbox"]}
+    llm.reset(tool_call(service=["Exchange", "Intune"]), tool_call(service="Intune"))
+
+    async with await api_client(Settings(**llm_settings(llm, tmp_path)), store) as client:
+        within = await client.post("/api/ask", json={"question": "What?", "filters": filters})
+        outside = await client.post("/api/ask", json={"question": "Intune?", "filters": filters})
+        unknown = await client.post(
+            "/api/ask", json={"question": "What?", "filters": {"tenant": "other"}}
+        )
+
+    assert within.status_code == 200, within.text
+    query = within.json()["query"]
+    assert (query["service"], query["exclude_operation"]) == (["Exchange"], ["Set-Mailbox"])
+    operations = {e["operation"] for e in within.json()["events"]}
+    assert operations and "Set-Mailbox" not in operations
+    assert {e["service"] for e in within.json()["events"]} == {"Exchange"}
+    assert outside.status_code == 200, outside.text
+    assert outside.json()["events"] == []
+    assert "outside the active filters" in outside.json()["answer"]
+    assert "Intune" in outside.json()["note"]
+    assert is_problem(unknown, 422)["errors"][0]["parameter"] == "filters.tenant"
+
+
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    [
+        (Reply(arguments="{not json", function="answer_question"), "not JSON"),
+        (function_call("answer_question", {"answer": ""}), "answer"),
+        (function_call("answer_question", {"answer": "[event:ghost]"}), "empty"),
+        (Reply(status=500), "HTTP 500"),
+    ],
+    ids=["malformed", "empty", "only-unknown-citations", "model-error"],
+)
+async def test_an_unusable_narrative_leaves_the_events_with_the_computed_summary(
+    llm: FakeLlm, tmp_path: Path, store: EventStore, reply: Reply, reason: str
+) -> None:
+    llm.reset(EXCHANGE, reply, reply, reply)
+    settings = Settings(**llm_settings(llm, tmp_path, ai_send_event_fields=True))
+
+    async with await api_client(settings, store) as client:
+        response = await client.post("/api/ask", json={"question": "Mailbox changes?"})
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["answer_kind"], len(body["events"])) == ("summary", 20)
+    assert body["answer"].startswith("20 events from ")
+    assert reason in body["note"]
+
+
+async def test_each_user_has_a_budget_of_questions_and_the_next_is_a_429_with_retry_after(
+    llm: FakeLlm, tmp_path: Path, store: EventStore
+) -> None:
+    llm.reset(EXCHANGE, EXCHANGE, EXCHANGE)
+    settings = Settings(**llm_settings(llm, tmp_path, ai_requests_per_minute=2))
+
+    async with await api_client(settings, store) as client:
+        answered = [await client.post("/api/ask", json={"question": "Q?"}) for _ in range(2)]
+        refused = await client.post("/api/ask", json={"question": "Q?"})
+
+    assert [r.status_code for r in answered] == [200, 200]
+    assert "2 questions and explanations a minute" in is_problem(refused, 429)["detail"]
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert len(llm.requests) == 2

@@ -1,5 +1,6 @@
 """The pure part of questions: what the model is shown and offered, how its arguments are checked,
-and the summary computed without it."""
+how the active filters bound its query, how its narrative's citations are checked, and the summary
+computed without it."""
 
 from __future__ import annotations
 
@@ -11,13 +12,17 @@ import pytest
 
 from aoc_api.ask_core import (
     MAX_VOCABULARY_ITEMS,
+    FiltersConflict,
     UnacceptableModelAnswer,
     ask_messages,
+    checked_narrative,
     query_from_model_arguments,
     search_tool,
     summarize,
+    within_filters,
 )
-from aoc_common.query import FilterOptions
+from aoc_api.model_input import estimated_tokens
+from aoc_common.query import EventFilters, EventQuery, FilterOptions
 from tests.utils.records import fixture_events
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -86,3 +91,87 @@ def test_the_summary_counts_names_the_busiest_and_the_failures(fixtures_dir: Pat
     assert f"Entra ID: Add user ({len(events)})" in answer
     assert "2 failed." in answer  # one Graph "Add user" and one Management Activity "Add user."
     assert summarize([], more=False) == "No events match this query."
+
+
+def test_the_active_filters_narrow_the_models_query_and_never_widen_it() -> None:
+    asked = EventQuery(
+        service=["Exchange", "Intune"],
+        actor="alice.admin",
+        search="forwarding",
+        start=datetime(2026, 11, 1, tzinfo=UTC),
+        exclude_operation=["New-InboxRule"],
+        tags=["vip"],
+        page_size=10,
+    )
+    active = EventFilters(
+        service=["Exchange", "SharePoint"],
+        actor="alice",
+        search="smtp",
+        start=datetime(2026, 11, 10, tzinfo=UTC),
+        end=datetime(2026, 11, 20, tzinfo=UTC),
+        exclude_operation=["Set-Mailbox"],
+        result=["success"],
+    )
+
+    query = within_filters(asked, active)
+
+    assert query.service == ["Exchange"]
+    assert query.exclude_operation == ["New-InboxRule", "Set-Mailbox"]
+    assert query.result == ["success"]
+    assert (query.actor, query.search, query.tags) == ("alice.admin", "smtp forwarding", ["vip"])
+    assert (query.start, query.end) == (active.start, active.end)
+    assert query.page_size == 10
+    assert within_filters(asked, EventFilters()) == asked
+
+
+@pytest.mark.parametrize(
+    ("asked", "active", "reason"),
+    [
+        (EventQuery(service=["Intune"]), EventFilters(service=["Exchange"]), "service Intune"),
+        (EventQuery(actor="bob"), EventFilters(actor="alice"), "actor 'bob'"),
+        (
+            EventQuery(end=datetime(2026, 11, 1, tzinfo=UTC)),
+            EventFilters(start=datetime(2026, 11, 10, tzinfo=UTC)),
+            "time range",
+        ),
+    ],
+    ids=["values", "actor", "time"],
+)
+def test_a_query_outside_the_active_filters_is_a_conflict_naming_it(
+    asked: EventQuery, active: EventFilters, reason: str
+) -> None:
+    with pytest.raises(FiltersConflict, match=reason):
+        within_filters(asked, active)
+
+
+def test_a_narrative_keeps_only_citations_of_returned_events() -> None:
+    arguments = orjson.dumps(
+        {
+            "answer": "Forwarding set [event:e1]; more [event:e9] and [event:e2].",
+            "cited_event_ids": ["e2", "e7"],
+        }
+    ).decode()
+
+    text, cited, dropped = checked_narrative(arguments, ["e1", "e2", "e3"])
+
+    assert text == "Forwarding set [event:e1]; more and [event:e2]."
+    assert (cited, dropped) == (["e1", "e2"], ["e9", "e7"])
+    with pytest.raises(UnacceptableModelAnswer, match="answer"):
+        checked_narrative('{"answer": "x", "confidence": 1}', ["e1"])
+
+
+def test_operation_names_are_trimmed_until_the_prompt_fits_its_token_budget() -> None:
+    options = FilterOptions(
+        services=["Exchange"],
+        operations=[f"Operation {n:03} " + "x" * 80 for n in range(200)],
+        results=["success"],
+        sources=["unified"],
+        actors=[],
+        tags=[],
+    )
+
+    messages = ask_messages("Who changed mailboxes?", options, NOW, max_tokens=2000)
+
+    assert estimated_tokens(messages) + estimated_tokens(search_tool()) <= 2000
+    assert "Operation 000" in messages[0]["content"]
+    assert "Operation 199" not in messages[0]["content"]

@@ -157,6 +157,9 @@ async def test_auth_config_and_features_describe_a_server_without_sign_in(
         "ai": False,
         "siem": False,
         "periodic_fetch": False,
+        "ai_features_enabled": False,
+        "ai_explain": False,
+        "fetch_interval_minutes": 60,
     }
 
 

@@ -1,81 +1,27 @@
 """`aoc mcp` as an AI assistant sees it: launched as a subprocess over stdio by the MCP client,
 reading a store (embedded, and MongoDB over the wire) filled with the fixture events and one
-alert."""
+alert. (The tool list, and stdio answering as MCP over HTTP does: tests/api/test_mcp_http.py.)"""
 
 from __future__ import annotations
 
-import json
-import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
-from mcp.client.session import ClientSession
-from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from aoc_common.engines import Engines
-from aoc_common.event_store.base import EventStore
 from aoc_common.event_store.mongo import MongoEventStore
 from aoc_common.events import CanonicalEvent
-from aoc_common.rules import Alert
-from aoc_common.source_health import SourceHealth, write_source_health
+from tests.utils.mcp import as_recent, call, error_of, fill, stdio_session
 from tests.utils.records import fixture_events
 
-AOC = str(Path(sys.executable).parent / "aoc")
-CALL_TIMEOUT_S = 30.0
 pytestmark = pytest.mark.every_engine_kind  # each store the server reads: SQLite, MongoDB
-
-TOOLS = {"search_events", "get_event", "list_alerts", "filter_options", "source_health"}
-
-
-async def fill(store: EventStore, events: list[CanonicalEvent]) -> None:
-    await store.upsert_events(events)
-    await store.insert_alerts(
-        [
-            Alert(
-                id="alert-1",
-                rule_id="mailbox-forwarding-external",
-                rule_name="Mailbox forwarding to an external address",
-                severity="high",
-                created_at=datetime(2026, 11, 20, 12, 0, tzinfo=UTC),
-                summary=events[0].display_summary,
-                event_ids=[events[0].id],
-            )
-        ]
-    )
-    now = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-    await write_source_health(
-        store,
-        SourceHealth(
-            source="directory", status="ok", last_run_at=now, last_success_at=now, last_count=71
-        ),
-    )
 
 
 @pytest.fixture
 def events(fixtures_dir: Path) -> list[CanonicalEvent]:
-    return fixture_events(fixtures_dir)
-
-
-@asynccontextmanager
-async def mcp_session(store_env: dict[str, str]) -> AsyncIterator[ClientSession]:
-    """`aoc mcp` over stdio. (A context manager, not a fixture: the client's task group must be
-    left in the task that entered it.)"""
-    server = StdioServerParameters(
-        command=AOC,
-        args=["mcp"],
-        env={**store_env, "RETENTION_DAYS": "3650", "LOG_LEVEL": "WARNING"},
-        cwd=store_env["DATA_DIR"],  # no .env of the working copy
-    )
-    async with (
-        stdio_client(server) as (read, write),
-        ClientSession(read, write, read_timeout_seconds=CALL_TIMEOUT_S) as session,
-    ):
-        await session.initialize()
-        yield session
+    return as_recent(fixture_events(fixtures_dir))
 
 
 @pytest.fixture
@@ -91,29 +37,6 @@ async def store_env(
     return env
 
 
-async def call(session: ClientSession, tool: str, **arguments: Any) -> Any:
-    result = await session.call_tool(tool, arguments)
-    assert not result.is_error, result.content
-    return json.loads(result.content[0].text)  # type: ignore[union-attr]
-
-
-async def error_of(session: ClientSession, tool: str, arguments: dict[str, Any]) -> str:
-    result = await session.call_tool(tool, arguments)
-    assert result.is_error
-    return str(result.content[0].text)  # type: ignore[union-attr]
-
-
-async def test_the_mcp_server_lists_only_read_only_tools(store_env: dict[str, str]) -> None:
-    async with mcp_session(store_env) as session:
-        tools = (await session.list_tools()).tools
-
-    assert {t.name for t in tools} == TOOLS
-    search = next(t for t in tools if t.name == "search_events")
-    assert {"service", "actor", "operation", "start", "end", "search", "cursor"} <= set(
-        search.input_schema["properties"]
-    )
-
-
 async def test_search_events_filters_pages_and_get_event_returns_the_raw_record(
     store_env: dict[str, str], events: list[CanonicalEvent]
 ) -> None:
@@ -123,7 +46,7 @@ async def test_search_events_filters_pages_and_get_event_returns_the_raw_record(
         reverse=True,
     )
 
-    async with mcp_session(store_env) as session:
+    async with stdio_session(store_env) as session:
         filters = {"service": "Entra ID", "operation": "Add user", "page_size": 10}
         first = await call(session, "search_events", **filters)
         second = await call(session, "search_events", **filters, cursor=first["next_cursor"])
@@ -138,16 +61,25 @@ async def test_search_events_filters_pages_and_get_event_returns_the_raw_record(
     assert one["raw"] == expected[0].raw
 
 
-async def test_alerts_filter_options_and_source_health_are_served(
-    store_env: dict[str, str],
+async def test_alerts_filter_options_source_health_and_the_summary_are_served(
+    store_env: dict[str, str], events: list[CanonicalEvent]
 ) -> None:
-    async with mcp_session(store_env) as session:
+    async with stdio_session(store_env) as session:
         open_high = await call(session, "list_alerts", status="open", severity="high")
         acknowledged = await call(session, "list_alerts", status="acknowledged")
         options = await call(session, "filter_options")
         health = await call(session, "source_health")
+        summary = await call(session, "get_summary", days=30, result="failure", top=3)
 
     assert [a["id"] for a in open_high["items"]] == ["alert-1"]
+    failures = [e for e in events if e.result == "failure"]
+    assert summary["events"] == len(failures)
+    assert summary["by_result"] == [{"value": "failure", "count": len(failures)}]
+    top_services = Counter(e.service for e in failures).most_common(3)
+    assert [(s["value"], s["count"]) for s in summary["by_service"]] == sorted(
+        top_services, key=lambda vc: (-vc[1], vc[0])
+    )
+    assert set(summary) >= {"start", "end", "by_operation", "by_actor"}
     assert acknowledged["items"] == []
     assert "Exchange" in options["services"]
     assert [(s["source"], s["status"]) for s in health["sources"]][:1] == [("directory", "ok")]
@@ -175,7 +107,7 @@ HOSTILE_CALLS: list[tuple[str, dict[str, Any], str]] = [
 async def test_hostile_arguments_are_tool_errors_and_the_server_keeps_serving(
     store_env: dict[str, str],
 ) -> None:
-    async with mcp_session(store_env) as session:
+    async with stdio_session(store_env) as session:
         for tool, arguments, reason in HOSTILE_CALLS:
             message = await error_of(session, tool, arguments)
             assert reason in message, (tool, arguments, message)

@@ -1379,6 +1379,32 @@ async def test_alerts_page_newest_first_with_filters_and_cursor(event_store: Eve
     assert len([a for page in still_open for a in page]) == 10
 
 
+async def test_alerts_are_counted_per_rule_severity_and_status_with_their_event_time(
+    event_store: EventStore,
+):
+    at = BASE_TIME - timedelta(hours=3)
+    alerts = [
+        an_alert("a1", rule_id="rule-b", severity="high"),
+        an_alert("a2", rule_id="rule-b", severity="high"),
+        an_alert("a3", rule_id="rule-b", severity="high"),
+        an_alert("a4", rule_id="rule-a", severity="low").model_copy(
+            update={"rule_name": "Mass deletion", "event_at": at}
+        ),
+    ]
+    await event_store.insert_alerts(alerts)
+    await event_store.acknowledge_alert("a2", "analyst", BASE_TIME)
+
+    counts = await event_store.alert_counts()
+
+    assert [(c.rule_id, c.rule_name, c.severity, c.status, c.count) for c in counts] == [
+        ("rule-b", "Forwarding", "high", "acknowledged", 1),
+        ("rule-b", "Forwarding", "high", "open", 2),
+        ("rule-a", "Mass deletion", "low", "open", 1),
+    ]
+    assert (await event_store.get_alert("a4")).event_at == at  # type: ignore[union-attr]
+    assert (await event_store.get_alert("a1")).event_at is None  # type: ignore[union-attr]
+
+
 def a_large_mixed_batch(count: int) -> list[CanonicalEvent]:
     """More events than COMMON_LOOKUP_ROWS, so that SQLite meets common and rare lookups."""
     rng = random.Random(5)
@@ -1448,6 +1474,13 @@ async def test_common_and_rare_lookups_answer_the_same(event_store: EventStore):
         facets, counted, complete = expected_facets(events, only, 3, 100)
         got = await event_store.facet_counts(only, top=3, sample=100)
         assert (got.facets, got.counted, got.complete) == (facets, counted, complete), filters
+        start, day = BASE_TIME - timedelta(days=7), timedelta(days=1)
+        histogram = await event_store.count_by_interval(only, start, 86_400_000, 7)
+        matching = [event for event in events if matches(event, only)]
+        assert histogram == [
+            sum(1 for e in matching if start + n * day <= e.timestamp < start + (n + 1) * day)
+            for n in range(7)
+        ], filters
 
     # And the plans really differ: common lookups walk the time index, rare ones use the index.
     import sqlite3

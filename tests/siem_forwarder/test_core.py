@@ -7,18 +7,20 @@ import hmac
 import itertools
 import random
 import re
+from collections.abc import Callable
 
 import orjson
 import pytest
 
 from aoc_common.codec import encode
-from aoc_common.consumed_events import ConsumedEvent
+from aoc_common.consumed_events import ConsumedEvent, DecodedEvents
 from aoc_common.events import SCHEMA_VERSION, Actor, CanonicalEvent
 from aoc_common.message_log.base import Record
 from aoc_siem_forwarder.core import (
     batch_key,
     cef_payload,
     decode_batch,
+    decode_to_pass_on,
     event_key,
     growing_backoff_s,
     hec_body,
@@ -48,9 +50,12 @@ def event(fixture_events: list[CanonicalEvent]) -> CanonicalEvent:
     return fixture_events[0]
 
 
+@pytest.mark.parametrize("decode", [decode_batch, decode_to_pass_on])
 def test_decode_keeps_canonical_events_and_dead_letters_anything_else(
-    fixture_events: list[CanonicalEvent],
+    fixture_events: list[CanonicalEvent], decode: Callable[[list[Record]], DecodedEvents]
 ) -> None:
+    """Both ways of reading (whole models for CEF/ECS/OCSF, published bytes passed on for AOC's own
+    JSON) refuse the same records for the same reasons."""
     newer = orjson.loads(encode(fixture_events[1]))
     newer["schema_version"] = SCHEMA_VERSION + 1
     records = [
@@ -60,9 +65,9 @@ def test_decode_keeps_canonical_events_and_dead_letters_anything_else(
         Record("aoc.events", 0, 3, b"k3", orjson.dumps(newer), 0),
     ]
 
-    batch = decode_batch(records)
+    batch = decode(records)
 
-    assert [e.event for e in batch.events] == [fixture_events[0]]
+    assert [e.event.id for e in batch.events] == [fixture_events[0].id]
     assert batch.events[0].json == records[0].value  # forwarded byte for byte
     reasons = [d.reason for d in batch.dead_letters]
     assert [d.source_offset for d in batch.dead_letters] == [1, 2, 3]

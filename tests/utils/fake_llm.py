@@ -34,6 +34,11 @@ def tool_call(**arguments: Any) -> Reply:
     return Reply(arguments=orjson.dumps(arguments).decode())
 
 
+def function_call(function: str, arguments: dict[str, Any]) -> Reply:
+    """A call of `function` (the narrative's `answer_question`, `explain_event`)."""
+    return Reply(arguments=orjson.dumps(arguments).decode(), function=function)
+
+
 @dataclass
 class FakeLlm:
     url: str = ""

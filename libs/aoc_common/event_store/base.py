@@ -33,7 +33,7 @@ from aoc_common.query import (
     MatchCount,
     UpsertResult,
 )
-from aoc_common.rules import Alert, AlertPage, AlertQuery, Rule
+from aoc_common.rules import Alert, AlertCount, AlertPage, AlertQuery, Rule
 
 # Filter-option lists are for dropdowns: bounded so that a tenant with 100k actors answers fast.
 MAX_FILTER_OPTIONS = 500
@@ -209,6 +209,12 @@ class AlertStore(Protocol):
     async def acknowledge_alert(self, alert_id: str, by: str, at: datetime) -> Alert | None:
         """Mark an open alert acknowledged; an acknowledged one is returned unchanged (the first
         acknowledgement is the one kept). None when there is no such alert."""
+
+    @abstractmethod
+    async def alert_counts(self) -> list[AlertCount]:
+        """How many alerts per (rule id, rule name, severity, status), sorted by rule name, rule id,
+        severity and status; counted by the database (one grouped query), never by reading the
+        alerts."""
 
 
 class EventStore(StoreLifecycle, EventReader, EventWriter, StateStore, RuleStore, AlertStore, ABC):

@@ -56,7 +56,15 @@ from aoc_common.query import (
     check_facet_request,
     page_from,
 )
-from aoc_common.rules import Alert, AlertPage, AlertQuery, Rule, alert_page_from
+from aoc_common.rules import (
+    Alert,
+    AlertCount,
+    AlertPage,
+    AlertQuery,
+    Rule,
+    alert_page_from,
+    sorted_alert_counts,
+)
 from aoc_common.search import event_terms
 
 EVENTS = "events"
@@ -263,6 +271,8 @@ class MongoEventStore(EventStore):
         self._server_selection_timeout_ms = server_selection_timeout_ms
         self._operation_timeout_ms = operation_timeout_ms
         self._client: AsyncIOMotorClient[dict[str, Any]] | None = None
+        # Actors already in `event_actors` (never removed, so true whatever other writers do).
+        self._known_actors: set[str] = set()
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -365,7 +375,9 @@ class MongoEventStore(EventStore):
         return UpsertResult(inserted=result.upserted_count, updated=result.matched_count)
 
     async def _remember_actors(self, actors: set[str]) -> None:
-        """Add new actors to `event_actors` (one unordered bulk write of upserts per batch)."""
+        """Add new actors to `event_actors` (one unordered bulk write of upserts, only for actors
+        this store has not recorded yet)."""
+        actors = actors - self._known_actors
         if not actors:
             return
         requests = [
@@ -378,6 +390,7 @@ class MongoEventStore(EventStore):
             # Another sink added the same new actor first: it is there, which is all we want.
             if not all(e.get("code") == DUPLICATE_KEY for e in error.details["writeErrors"]):
                 raise
+        self._known_actors |= actors
 
     async def _actors_containing(self, part: str) -> list[str] | None:
         """Display names containing `part` (any case), or None when there are so many that
@@ -664,3 +677,13 @@ class MongoEventStore(EventStore):
             if document is None:
                 document = await self._db[ALERTS].find_one({"_id": {"$eq": alert_id}})
         return None if document is None else alert_from(document)
+
+    async def alert_counts(self) -> list[AlertCount]:
+        fields = ("rule_id", "rule_name", "severity", "status")
+        pipeline = [{"$group": {"_id": {f: f"${f}" for f in fields}, "count": {"$sum": 1}}}]
+        with _store_errors("count alerts"):
+            cursor = self._db[ALERTS].aggregate(pipeline, maxTimeMS=self._operation_timeout_ms)
+            groups = await cursor.to_list(length=None)
+        return sorted_alert_counts(
+            AlertCount(**group["_id"], count=group["count"]) for group in groups
+        )

@@ -58,7 +58,15 @@ from aoc_common.query import (
     page_from,
     timestamp_ms,
 )
-from aoc_common.rules import Alert, AlertPage, AlertQuery, Rule, alert_page_from
+from aoc_common.rules import (
+    Alert,
+    AlertCount,
+    AlertPage,
+    AlertQuery,
+    Rule,
+    alert_page_from,
+    sorted_alert_counts,
+)
 
 T = TypeVar("T")
 
@@ -401,6 +409,17 @@ class SqliteEventStore(EventStore):
 
     async def acknowledge_alert(self, alert_id: str, by: str, at: datetime) -> Alert | None:
         return await self._run(lambda connection: _acknowledge(connection, alert_id, by, at))
+
+    async def alert_counts(self) -> list[AlertCount]:
+        sql = (
+            "SELECT rule_id, json_extract(doc, '$.rule_name') AS rule_name, severity, status, "
+            "COUNT(*) FROM alerts GROUP BY rule_id, rule_name, severity, status"
+        )
+        rows = await self._run(lambda connection: connection.execute(sql).fetchall())
+        return sorted_alert_counts(
+            AlertCount(rule_id=r[0], rule_name=r[1], severity=r[2], status=r[3], count=r[4])
+            for r in rows
+        )
 
 
 # --- work done on the store's thread ------------------------------------------------------------

@@ -30,6 +30,16 @@ class FeatureFlags(BaseModel):
     ai: bool
     siem: bool
     periodic_fetch: bool
+    ai_features_enabled: bool = Field(
+        description="Questions (/api/ask, MCP ask) are on: the same as `ai`, the name earlier "
+        "AOC clients read"
+    )
+    ai_explain: bool = Field(
+        description="POST /api/events/{id}/explain is on (AI on and AI_SEND_EVENT_FIELDS)"
+    )
+    fetch_interval_minutes: int = Field(
+        description="How often the collector fetches when periodic_fetch is on (staleness)"
+    )
 
 
 def auth_config(settings: Settings) -> AuthConfig:
@@ -60,4 +70,7 @@ async def get_features(settings: SettingsDep) -> FeatureFlags:
         ai=settings.ai_features_enabled,
         siem=settings.siem_enabled,
         periodic_fetch=settings.enable_periodic_fetch,
+        ai_features_enabled=settings.ai_features_enabled,
+        ai_explain=settings.ai_features_enabled and settings.ai_send_event_fields,
+        fetch_interval_minutes=settings.fetch_interval_minutes,
     )

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
 
 from aoc_api.auth import Principal, require_writer
 from aoc_api.dependencies import ReaderDep, WriterDep
-from aoc_api.histogram import EventHistogram, HistogramQuery, histogram_window
+from aoc_api.histogram import EventHistogram, HistogramQuery, matching_window
 from aoc_api.notes import CommentRequest, TagsRequest
 from aoc_api.openapi import STORE_RESPONSES
 from aoc_common.events import CanonicalEvent, Comment, utc_now
@@ -37,17 +37,12 @@ NO_SUCH_EVENT = "no event with that id"
 async def event_histogram(
     query: Annotated[HistogramQuery, Query()], store: ReaderDep
 ) -> EventHistogram:
-    """Without `start`/`end` the window is the week up to the newest matching event."""
+    """Without `start` the intervals begin at the oldest matching event, without `end` they end at
+    the newest: the chart covers every match, and its total is their number."""
     filters = query.filters_only()
-    newest = None
-    if query.end is None:
-        latest = await store.query_events(EventQuery.of(filters, page_size=1))
-        newest = latest.items[0].timestamp if latest.items else None
-    window = histogram_window(
-        query.start, query.end, newest=newest, now=utc_now(), max_buckets=query.buckets
-    )
+    window = await matching_window(store, filters, query.buckets)
     counts = await store.count_by_interval(
-        EventQuery.of(filters), window.start, window.interval_ms, window.buckets
+        filters, window.start, window.interval_ms, window.buckets
     )
     return window.with_counts(counts)
 
