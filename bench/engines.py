@@ -75,6 +75,28 @@ def peak_rss_mb(pid: int) -> float | None:
     return None
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU time (user + system) used so far by these processes and every process under them.
+
+    What a contender costs whatever the machine's load: on a shared machine its wall-clock rate
+    depends on the CPU share it gets, its CPU time per event much less. Worker processes count.
+    """
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pending, seen = list(pids), set()
+    while pending:
+        pid = pending.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                pending += [int(c) for c in (task / "children").read_text().split()]
+    return total
+
+
 def stop(process: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
     """SIGTERM (a graceful stop), then SIGKILL when it does not end in time."""
     if process.poll() is not None:

@@ -1,8 +1,9 @@
 """The normalizer on Kafka against its floor and a peer, in one run: `python bench/kafka_normalizer.py [N]`.
 
-On one broker (AOC_BENCH_KAFKA, else a private in-memory Tansu) the same N raw records (bench/generate.py:
-every source, 2 % duplicates, keyed by record id as the collector publishes them) are read by three
-consumer groups, one after the other, each in its own process:
+The same N raw records (bench/generate.py: every source, 2 % duplicates, keyed by record id as the
+collector publishes them) are handled by each contender in turn, each in its own process(es), each on a
+fresh private in-memory Tansu holding just those records (AOC writes fixed topic names and keeps its
+group and dedupe changelog on the broker, so every contender starts equal):
 
 - **floor**: a plain aiokafka consume → produce copy (getmany, send without awaiting each, await the
   batch's acknowledgements, commit): the most any Python consumer-producer can do on this broker;
@@ -12,11 +13,14 @@ consumer groups, one after the other, each in its own process:
 - **aoc**: `python -m aoc_normalizer` — AOC's Faust normalizer exactly as `aoc run normalizer` runs it
   (and **aoc-2-workers**: two of them in the group, Faust's way to use a second core);
 - **faust-ceiling**: Faust's own consumer path doing no work (take_events → copy out);
-- **aoc-step-on-aiokafka**: AOC's step on AOC's own aiokafka consumer shell (the alternative).
+- **aoc-consumer**: `python -m aoc_normalizer` with `NORMALIZER_RUNTIME=consumer` — AOC's step on its
+  own aiokafka consumer (the opt-in runtime), **aoc-consumer-2**: two of them in the group, and
+  **aoc-consumer-pool**: one of them mapping in two worker processes (`NORMALIZER_WORKERS=2`).
 
-Each rate is events out / (last output − first output), read from the output topics' end offsets by this
-process, so start-up, group join and table recovery are left out (and printed separately). The AOC and
-quixstreams rows also check the job: exactly one event per unique record, nothing dead-lettered.
+Each rate is events out / (last output − first output), read from the output topics by this process,
+so start-up, group join and table recovery are left out (and printed separately). With
+AOC_BENCH_KAFKA set, everything runs on that broker, which cannot be made fresh: one AOC row per run.
+The AOC and quixstreams rows also check the job: exactly one event per unique record, nothing dead-lettered.
 quixstreams is a bench-only dependency (`pip install -e '.[bench]'`); without it that row is skipped.
 """
 
@@ -38,8 +42,8 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from engines import kafka_broker, machine, peak_rss_mb, stop
-from generate import generate
+from engines import cpu_seconds, kafka_broker, machine, peak_rss_mb, stop
+from generate import Generated, generate
 
 from aoc_common import topics
 
@@ -52,14 +56,19 @@ CONTENDERS = (
     "quixstreams",
     "aoc",
     "aoc-2-workers",
-    "aoc-step-on-aiokafka",
+    "aoc-consumer",
+    "aoc-consumer-2",
+    "aoc-consumer-pool",
 )
 COPIES = {"floor": "bench.floor", "faust-ceiling": "bench.faust-ceiling"}
-# Run by default; `aoc-2-workers` writes AOC's own topics as `aoc` does, so it needs a round (a broker)
-# of its own: `--only floor --only aoc-2-workers`.
-DEFAULT_CONTENDERS = tuple(c for c in CONTENDERS if c != "aoc-2-workers")
-STEP_EVENTS = "bench.step.events"
-STEP_DLQ = "bench.step.dlq"
+# Rows that run `python -m aoc_normalizer`: (instances, NORMALIZER_RUNTIME, NORMALIZER_WORKERS).
+AOC_ROWS = {
+    "aoc": (1, "faust", 0),
+    "aoc-2-workers": (2, "faust", 0),
+    "aoc-consumer": (1, "consumer", 0),
+    "aoc-consumer-2": (2, "consumer", 0),
+    "aoc-consumer-pool": (1, "consumer", 2),
+}
 SESSION = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000, "rebalance_timeout_ms": 5000}
 
 
@@ -73,6 +82,7 @@ class Outcome:
     dead: int
     expected: int
     peak_mb: float | None
+    cpu_us: float = 0.0  # CPU time of the contender's processes per event, first to last output
 
     @property
     def correct(self) -> bool:
@@ -162,68 +172,6 @@ def run_faust_ceiling(bootstrap: str, state_dir: str) -> None:
     asyncio.run(work())
 
 
-async def run_step_on_aiokafka(bootstrap: str) -> None:
-    """The alternative to Faust: AOC's normalizer step on AOC's own Kafka consumer shell.
-
-    `aoc_normalizer.runtime.Normalizer` (the embedded shell: run_consumer, publish, commit) over
-    `KafkaMessageLog`, writing to bench topics. Its dedupe state here is in memory: this row measures
-    the shell, not a finished design (on Kafka the state must follow partitions across workers).
-    """
-    from aoc_common.message_log.kafka import KafkaMessageLog
-    from aoc_common.settings import Settings
-    from aoc_normalizer import runtime
-    from aoc_normalizer.enrichment import MemoryNameCache
-
-    class MemorySightings:
-        def __init__(self) -> None:
-            self.seen: dict[str, int] = {}
-            self.names = MemoryNameCache()
-
-        def seen_at(self, keys: Sequence[str]) -> dict[str, int]:
-            return {k: self.seen[k] for k in keys if k in self.seen}
-
-        def remember(self, keys_by_partition: dict[int, Sequence[str]], at_ms: int) -> None:
-            for keys in keys_by_partition.values():
-                self.seen.update(dict.fromkeys(keys, at_ms))
-
-        def forget_before(self, before_ms: int) -> int:
-            return 0
-
-        def cached_names(self, ids: Sequence[str]) -> dict:
-            return self.names.cached_names(ids)
-
-        def remember_names(self, names: dict) -> None:
-            self.names.remember_names(names)
-
-        def close(self) -> None:
-            pass
-
-    runtime.topics = _BenchTopics()  # type: ignore[attr-defined]
-    stopping = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
-    message_log = KafkaMessageLog(bootstrap, enable_idempotence=False, **SESSION)
-    await message_log.start()
-    try:
-        settings = Settings(data_dir=Path(tempfile.mkdtemp()), kafka_bootstrap_servers=bootstrap)
-        normalizer = runtime.Normalizer(
-            message_log,
-            runtime.LiveMappings.load(settings.mappings_path),
-            runtime.limits_from(settings),
-            state=MemorySightings(),  # type: ignore[arg-type]
-        )
-        await normalizer.run(stopping)
-    finally:
-        await message_log.stop()
-
-
-class _BenchTopics:
-    """`aoc_common.topics` with the outputs renamed, so the row writes to topics of its own."""
-
-    def __getattr__(self, name: str) -> object:
-        renamed = {"EVENTS": STEP_EVENTS, "DLQ": STEP_DLQ, "NORMALIZER_GROUP": "bench-step"}
-        return renamed.get(name) or getattr(topics, name)
-
-
 def run_quixstreams(bootstrap: str, state_dir: str) -> None:
     """AOC's normalizer job in quixstreams: normalize, dedupe on the record key, route, produce."""
     from quixstreams import Application
@@ -284,9 +232,8 @@ def run_quixstreams(bootstrap: str, state_dir: str) -> None:
 # --- the measuring side ------------------------------------------------------------------------------
 
 
-async def prepare(bootstrap: str, count: int, partitions: int, seed: int) -> tuple[int, int]:
-    """Topics created, the raw records published; returns (records, unique records)."""
-    generated = generate(count, seed=seed)
+async def prepare(bootstrap: str, generated: Generated, partitions: int) -> None:
+    """Topics created, the raw records published."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -298,8 +245,6 @@ async def prepare(bootstrap: str, count: int, partitions: int, seed: int) -> tup
                 *COPIES.values(),
                 QUIX_EVENTS,
                 QUIX_DLQ,
-                STEP_EVENTS,
-                STEP_DLQ,
                 topics.EVENTS,
                 topics.DLQ,
                 topics.ALERTS,
@@ -319,7 +264,6 @@ async def prepare(bootstrap: str, count: int, partitions: int, seed: int) -> tup
             await asyncio.gather(*deliveries)
     finally:
         await producer.stop()
-    return len(generated.messages), generated.unique
 
 
 class OutputReader:
@@ -368,17 +312,20 @@ class OutputReader:
 
 async def measure(
     name: str,
-    process: subprocess.Popen[bytes],
+    processes: list[subprocess.Popen[bytes]],
     bootstrap: str,
     outputs: tuple[str, str | None],
     expected: int,
     timeout_s: float,
 ) -> Outcome:
     """Read the output topics until `expected` events are out (or the time is up), then stop it."""
+    process = processes[0]
+    pids = [p.pid for p in processes]
     reader = OutputReader(bootstrap, [t for t in outputs if t])
     await reader.start()
     started = time.monotonic()
     first = last = None
+    cpu_first = cpu_last = 0.0
     try:
         deadline = started + timeout_s
         while time.monotonic() < deadline and process.poll() is None:
@@ -386,8 +333,10 @@ async def measure(
             now = time.monotonic()
             if reader.events and first is None:
                 first = now
+                cpu_first = cpu_seconds(pids)
             if reader.events + reader.dead >= expected:
                 last = now
+                cpu_last = cpu_seconds(pids)
                 break
         if last is not None:
             # Anything published after "done" would be a duplicate: give it a moment to show.
@@ -404,7 +353,10 @@ async def measure(
         print(f"  {name}: only {events} of {expected} events within {timeout_s:.0f} s")
         return Outcome(name, 0.0, 0.0, events, distinct, dead, expected, peak)
     span = max(last - first, 1e-3)
-    return Outcome(name, expected / span, first - started, events, distinct, dead, expected, peak)
+    cpu_us = (cpu_last - cpu_first) * 1e6 / expected
+    return Outcome(
+        name, expected / span, first - started, events, distinct, dead, expected, peak, cpu_us
+    )
 
 
 def spawn(
@@ -412,8 +364,10 @@ def spawn(
 ) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     log = (workdir / f"{name}-{instance}.log").open("wb")
-    if name in ("aoc", "aoc-2-workers"):
+    if name in AOC_ROWS:
         env.update(
+            NORMALIZER_RUNTIME=AOC_ROWS[name][1],
+            NORMALIZER_WORKERS=str(AOC_ROWS[name][2]),
             KAFKA_BOOTSTRAP_SERVERS=bootstrap,
             KAFKA_ENABLE_IDEMPOTENCE="false",  # Tansu cannot initialise idempotent producers
             KAFKA_TOPIC_PARTITIONS=str(partitions),
@@ -438,49 +392,83 @@ def has_quixstreams() -> bool:
     return True
 
 
+OUTPUTS: dict[str, tuple[str, str | None]] = {
+    "floor": (COPIES["floor"], None),
+    "faust-ceiling": (COPIES["faust-ceiling"], None),
+    "quixstreams": (QUIX_EVENTS, QUIX_DLQ),
+    **{name: (topics.EVENTS, topics.DLQ) for name in AOC_ROWS},
+}
+
+
 async def one_round(
-    bootstrap: str, count: int, partitions: int, seed: int, wanted: Sequence[str], workdir: Path
-) -> list[Outcome]:
-    records, unique = await prepare(bootstrap, count, partitions, seed)
-    print(f"  published {records:,} raw records ({unique:,} unique) on {partitions} partitions")
+    generated: Generated, partitions: int, wanted: Sequence[str], workdir: Path
+) -> tuple[list[Outcome], str]:
+    """Every wanted contender once, each on a fresh broker holding the same raw records."""
     outcomes = []
+    engine = ""
+    shared = os.environ.get("AOC_BENCH_KAFKA")
     for name in wanted:
-        outputs: tuple[str, str | None] = {
-            "floor": (COPIES["floor"], None),
-            "faust-ceiling": (COPIES["faust-ceiling"], None),
-            "quixstreams": (QUIX_EVENTS, QUIX_DLQ),
-            "aoc": (topics.EVENTS, topics.DLQ),
-            "aoc-2-workers": (topics.EVENTS, topics.DLQ),
-            "aoc-step-on-aiokafka": (STEP_EVENTS, STEP_DLQ),
-        }[name]
-        expected = records if name in COPIES else unique
-        process = spawn(name, bootstrap, partitions, workdir)
-        # Faust's way to use more cores: more workers in the group, splitting the partitions.
-        others = [spawn(name, bootstrap, partitions, workdir, 2)] if name == "aoc-2-workers" else []
-        profile = os.environ.get("AOC_BENCH_PROFILE")  # collapsed stacks of AOC's worker (py-spy)
-        if profile and name == "aoc":
-            command = ["py-spy", "record", "-f", "raw", "-o", profile, "--pid", str(process.pid)]
-            subprocess.Popen([*command, "-r", "50"])  # noqa: S603, ASYNC220 - a developer option
-        outcome = await measure(name, process, bootstrap, outputs, expected, 60 + expected / 200)
-        for other in others:
-            other_peak = peak_rss_mb(other.pid)
-            stop(other)
-            if outcome.peak_mb and other_peak:
-                outcome.peak_mb += other_peak
-        print(
-            f"  {name:<12} {outcome.rate:>9,.0f} events/s  start-up {outcome.startup_s:4.1f} s  "
-            f"{outcome.events:,} events ({outcome.distinct:,} keys), {outcome.dead} dead letters"
-            + ("" if name in COPIES or outcome.correct else "  << WRONG COUNT")
-            + (f"  peak {outcome.peak_mb:,.0f} MB" if outcome.peak_mb else "")
-        )
-        if not outcome.rate:
-            tail = (workdir / f"{name}-1.log").read_text(errors="replace").splitlines()[-25:]
-            print("\n".join(f"    | {line}" for line in tail))
-        outcomes.append(outcome)
-    return outcomes
+        with kafka_broker(workdir / f"broker-{name}.log") as (bootstrap, described):
+            engine = described
+            if not shared or not outcomes:
+                await prepare(bootstrap, generated, partitions)
+            outcomes.append(await contend(name, bootstrap, generated, partitions, workdir))
+    return outcomes, engine
 
 
-def report(rounds: list[list[Outcome]], engine: str, count: int) -> int:
+async def contend(
+    name: str, bootstrap: str, generated: Generated, partitions: int, workdir: Path
+) -> Outcome:
+    records, unique = len(generated.messages), generated.unique
+    expected = records if name in COPIES else unique
+    instances = AOC_ROWS.get(name, (1, "", 0))[0]
+    processes = [spawn(name, bootstrap, partitions, workdir, n + 1) for n in range(instances)]
+    profile = os.environ.get("AOC_BENCH_PROFILE")  # collapsed stacks of AOC's worker (py-spy)
+    if profile and name in ("aoc", "aoc-consumer"):
+        command = ["py-spy", "record", "-f", "raw", "-o", profile, "--pid", str(processes[0].pid)]
+        subprocess.Popen([*command, "-r", os.environ.get("AOC_BENCH_PROFILE_RATE", "50")])  # noqa: S603, ASYNC220 - a developer option
+    outcome = await measure(
+        name, processes, bootstrap, OUTPUTS[name], expected, 60 + expected / 200
+    )
+    for other in processes[1:]:
+        other_peak = peak_rss_mb(other.pid)
+        stop(other)
+        if outcome.peak_mb and other_peak:
+            outcome.peak_mb += other_peak
+    print(
+        f"  {name:<17} {outcome.rate:>7,.0f} events/s  {outcome.cpu_us:5.0f} µs CPU/event  "
+        f"start-up {outcome.startup_s:4.1f} s  "
+        f"{outcome.events:,} events ({outcome.distinct:,} keys), {outcome.dead} dead letters"
+        + ("" if name in COPIES or outcome.correct else "  << WRONG COUNT")
+        + (f"  peak {outcome.peak_mb:,.0f} MB" if outcome.peak_mb else "")
+    )
+    if not outcome.rate:
+        tail = (workdir / f"{name}-1.log").read_text(errors="replace").splitlines()[-25:]
+        print("\n".join(f"    | {line}" for line in tail))
+    return outcome
+
+
+def core_cpu_us(generated: Generated, sample: int = 5000) -> float:
+    """CPU time per event of what every contender with AOC's job pays: mapping and encoding."""
+    from aoc_common.codec import encode
+    from aoc_common.events import utc_now
+    from aoc_common.message_log.base import Record
+    from aoc_normalizer.core import normalize_message
+    from aoc_normalizer.mappings import load_mappings
+
+    mappings = load_mappings(Path(__file__).resolve().parents[1] / "mappings.yml")
+    records = [
+        Record(topic, 0, n, m.key, m.value, 0)
+        for n, (topic, m) in enumerate(generated.messages[:sample])
+    ]
+    now = utc_now()
+    started = time.process_time()
+    for record in records:
+        encode(normalize_message(record, mappings, now=now))
+    return (time.process_time() - started) * 1e6 / max(len(records), 1)
+
+
+def report(rounds: list[list[Outcome]], engine: str, count: int, core_us: float) -> int:
     by_name: dict[str, list[Outcome]] = {}
     for outcomes in rounds:
         for outcome in outcomes:
@@ -489,14 +477,16 @@ def report(rounds: list[list[Outcome]], engine: str, count: int) -> int:
     floor = medians.get("floor")
     print(
         f"\nkafka normalizer, {count:,} raw records, median of {len(rounds)} round(s), "
-        f"{datetime.now(UTC):%Y-%m-%d}, {engine}; {machine()}"
+        f"{datetime.now(UTC):%Y-%m-%d}, {engine}; {machine()}; normalizer core alone "
+        f"{core_us:.0f} µs CPU per event"
     )
-    print("| contender | events/s | of the floor | correct |")
-    print("|---|---:|---:|---|")
+    print("| contender | events/s | of the floor | CPU µs per event | correct |")
+    print("|---|---:|---:|---:|---|")
     for name, rate in medians.items():
         share = f"{rate / floor:.0%}" if floor else "n/a"
+        cpu = statistics.median(o.cpu_us for o in by_name[name])
         correct = "n/a" if name in COPIES else str(all(o.correct for o in by_name[name]))
-        print(f"| {name} | {rate:,.0f} | {share} | {correct} |")
+        print(f"| {name} | {rate:,.0f} | {share} | {cpu:,.0f} | {correct} |")
     wrong = any(
         not o.correct for name, found in by_name.items() if name not in COPIES for o in found
     )
@@ -504,28 +494,33 @@ def report(rounds: list[list[Outcome]], engine: str, count: int) -> int:
 
 
 async def bench(args: argparse.Namespace) -> int:
-    wanted = [c for c in args.only or DEFAULT_CONTENDERS]
-    if {"aoc", "aoc-2-workers"} <= set(wanted):
-        raise SystemExit("aoc and aoc-2-workers both write aoc.events: run them in separate runs")
+    wanted = [c for c in args.only or CONTENDERS]
+    if os.environ.get("AOC_BENCH_KAFKA") and len(set(wanted) & set(AOC_ROWS)) > 1:
+        raise SystemExit("on a shared broker (AOC_BENCH_KAFKA) run one AOC row per run: --only")
     if "quixstreams" in wanted and not has_quixstreams():
         print("quixstreams is not installed (pip install -e '.[bench]'): skipping that row")
         wanted.remove("quixstreams")
+    generated = generate(args.count, seed=args.seed)
+    print(
+        f"{len(generated.messages):,} raw records ({generated.unique:,} unique) on "
+        f"{args.partitions} partitions"
+    )
+    core_us = core_cpu_us(generated)
+    print(
+        f"normalizer core alone (normalize_message + encode, no Kafka): {core_us:.0f} µs CPU/event"
+    )
     rounds = []
+    engine = ""
     with tempfile.TemporaryDirectory(prefix="aoc-bench-kafka-") as scratch:
         for number in range(args.rounds):
             workdir = Path(scratch) / f"round{number}"
             workdir.mkdir()
-            # A fresh broker per round: AOC writes fixed topic names, and every round starts equal.
-            with kafka_broker(workdir / "broker.log") as (bootstrap, engine):
-                print(f"round {number + 1} of {args.rounds} on {engine}")
-                rounds.append(
-                    await one_round(
-                        bootstrap, args.count, args.partitions, args.seed, wanted, workdir
-                    )
-                )
+            print(f"round {number + 1} of {args.rounds}")
+            outcomes, engine = await one_round(generated, args.partitions, wanted, workdir)
+            rounds.append(outcomes)
             if os.environ.get("AOC_BENCH_KAFKA"):
                 break  # a shared broker cannot be made fresh: one round only
-    return report(rounds, engine, args.count)
+    return report(rounds, engine, args.count, core_us)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -547,9 +542,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.contender == "faust-ceiling":
         run_faust_ceiling(args.bootstrap, args.state_dir)
-        return 0
-    if args.contender == "aoc-step-on-aiokafka":
-        asyncio.run(run_step_on_aiokafka(args.bootstrap))
         return 0
     return asyncio.run(bench(args))
 

@@ -179,8 +179,14 @@ class Settings(BaseSettings):
     collector_control_token: SecretStr | None = None
     graph_webhook_client_state: SecretStr | None = None
 
-    # --- Normalizer: dedupe window, enrichment through Graph, Faust agent concurrency ---
+    # --- Normalizer: dedupe window, enrichment through Graph, which runtime on Kafka ---
     dedupe_window_days: int = Field(default=7, ge=1, le=90)
+    # On Kafka: the Faust app (the design's choice), or AOC's own aiokafka consumer around the same
+    # step (faster; same group, topics and changelogs, so the two can be switched — stop all of one
+    # first). The embedded log always runs the embedded runtime.
+    normalizer_runtime: Literal["faust", "consumer"] = "faust"
+    # The consumer runtime only: map and encode records in this many worker processes (0: in its own).
+    normalizer_workers: int = Field(default=0, ge=0, le=64)
     enrichment_enabled: bool = False
     enrichment_cache_ttl_hours: int = Field(default=24, ge=1, le=24 * 30)
 

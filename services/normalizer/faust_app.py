@@ -26,14 +26,11 @@ the step turns it into a dead letter.
 from __future__ import annotations
 
 import asyncio
-import uuid
-import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import faust
-from aiokafka.partitioner import DefaultPartitioner
 from faust.tables.table import Table
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import EventT, StreamT, TableT, TopicT
@@ -43,10 +40,21 @@ from aoc_common.events import utc_now
 from aoc_common.logging import get_logger
 from aoc_common.message_log.base import Message, Record
 from aoc_common.message_log.kafka import MAX_MESSAGE_BYTES, leave_group_at_generation_zero
+from aoc_common.message_log.record_batches import RECORD_BATCH_BYTES, RecordBatchSender
 from aoc_common.metrics import MESSAGES_CONSUMED, MESSAGES_PUBLISHED
 from aoc_common.settings import Settings
 from aoc_common.topics import source_of_raw_topic
-from aoc_normalizer.core import DirectoryName
+from aoc_normalizer.changelog import (
+    DEDUPE_TABLE,
+    NAMES_TABLE,
+    apply_sightings,
+    cached_name_of,
+    dedupe_changelog_config,
+    name_partition,
+    name_value,
+    sightings_key,
+    sightings_value,
+)
 from aoc_normalizer.dedupe import now_ms
 from aoc_normalizer.enrichment import CachedName, DirectoryLookup
 from aoc_normalizer.mappings import LiveMappings
@@ -120,7 +128,7 @@ def faust_app(settings: Settings, overrides: Mapping[str, Any] | None = None) ->
         "producer_max_request_size": MAX_MESSAGE_BYTES,
         # Throughput: a produce request carries up to 512 KiB per partition (Kafka's default batch of
         # 16 KiB holds 8 events), and waits 5 ms for more to fill it.
-        "producer_max_batch_size": 512 * 1024,
+        "producer_max_batch_size": RECORD_BATCH_BYTES,
         "producer_linger_ms": 5,
         "processing_guarantee": "at_least_once",
     }
@@ -157,23 +165,11 @@ class SightingsTable(Table):
                 continue
             for key in keys:
                 data[key] = at_ms
-            self.send_changelog(
-                partition,
-                f"{partition}:{uuid.uuid4().hex}",
-                {"at_ms": at_ms, "keys": list(keys)},
-            )
+            self.send_changelog(partition, sightings_key(partition), sightings_value(keys, at_ms))
 
     def apply_changelog_batch(self, batch: Iterable[EventT]) -> None:
         """Recovery (and standby replicas): every key of every batch record, latest sighting wins."""
-        data = self.data
-        for event in batch:
-            value = event.value
-            if not isinstance(value, dict) or not isinstance(value.get("keys"), list):
-                continue  # a tombstone, or a record this version does not know
-            at_ms = int(value.get("at_ms") or 0)
-            for key in value["keys"]:
-                if isinstance(key, str) and at_ms >= data.get(key, 0):
-                    data[key] = at_ms
+        apply_sightings(self.data, (event.value for event in batch))
 
     def forget_before(self, before_ms: int) -> int:
         """Drop expired sightings from this worker's memory (the changelog's retention drops them there)."""
@@ -199,17 +195,16 @@ class TableNameCache:
     def cached_names(self, ids: Sequence[str]) -> dict[str, CachedName]:
         found: dict[str, CachedName] = {}
         for object_id in ids:
-            value = self.table.get(object_id)
-            if isinstance(value, list) and len(value) == 4:
-                found[object_id] = CachedName(DirectoryName(*value[:3]), int(value[3]))
+            cached = cached_name_of(self.table.get(object_id))
+            if cached is not None:
+                found[object_id] = cached
         return found
 
     def remember_names(self, names: Mapping[str, CachedName]) -> None:
         for object_id, cached in names.items():
-            name = cached.name
-            value = [name.found, name.display_name, name.user_principal_name, cached.resolved_at_ms]
+            value = name_value(cached)
             self.table.data[object_id] = value
-            partition = zlib.crc32(object_id.encode("utf-8")) % self.partitions
+            partition = name_partition(object_id, self.partitions)
             self.table.send_changelog(partition, object_id, value)
 
 
@@ -217,16 +212,14 @@ class RecordBatchPublisher:
     """Sends a batch's messages through the app's producer as whole Kafka record batches.
 
     Faust's `Topic.send` costs a future, a task and several callbacks per message, a third of the
-    worker's time at thousands of events per second; a record batch per partition costs one future.
-    Partitions are chosen as Kafka's default partitioner does (murmur2 of the key), as every other AOC
-    producer does, so one dedupe_key always lands in one partition of `aoc.events`. The producer stays
-    Faust's own: Faust flushes it before it commits offsets.
+    worker's time at thousands of events per second; `RecordBatchSender` (shared with every AOC
+    producer) costs one future per partition's batch and partitions as every other AOC producer does.
+    The producer stays Faust's own: Faust flushes it before it commits offsets.
     """
 
     def __init__(self, app: faust.App) -> None:
         self.app = app
-        self.partitioner = DefaultPartitioner()
-        self._round_robin = 0
+        self._sender: RecordBatchSender | None = None
 
     async def send(self, topic: TopicT, messages: Sequence[Message]) -> list[asyncio.Future[Any]]:
         """Queue `messages` on `topic`; the futures resolve when the broker acknowledged them."""
@@ -234,27 +227,10 @@ class RecordBatchPublisher:
             return []
         if not isinstance(topic, faust.Topic):  # a channel standing in for a topic (test mode)
             return [await topic.send(key=m.key, value=m.value) for m in messages]
-        name = topic.get_topic_name()
         producer = self.app.producer._ensure_producer()  # type: ignore[attr-defined]
-        partitions = sorted(await producer.partitions_for(name))
-        by_partition: dict[int, list[Message]] = {}
-        for message in messages:
-            if message.key is None:
-                partition = partitions[self._round_robin % len(partitions)]
-                self._round_robin += 1
-            else:
-                partition = self.partitioner(message.key, partitions, partitions)
-            by_partition.setdefault(partition, []).append(message)
-        deliveries: list[asyncio.Future[Any]] = []
-        for partition, queued in by_partition.items():
-            batch = producer.create_batch()
-            for message in queued:
-                if batch.append(key=message.key, value=message.value, timestamp=None) is None:
-                    deliveries.append(await producer.send_batch(batch, name, partition=partition))
-                    batch = producer.create_batch()
-                    batch.append(key=message.key, value=message.value, timestamp=None)
-            deliveries.append(await producer.send_batch(batch, name, partition=partition))
-        return deliveries
+        if self._sender is None or self._sender.producer is not producer:
+            self._sender = RecordBatchSender(producer, max_message_bytes=MAX_MESSAGE_BYTES)
+        return await self._sender.send(topic.get_topic_name(), messages)
 
 
 def record_of(event: EventT) -> Record:
@@ -297,14 +273,14 @@ class NormalizerApp:
         self.seen: SightingsTable = app.tables.add(
             SightingsTable(
                 app,
-                name="dedupe-seen",
+                name=DEDUPE_TABLE,
                 default=None,
                 beacon=app.tables.beacon,
-                extra_topic_configs={"cleanup.policy": "delete", "retention.ms": str(window_ms)},
+                extra_topic_configs=dedupe_changelog_config(window_ms),
             )
         )
         # Names: a cache with a TTL, kept across restarts by its changelog (see TableNameCache).
-        self.names: TableT[str, list[Any]] = app.Table("directory-names", default=None)
+        self.names: TableT[str, list[Any]] = app.Table(NAMES_TABLE, default=None)
         self.step = NormalizerStep.from_settings(
             settings,
             seen=self.seen,

@@ -4,7 +4,8 @@ This is the embedded runtime (`aoc demo`, a single-machine `aoc run normalizer`)
 (`faust_app.py`) is the other shell around the same step (`step.py`: map, dedupe, name). Per batch: run the
 step with the SQLite state beside the log, publish events and dead letters, and only once the log has
 acknowledged them remember the published keys. Events are keyed by dedupe_key, so every version of one
-audit record lands in one partition, in order. Offsets are committed after that (by run_consumer):
+audit record lands in one partition, in order. The run loop, retries, lag and consumer metrics are the
+consumer base's (`aoc_common.message_log.consumer.Consumer`), which commits after `handle` returned:
 at-least-once; a crash between publish and remember republishes a batch, which the store's upsert absorbs.
 A crash never loses an event.
 """
@@ -20,10 +21,11 @@ from datetime import timedelta
 import httpx
 
 from aoc_common import topics
+from aoc_common.dead_letter import DeadLetter
 from aoc_common.http_retry import RetryPolicy
 from aoc_common.logging import get_logger
 from aoc_common.message_log.base import MessageLog, Record
-from aoc_common.message_log.consumer import run_consumer
+from aoc_common.message_log.consumer import Consumer
 from aoc_common.metrics import MESSAGES_PUBLISHED
 from aoc_common.settings import Settings
 from aoc_normalizer.core import Limits
@@ -63,8 +65,15 @@ def graph_lookup(
     )
 
 
-class Normalizer:
-    """Holds the mapping in force, the dedupe state and the enricher; turns batches into events."""
+class Normalizer(Consumer):
+    """Holds the mapping in force, the dedupe state and the enricher; turns batches into events.
+
+    Its `handle` publishes its dead letters itself, with the events, instead of returning them to the
+    base: the step's order is events and dead letters acknowledged, then the keys remembered (and
+    the step already counts its dead letters).
+    """
+
+    service = SERVICE
 
     def __init__(
         self,
@@ -76,7 +85,7 @@ class Normalizer:
         dedupe: DedupeWindow | None = None,
         enricher: Enricher | None = None,
     ) -> None:
-        self.message_log = message_log
+        super().__init__(message_log, topics=topics.RAW_TOPICS, group=topics.NORMALIZER_GROUP)
         self.state = state
         self.step = NormalizerStep(
             mappings if isinstance(mappings, LiveMappings) else LiveMappings.fixed(mappings),
@@ -85,8 +94,9 @@ class Normalizer:
             seen=state,
             enricher=enricher or Enricher(None, state),
         )
-        self.graph_client: httpx.AsyncClient | None = None  # closed by run() when set
+        self.graph_client: httpx.AsyncClient | None = None  # closed by on_stop() when set
         self._purged_at = 0.0
+        self._sighup = False
 
     @property
     def mappings(self) -> LiveMappings:
@@ -125,7 +135,7 @@ class Normalizer:
             normalizer.graph_client = lookup.client
         return normalizer
 
-    async def handle(self, records: Sequence[Record]) -> None:
+    async def handle(self, records: Sequence[Record]) -> Sequence[DeadLetter]:
         processed = await self.step.process(records)
         if processed.events:
             await self.message_log.publish(topics.EVENTS, processed.event_messages())
@@ -135,6 +145,7 @@ class Normalizer:
         # Acknowledged by the log: only now may a redelivery of these keys be dropped.
         self.state.remember(processed.remember, processed.at_ms)
         self._forget_expired(processed.at_ms)
+        return []  # published above, before the keys were remembered
 
     def _forget_expired(self, at_ms: int) -> None:
         if time.monotonic() - self._purged_at < PURGE_EVERY_S and self._purged_at:
@@ -144,25 +155,16 @@ class Normalizer:
         if forgotten:
             log.info("dedupe window: forgot expired keys", count=forgotten)
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Consume until `stop`; SIGHUP (where the loop allows signal handlers) reloads the mappings."""
-        loop = asyncio.get_running_loop()
-        sighup = install_sighup(loop, self.mappings)
-        try:
-            await run_consumer(
-                self.message_log,
-                service=SERVICE,
-                topics=topics.RAW_TOPICS,
-                group=topics.NORMALIZER_GROUP,
-                handle=self.handle,
-                stop=stop,
-            )
-        finally:
-            if sighup:
-                loop.remove_signal_handler(signal.SIGHUP)
-            self.state.close()
-            if self.graph_client is not None:
-                await self.graph_client.aclose()
+    async def on_start(self, stop: asyncio.Event) -> None:
+        """SIGHUP (where the loop allows signal handlers) reloads the mappings."""
+        self._sighup = install_sighup(asyncio.get_running_loop(), self.mappings)
+
+    async def on_stop(self) -> None:
+        if self._sighup:
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+        self.state.close()
+        if self.graph_client is not None:
+            await self.graph_client.aclose()
 
 
 def install_sighup(loop: asyncio.AbstractEventLoop, mappings: LiveMappings) -> bool:

@@ -2,9 +2,10 @@
 aoc-normalizer.
 
 On Kafka it is the Faust app, started in this process (Faust keeps its own Kafka clients and its
-dedupe and name tables on the broker); on the embedded log it is the embedded runtime, with its state
-beside the log. Both are shells around the same core. SIGHUP re-reads mappings.yml in either. The
-normalizer never touches the event store.
+dedupe and name tables on the broker), or with `NORMALIZER_RUNTIME=consumer` the consumer runtime (AOC's
+own aiokafka consumer, the same group, topics and changelogs); on the embedded log it is the embedded
+runtime, with its state beside the log. All are shells around the same step. SIGHUP re-reads
+mappings.yml in each. The normalizer never touches the event store.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from aoc_common.engines import Engines
 from aoc_common.entra_auth import EntraTokenProvider
 from aoc_common.service import Service, ServiceDefinition
 from aoc_common.settings import Settings
+from aoc_normalizer.consumer_runtime import build_consumer_runtime
 from aoc_normalizer.enrichment import GraphDirectoryObjects, TokenSource
 from aoc_normalizer.faust_app import build_app
 from aoc_normalizer.runtime import GRAPH_RETRIES, GRAPH_TIMEOUT, Normalizer, install_sighup
@@ -35,8 +37,18 @@ def token_source(settings: Settings, http: httpx.AsyncClient) -> TokenSource | N
 
 def build(settings: Settings, engines: Engines) -> Service:
     if settings.resolved_log_engine == "kafka":
+        if settings.normalizer_runtime == "consumer":
+            return KafkaConsumerNormalizer(settings)
         return FaustNormalizer(settings)
     return build_embedded(settings, engines)
+
+
+def graph_lookup_for(settings: Settings, client: httpx.AsyncClient) -> GraphDirectoryObjects | None:
+    """Graph through `client` when enrichment is on, else None."""
+    tokens = token_source(settings, client)
+    if tokens is None:
+        return None
+    return GraphDirectoryObjects(client, tokens, settings.graph_base_url, GRAPH_RETRIES)
 
 
 def build_embedded(settings: Settings, engines: Engines) -> Normalizer:
@@ -60,13 +72,7 @@ class FaustNormalizer:
     async def run(self, stop: asyncio.Event) -> None:
         settings = self.settings
         async with httpx.AsyncClient(timeout=GRAPH_TIMEOUT) as client:
-            tokens = token_source(settings, client)
-            lookup = (
-                None
-                if tokens is None
-                else GraphDirectoryObjects(client, tokens, settings.graph_base_url, GRAPH_RETRIES)
-            )
-            normalizer = build_app(settings, lookup=lookup)
+            normalizer = build_app(settings, lookup=graph_lookup_for(settings, client))
             loop = asyncio.get_running_loop()
             sighup = install_sighup(loop, normalizer.mappings)
             await normalizer.app.start()
@@ -85,8 +91,27 @@ class FaustNormalizer:
                     loop.remove_signal_handler(signal.SIGHUP)
 
 
+class KafkaConsumerNormalizer:
+    """The consumer runtime (`NORMALIZER_RUNTIME=consumer`) in this process, until `stop`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    async def run(self, stop: asyncio.Event) -> None:
+        settings = self.settings
+        async with httpx.AsyncClient(timeout=GRAPH_TIMEOUT) as client:
+            normalizer = build_consumer_runtime(settings, lookup=graph_lookup_for(settings, client))
+            loop = asyncio.get_running_loop()
+            sighup = install_sighup(loop, normalizer.mappings)
+            try:
+                await normalizer.run(stop)
+            finally:
+                if sighup:
+                    loop.remove_signal_handler(signal.SIGHUP)
+
+
 def uses_log(settings: Settings) -> bool:
-    """The Faust app keeps its own Kafka clients; only the embedded runtime uses AOC's log."""
+    """Both Kafka runtimes keep their own Kafka clients; only the embedded runtime uses AOC's log."""
     return settings.resolved_log_engine != "kafka"
 
 

@@ -30,7 +30,8 @@ from aoc_common.settings import Settings
 from aoc_normalizer.core import STAGE, Limits, normalize_message
 from aoc_normalizer.dedupe import DedupeWindow, now_ms
 from aoc_normalizer.enrichment import DirectoryLookup, Enricher, NameCache
-from aoc_normalizer.mappings import LiveMappings
+from aoc_normalizer.mapping_pool import EncodedEvent, MappingPool
+from aoc_normalizer.mappings import LiveMappings, Mappings
 
 SERVICE = "normalizer"
 log = get_logger(__name__)
@@ -53,7 +54,7 @@ class DedupeState(Protocol):
 class Processed:
     """What one batch became. `remember` only after `events` were acknowledged by the log."""
 
-    events: list[CanonicalEvent] = field(default_factory=list)
+    events: list[CanonicalEvent | EncodedEvent] = field(default_factory=list)
     dead_letters: list[tuple[Record, DeadLetter]] = field(default_factory=list)
     remember: dict[int, list[str]] = field(default_factory=dict)  # raw partition → dedupe keys
     duplicates: int = 0
@@ -61,7 +62,10 @@ class Processed:
 
     def event_messages(self) -> list[Message]:
         """Events for `aoc.events`, keyed by dedupe_key: every version of a record in one partition."""
-        return [Message(encode_key(e.dedupe_key), encode(e)) for e in self.events]
+        return [
+            Message(encode_key(e.dedupe_key), e.value if isinstance(e, EncodedEvent) else encode(e))
+            for e in self.events
+        ]
 
     def dead_letter_messages(self) -> list[Message]:
         """Dead letters for `aoc.dlq`, keyed like the raw record they replace."""
@@ -77,7 +81,11 @@ def limits_from(settings: Settings) -> Limits:
 
 
 class NormalizerStep:
-    """The mapping in force, the limits, the dedupe window over a passed-in state, and the enricher."""
+    """The mapping in force, the limits, the dedupe window over a passed-in state, and the enricher.
+
+    With a `pool`, records are mapped and encoded in worker processes (`mapping_pool.py`); the rest of
+    the step — dedupe, naming, what is remembered — is the same, in the same order.
+    """
 
     def __init__(
         self,
@@ -87,12 +95,14 @@ class NormalizerStep:
         dedupe: DedupeWindow,
         seen: DedupeState,
         enricher: Enricher,
+        pool: MappingPool | None = None,
     ) -> None:
         self.mappings = mappings
         self.limits = limits
         self.dedupe = dedupe
         self.seen = seen
         self.enricher = enricher
+        self.pool = pool
 
     @classmethod
     def from_settings(
@@ -103,14 +113,23 @@ class NormalizerStep:
         names: NameCache,
         lookup: DirectoryLookup | None = None,
         mappings: LiveMappings | None = None,
+        workers: int = 0,
     ) -> NormalizerStep:
-        """The step as settings describe it (mappings read now: a bad file stops the start)."""
+        """The step as settings describe it (mappings read now: a bad file stops the start); with
+        `workers` > 0, mapping in that many worker processes."""
+        limits = limits_from(settings)
+        pool = (
+            MappingPool(workers, settings.mappings_path, limits, names_wanted=lookup is not None)
+            if workers > 0
+            else None
+        )
         return cls(
             mappings or LiveMappings.load(settings.mappings_path),
-            limits=limits_from(settings),
+            limits=limits,
             dedupe=DedupeWindow(timedelta(days=settings.dedupe_window_days)),
             seen=seen,
             enricher=Enricher(lookup, names, timedelta(hours=settings.enrichment_cache_ttl_hours)),
+            pool=pool,
         )
 
     async def process(self, records: Sequence[Record], now: datetime | None = None) -> Processed:
@@ -119,9 +138,15 @@ class NormalizerStep:
         now = now or utc_now()
         at_ms = now_ms(now)
         processed = Processed(at_ms=at_ms)
-        mapped: list[tuple[Record, CanonicalEvent]] = []
-        for record in records:
-            outcome = normalize_message(record, mappings, now=now, limits=self.limits)
+        if self.pool is None:
+            outcomes: Sequence[CanonicalEvent | EncodedEvent | DeadLetter] = [
+                normalize_message(record, mappings, now=now, limits=self.limits)
+                for record in records
+            ]
+        else:
+            outcomes = await self.pool.map(records, now)
+        mapped: list[tuple[Record, CanonicalEvent | EncodedEvent]] = []
+        for record, outcome in zip(records, outcomes, strict=True):
             if isinstance(outcome, DeadLetter):
                 processed.dead_letters.append((record, outcome))
                 log.info(
@@ -136,12 +161,35 @@ class NormalizerStep:
         fresh = self.dedupe.first_sightings(keys, self.seen.seen_at(keys), at_ms)
         first_sightings = [pair for pair, keep in zip(mapped, fresh, strict=True) if keep]
         processed.duplicates = len(mapped) - len(first_sightings)
-        named = await self.enricher.enrich([e for _, e in first_sightings], mappings, now)
+        named = await self._named([e for _, e in first_sightings], mappings, now)
         processed.events = named
         for (record, _), event in zip(first_sightings, named, strict=True):
             processed.remember.setdefault(record.partition, []).append(event.dedupe_key)
         _count(processed)
         return processed
+
+    async def _named(
+        self, events: list[CanonicalEvent | EncodedEvent], mappings: Mappings, now: datetime
+    ) -> list[CanonicalEvent | EncodedEvent]:
+        """Events with directory names filled in; an encoded event is decoded only if it has ids."""
+        if not self.enricher.enabled:
+            return events
+        named = [
+            CanonicalEvent.model_validate_json(e.value)
+            if isinstance(e, EncodedEvent) and e.needs_names
+            else e
+            for e in events
+        ]
+        models = [i for i, e in enumerate(named) if isinstance(e, CanonicalEvent)]
+        enriched = await self.enricher.enrich([named[i] for i in models], mappings, now)  # type: ignore[misc]
+        for i, event in zip(models, enriched, strict=True):
+            named[i] = event
+        return named
+
+    def close(self) -> None:
+        """Stop the worker processes, if any."""
+        if self.pool is not None:
+            self.pool.close()
 
 
 def _count(processed: Processed) -> None:
@@ -149,6 +197,6 @@ def _count(processed: Processed) -> None:
         DEAD_LETTERS.labels(SERVICE, STAGE).inc(len(processed.dead_letters))
     if processed.duplicates:
         DUPLICATES_DROPPED.labels(SERVICE).inc(processed.duplicates)
-    pending = sum(1 for e in processed.events if e.enrichment == "pending")
+    pending = sum(1 for e in processed.events if getattr(e, "enrichment", None) == "pending")
     if pending:
         ENRICHMENT_PENDING.labels(SERVICE).inc(pending)

@@ -32,7 +32,7 @@ def test_store_sink_bench_reports_the_sink_beside_its_floors(tmp_path: Path) -> 
         "bench/store_sink.py",
         "--events=3000",
         "--segment=1000",
-        "--mongo=600",
+        "--mongo=200",
         f"--data={tmp_path}",
         timeout_s=540,
     )

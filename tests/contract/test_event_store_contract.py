@@ -1474,6 +1474,13 @@ async def test_common_and_rare_lookups_answer_the_same(event_store: EventStore):
         facets, counted, complete = expected_facets(events, only, 3, 100)
         got = await event_store.facet_counts(only, top=3, sample=100)
         assert (got.facets, got.counted, got.complete) == (facets, counted, complete), filters
+        start, day = BASE_TIME - timedelta(days=7), timedelta(days=1)
+        histogram = await event_store.count_by_interval(only, start, 86_400_000, 7)
+        matching = [event for event in events if matches(event, only)]
+        assert histogram == [
+            sum(1 for e in matching if start + n * day <= e.timestamp < start + (n + 1) * day)
+            for n in range(7)
+        ], filters
 
     # And the plans really differ: common lookups walk the time index, rare ones use the index.
     import sqlite3

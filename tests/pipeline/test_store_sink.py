@@ -14,9 +14,11 @@ from secantus import SecantusDBServer
 
 from aoc_common import topics
 from aoc_common.codec import encode, encode_key
+from aoc_common.consumed_events import decode_events_to_store
+from aoc_common.event_store.encoded import IndexedFields
 from aoc_common.event_store.mongo import MongoEventStore
 from aoc_common.events import Actor, CanonicalEvent, event_id_for
-from aoc_common.message_log.base import Message
+from aoc_common.message_log.base import Message, Record
 from aoc_common.message_log.embedded import EmbeddedMessageLog
 from aoc_store.runtime import StoreSink
 from tests.utils.local_servers import free_port
@@ -117,3 +119,26 @@ async def test_events_wait_in_the_log_while_the_store_is_down(tmp_path: Path) ->
         await store.stop()
         await message_log.stop()
         server.stop()
+
+
+def test_the_sink_reads_what_it_indexes_and_says_why_it_cannot_store_the_rest() -> None:
+    """The sink's decode (orjson, then pydantic on the dict) keeps pydantic's answers: a record
+    orjson refuses is read by pydantic's own parser, so it is stored or refused as before."""
+    good = an_event("good")
+    document = orjson.loads(encode(good))
+    # JSON that orjson refuses and pydantic reads (a number past a double's range in `raw`).
+    big_number = encode(good).replace(b'"raw":{"id":"good"}', b'"raw":{"n":1e400}')
+    assert big_number != encode(good)
+    no_key = orjson.dumps({k: v for k, v in document.items() if k != "dedupe_key"})
+    values = [encode(good), big_number, b'{"id": "x", ', b"[1, 2]", no_key]
+    records = [Record(topics.EVENTS, 0, n, None, value, 0) for n, value in enumerate(values)]
+
+    decoded = decode_events_to_store(records, stage="store")
+
+    assert [e.record.offset for e in decoded.events] == [0, 1]
+    assert decoded.events[0].event.fields == IndexedFields.model_validate_json(values[0])
+    assert decoded.events[0].event.json == values[0]
+    reasons = [letter.reason for letter in decoded.dead_letters]
+    assert reasons[0].startswith("not a canonical event") and "Invalid JSON" in reasons[0]
+    assert reasons[1].startswith("not a canonical event")
+    assert "dedupe_key: Field required" in reasons[2]

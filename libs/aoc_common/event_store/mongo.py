@@ -271,6 +271,8 @@ class MongoEventStore(EventStore):
         self._server_selection_timeout_ms = server_selection_timeout_ms
         self._operation_timeout_ms = operation_timeout_ms
         self._client: AsyncIOMotorClient[dict[str, Any]] | None = None
+        # Actors already in `event_actors` (never removed, so true whatever other writers do).
+        self._known_actors: set[str] = set()
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -373,7 +375,9 @@ class MongoEventStore(EventStore):
         return UpsertResult(inserted=result.upserted_count, updated=result.matched_count)
 
     async def _remember_actors(self, actors: set[str]) -> None:
-        """Add new actors to `event_actors` (one unordered bulk write of upserts per batch)."""
+        """Add new actors to `event_actors` (one unordered bulk write of upserts, only for actors
+        this store has not recorded yet)."""
+        actors = actors - self._known_actors
         if not actors:
             return
         requests = [
@@ -386,6 +390,7 @@ class MongoEventStore(EventStore):
             # Another sink added the same new actor first: it is there, which is all we want.
             if not all(e.get("code") == DUPLICATE_KEY for e in error.details["writeErrors"]):
                 raise
+        self._known_actors |= actors
 
     async def _actors_containing(self, part: str) -> list[str] | None:
         """Display names containing `part` (any case), or None when there are so many that

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -36,6 +36,11 @@ from aoc_common.message_log.base import (
     Subscription,
     timestamp_ms,
     validate_reset_target,
+)
+from aoc_common.message_log.record_batches import (
+    RECORD_BATCH_BYTES,
+    RecordBatchSender,
+    acknowledged,
 )
 
 T = TypeVar("T")
@@ -84,6 +89,7 @@ class KafkaMessageLog(MessageLog):
         self._admin: AIOKafkaAdminClient | None = None
         self._producer: AIOKafkaProducer | None = None
         self._offsets_reader: AIOKafkaConsumer | None = None
+        self._sender: RecordBatchSender | None = None
         self._known_topics: set[str] = set()
 
     @property
@@ -107,6 +113,7 @@ class KafkaMessageLog(MessageLog):
             acks="all",
             enable_idempotence=self.enable_idempotence,
             max_request_size=MAX_MESSAGE_BYTES,
+            max_batch_size=RECORD_BATCH_BYTES,
             request_timeout_ms=self.request_timeout_ms,
         )
         offsets_reader = self._consumer(group=None)
@@ -118,10 +125,12 @@ class KafkaMessageLog(MessageLog):
             await self._shut(admin, producer, offsets_reader)
             raise
         self._admin, self._producer, self._offsets_reader = admin, producer, offsets_reader
+        self._sender = RecordBatchSender(producer, max_message_bytes=MAX_MESSAGE_BYTES)
 
     async def stop(self) -> None:
         clients = (self._producer, self._offsets_reader, self._admin)
         self._admin = self._producer = self._offsets_reader = None
+        self._sender = None
         await self._shut(*clients)
 
     async def ping(self) -> None:
@@ -129,17 +138,28 @@ class KafkaMessageLog(MessageLog):
 
     # --- topics and publishing -----------------------------------------------------------------------
 
-    async def ensure_topics(self, topics: Sequence[str], partitions: int | None = None) -> None:
+    async def ensure_topics(
+        self,
+        topics: Sequence[str],
+        partitions: int | None = None,
+        *,
+        config: Mapping[str, str] | None = None,
+    ) -> None:
+        """Create missing topics; `config` (Kafka only) sets topic settings such as retention.ms."""
         count = self.default_partitions if partitions is None else partitions
         if count < 1:
             raise ValueError("partitions must be >= 1")
         missing = [topic for topic in dict.fromkeys(topics) if topic not in self._known_topics]
         if not missing:
             return
+        settings = dict(config or {})
         response = await self._bounded(
             "create topics",
             self._admin_client().create_topics(
-                [NewTopic(topic, count, self.replication_factor) for topic in missing],
+                [
+                    NewTopic(topic, count, self.replication_factor, topic_configs=settings)
+                    for topic in missing
+                ],
                 timeout_ms=self.request_timeout_ms,
             ),
         )
@@ -154,24 +174,37 @@ class KafkaMessageLog(MessageLog):
         self._known_topics.update(missing)
 
     async def publish(self, topic: str, messages: Sequence[Message]) -> None:
+        """Sent as whole record batches per partition (see record_batches.py); acknowledged once."""
         if not messages:
             return
-        producer = self._require(self._producer)
+        sender = self._require(self._sender)
         await self.ensure_topics([topic])
 
         async def send_all() -> None:
-            deliveries = [
-                await producer.send(topic, value=message.value, key=message.key)
-                for message in messages
-            ]
-            # Wait for every delivery, even after a failure, so no failure goes unretrieved.
-            outcomes = await asyncio.gather(*deliveries, return_exceptions=True)
-            for outcome in outcomes:
-                if isinstance(outcome, BaseException):
-                    raise outcome
+            await acknowledged(await sender.send(topic, messages))
 
         # aiokafka bounds each delivery by request_timeout_ms; twice that also covers a full buffer.
         await self._bounded(f"publish to {topic!r}", send_all(), timeout_s=2 * self.timeout_s)
+
+    async def send(self, topic: str, messages: Sequence[Message]) -> list[asyncio.Future[Any]]:
+        """Queue `messages` without waiting for the broker: for a shell that overlaps the wait for
+        one batch's acknowledgements with the next batch's work (`await acknowledged(futures)`)."""
+        sender = self._require(self._sender)
+        await self.ensure_topics([topic])
+        return await self._bounded(f"send to {topic!r}", sender.send(topic, messages))
+
+    async def send_to_partition(
+        self, topic: str, partition: int, messages: Sequence[Message]
+    ) -> list[asyncio.Future[Any]]:
+        """`send` to a partition the caller chose (a table's changelog partition)."""
+        sender = self._require(self._sender)
+        return await self._bounded(
+            f"send to {topic!r}", sender.send_to_partition(topic, partition, messages)
+        )
+
+    async def partitions(self, topic: str) -> list[int]:
+        """Partitions of an existing topic; [] when it does not exist."""
+        return await self._partitions(topic)
 
     def subscribe(self, topics: Sequence[str], group: str) -> Subscription:
         if not topics:
