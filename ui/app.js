@@ -8,6 +8,7 @@ import { setUpAsk, wireAsk } from "./modules/ask.js";
 import { closeDetail, wireDetail } from "./modules/detail.js";
 import { $ } from "./modules/dom.js";
 import { showEvents, wireEvents } from "./modules/events.js";
+import { setUpExplain } from "./modules/explain.js";
 import { showOverview, wireOverview } from "./modules/overview.js";
 import { showSources } from "./modules/sources.js";
 import { current, navigate, subscribe, VIEWS } from "./modules/state.js";
@@ -95,6 +96,7 @@ async function start() {
   // A narrow window starts with the field list folded away.
   if (window.matchMedia("(max-width: 900px)").matches) $("facets-panel").open = false;
   setUpAsk();
+  setUpExplain();
   loadAlertsBadge();
   subscribe(render);
   render(current(), null);

@@ -35,6 +35,7 @@ from tests.utils.expected import ADMIN_FIXTURE_EVENTS
 from tests.utils.fake_llm import fake_llm, function_call, tool_call
 from tests.utils.identity import CLIENT, TENANT, FakeIdentityProvider, a_signing_key
 from tests.utils.local_servers import serving
+from tests.utils.records import fixture_events
 
 
 def test_an_analyst_filters_pages_opens_a_raw_event_and_tags_it(
@@ -82,6 +83,7 @@ def test_an_analyst_filters_pages_opens_a_raw_event_and_tags_it(
     drawer = page.locator("#detail")
     expect(drawer).to_be_visible()
     expect(page.locator("#detail-raw")).not_to_be_empty()
+    expect(page.locator("#explain-event")).to_have_count(0)  # AI is off
     raw_text = page.locator("#detail-raw").inner_text()
     raw = json.loads(raw_text)
     assert raw["Workload"] == "Exchange"
@@ -322,10 +324,16 @@ def test_a_signed_in_analyst_reads_and_comments_with_a_verified_token(
     assert provider.fetches == 1
 
 
-def test_with_ai_on_an_analyst_asks_a_question_and_sees_the_query_and_its_events(
+def test_with_ai_on_an_analyst_asks_within_the_view_and_explains_a_cited_event(
     pages: WatchedPages, tmp_path: Path, fixtures_dir: Path
 ) -> None:
     stored_fixtures(tmp_path, fixtures_dir)
+    added = [
+        e
+        for e in fixture_events(fixtures_dir)
+        if e.operation == "Add user" and e.result == "success" and e.timestamp.month == 11
+    ]
+    newest = max(added, key=lambda e: e.timestamp)
     for llm in fake_llm():
         llm.reset(
             tool_call(
@@ -334,12 +342,24 @@ def test_with_ai_on_an_analyst_asks_a_question_and_sees_the_query_and_its_events
                 start="2026-11-01T00:00:00Z",
                 end="2026-11-20T00:00:00Z",
             ),
-            # The narrative cites an event that was not found: it never reaches the page.
+            # The narrative cites one event found and one that was not: only the first is shown.
             function_call(
                 "answer_question",
                 {
-                    "answer": "AAD Connect added 17 users in November. [event:ghost]",
-                    "cited_event_ids": ["ghost"],
+                    "answer": f"15 users were added, the latest [event:{newest.id}].[event:ghost]",
+                    "cited_event_ids": [newest.id, "ghost"],
+                },
+            ),
+            # Explain: the model's words are tenant data, shown as text; citations become labels.
+            function_call(
+                "explain_event",
+                {
+                    "what_happened": "A user was added [field:operation]. <img src=x>",
+                    "who_and_what": "In [field:service] [field:raw.ghost]",
+                    "why_it_matters": "Routine for a directory sync account.",
+                    "next_steps": ["Check the new account's roles [field:operation]"],
+                    "risk": "low",
+                    "cited_fields": ["operation", "service", "raw.ghost"],
                 },
             ),
         )
@@ -352,29 +372,54 @@ def test_with_ai_on_an_analyst_asks_a_question_and_sees_the_query_and_its_events
         )
         with serving(create_app(settings)) as url:
             page = pages.open()
-            page.goto(f"{url}/?view=events")
+            # The view shows successes only: the question is answered within that filter.
+            page.goto(f"{url}/?view=events&result=success")
             expect(rows(page)).to_have_count(50)
 
             page.fill("#question", "Who added users in Entra ID in November?")
             page.click("#ask-submit")
 
             expect(page.locator("#ask-summary")).to_have_text(
-                "AAD Connect added 17 users in November."
+                "15 users were added, the latest event."
+                " (1 citation(s) of events not among the results were removed.)"
             )
-            expect(page.locator("#ask-query")).to_contain_text("service=Entra ID")
-            expect(page.locator("#ask-query")).to_contain_text("operation=Add user")
-            expect(rows(page)).to_have_count(17)
+            expect(page.locator("#ask-query")).to_have_text(
+                "service=Entra ID · operation=Add user · result=success"
+                " · start=2026-11-01T00:00:00Z · end=2026-11-20T00:00:00Z"
+            )
+            expect(rows(page)).to_have_count(15)
             assert set(rows(page).locator(".col-service").all_inner_texts()) == {"Entra ID"}
             # The view state is the query that was run: the filters show it, Apply re-runs it,
             # and the URL shares it.
             expect(page.locator("#active-filters")).to_contain_text("service: Entra ID")
             expect(page.locator("#active-filters")).to_contain_text("operation: Add user")
+            expect(page.locator("#active-filters")).to_contain_text("result: success")
             expect(page.locator("#start")).to_have_value("2026-11-01 00:00:00")
             expect(page.locator("#end")).to_have_value("2026-11-20 00:00:00")
             page.click("#apply")
-            expect(page.locator("#status")).to_have_text("Showing 17 of 17 events · newest first")
+            expect(page.locator("#status")).to_have_text("Showing 15 of 15 events · newest first")
             assert parse_qs(urlsplit(page.url).query)["operation"] == ["Add user"]
             screenshot(page, "ui-ask")
-            asked, narrated = (r["messages"][-1]["content"] for r in llm.requests)
-            assert asked == "Who added users in Entra ID in November?"
-            assert narrated.startswith("Question: Who added users in Entra ID in November?")
+
+            # The cited event opens in the drawer; Explain explains that event, shown as text.
+            page.locator("#ask-summary button.citation").click()
+            expect(page.locator("#detail-title")).to_have_text(newest.display_summary)
+            page.click("#explain-event")
+            explanation = page.locator("#detail-explanation")
+            expect(explanation.locator(".risk")).to_have_text("risk: low")
+            expect(explanation).to_contain_text("A user was added operation. <img src=x>")
+            expect(explanation.locator("img")).to_have_count(0)
+            expect(explanation.locator("code.citation").first).to_have_attribute(
+                "title", '"Add user"'
+            )
+            expect(explanation).to_contain_text("were removed: raw.ghost")
+            screenshot(page, "ui-explain")
+            # The next event in the drawer (j): the explanation was the previous one's.
+            page.keyboard.press("j")
+            expect(page).to_have_url(re.compile(f"event=(?!{newest.id})"))
+            expect(explanation).to_be_hidden()
+
+            asked, narrated, explained = llm.requests
+            assert asked["messages"][-1]["content"] == "Who added users in Entra ID in November?"
+            assert narrated["messages"][-1]["content"].startswith("Question: Who added users")
+            assert f'"id":"{newest.id}"' in explained["messages"][-1]["content"]

@@ -14,7 +14,18 @@ HTML = (UI / "index.html").read_text(encoding="utf-8")
 MODULES = {path.relative_to(UI).as_posix(): path.read_text(encoding="utf-8") for path in [UI / "app.js", *sorted((UI / "modules").glob("*.js"))]}  # fmt: skip
 SCRIPT = "\n".join(MODULES.values())
 # One module per concern (issue 14): no catch-all script with a global state object.
-CONCERNS = {"api", "state", "events", "facets", "detail", "charts", "alerts", "sources", "ask"}
+CONCERNS = {
+    "api",
+    "state",
+    "events",
+    "facets",
+    "detail",
+    "charts",
+    "alerts",
+    "sources",
+    "ask",
+    "explain",
+}
 
 
 def test_the_page_starts_one_module_and_every_import_resolves() -> None:

@@ -1,33 +1,67 @@
 // Questions in plain language (POST /api/ask), shown only when /api/config/features says AI
-// features are on. The answer's query becomes the view state, so the list, the chart, the facets,
-// "Load more", export and a shared link all continue from exactly what was searched.
+// features are on. The question is asked within the view's active filters (they bound the query
+// the model builds); the answer's query becomes the view state, so the list, the chart, the
+// facets, "Load more", export and a shared link all continue from exactly what was searched.
+// The narrative's [event:ID] citations (checked by the API against the events found) open the event.
 
 import { api, features } from "./api.js";
-import { $ } from "./dom.js";
-import { eventsMatching, navigate } from "./state.js";
+import { $, button, el } from "./dom.js";
+import { current, eventsMatching, excludeParam, FACET_FIELDS, filterParams, keepParam, navigate } from "./state.js";
 
-const ASKED_FIELDS = ["search", "service", "operation", "result", "source", "actor", "start", "end"];
+const ONE_VALUE = new Set(["search", "actor", "start", "end"]);
+const NOT_FILTERS = new Set(["cursor", "page_size", "order"]);
+const CITATION = /\[event:([^\]\s]+)\]/g;
+
+/** The view's filters as the API's EventFilters: the question is answered within them. */
+function activeFilters(state) {
+  const filters = {};
+  for (const [name, value] of filterParams(state)) {
+    if (ONE_VALUE.has(name)) filters[name] = value;
+    else (filters[name] ||= []).push(value);
+  }
+  return filters;
+}
 
 function describeQuery(query) {
   const parts = [];
-  for (const name of ASKED_FIELDS) {
-    if (query[name]) parts.push(`${name}=${query[name]}`);
+  for (const [name, value] of Object.entries(query)) {
+    if (NOT_FILTERS.has(name) || value === null || value === "") continue;
+    if (Array.isArray(value)) {
+      if (value.length) parts.push(`${name}=${value.join(",")}`);
+    } else parts.push(`${name}=${value}`);
   }
-  if (query.tags && query.tags.length) parts.push(`tags=${query.tags.join(",")}`);
   return parts.length ? parts.join(" · ") : "all events";
 }
 
 /** The view state patch showing the events of the answer's query. */
 function statePatch(query) {
-  const filters = {};
-  for (const name of ["service", "operation", "result", "source"]) if (query[name]) filters[name] = query[name];
-  const patch = eventsMatching(filters);
+  const patch = eventsMatching({});
+  for (const field of FACET_FIELDS) {
+    patch.include[field] = [...(query[keepParam(field)] || [])];
+    patch.exclude[field] = [...(query[excludeParam(field)] || [])];
+  }
   if (query.search) patch.search = query.search;
   if (query.actor) patch.contains = query.actor;
   if (query.start) patch.start = query.start;
   if (query.end) patch.end = query.end;
-  if (query.tags && query.tags.length) patch.include.tags = [...query.tags];
   return patch;
+}
+
+/** The answer as text, each cited event a button that opens it in the drawer. */
+function showAnswer(answer) {
+  const node = $("ask-summary");
+  node.replaceChildren();
+  let at = 0;
+  for (const match of answer.answer.matchAll(CITATION)) {
+    node.append(answer.answer.slice(at, match.index));
+    const id = match[1];
+    const link = button("event", "citation", () => navigate({ view: "events", event: id }));
+    link.title = `Open event ${id}`;
+    node.append(link);
+    at = match.index + match[0].length;
+  }
+  node.append(answer.answer.slice(at));
+  if (answer.note) node.append(el("span", ` (${answer.note})`, "muted"));
 }
 
 async function ask(question) {
@@ -36,8 +70,9 @@ async function ask(question) {
   $("ask-summary").textContent = "Asking…";
   $("ask-query").textContent = "";
   try {
-    const answer = await api("/api/ask", { method: "POST", body: { question } });
-    $("ask-summary").textContent = answer.answer;
+    const body = { question, filters: activeFilters(current()) };
+    const answer = await api("/api/ask", { method: "POST", body });
+    showAnswer(answer);
     $("ask-query").textContent = describeQuery(answer.query);
     navigate(statePatch(answer.query));
   } catch (error) {

@@ -159,11 +159,17 @@ function announceChange(event) {
   document.dispatchEvent(new CustomEvent("aoc:event-changed", { detail: event }));
 }
 
+// Another event in the drawer ("" = none): what an action showed for the previous one is stale.
+function announceOpened(id) {
+  document.dispatchEvent(new CustomEvent("aoc:detail-opened", { detail: id }));
+}
+
 /** Open the drawer on event `id` (called when the URL says `event=<id>`). */
 export async function openDetail(id) {
   if ($("detail").hidden) opener = document.activeElement;
   const mine = ++opening;
   shown = null;
+  announceOpened(id);
   $("detail").hidden = false;
   $("detail-message").textContent = "Loading…";
   try {
@@ -184,6 +190,7 @@ export function closeDetail() {
   opening += 1;
   $("detail").hidden = true;
   shown = null;
+  announceOpened("");
   if (opener && opener.isConnected) opener.focus({ preventScroll: true });
   opener = null;
 }
