@@ -190,6 +190,29 @@ def test_the_drawer_shows_client_ip_user_agent_changes_and_microsofts_own_result
     screenshot(page, "ui-events-detail-signin")
 
 
+def test_tags_and_comments_wait_for_the_event_to_load_instead_of_being_dropped(
+    pages: WatchedPages, aoc_url: str
+) -> None:
+    """A comment sent before the drawer's event had loaded used to vanish without a word (seen when
+    the machine was busy); now the buttons wait for the event, and the typed text is kept."""
+    page = pages.open()
+    page.goto(f"{aoc_url}/?view=events")
+    held: list[Route] = []
+    page.route(re.compile(r".*/api/events/[0-9a-f-]{36}$"), lambda route: held.append(route))
+
+    rows(page).first.click()
+    page.wait_for_function("document.querySelector('#detail-message').textContent === 'Loading…'")
+    page.fill("#comment-input", "Seen while it loaded")
+
+    expect(page.locator("#add-comment")).to_be_disabled()
+    expect(page.locator("#add-tag")).to_be_disabled()
+    assert len(held) == 1
+    held[0].continue_()
+    expect(page.locator("#add-comment")).to_be_enabled()
+    page.click("#add-comment")
+    expect(page.locator("#detail-comments li .comment-text")).to_have_text(["Seen while it loaded"])
+
+
 def test_alerts_show_event_time_and_an_acknowledged_alert_leaves_the_open_list_at_once(
     pages: WatchedPages, aoc_url: str
 ) -> None:
@@ -312,6 +335,9 @@ def test_source_cards_give_the_age_of_the_last_success_and_say_when_a_source_is_
             {"source": "unified", "status": "error", "last_run_at": ago(0.2),
              "last_success_at": ago(48), "last_error": "HTTP 503", "last_count": 0,
              "warnings": []},
+            {"source": "signins", "status": "replayed", "last_run_at": ago(3),
+             "last_success_at": ago(3), "last_count": 31,
+             "warnings": ["replayed from samples (sample_data); the live collector has not run"]},
         ]
     }  # fmt: skip
 
@@ -332,6 +358,9 @@ def test_source_cards_give_the_age_of_the_last_success_and_say_when_a_source_is_
     expect(intune.locator(".freshness-text")).to_contain_text("last success 5 h ago")
     expect(intune.locator(".freshness-text")).to_contain_text("expected every 60 minutes")
     expect(unified.locator(".freshness-text")).to_have_text("failing; last success 2 d ago")
+    # The demo's replayed samples are not a collector that fell behind.
+    signins = page.locator("#sources .card[data-source=signins]")
+    expect(signins.locator(".freshness-text")).to_have_text("replayed from samples 3 h ago")
     expect(directory).to_contain_text("Newest event")
     expect(page.locator("#sources-status")).to_have_text("2 sources need attention.")
     screenshot(page, "ui-sources-stale")

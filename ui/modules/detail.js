@@ -98,6 +98,7 @@ function showChanges(event) {
 
 function render(event) {
   shown = event;
+  allowNotes(true);
   $("detail-title").textContent = event.display_summary;
   const fields = $("detail-fields");
   fields.replaceChildren();
@@ -159,6 +160,13 @@ function announceChange(event) {
   document.dispatchEvent(new CustomEvent("aoc:event-changed", { detail: event }));
 }
 
+// Tags and comments belong to the event shown: until it has loaded there is none to add them to, so
+// the buttons wait (a click on a disabled button does nothing, and the typed text stays).
+function allowNotes(allowed) {
+  $("add-tag").disabled = !allowed;
+  $("add-comment").disabled = !allowed;
+}
+
 // Another event in the drawer ("" = none): what an action showed for the previous one is stale.
 function announceOpened(id) {
   document.dispatchEvent(new CustomEvent("aoc:detail-opened", { detail: id }));
@@ -169,6 +177,7 @@ export async function openDetail(id) {
   if ($("detail").hidden) opener = document.activeElement;
   const mine = ++opening;
   shown = null;
+  allowNotes(false);
   announceOpened(id);
   $("detail").hidden = false;
   $("detail-message").textContent = "Loading…";
@@ -190,6 +199,7 @@ export function closeDetail() {
   opening += 1;
   $("detail").hidden = true;
   shown = null;
+  allowNotes(false);
   announceOpened("");
   if (opener && opener.isConnected) opener.focus({ preventScroll: true });
   opener = null;

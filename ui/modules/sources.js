@@ -10,6 +10,10 @@ import { formatTime, relativeTime } from "./time.js";
 /** How fresh one source is: `level` ok | stale | error | never, and a sentence saying why. */
 export function freshness(source, flags, now = Date.now()) {
   if (source.status === "never_run") return { level: "never", text: "never run" };
+  // `aoc demo` fed the samples: not a collector that fell behind, so never "stale".
+  if (source.status === "replayed") {
+    return { level: "ok", text: `replayed from samples ${relativeTime(source.last_success_at, now)}` };
+  }
   const success = source.last_success_at ? new Date(source.last_success_at).getTime() : null;
   const interval = flags.periodic_fetch && flags.fetch_interval_minutes ? flags.fetch_interval_minutes * 60_000 : null;
   if (source.status === "error") {
