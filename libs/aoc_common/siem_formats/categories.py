@@ -4,7 +4,9 @@ role, policy, file, mail, configuration). Pure and cheap: it runs on every forwa
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from functools import lru_cache
 from typing import Literal
 
 from aoc_common.events import CanonicalEvent
@@ -48,6 +50,7 @@ _FILE_OPERATION = re.compile(r"^(File|Folder)", re.I)
 _MAIL_SENT = {"send", "sendas", "sendonbehalf"}
 
 
+@lru_cache(maxsize=4096)  # operations repeat: one answer per spelling
 def verb_of(operation: str) -> Verb:
     """`New-InboxRule` → create; `Delete user.` → delete; `FileAccessed` → read."""
     text = operation.strip()
@@ -99,3 +102,14 @@ def family_of(event: CanonicalEvent) -> Family:
         if "user" in lowered or "password" in lowered:
             return "user"
     return "config"
+
+
+@lru_cache(maxsize=4096)  # a tenant's events come from a few thousand addresses
+def ip_address_of(value: str | None) -> str | None:
+    """The address as ECS and OCSF want it (`[::1]` → `::1`), or None when it is not one."""
+    if not value:
+        return None
+    try:
+        return str(ipaddress.ip_address(value.strip().strip("[]")))
+    except ValueError:
+        return None

@@ -9,11 +9,10 @@ field holds an address, a country code two letters) are only set when they are s
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 from aoc_common.events import CanonicalEvent
-from aoc_common.siem_formats.categories import Family, Verb, family_of, verb_of
+from aoc_common.siem_formats.categories import Family, Verb, family_of, ip_address_of, verb_of
 
 ECS_VERSION = "9.4.0"
 _OUTCOMES = {"success": "success", "failure": "failure"}
@@ -48,15 +47,6 @@ _EXPECTED = {
     "file": {"access", "change", "creation", "deletion", "info"},
     "email": {"info"},
 }
-
-
-def _ip(value: str | None) -> str | None:
-    if not value:
-        return None
-    try:
-        return str(ipaddress.ip_address(value.strip().strip("[]")))
-    except ValueError:
-        return None
 
 
 def _types(category: str, extra: tuple[str, ...], verb: Verb) -> list[str]:
@@ -103,7 +93,7 @@ def to_ecs(event: CanonicalEvent) -> dict[str, Any]:
             user["target"] = target_user
     if user:
         document["user"] = user
-    ip = _ip(actor.ip_address)
+    ip = ip_address_of(actor.ip_address)
     if ip is not None:
         source: dict[str, Any] = {"ip": ip}
         geo = _geo(actor.location)

@@ -15,8 +15,6 @@ tests' judge, on every sample and corpus record.
 
 from __future__ import annotations
 
-import contextlib
-import ipaddress
 import json
 import re
 from functools import lru_cache
@@ -25,7 +23,7 @@ from typing import Any
 
 from aoc_common.events import CanonicalEvent
 from aoc_common.query import timestamp_ms
-from aoc_common.siem_formats.categories import Family, Verb, family_of, verb_of
+from aoc_common.siem_formats.categories import Family, Verb, family_of, ip_address_of, verb_of
 
 OCSF_VERSION = "1.7.0"
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -256,9 +254,9 @@ def _user(upn: str | None, name: str | None, user_id: str | None) -> dict[str, A
 def _endpoint(event: CanonicalEvent) -> dict[str, Any]:
     address = event.actor.ip_address
     endpoint: dict[str, Any] = {}
-    if address:
-        with contextlib.suppress(ValueError):
-            endpoint["ip"] = str(ipaddress.ip_address(address.strip().strip("[]")))
+    ip = ip_address_of(address)
+    if ip:
+        endpoint["ip"] = ip
     location = event.actor.location
     if endpoint and location is not None:
         place: dict[str, Any] = {}
