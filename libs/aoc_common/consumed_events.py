@@ -14,8 +14,9 @@ rebuilding the whole model only to send the same bytes cost more than sending th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from pydantic import ValidationError
 
@@ -72,22 +73,46 @@ def _too_new(schema_version: int, reader: str) -> str | None:
     return None
 
 
-def decode_canonical_events(records: Sequence[Record], *, stage: str, reader: str) -> DecodedEvents:
-    """Every record becomes a usable event or a dead letter saying why `reader` cannot use it."""
-    decoded = DecodedEvents()
+Read = TypeVar("Read")
+
+
+def _read_each(
+    records: Sequence[Record],
+    read: Callable[[bytes], Read],
+    schema_version_of: Callable[[Read], int],
+    *,
+    stage: str,
+    reader: str,
+) -> tuple[list[tuple[Record, Read]], list[DeadLetter]]:
+    """The one way every consumer reads the topic: `read` each record (a ValidationError is a dead
+    letter saying what is wrong), then refuse a schema version newer than `reader` knows."""
+    usable: list[tuple[Record, Read]] = []
+    dead_letters: list[DeadLetter] = []
     for record in records:
         try:
-            event = CanonicalEvent.model_validate_json(record.value)
+            value = read(record.value)
         except ValidationError as error:
             reason = _not_canonical(error)
-            decoded.dead_letters.append(dead_letter_for_record(record, reason, stage=stage))
+            dead_letters.append(dead_letter_for_record(record, reason, stage=stage))
             continue
-        too_new = _too_new(event.schema_version, reader)
+        too_new = _too_new(schema_version_of(value), reader)
         if too_new:
-            decoded.dead_letters.append(dead_letter_for_record(record, too_new, stage=stage))
+            dead_letters.append(dead_letter_for_record(record, too_new, stage=stage))
             continue
-        decoded.events.append(ConsumedEvent(record, event))
-    return decoded
+        usable.append((record, value))
+    return usable, dead_letters
+
+
+def decode_canonical_events(records: Sequence[Record], *, stage: str, reader: str) -> DecodedEvents:
+    """Every record becomes a usable event or a dead letter saying why `reader` cannot use it."""
+    usable, dead_letters = _read_each(
+        records,
+        CanonicalEvent.model_validate_json,
+        lambda event: event.schema_version,
+        stage=stage,
+        reader=reader,
+    )
+    return DecodedEvents([ConsumedEvent(r, e) for r, e in usable], dead_letters)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,20 +136,14 @@ def decode_events_to_store(records: Sequence[Record], *, stage: str) -> DecodedF
     operation, result, source, actor, summary and text with their types; a schema version it
     knows), at a tenth of the cost of validating the whole event again.
     """
-    decoded = DecodedForStore()
-    for record in records:
-        try:
-            event = EncodedEvent.from_json(record.value)
-        except ValidationError as error:
-            reason = _not_canonical(error)
-            decoded.dead_letters.append(dead_letter_for_record(record, reason, stage=stage))
-            continue
-        too_new = _too_new(event.fields.schema_version, "sink")
-        if too_new:
-            decoded.dead_letters.append(dead_letter_for_record(record, too_new, stage=stage))
-            continue
-        decoded.events.append(EventToStore(record, event))
-    return decoded
+    usable, dead_letters = _read_each(
+        records,
+        EncodedEvent.from_json,
+        lambda event: event.fields.schema_version,
+        stage=stage,
+        reader="sink",
+    )
+    return DecodedForStore([EventToStore(r, e) for r, e in usable], dead_letters)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,20 +172,14 @@ def decode_events_to_pass_on(
     """Every record becomes an event to pass on or a dead letter saying why `reader` cannot use it:
     the checks of `decode_events_to_store` (a usable id, dedupe key, timestamps, source, result…,
     a schema version it knows), at a tenth of the cost of validating the whole event."""
-    decoded = DecodedToPassOn()
-    for record in records:
-        try:
-            fields = indexed_fields_of(record.value)
-        except ValidationError as error:
-            reason = _not_canonical(error)
-            decoded.dead_letters.append(dead_letter_for_record(record, reason, stage=stage))
-            continue
-        too_new = _too_new(fields.schema_version, reader)
-        if too_new:
-            decoded.dead_letters.append(dead_letter_for_record(record, too_new, stage=stage))
-            continue
-        decoded.events.append(PassedOnEvent(record, fields))
-    return decoded
+    usable, dead_letters = _read_each(
+        records,
+        indexed_fields_of,
+        lambda fields: fields.schema_version,
+        stage=stage,
+        reader=reader,
+    )
+    return DecodedToPassOn([PassedOnEvent(r, f) for r, f in usable], dead_letters)
 
 
 def dead_letter_messages(dead_letters: Sequence[DeadLetter]) -> list[Message]:
