@@ -96,24 +96,25 @@ def test_demo_ingests_the_samples_and_serves_them(tmp_path: Path) -> None:
         assert process.wait(timeout=30) == 0
 
 
+def run_demo_until_ingested(tmp_path: Path, *options: str) -> subprocess.CompletedProcess[str]:
+    """`aoc demo --exit-when-ingested` on the embedded engines, in `tmp_path/demo`, to its end."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "MONGO_", "ALERT"))}
+    argv = ["demo", "--port", str(free_port()), "--data-dir", str(tmp_path / "demo")]
+    result = subprocess.run(
+        [str(AOC), *argv, "--exit-when-ingested", *options],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
 def test_a_second_run_keeps_the_data_and_stores_nothing_twice(tmp_path: Path) -> None:
     for _ in range(2):
-        result = subprocess.run(
-            [
-                str(AOC),
-                "demo",
-                "--port",
-                str(free_port()),
-                "--data-dir",
-                str(tmp_path / "demo"),
-                "--exit-when-ingested",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=tmp_path,
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
+        result = run_demo_until_ingested(tmp_path)
         assert "178 events in the store; 8 dead letters this run" in result.stdout
 
 
@@ -122,27 +123,9 @@ def test_without_the_bad_input_drill_the_demo_raises_its_alerts_once_and_announc
 ) -> None:
     """The sample data raises the default rules' alerts and their Sigma twins'; a second run over the
     same data folder raises none again."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "MONGO_", "ALERT"))}
     for _ in range(2):
-        result = subprocess.run(
-            [
-                str(AOC),
-                "demo",
-                "--port",
-                str(free_port()),
-                "--data-dir",
-                str(tmp_path / "demo"),
-                "--exit-when-ingested",
-                "--no-malformed",
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-            cwd=tmp_path,
-        )
+        result = run_demo_until_ingested(tmp_path, "--no-malformed")
 
-        assert result.returncode == 0, result.stdout + result.stderr
         assert "178 events in the store; no dead letters this run\n" in result.stdout
         assert "this run:" not in result.stdout
         # The admin fixtures' alerts, those of the sample sign-ins, and their Sigma twins'.
