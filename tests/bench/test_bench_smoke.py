@@ -4,26 +4,9 @@ per unique record, nothing dead-lettered) must pass that check."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def run_bench(*args: str, timeout_s: float = 300) -> str:
-    done = subprocess.run(
-        [sys.executable, *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
+from tests.utils.benches import run_bench
 
 
 def test_generate_gives_every_source_with_one_to_three_percent_duplicates() -> None:
