@@ -39,6 +39,7 @@ from aoc_common.message_log.base import (
     timestamp_ms,
     validate_reset_target,
 )
+from aoc_common.sqlite_checkpoint import BACKSTOP_PAGES, Checkpointer
 
 T = TypeVar("T")
 TopicPartition = tuple[str, int]
@@ -108,6 +109,7 @@ class EmbeddedMessageLog(MessageLog):
         self._members: dict[str, list[EmbeddedSubscription]] = {}
         self._doorbell: embedded_wakeup.Doorbell | None = None
         self._doorbell_failed = False
+        self._checkpointer: Checkpointer | None = None
         self._ringer: embedded_wakeup.Ringer | None = None
         if embedded_wakeup.supported():
             folder = embedded_wakeup.doorbell_folder(self.path)
@@ -125,6 +127,8 @@ class EmbeddedMessageLog(MessageLog):
             self._executor.shutdown(wait=False)
             self._executor = None
             raise
+        self._checkpointer = Checkpointer(self.path)
+        self._checkpointer.start()
 
     async def stop(self) -> None:
         executor, self._executor = self._executor, None
@@ -133,6 +137,9 @@ class EmbeddedMessageLog(MessageLog):
         doorbell, self._doorbell = self._doorbell, None
         if doorbell is not None:
             doorbell.close()
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            await asyncio.to_thread(checkpointer.stop)
         with contextlib.suppress(sqlite3.Error):
             await asyncio.get_running_loop().run_in_executor(executor, self._close)
         executor.shutdown(wait=False)
@@ -274,6 +281,8 @@ class EmbeddedMessageLog(MessageLog):
             )
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
+            # Checkpoints are the checkpointer thread's (embedded_checkpoint), not a publish's.
+            db.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
             db.executescript(SCHEMA)
         except sqlite3.Error as exc:
             raise MessageLogError(f"cannot open the message log at {self.path}: {exc}") from exc
@@ -310,6 +319,8 @@ class EmbeddedMessageLog(MessageLog):
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+        if self._checkpointer is not None:
+            self._checkpointer.committed()
 
     def _create_topics(self, topics: list[str], partitions: int) -> None:
         with self._write_transaction() as db:
