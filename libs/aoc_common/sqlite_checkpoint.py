@@ -6,8 +6,10 @@ connection is the collector's or the normalizer's publish, or the normalizer's d
 normalizer's event loop: every few megabytes one of them stalled for the copy (tens of milliseconds on
 a quiet disk, over a hundred on a busy one) while records waited behind it, and the dedupe memory,
 whose writes land on random pages of a growing table, paid it more and more often as it grew. Here
-the file's owner runs a checkpointer thread on its own connection, soon after commits but at most
-every `every_s`, in SQLite's PASSIVE mode, which never blocks readers or writers; the working
+the file's owner runs a checkpointer thread on its own connection, once its commits have written
+`min_bytes` since the last checkpoint (and at most every `every_s`), in SQLite's PASSIVE mode, which
+never blocks readers or writers; a process that only writes a little (a consumer committing its
+offsets) then leaves the copying to the ones that write a lot. The working
 connection checkpoints by itself only as a backstop (`BACKSTOP_PAGES`), if the WAL ever grows far
 past what this thread keeps it at.
 """
@@ -26,14 +28,18 @@ log = get_logger(__name__)
 BACKSTOP_PAGES = 16_000
 # At most this often; a checkpoint syncs the WAL and the database, so not after every commit.
 EVERY_S = 0.2
+# What SQLite's own default waits for (1,000 pages of 4 KiB), now written by this process.
+MIN_BYTES = 4_000_000
 
 
 class Checkpointer:
     """Runs `PRAGMA wal_checkpoint(PASSIVE)` on its own connection soon after commits."""
 
-    def __init__(self, path: Path, *, every_s: float = EVERY_S) -> None:
+    def __init__(self, path: Path, *, every_s: float = EVERY_S, min_bytes: int = MIN_BYTES) -> None:
         self.path = path
         self.every_s = every_s
+        self.min_bytes = min_bytes
+        self._written = 0  # since the last checkpoint; a rough count, races only delay one
         self._committed = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -47,9 +53,11 @@ class Checkpointer:
         )
         self._thread.start()
 
-    def committed(self) -> None:
-        """A transaction committed: there may be pages to copy."""
-        self._committed.set()
+    def committed(self, written_bytes: int = 0) -> None:
+        """A transaction that wrote about `written_bytes` committed: copy once enough has."""
+        self._written += written_bytes
+        if self._written >= self.min_bytes:
+            self._committed.set()
 
     def stop(self, timeout_s: float = 10.0) -> None:
         thread, self._thread = self._thread, None
@@ -72,6 +80,7 @@ class Checkpointer:
                 self._committed.clear()
                 if self._stopping.is_set():
                     break
+                self._written = 0
                 try:
                     db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 except sqlite3.Error as error:

@@ -58,7 +58,7 @@ class SqliteNormalizerState:
         # so at a few hundred thousand most of them were re-read from the OS (CPU 15 % lower here).
         self._db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         self._db.executescript(SCHEMA)
-        self._checkpointer = Checkpointer(path, every_s=CHECKPOINT_EVERY_S)
+        self._checkpointer = Checkpointer(path, every_s=CHECKPOINT_EVERY_S, min_bytes=0)
         self._checkpointer.start()
 
     def close(self) -> None:
