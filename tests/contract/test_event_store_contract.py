@@ -1471,9 +1471,15 @@ async def test_common_and_rare_lookups_answer_the_same(event_store: EventStore):
             value=total, exact=True
         ), filters
         assert (await event_store.count_matching(only, limit=10)).value == min(total, 10)
-        facets, counted, complete = expected_facets(events, only, 3, 100)
-        got = await event_store.facet_counts(only, top=3, sample=100)
-        assert (got.facets, got.counted, got.complete) == (facets, counted, complete), filters
+        # sample=100 walks the time index for common lookups; 5,000 and None read every match
+        # of a lookup up to RARE_FACET_ROWS through the index, unordered.
+        for sample in (100, 5_000, None):
+            facets, counted, complete = expected_facets(events, only, 3, sample)
+            got = await event_store.facet_counts(only, top=3, sample=sample)
+            assert (got.facets, got.counted, got.complete) == (facets, counted, complete), (
+                filters,
+                sample,
+            )
         start, day = BASE_TIME - timedelta(days=7), timedelta(days=1)
         histogram = await event_store.count_by_interval(only, start, 86_400_000, 7)
         matching = [event for event in events if matches(event, only)]
@@ -1498,6 +1504,9 @@ async def test_common_and_rare_lookups_answer_the_same(event_store: EventStore):
                 "common word": {"search": "mail"},
             }.items()
         }
+        # Facets over a sample of 5,000 take every match of a lookup finding fewer events.
+        assert plan_for(connection, EventFilters(search="mail"), rare=5_000).driver == "search"
+        assert plan_for(connection, EventFilters(tags=["common"]), rare=5_000).driver == "tag"
     assert drivers == {
         "common value": "time",
         "rare value": "search",
