@@ -1491,7 +1491,7 @@ async def test_common_and_rare_lookups_answer_the_same(event_store: EventStore):
     # And the plans really differ: common lookups walk the time index, rare ones use the index.
     import sqlite3
 
-    from aoc_common.event_store.sqlite_query import plan_for
+    from aoc_common.event_store.sqlite_query import decided_by_index, plan_for
 
     with contextlib.closing(sqlite3.connect(event_store.path)) as connection:  # type: ignore[attr-defined]
         drivers = {
@@ -1503,6 +1503,30 @@ async def test_common_and_rare_lookups_answer_the_same(event_store: EventStore):
                 "rare tag": {"tags": ["common", "rare"], "search": "mailbox"},
                 "common word": {"search": "mail"},
             }.items()
+        }
+        # Counts come from the search index alone when it decides every filter.
+        decided = {
+            name: decided_by_index(connection, EventFilters(**filters))
+            for name, filters in {
+                "rare value": {"operation": "Wipe device"},
+                "values and words": {"service": ["Exchange", "Intune"], "search": "mail"},
+                "actor part": {"actor": "rare"},
+                "exact actor": {"actor_display": "Rare Actor"},
+                "category (no census)": {"category": "Device"},
+                "exclusion": {"operation": "Wipe device", "exclude_service": "Intune"},
+                "tag": {"search": "mail", "tags": ["rare"]},
+                "time range": {"search": "mail", "start": BASE_TIME - timedelta(days=1)},
+            }.items()
+        }
+        assert decided == {
+            "rare value": True,
+            "values and words": True,
+            "actor part": True,
+            "exact actor": True,
+            "category (no census)": False,
+            "exclusion": False,
+            "tag": False,
+            "time range": False,
         }
         # Facets over a sample of 5,000 take every match of a lookup finding fewer events.
         assert plan_for(connection, EventFilters(search="mail"), rare=5_000).driver == "search"
@@ -1546,6 +1570,19 @@ async def test_values_sharing_a_lookup_token_are_still_told_apart(
     assert await store.count_matching(EventFilters(actor_display="Bob")) == MatchCount(
         value=1, exact=True
     )
+    assert (await store.count_matching(EventFilters(operation="Wipe device"))).value == 1
+    assert (await store.count_matching(EventFilters(actor="amy"))).value == 2
+    # A shared token never lets the search index decide a count alone; words still do.
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(store.path)) as connection:  # type: ignore[attr-defined]
+        for decided, filters in (
+            (False, EventFilters(operation="Wipe device")),
+            (False, EventFilters(actor="amy")),
+            (True, EventFilters(search="mailbox")),
+        ):
+            assert sqlite_query.decided_by_index(connection, filters) is decided, filters
+    await store.stop()
 
 
 @only_on("embedded")
