@@ -81,6 +81,16 @@ async def test_a_waiting_member_is_woken_by_another_process_publish_not_by_a_pol
         await message_log.stop()
 
 
+async def test_a_stopped_reader_leaves_no_doorbell_behind(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite3"
+    message_log = EmbeddedMessageLog(path)
+    await message_log.start()
+    async with message_log.subscribe(["shared"], "reader"):
+        assert any(doorbell_folder(path).iterdir())
+    await message_log.stop()
+    assert not doorbell_folder(path).exists()
+
+
 async def test_a_doorbell_left_by_a_dead_reader_is_removed_by_the_next_publish(
     tmp_path: Path,
 ) -> None:

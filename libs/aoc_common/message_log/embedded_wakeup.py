@@ -65,11 +65,17 @@ class Doorbell:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def open(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
         listening = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
             listening.setblocking(False)
-            listening.bind(os.fspath(self.path))
+            for attempt in (1, 2):
+                self.folder.mkdir(parents=True, exist_ok=True)
+                try:
+                    listening.bind(os.fspath(self.path))
+                    break
+                except FileNotFoundError:
+                    if attempt == 2:  # the last reader removed the folder as we made it, twice
+                        raise
             loop.add_reader(listening.fileno(), self._drain)
         except BaseException:
             listening.close()
@@ -85,6 +91,8 @@ class Doorbell:
         listening.close()
         with contextlib.suppress(OSError):
             self.path.unlink()
+        with contextlib.suppress(OSError):
+            self.folder.rmdir()  # only if this was the last doorbell: leave nothing behind
 
     def _drain(self) -> None:
         topics: set[str] = set()
