@@ -1491,7 +1491,7 @@ async def test_common_and_rare_lookups_answer_the_same(event_store: EventStore):
     # And the plans really differ: common lookups walk the time index, rare ones use the index.
     import sqlite3
 
-    from aoc_common.event_store.sqlite_query import decided_by_index, plan_for
+    from aoc_common.event_store.sqlite_query import decided_by_index, plan_for, word_map_of
 
     with contextlib.closing(sqlite3.connect(event_store.path)) as connection:  # type: ignore[attr-defined]
         drivers = {
@@ -1528,6 +1528,10 @@ async def test_common_and_rare_lookups_answer_the_same(event_store: EventStore):
             "tag": False,
             "time range": False,
         }
+        # A sample walking the time index tests words against a byte per seq of their hits.
+        forwarding = word_map_of(connection, '"forwarding"')
+        assert forwarding is not None
+        assert sum(forwarding) == sum(1 for event in events if "forwarding" in event.raw_text)
         # Facets over a sample of 5,000 take every match of a lookup finding fewer events.
         assert plan_for(connection, EventFilters(search="mail"), rare=5_000).driver == "search"
         assert plan_for(connection, EventFilters(tags=["common"]), rare=5_000).driver == "tag"

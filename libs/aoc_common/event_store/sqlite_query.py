@@ -73,6 +73,9 @@ COMMON_LOOKUP_ROWS = 2_000
 # sample) through the search index, a row each, rather than walk the time index for them: an
 # operation in 0.7 % of a million events took 116 ms by the walk. From bench/api.py.
 RARE_FACET_ROWS = 10_000
+# `word_map_of` maps the hits of words finding at most this many events (at 1M events the map
+# pays for itself below about 14 % of them).
+WORD_MAP_ROWS = 150_000
 # Rows fetched at a time when every match is counted.
 FETCH_ROWS = 10_000
 # `tag_counts` reads the whole of `event_tags` while it holds at most this many rows per event
@@ -222,10 +225,16 @@ def plan_for(
 
 
 def selection(
-    filters: EventFilters, plan: Plan, columns: str, *, cursor: Cursor | None = None
+    filters: EventFilters,
+    plan: Plan,
+    columns: str,
+    *,
+    cursor: Cursor | None = None,
+    word_map: bytes | None = None,
 ) -> tuple[str, list[Any]]:
     """`SELECT columns FROM ... WHERE ...` of the events matching `filters` after `cursor`, read
-    the way `plan` says; ORDER BY and LIMIT are the caller's."""
+    the way `plan` says; ORDER BY and LIMIT are the caller's. Off the search plan, the words are
+    tested against `word_map` when given (see `word_map_of`)."""
     clauses: list[str] = []
     params: list[Any] = []
     if plan.driver == "search":
@@ -234,7 +243,10 @@ def selection(
         params.append(plan.lookup)
     else:
         source = "events"
-        if filters.search_tokens:
+        if filters.search_tokens and word_map is not None:
+            clauses.append("substr(?, seq + 1, 1) = x'01'")
+            params.append(word_map)
+        elif filters.search_tokens:
             clauses.append("+seq IN (SELECT rowid FROM event_search WHERE event_search MATCH ?)")
             params.append(plan.words)
     for column in VALUE_FILTERS:
@@ -407,7 +419,11 @@ def facet_counts(
         return FacetCounts(facets={field: [] for field in fields}, counted=0, complete=True)
     grouped = list(dict.fromkeys(FACET_COLUMNS[f] for f in fields if f not in ("tags", "actor")))
     combo = f"json_array({', '.join(grouped)})" if grouped else "NULL"
-    chosen, params = selection(filters, plan, f"events.seq, events.actor_display, {combo}")
+    walked = sample is not None and plan.driver == "time"
+    word_map = word_map_of(connection, plan.words) if walked and plan.words else None
+    chosen, params = selection(
+        filters, plan, f"events.seq, events.actor_display, {combo}", word_map=word_map
+    )
     every = sample is None or plan.driver != "time"
     if sample is not None and not every:
         chosen = f"{chosen} {ORDER_BY['newest']} LIMIT ?"
@@ -443,6 +459,29 @@ def facet_counts(
         for field in fields
     }
     return FacetCounts(facets=facets, counted=len(seqs), complete=not more)
+
+
+def word_map_of(connection: sqlite3.Connection, words: str) -> bytes | None:
+    """One byte per seq, 1 for the events the search words find; None when they find more than
+    WORD_MAP_ROWS (testing each walked entry against the map then costs more than it saves).
+
+    A sample of common matches walks the time index and tests the words on each entry. Against
+    an IN list SQLite probes an index it builds of every hit; against this map it reads one byte
+    (the builtin `substr` of a blob is direct access): the newest 10,000 of 80,000 events with a
+    word in a million, 60.8 ms against 51.5 ms CPU time with the map's making, same run."""
+    (hits,) = connection.execute(
+        f"SELECT group_concat(rowid) FROM ({SEARCH_HITS} ORDER BY rowid LIMIT {WORD_MAP_ROWS + 1})",
+        (words,),
+    ).fetchone()
+    if not hits:
+        return b""
+    seqs = hits.split(",")
+    if len(seqs) > WORD_MAP_ROWS:
+        return None
+    found = bytearray(int(seqs[-1]) + 1)
+    for seq in map(int, seqs):
+        found[seq] = 1
+    return bytes(found)
 
 
 def tag_counts(connection: sqlite3.Connection, seqs: list[int]) -> Counter[str]:
