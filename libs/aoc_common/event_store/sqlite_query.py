@@ -427,7 +427,7 @@ def facet_counts(
     mapped = bool(sample is not None and lookup.words and lookup.expression == lookup.words)
     if mapped:
         # Words alone: the map of their hits also says whether they are rare.
-        word_map, hits = word_map_of(connection, lookup.words)
+        word_map, hits = word_map_of(connection, lookup.words, unless_at_most=rare)
         if word_map is not None and hits <= rare:
             plan, word_map = Plan("search", lookup.expression, words=lookup.words), None
         elif word_map is not None and not filters.tags:
@@ -480,7 +480,9 @@ def facet_counts(
     return FacetCounts(facets=facets, counted=len(seqs), complete=not more)
 
 
-def word_map_of(connection: sqlite3.Connection, words: str) -> tuple[bytes | None, int]:
+def word_map_of(
+    connection: sqlite3.Connection, words: str, *, unless_at_most: int = 0
+) -> tuple[bytes | None, int]:
     """One byte per seq, 1 for the events the search words find, and how many they find; no map
     when they find more than WORD_MAP_ROWS (testing each walked entry against the map then costs
     more than it saves).
@@ -498,6 +500,8 @@ def word_map_of(connection: sqlite3.Connection, words: str) -> tuple[bytes | Non
     seqs = hits.split(",")
     if len(seqs) > WORD_MAP_ROWS:
         return None, len(seqs)
+    if len(seqs) <= unless_at_most:  # the caller reads these few hits another way
+        return b"", len(seqs)
     found = bytearray(int(seqs[-1]) + 1)
     for seq in map(int, seqs):
         found[seq] = 1
