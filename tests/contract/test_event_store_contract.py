@@ -1904,3 +1904,21 @@ async def test_a_database_of_schema_2_is_upgraded_in_place(engine: Engine, tmp_p
         }
         assert indexes == {"events_by_time"}
         assert connection.execute("PRAGMA user_version").fetchone() == (3,)
+
+
+def test_facet_rows_are_read_with_the_collector_paused_then_restored_as_it_was():
+    import gc
+
+    from aoc_common.event_store.sqlite_query import collector_paused
+
+    assert gc.isenabled()
+    with collector_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -19,9 +19,11 @@ quoting them makes each a literal FTS5 term.
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -447,6 +449,32 @@ def facet_counts(
     if sample is not None and not every:
         chosen = f"{chosen} {ORDER_BY['newest']} LIMIT ?"
         params.append(sample + 1)
+    with collector_paused():
+        seqs, actors, combos, more = _counted_rows(connection, chosen, params, sample, every)
+    per_column: dict[str, Counter[str]] = {column: Counter() for column in grouped}
+    for values, count in combos.items():
+        if values is None:
+            continue
+        for column, value in zip(grouped, orjson.loads(values), strict=True):
+            per_column[column][value] += count
+    per_column["actor_display"] = actors
+    tags = tag_counts(connection, seqs) if "tags" in fields else Counter()
+    facets = {
+        field: top_counts(tags if field == "tags" else per_column[FACET_COLUMNS[field]], top)
+        for field in fields
+    }
+    return FacetCounts(facets=facets, counted=len(seqs), complete=not more)
+
+
+def _counted_rows(
+    connection: sqlite3.Connection,
+    chosen: str,
+    params: list[Any],
+    sample: int | None,
+    every: bool,
+) -> tuple[list[int], Counter[str], Counter[str], bool]:
+    """The seqs, actor counts and value-array counts of the counted rows, and whether more
+    matched than were counted."""
     cursor = connection.execute(chosen, params)
     batches: Iterable[list[Any]]
     more = False
@@ -465,19 +493,22 @@ def facet_counts(
             seqs.extend(batch_seqs)
             actors.update(batch_actors)
             combos.update(batch_combos)
-    per_column: dict[str, Counter[str]] = {column: Counter() for column in grouped}
-    for values, count in combos.items():
-        if values is None:
-            continue
-        for column, value in zip(grouped, orjson.loads(values), strict=True):
-            per_column[column][value] += count
-    per_column["actor_display"] = actors
-    tags = tag_counts(connection, seqs) if "tags" in fields else Counter()
-    facets = {
-        field: top_counts(tags if field == "tags" else per_column[FACET_COLUMNS[field]], top)
-        for field in fields
-    }
-    return FacetCounts(facets=facets, counted=len(seqs), complete=not more)
+    return seqs, actors, combos, more
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while a sample's rows are read: 10,000 row tuples
+    (which can form no cycle) set off collections of the whole heap that doubled the p95 of a
+    facet (13 -> 29 ms CPU for the newest 10,000 of a million events, same run). Restored as it
+    was; another thread pausing at the same time at worst lets a collection run."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def word_map_of(
