@@ -40,3 +40,18 @@ def test_pipeline_bench_runs_both_layouts_and_every_offered_tick_becomes_searcha
         assert f"| {layout} |" in output, output
     assert "floors: embedded log insert" in output
     assert output.count(" 0 ticks |") == 2, output  # nothing left unsearchable in either layout
+
+
+@pytest.mark.timeout(300)
+def test_production_pipeline_bench_runs_on_kafka_and_mongo_and_every_offered_tick_is_stored() -> (
+    None
+):
+    # Tansu and SecantusDB here (the test engines); AOC_BENCH_KAFKA / AOC_BENCH_MONGO_URI for real ones.
+    output = run_bench(
+        "bench/pipeline_kafka_mongo.py",
+        *("--records", "300", "--rate", "50", "--seconds", "3", "--partitions", "3"),
+        timeout_s=240,
+    )
+    assert "floors: publish to the raw topics" in output, output
+    assert "backlog of 300 raw records" in output, output
+    assert "| 0 ticks |" in output, output  # every offered record reached Mongo

@@ -129,5 +129,15 @@ async def test_a_worker_stopped_mid_stream_and_restarted_loses_nothing_and_repea
     wanted = {f"directory:{r['id']}".encode() for r in records}
     repeated = sorted(k for k, n in Counter(seen).items() if n > 1)
     missing = sorted(wanted - set(seen))
+    if missing:  # a late arrival, or lost? Read the whole topic again to tell which.
+        on_topic = set(
+            await read_events(
+                kafka_log, f"audit-{uuid.uuid4().hex}", until=len(wanted), timeout_s=30
+            )
+        )
+        missing = [
+            (key, "on aoc.events, read late" if key in on_topic else "never published")
+            for key in missing
+        ]
     assert (repeated, missing) == ([], []), f"{len(repeated)} repeated, {len(missing)} missing"
     assert len(seen) == RECORDS

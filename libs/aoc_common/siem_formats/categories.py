@@ -1,11 +1,13 @@
 """What kind of action a canonical event records, read once for both ECS and OCSF: the verb of its
 operation (create / delete / change / read…) and the family it belongs to (sign-in, user, group,
-role, policy, file, mail, configuration). Pure and cheap: it runs on every forwarded event."""
+role, policy, file, mail, configuration), and who a user is by name, id and address. Pure and cheap:
+it runs on every forwarded event."""
 
 from __future__ import annotations
 
 import ipaddress
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
@@ -113,3 +115,29 @@ def ip_address_of(value: str | None) -> str | None:
         return str(ipaddress.ip_address(value.strip().strip("[]")))
     except ValueError:
         return None
+
+
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+@dataclass(frozen=True)
+class Person:
+    """A user as both formats name one: `name` is what a SIEM searches for (the sign-in name when
+    there is one), `full_name` the display name when it says more, `email` only a real address —
+    OCSF's model rejects anything else, and an ECS `user.email` that is not one misleads."""
+
+    name: str | None
+    full_name: str | None
+    email: str | None
+    id: str | None
+
+    @property
+    def domain(self) -> str | None:
+        return self.email.rpartition("@")[2] if self.email else None
+
+
+def person_of(upn: str | None, display_name: str | None, user_id: str | None) -> Person:
+    name = upn or display_name or None
+    full_name = display_name if display_name and display_name != name else None
+    email = upn if upn and EMAIL.match(upn) else None
+    return Person(name, full_name, email, user_id or None)

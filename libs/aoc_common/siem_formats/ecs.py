@@ -12,7 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 from aoc_common.events import CanonicalEvent
-from aoc_common.siem_formats.categories import Family, Verb, family_of, ip_address_of, verb_of
+from aoc_common.siem_formats.categories import (
+    Family,
+    Verb,
+    family_of,
+    ip_address_of,
+    person_of,
+    verb_of,
+)
 
 ECS_VERSION = "9.4.0"
 _OUTCOMES = {"success": "success", "failure": "failure"}
@@ -120,17 +127,15 @@ def to_ecs(event: CanonicalEvent) -> dict[str, Any]:
 
 
 def _user(upn: str | None, name: str | None, user_id: str | None) -> dict[str, Any]:
-    user: dict[str, Any] = {}
-    if upn or name:
-        user["name"] = upn or name
-    if name and name != user.get("name"):
-        user["full_name"] = name
-    if upn and "@" in upn:
-        user["email"] = upn
-        user["domain"] = upn.rpartition("@")[2]
-    if user_id:
-        user["id"] = user_id
-    return user
+    person = person_of(upn, name, user_id)
+    user = {
+        "name": person.name,
+        "full_name": person.full_name,
+        "email": person.email,
+        "domain": person.domain,
+        "id": person.id,
+    }
+    return {field: value for field, value in user.items() if value}
 
 
 def _geo(location: Any) -> dict[str, Any]:

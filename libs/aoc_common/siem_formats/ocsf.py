@@ -16,17 +16,23 @@ tests' judge, on every sample and corpus record.
 from __future__ import annotations
 
 import json
-import re
 from functools import lru_cache
 from importlib.resources import files
 from typing import Any
 
 from aoc_common.events import CanonicalEvent
 from aoc_common.query import timestamp_ms
-from aoc_common.siem_formats.categories import Family, Verb, family_of, ip_address_of, verb_of
+from aoc_common.siem_formats.categories import (
+    EMAIL,
+    Family,
+    Verb,
+    family_of,
+    ip_address_of,
+    person_of,
+    verb_of,
+)
 
 OCSF_VERSION = "1.7.0"
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 # class name in the schema → (class_uid, category_uid, category caption)
 CLASSES: dict[str, tuple[int, int, str]] = {
@@ -175,7 +181,7 @@ def _class_fields(
         document["direction_id"] = 2  # outbound: sent from the organisation's mailbox
         document["email"] = {"uid": str(event.raw.get("Id") or event.id)}
         sender = event.actor.user_principal_name
-        if sender and _EMAIL.match(sender):
+        if sender and EMAIL.match(sender):
             document["email"]["from"] = sender
     elif name == "account_change":
         subject = target if target is not None else None
@@ -239,16 +245,14 @@ def _unmapped(event: CanonicalEvent) -> dict[str, Any]:
 
 
 def _user(upn: str | None, name: str | None, user_id: str | None) -> dict[str, Any]:
-    user: dict[str, Any] = {}
-    if upn or name:
-        user["name"] = upn or name
-    if name and name != user.get("name"):
-        user["full_name"] = name
-    if upn and _EMAIL.match(upn):
-        user["email_addr"] = upn
-    if user_id:
-        user["uid"] = user_id
-    return user
+    person = person_of(upn, name, user_id)
+    user = {
+        "name": person.name,
+        "full_name": person.full_name,
+        "email_addr": person.email,
+        "uid": person.id,
+    }
+    return {field: value for field, value in user.items() if value}
 
 
 def _endpoint(event: CanonicalEvent) -> dict[str, Any]:
