@@ -205,7 +205,7 @@ def id_token(event_id: str) -> str:
 def search_text_of(fields: IndexedFields, event_id: str) -> str:
     """What `event_search` holds for an event stored under `event_id`: its words, one token per
     filter value and one for its id. Inserted with the event, and given again to remove it."""
-    values = (
+    tokens = _value_tokens(
         fields.service,
         fields.operation,
         fields.category,
@@ -214,10 +214,16 @@ def search_text_of(fields: IndexedFields, event_id: str) -> str:
         fields.actor.type,
         fields.actor_display,
     )
-    tokens = " ".join(
+    return f"{event_search_text(fields.text_fields, fields.raw_text)} {tokens} {id_token(event_id)}"
+
+
+@lru_cache(maxsize=65_536)
+def _value_tokens(*values: str) -> str:
+    """The value tokens of one combination of filter values, in VALUE_TOKEN_FIELDS order (a few
+    thousand combinations recur: one lookup instead of seven)."""
+    return " ".join(
         value_token(field, value) for field, value in zip(VALUE_TOKEN_FIELDS, values, strict=True)
     )
-    return f"{event_search_text(fields.text_fields, fields.raw_text)} {tokens} {id_token(event_id)}"
 
 
 def epoch_ms(value: datetime) -> int:
