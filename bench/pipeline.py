@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -34,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from engines import machine, peak_rss_mb, stop
+from engines import cpu_seconds, machine, peak_rss_mb, stop
 from generate import Generated, generate, iter_batches
 
 from aoc_common import topics
@@ -66,12 +68,31 @@ class Offered:
     per_tenth_s: list[float] = field(default_factory=list)
     unfinished: int = 0
     peak_mb: dict[str, float | None] = field(default_factory=dict)
+    stages: Stages | None = None
 
     def percentile(self, share: float) -> float:
-        ordered = sorted(self.latencies_s)
-        if not ordered:
-            return float("nan")
-        return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+        return percentile(self.latencies_s, share)
+
+
+@dataclass
+class Stages:
+    """Where each tick's latency went: publish → on `aoc.events` (normalizer) → counted (store).
+
+    A tick's normalizer time ends at the last of its events appended to `aoc.events` (the log's own
+    append timestamp); its store time is the rest. `late_ms` is how far the publisher itself fell
+    behind its schedule (a late publisher offers less than the rate); WAL sizes are the largest seen
+    per tenth of the run, in MB, for the log and the store files. `count_s` is how long each of the
+    watcher's counts took (it runs in this process, beside the publisher); CPU per event is each
+    process's CPU time over the offered run divided by the unique records offered.
+    """
+
+    normalizer_s: list[float]
+    store_s: list[float]
+    late_s: list[float]
+    log_wal_mb: list[float]
+    store_wal_mb: list[float]
+    count_s: list[float]
+    cpu_us_per_event: dict[str, float]
 
 
 # --- the services under test ---------------------------------------------------------------------
@@ -221,26 +242,82 @@ async def offered(
     try:
         await asyncio.sleep(3.0)  # let the services start before the clock runs
         published_at: list[tuple[int, float]] = []  # (unique records so far, when)
+        tick_of: dict[bytes, int] = {}  # record id → the tick that first published it
+        late: list[float] = []
         seen: set[bytes] = set()
-        watcher = asyncio.create_task(watch(store, published_at, result, seconds))
+        wal_sizes: list[tuple[float, float, float]] = []
+        count_s: list[float] = []
+        cpu_before = {name: cpu_seconds([p.pid]) for name, p in services.items()}
+        cpu_before["bench (publisher + watcher)"] = time.process_time()
+        watcher = asyncio.create_task(
+            watch(store, published_at, result, seconds, data_dir, wal_sizes, count_s)
+        )
         begin = time.monotonic()
         for tick in range(ticks):
             due = begin + tick * TICK_S
             await asyncio.sleep(max(0.0, due - time.monotonic()))
+            late.append(max(0.0, time.monotonic() - due))
             chunk = messages[tick * per_tick : (tick + 1) * per_tick]
             by_topic: dict[str, list[Message]] = {}
             for topic, message in chunk:
                 by_topic.setdefault(topic, []).append(message)
                 seen.add(message.key or b"")
+                tick_of.setdefault(message.key or b"", tick)
             for topic, batch in by_topic.items():
                 await message_log.publish(topic, batch)
             published_at.append((len(seen), time.monotonic()))
         await watcher
+        cpu = {name: cpu_seconds([p.pid]) - cpu_before[name] for name, p in services.items()}
+        cpu["bench (publisher + watcher)"] = time.process_time() - cpu_before.pop(
+            "bench (publisher + watcher)"
+        )
+        cpu_per_event = {name: used / max(len(seen), 1) * 1e6 for name, used in cpu.items()}
     finally:
         result.peak_mb = stop_services(services)
         await store.stop()
         await message_log.stop()
+    result.stages = stages(data_dir, result, published_at, tick_of, late, wal_sizes, begin)
+    result.stages.count_s = count_s
+    result.stages.cpu_us_per_event = cpu_per_event
     return result
+
+
+def stages(
+    data_dir: Path,
+    result: Offered,
+    published_at: list[tuple[int, float]],
+    tick_of: dict[bytes, int],
+    late: list[float],
+    wal_sizes: list[tuple[float, float, float]],
+    begin: float,
+) -> Stages:
+    """Split each finished tick's latency at the moment its last event reached `aoc.events`."""
+    wall_minus_monotonic = time.time() - time.monotonic()
+    normalized_at: dict[int, float] = {}
+    with contextlib.closing(sqlite3.connect(data_dir / "log.sqlite3")) as db:
+        rows = db.execute(
+            "SELECT key, timestamp_ms FROM messages WHERE topic = ?", (topics.EVENTS,)
+        )
+        for key, at_ms in rows:
+            tick = tick_of.get(bytes(key).split(b":", 1)[-1])
+            if tick is not None:
+                at = at_ms / 1000 - wall_minus_monotonic
+                normalized_at[tick] = max(normalized_at.get(tick, at), at)
+    normalizer_s, store_s = [], []
+    for tick, latency in enumerate(result.latencies_s):
+        published = published_at[tick][1]
+        # Ticks are counted in order, so a tick's normalizer time includes waiting for earlier ones.
+        done = max(normalized_at.get(t, published) for t in range(tick + 1))
+        normalizer_s.append(max(0.0, done - published))
+        store_s.append(max(0.0, latency - (done - published)))
+    log_wal: list[float] = [0.0] * 10
+    store_wal: list[float] = [0.0] * 10
+    span = max(result.seconds, 1e-3)
+    for at, log_mb, store_mb in wal_sizes:
+        tenth = min(9, max(0, int((at - begin) / span * 10)))
+        log_wal[tenth] = max(log_wal[tenth], log_mb)
+        store_wal[tenth] = max(store_wal[tenth], store_mb)
+    return Stages(normalizer_s, store_s, late, log_wal, store_wal, [], {})
 
 
 async def watch(
@@ -248,13 +325,21 @@ async def watch(
     published_at: list[tuple[int, float]],
     result: Offered,
     seconds: float,
+    data_dir: Path,
+    wal_sizes: list[tuple[float, float, float]],
+    count_s: list[float],
 ) -> None:
     """Each tick's latency: from its publish to the first poll where the store counts all of it."""
     next_tick = 0
     give_up = time.monotonic() + seconds + 60
     while time.monotonic() < give_up:
+        asked = time.monotonic()
         stored = await store.count_events()
         now = time.monotonic()
+        count_s.append(now - asked)
+        wal_sizes.append(
+            (now, wal_mb(data_dir / "log.sqlite3"), wal_mb(data_dir / "events.sqlite3"))
+        )
         while next_tick < len(published_at) and published_at[next_tick][0] <= stored:
             result.latencies_s.append(now - published_at[next_tick][1])
             next_tick += 1
@@ -262,11 +347,24 @@ async def watch(
             break
         await asyncio.sleep(POLL_S)
     result.unfinished = int(seconds / TICK_S) - next_tick
-    tenth = max(1, len(result.latencies_s) // 10)
-    result.per_tenth_s = [
-        statistics.median(result.latencies_s[i : i + tenth])
-        for i in range(0, len(result.latencies_s), tenth)
-    ][:10]
+    result.per_tenth_s = per_tenth(result.latencies_s)
+
+
+def wal_mb(database: Path) -> float:
+    try:
+        return (database.parent / f"{database.name}-wal").stat().st_size / 1e6
+    except FileNotFoundError:
+        return 0.0
+
+
+def per_tenth(values: list[float]) -> list[float]:
+    size = max(1, len(values) // 10)
+    return [statistics.median(values[i : i + size]) for i in range(0, len(values), size)][:10]
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else float("nan")
 
 
 async def log_floor(generated: Generated, workdir: Path) -> float:
@@ -332,6 +430,7 @@ async def bench(args: argparse.Namespace) -> int:
         print(f"\noffered {args.rate:,} records/s for {args.seconds:.0f} s:")
         print("| layout | ingest→searchable p50 | p99 | median per tenth of the run | unfinished |")
         print("|---|---:|---:|---|---:|")
+        runs: list[Offered] = []
         for layout in layouts:
             run = await offered(layout, offered_records, args.rate, args.seconds, workdir)
             tenths = " ".join(f"{v * 1000:.0f}" for v in run.per_tenth_s)
@@ -340,6 +439,39 @@ async def bench(args: argparse.Namespace) -> int:
                 f"{run.percentile(0.99) * 1000:,.0f} ms | {tenths} ms | {run.unfinished} ticks |"
             )
             failed |= run.unfinished > 0 and layout == "processes"
+            runs.append(run)
+        print("\nwhere the time went (ms; medians per tenth of the run):")
+        print("| layout | stage | p50 | p99 | median per tenth |")
+        print("|---|---|---:|---:|---|")
+        for run in runs:
+            if run.stages is None:
+                continue
+            for stage, values in (
+                ("normalizer: publish → on aoc.events", run.stages.normalizer_s),
+                ("store: on aoc.events → searchable", run.stages.store_s),
+                ("publisher behind schedule", run.stages.late_s),
+                ("watcher's count of stored events", run.stages.count_s),
+            ):
+                print(
+                    f"| {run.layout} | {stage} | {percentile(values, 0.5) * 1000:,.0f} | "
+                    f"{percentile(values, 0.99) * 1000:,.0f} | "
+                    + " ".join(f"{v * 1000:.0f}" for v in per_tenth(values))
+                    + " |"
+                )
+            for stage, sizes in (
+                ("log WAL, largest MB", run.stages.log_wal_mb),
+                ("store WAL, largest MB", run.stages.store_wal_mb),
+            ):
+                print(
+                    f"| {run.layout} | {stage} | | {max(sizes):,.0f} | "
+                    + " ".join(f"{v:.0f}" for v in sizes)
+                    + " |"
+                )
+            print(
+                f"| {run.layout} | CPU µs per record offered | | | "
+                + ", ".join(f"{name} {us:,.0f}" for name, us in run.stages.cpu_us_per_event.items())
+                + " |"
+            )
     return 1 if failed else 0
 
 

@@ -5,12 +5,14 @@ offset."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 import time
 from pathlib import Path
 
 from aoc_common.message_log.base import Message
 from aoc_common.message_log.embedded import EmbeddedMessageLog
+from aoc_common.message_log.embedded_wakeup import doorbell_folder
 
 PUBLISHER = """
 import asyncio, sys
@@ -53,6 +55,43 @@ async def test_a_member_sees_another_process_publish_within_a_fraction_of_a_seco
                 records = await reader.fetch(10, 5.0)
             await publisher
         assert [r.value for r in records] == [b"other-0"]
+    finally:
+        await message_log.stop()
+
+
+async def test_a_waiting_member_is_woken_by_another_process_publish_not_by_a_poll(
+    tmp_path: Path,
+) -> None:
+    """With the poll set to an hour, only the publisher's doorbell ring can end the wait."""
+    path = tmp_path / "log.sqlite3"
+    message_log = EmbeddedMessageLog(path, poll_interval_s=3600)
+    await message_log.start()
+    try:
+        await message_log.ensure_topics(["shared", "other"])
+        async with message_log.subscribe(["shared"], "reader") as reader:
+            waiting = asyncio.create_task(reader.fetch(10, 3600))
+            await run_publisher(path, "elsewhere", 1)
+            records = await asyncio.wait_for(waiting, timeout=30)
+        assert [r.value for r in records] == [b"elsewhere-0"]
+    finally:
+        await message_log.stop()
+
+
+async def test_a_doorbell_left_by_a_dead_reader_is_removed_by_the_next_publish(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "log.sqlite3"
+    folder = doorbell_folder(path)
+    folder.mkdir(parents=True)
+    stale = folder / "999999-deadbeef.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as dead:
+        dead.bind(str(stale))  # closed without unlinking, as a killed process leaves it
+    message_log = EmbeddedMessageLog(path)
+    await message_log.start()
+    try:
+        await message_log.publish("shared", [Message(None, b"one")])
+        assert not stale.exists()
+        assert await message_log.end_offsets("shared") == {0: 1}
     finally:
         await message_log.stop()
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from aoc_common.settings import Settings
 from tests.utils.local_servers import free_port
 
 STARTUP_TIMEOUT_S = 15.0
@@ -37,6 +38,21 @@ def kafka_test_options() -> dict[str, Any]:
         "heartbeat_interval_ms": 1000,
         "rebalance_timeout_ms": 5000,
     }
+
+
+def kafka_service_settings(
+    bootstrap: str, data_dir: Path, partitions: int, **overrides: Any
+) -> Settings:
+    """What `aoc run <service>` reads on Kafka, with the settings `kafka_test_options` gives the log."""
+    return Settings(
+        data_dir=data_dir,
+        kafka_bootstrap_servers=bootstrap,
+        kafka_enable_idempotence=False,
+        kafka_topic_partitions=partitions,
+        kafka_session_timeout_ms=6000,
+        kafka_heartbeat_interval_ms=1000,
+        **overrides,
+    )
 
 
 def using_tansu() -> bool:

@@ -25,10 +25,14 @@ from aoc_common import topics
 from aoc_common.message_log.base import Message, Subscription
 from aoc_common.message_log.kafka import KafkaMessageLog
 from aoc_common.service import serve
-from aoc_common.settings import Settings
 from aoc_normalizer.consumer_runtime import ConsumerNormalizer, build_consumer_runtime
 from aoc_normalizer.service import DEFINITION as NORMALIZER
-from tests.engines.kafka_server import kafka_test_options, tansu_broker, using_tansu
+from tests.engines.kafka_server import (
+    kafka_service_settings,
+    kafka_test_options,
+    tansu_broker,
+    using_tansu,
+)
 from tests.utils.records import directory_records, raw_record
 from tests.utils.waiting import wait_for
 
@@ -56,18 +60,6 @@ async def kafka_log(bootstrap: str) -> AsyncIterator[KafkaMessageLog]:
 def records(fixtures_dir: Path) -> list[dict[str, Any]]:
     template = directory_records(fixtures_dir)[0]
     return [{**template, "id": f"Directory_scale_{n:04d}"} for n in range(240)]
-
-
-def settings_for(bootstrap: str, data_dir: Path, runtime: str) -> Settings:
-    return Settings(
-        data_dir=data_dir,
-        kafka_bootstrap_servers=bootstrap,
-        kafka_enable_idempotence=False,
-        kafka_topic_partitions=PARTITIONS,
-        kafka_session_timeout_ms=6000,
-        kafka_heartbeat_interval_ms=1000,
-        normalizer_runtime=runtime,  # type: ignore[arg-type]
-    )
 
 
 def raw_messages(records: list[dict[str, Any]]) -> list[Message]:
@@ -162,7 +154,9 @@ async def test_two_members_a_rebalance_and_a_restart_lose_nothing_and_repeat_not
     kafka_log: KafkaMessageLog, bootstrap: str, tmp_path: Path, records: list[dict[str, Any]]
 ) -> None:
     def member(name: str) -> Member:
-        settings = settings_for(bootstrap, tmp_path / name, "consumer")
+        settings = kafka_service_settings(
+            bootstrap, tmp_path / name, PARTITIONS, normalizer_runtime="consumer"
+        )
         return Member(build_consumer_runtime(settings))
 
     first_third, second_third, last_third = records[:80], records[80:160], records[160:]
@@ -206,7 +200,9 @@ async def test_switching_between_faust_and_the_consumer_runtime_keeps_the_dedupe
 
     async def run(runtime: str, messages: list[Message], until: int) -> None:
         stop = asyncio.Event()
-        settings = settings_for(bootstrap, tmp_path / f"{runtime}-{until}", runtime)
+        settings = kafka_service_settings(
+            bootstrap, tmp_path / f"{runtime}-{until}", PARTITIONS, normalizer_runtime=runtime
+        )
         worker = asyncio.create_task(serve(NORMALIZER, settings, stop))
         try:
             await kafka_log.publish(RAW, messages)

@@ -104,6 +104,28 @@ async def test_an_intune_event_whose_actor_is_only_an_object_id_gets_the_name(
     assert named.display_summary == "alice.admin@contoso.com deleted managed device Laptop 42"
 
 
+async def test_a_sign_in_that_carries_only_the_user_id_gets_the_name(mappings: Mappings) -> None:
+    raw = {
+        "id": "5f3c2a1e-0000-0000-0000-000000000001",
+        "createdDateTime": "2026-11-20T10:00:00Z",
+        "userId": ACTOR,
+        "appDisplayName": "Microsoft Teams",
+        "ipAddress": "203.0.113.7",
+        "status": {"errorCode": 0},
+    }
+    event = normalize_message(raw_record("signins", raw), mappings, now=NOW)
+    assert isinstance(event, CanonicalEvent) and event.enrichment == "off"
+    assert event.actor_display == ACTOR
+    async with serving(known_graph()) as graph, httpx.AsyncClient(timeout=5) as client:
+        [named] = await Enricher(lookup(client, graph), MemoryNameCache()).enrich(
+            [event], mappings, NOW
+        )
+    assert graph.calls == [[ACTOR]]
+    assert named.enrichment == "complete"
+    assert named.actor_display == "alice.admin@contoso.com"
+    assert "Microsoft Teams" in named.display_summary and ACTOR not in named.display_summary
+
+
 async def test_thousands_of_ids_go_to_graph_in_batches_of_at_most_1000(
     mappings: Mappings,
 ) -> None:

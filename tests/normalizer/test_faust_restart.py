@@ -18,9 +18,8 @@ from aoc_common import topics
 from aoc_common.message_log.base import Message
 from aoc_common.message_log.kafka import KafkaMessageLog
 from aoc_common.service import serve
-from aoc_common.settings import Settings
 from aoc_normalizer.service import DEFINITION as NORMALIZER
-from tests.engines.kafka_server import kafka_test_options
+from tests.engines.kafka_server import kafka_service_settings, kafka_test_options
 from tests.utils.records import directory_records, raw_record
 
 PARTITIONS = 3
@@ -36,18 +35,6 @@ async def kafka_log(private_kafka_bootstrap: str) -> AsyncIterator[KafkaMessageL
     await message_log.ensure_topics(topics.ALL_TOPICS, partitions=PARTITIONS)
     yield message_log
     await message_log.stop()
-
-
-def settings_for(bootstrap: str, data_dir: Path) -> Settings:
-    """What `aoc run normalizer` reads on Kafka, with the group timings a test broker needs."""
-    return Settings(
-        data_dir=data_dir,
-        kafka_bootstrap_servers=bootstrap,
-        kafka_enable_idempotence=False,
-        kafka_topic_partitions=PARTITIONS,
-        kafka_session_timeout_ms=6000,
-        kafka_heartbeat_interval_ms=1000,
-    )
 
 
 async def read_events(
@@ -81,7 +68,11 @@ async def test_a_worker_stopped_mid_stream_and_restarted_loses_nothing_and_repea
     reader_group = f"test-{uuid.uuid4().hex}"
     stop = asyncio.Event()
     first = asyncio.create_task(
-        serve(NORMALIZER, settings_for(private_kafka_bootstrap, tmp_path / "first"), stop)
+        serve(
+            NORMALIZER,
+            kafka_service_settings(private_kafka_bootstrap, tmp_path / "first", PARTITIONS),
+            stop,
+        )
     )
     try:
         seen = await read_events(kafka_log, reader_group, until=RECORDS // 4)
@@ -117,7 +108,11 @@ async def test_a_worker_stopped_mid_stream_and_restarted_loses_nothing_and_repea
     await kafka_log.publish(raw, messages[RECORDS // 2 :])  # the rest, and the redeliveries
     stop = asyncio.Event()
     second = asyncio.create_task(
-        serve(NORMALIZER, settings_for(private_kafka_bootstrap, tmp_path / "second"), stop)
+        serve(
+            NORMALIZER,
+            kafka_service_settings(private_kafka_bootstrap, tmp_path / "second", PARTITIONS),
+            stop,
+        )
     )
     try:
         seen += await read_events(kafka_log, reader_group, until=RECORDS - len(seen))

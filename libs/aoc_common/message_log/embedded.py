@@ -8,8 +8,10 @@ It must never block the event loop (an API may be served from the same process):
 one dedicated worker thread, which also owns the connection. Several processes may share the file (`aoc
 run` starts each service in its own, and so does `aoc demo`): each publish is one `BEGIN IMMEDIATE`
 transaction so offsets stay dense and unique per partition; a writer waits for another's lock (busy
-timeout) instead of failing; a fetch in this process is woken at once by a publish in this process and
-notices another process's commits by polling SQLite's `data_version`, which costs no table read.
+timeout) instead of failing. A fetch waiting for news is woken at once by a publish in this process,
+and by a publish in another process through this process's doorbell (`embedded_wakeup`: a Unix
+datagram socket beside the log, rung after each commit); polling SQLite's `data_version`, which costs
+no table read, remains the safety net.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from aoc_common.logging import get_logger
+from aoc_common.message_log import embedded_wakeup
 from aoc_common.message_log.base import (
     Message,
     MessageLog,
@@ -103,6 +106,12 @@ class EmbeddedMessageLog(MessageLog):
         self._round_robin: dict[str, int] = {}
         self._partition_counts: dict[str, int] = {}
         self._members: dict[str, list[EmbeddedSubscription]] = {}
+        self._doorbell: embedded_wakeup.Doorbell | None = None
+        self._doorbell_failed = False
+        self._ringer: embedded_wakeup.Ringer | None = None
+        if embedded_wakeup.supported():
+            folder = embedded_wakeup.doorbell_folder(self.path)
+            self._ringer = embedded_wakeup.Ringer(folder, self._own_doorbell)
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
@@ -121,6 +130,9 @@ class EmbeddedMessageLog(MessageLog):
         executor, self._executor = self._executor, None
         if executor is None:
             return
+        doorbell, self._doorbell = self._doorbell, None
+        if doorbell is not None:
+            doorbell.close()
         with contextlib.suppress(sqlite3.Error):
             await asyncio.get_running_loop().run_in_executor(executor, self._close)
         executor.shutdown(wait=False)
@@ -140,7 +152,7 @@ class EmbeddedMessageLog(MessageLog):
     async def publish(self, topic: str, messages: Sequence[Message]) -> None:
         if not messages:
             return
-        await self._call(self._append, topic, list(messages))
+        await self._call(self._append_and_ring, topic, list(messages))
         self._wake_fetchers()
 
     def subscribe(self, topics: Sequence[str], group: str) -> Subscription:
@@ -182,6 +194,34 @@ class EmbeddedMessageLog(MessageLog):
         self._partition_counts.update(counts)
         self._members.setdefault(member.group, []).append(member)
         self._rebalance(member.group)
+        self._listen_for_other_processes()
+
+    def _listen_for_other_processes(self) -> None:
+        """Open this process's doorbell once it has a reader; without one, the poll alone remains."""
+        if self._doorbell is not None or self._ringer is None or self._doorbell_failed:
+            return
+        doorbell = embedded_wakeup.Doorbell(self._ringer.folder, self._rung)
+        try:
+            doorbell.open(asyncio.get_running_loop())
+        except (OSError, NotImplementedError) as error:
+            log.warning(
+                "no doorbell: readers notice other processes' publishes by polling",
+                folder=str(self._ringer.folder),
+                error=str(error),
+            )
+            self._doorbell_failed = True  # do not try again
+            return
+        self._doorbell = doorbell
+
+    def _own_doorbell(self) -> Path | None:
+        return None if self._doorbell is None else self._doorbell.path
+
+    def _rung(self, topics: set[str]) -> None:
+        """Another process published to `topics`: wake the fetches if a member here reads one."""
+        for members in self._members.values():
+            if any(topic in member.topics for member in members for topic in topics):
+                self._wake_fetchers()
+                return
 
     def _leave(self, member: EmbeddedSubscription) -> None:
         members = self._members.get(member.group, [])
@@ -240,6 +280,8 @@ class EmbeddedMessageLog(MessageLog):
         self._db = db
 
     def _close(self) -> None:
+        if self._ringer is not None:
+            self._ringer.close()
         db, self._db = self._db, None
         if db is not None:
             db.close()
@@ -299,11 +341,7 @@ class EmbeddedMessageLog(MessageLog):
             for message in messages:
                 partition = self._choose_partition(topic, message.key, partitions)
                 if partition not in next_offsets:
-                    next_offsets[partition] = db.execute(
-                        'SELECT COALESCE(MAX("offset") + 1, 0) FROM messages'
-                        " WHERE topic = ? AND partition = ?",
-                        (topic, partition),
-                    ).fetchone()[0]
+                    next_offsets[partition] = self._next_offset(topic, partition)
                 offset = next_offsets[partition]
                 next_offsets[partition] = offset + 1
                 rows.append((topic, partition, offset, now_ms, message.key, message.value))
@@ -312,6 +350,11 @@ class EmbeddedMessageLog(MessageLog):
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 rows,
             )
+
+    def _append_and_ring(self, topic: str, messages: list[Message]) -> None:
+        self._append(topic, messages)
+        if self._ringer is not None:
+            self._ringer.ring(topic)  # committed: readers elsewhere may fetch it now
 
     def _choose_partition(self, topic: str, key: bytes | None, partitions: int) -> int:
         if key is not None:
@@ -389,16 +432,17 @@ class EmbeddedMessageLog(MessageLog):
         return committed
 
     def _end_offsets(self, topic: str) -> dict[int, int]:
+        """One index seek per partition: a MAX with GROUP BY would read every offset of the topic,
+        and consumers ask for their lag every few seconds while the log holds millions."""
         partitions = self._partitions_of([topic]).get(topic, 0)
-        ends = dict.fromkeys(range(partitions), 0)
-        rows = self._conn.execute(
-            'SELECT partition, MAX("offset") + 1 FROM messages WHERE topic = ? GROUP BY partition',
-            (topic,),
-        )
-        for partition, end in rows:
-            if partition in ends:
-                ends[partition] = end
-        return ends
+        return {partition: self._next_offset(topic, partition) for partition in range(partitions)}
+
+    def _next_offset(self, topic: str, partition: int) -> int:
+        row = self._conn.execute(
+            'SELECT MAX("offset") FROM messages WHERE topic = ? AND partition = ?',
+            (topic, partition),
+        ).fetchone()
+        return 0 if row[0] is None else int(row[0]) + 1
 
     def _reset(
         self, group: str, topic: str, to_offset: int | None, since_ms: int | None

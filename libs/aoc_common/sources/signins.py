@@ -523,6 +523,7 @@ SPEC = SourceSpec(
     ),
     record_model=SignInRecord,
     mapper=map_sign_in,
+    name_enrichment="actor",  # a sign-in that carries only a userId is named through Graph
     samples=("graph_signins_page*.json",),
     options=SignInOptions,
     summary_fields={
