@@ -31,7 +31,8 @@ from aoc_store.core import STAGE, dead_letter_for, decode_events
 PURGE_EVERY_S = 3600.0
 # Container objects allocated (net) before Python's cyclic garbage collector runs (default 700).
 YOUNG_GENERATION_THRESHOLD = 50_000
-# Records per batch at most; fewer when fewer are waiting (a fetch never waits to fill a batch).
+# Records per batch at most (STORE_BATCH_MAX_EVENTS); fewer when fewer are waiting (a fetch never
+# waits to fill a batch).
 BATCH_SIZE = 2_000
 log = get_logger(__name__)
 
