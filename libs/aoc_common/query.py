@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import heapq
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -495,8 +496,13 @@ def top_values(values: Iterable[str], top: int) -> list[FacetValue]:
     counts: dict[str, int] = {}
     for value in values:
         counts[value] = counts.get(value, 0) + 1
-    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-    return [FacetValue(value=value, count=count) for value, count in ranked[:top]]
+    return top_counts(counts, top)
+
+
+def top_counts(counts: Mapping[str, int], top: int) -> list[FacetValue]:
+    """`top_values` of values already counted."""
+    ranked = heapq.nsmallest(top, counts.items(), key=lambda item: (-item[1], item[0]))
+    return [FacetValue(value=value, count=count) for value, count in ranked]
 
 
 class UpsertResult(BaseModel):

@@ -1471,9 +1471,15 @@ async def test_common_and_rare_lookups_answer_the_same(event_store: EventStore):
             value=total, exact=True
         ), filters
         assert (await event_store.count_matching(only, limit=10)).value == min(total, 10)
-        facets, counted, complete = expected_facets(events, only, 3, 100)
-        got = await event_store.facet_counts(only, top=3, sample=100)
-        assert (got.facets, got.counted, got.complete) == (facets, counted, complete), filters
+        # sample=100 walks the time index for common lookups; 5,000 and None read every match
+        # of a lookup up to RARE_FACET_ROWS through the index, unordered.
+        for sample in (100, 5_000, None):
+            facets, counted, complete = expected_facets(events, only, 3, sample)
+            got = await event_store.facet_counts(only, top=3, sample=sample)
+            assert (got.facets, got.counted, got.complete) == (facets, counted, complete), (
+                filters,
+                sample,
+            )
         start, day = BASE_TIME - timedelta(days=7), timedelta(days=1)
         histogram = await event_store.count_by_interval(only, start, 86_400_000, 7)
         matching = [event for event in events if matches(event, only)]
@@ -1485,7 +1491,7 @@ async def test_common_and_rare_lookups_answer_the_same(event_store: EventStore):
     # And the plans really differ: common lookups walk the time index, rare ones use the index.
     import sqlite3
 
-    from aoc_common.event_store.sqlite_query import plan_for
+    from aoc_common.event_store.sqlite_query import decided_by_index, plan_for
 
     with contextlib.closing(sqlite3.connect(event_store.path)) as connection:  # type: ignore[attr-defined]
         drivers = {
@@ -1498,6 +1504,33 @@ async def test_common_and_rare_lookups_answer_the_same(event_store: EventStore):
                 "common word": {"search": "mail"},
             }.items()
         }
+        # Counts come from the search index alone when it decides every filter.
+        decided = {
+            name: decided_by_index(connection, EventFilters(**filters))
+            for name, filters in {
+                "rare value": {"operation": "Wipe device"},
+                "values and words": {"service": ["Exchange", "Intune"], "search": "mail"},
+                "actor part": {"actor": "rare"},
+                "exact actor": {"actor_display": "Rare Actor"},
+                "category (no census)": {"category": "Device"},
+                "exclusion": {"operation": "Wipe device", "exclude_service": "Intune"},
+                "tag": {"search": "mail", "tags": ["rare"]},
+                "time range": {"search": "mail", "start": BASE_TIME - timedelta(days=1)},
+            }.items()
+        }
+        assert decided == {
+            "rare value": True,
+            "values and words": True,
+            "actor part": True,
+            "exact actor": True,
+            "category (no census)": False,
+            "exclusion": False,
+            "tag": False,
+            "time range": False,
+        }
+        # Facets over a sample of 5,000 take every match of a lookup finding fewer events.
+        assert plan_for(connection, EventFilters(search="mail"), rare=5_000).driver == "search"
+        assert plan_for(connection, EventFilters(tags=["common"]), rare=5_000).driver == "tag"
     assert drivers == {
         "common value": "time",
         "rare value": "search",
@@ -1537,6 +1570,19 @@ async def test_values_sharing_a_lookup_token_are_still_told_apart(
     assert await store.count_matching(EventFilters(actor_display="Bob")) == MatchCount(
         value=1, exact=True
     )
+    assert (await store.count_matching(EventFilters(operation="Wipe device"))).value == 1
+    assert (await store.count_matching(EventFilters(actor="amy"))).value == 2
+    # A shared token never lets the search index decide a count alone; words still do.
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(store.path)) as connection:  # type: ignore[attr-defined]
+        for decided, filters in (
+            (False, EventFilters(operation="Wipe device")),
+            (False, EventFilters(actor="amy")),
+            (True, EventFilters(search="mailbox")),
+        ):
+            assert sqlite_query.decided_by_index(connection, filters) is decided, filters
+    await store.stop()
 
 
 @only_on("embedded")
