@@ -5,13 +5,17 @@ offset."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import socket
 import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from aoc_common.message_log.base import Message
-from aoc_common.message_log.embedded import EmbeddedMessageLog
+from aoc_common.message_log.embedded import WRITER_LOCK_SUFFIX, EmbeddedMessageLog
 from aoc_common.message_log.embedded_wakeup import doorbell_folder
 
 PUBLISHER = """
@@ -92,6 +96,43 @@ async def test_a_doorbell_left_by_a_dead_reader_is_removed_by_the_next_publish(
         await message_log.publish("shared", [Message(None, b"one")])
         assert not stale.exists()
         assert await message_log.end_offsets("shared") == {0: 1}
+    finally:
+        await message_log.stop()
+
+
+def blocked_flock_waiters(lock_file: Path) -> int:
+    """Waiters the kernel has queued on `lock_file` (Linux `/proc/locks` marks them with `->`)."""
+    inode = f":{lock_file.stat().st_ino} "
+    lines = Path("/proc/locks").read_text().splitlines()
+    return sum(1 for line in lines if "->" in line and "FLOCK" in line and inode in line)
+
+
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="needs Linux /proc/locks")
+async def test_a_writer_waits_for_the_lock_in_the_kernel_queue_and_goes_on_when_released(
+    tmp_path: Path,
+) -> None:
+    """A writer waiting for another process's write lock sleeps in the kernel's queue on the lock
+    file (woken when it is released), not in SQLite's busy handler (woken after fixed sleeps)."""
+    path = tmp_path / "log.sqlite3"
+    message_log = EmbeddedMessageLog(path)
+    await message_log.start()
+    try:
+        await message_log.publish("shared", [Message(None, b"first")])
+        lock_file = path.with_name(path.name + WRITER_LOCK_SUFFIX)
+        holder = os.open(lock_file, os.O_RDWR)
+        fcntl.flock(holder, fcntl.LOCK_EX)  # as another process's writer holds it
+        try:
+            publishing = asyncio.create_task(message_log.publish("shared", [Message(None, b"2")]))
+            deadline = time.monotonic() + 30
+            while blocked_flock_waiters(lock_file) == 0:
+                assert not publishing.done(), "published without waiting for the lock file"
+                assert time.monotonic() < deadline, "the writer never queued on the lock file"
+                await asyncio.sleep(0.01)
+        finally:
+            fcntl.flock(holder, fcntl.LOCK_UN)
+            os.close(holder)
+        await asyncio.wait_for(publishing, timeout=30)
+        assert await message_log.end_offsets("shared") == {0: 2}
     finally:
         await message_log.stop()
 

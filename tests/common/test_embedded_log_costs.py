@@ -1,13 +1,16 @@
-"""Work the embedded log does per call must not grow with the log: consumers ask for their lag every
-few seconds of a run that appends thousands of messages a second. Work is counted in SQLite virtual
-machine steps (a progress handler), which does not depend on the machine's speed or load."""
+"""What a call on the embedded log costs must not grow with the log, and a publish must not pay for
+work that is not its own: consumers ask for their lag every few seconds of a run that appends
+thousands of messages a second. Work is counted in SQLite virtual machine steps (a progress handler),
+which does not depend on the machine's speed or load."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from aoc_common.message_log.base import Message
 from aoc_common.message_log.embedded import EmbeddedMessageLog
+from aoc_common.sqlite_checkpoint import BACKSTOP_PAGES
 
 STEP = 100
 
@@ -39,5 +42,27 @@ async def test_end_offsets_cost_the_same_for_a_short_and_a_long_partition(tmp_pa
         long = await steps_of_end_offsets(message_log, "long")
         # A scan of the topic's offsets would take ~100 times the steps for 100 times the messages.
         assert long <= short + 2 * STEP, (short, long)
+    finally:
+        await message_log.stop()
+
+
+async def test_publishes_leave_checkpoints_to_the_checkpointer_thread(tmp_path: Path) -> None:
+    """A publish's commit no longer copies the WAL into the database (SQLite's default after 1,000
+    pages); the log's own thread does, so the database file still receives what was published."""
+    path = tmp_path / "log.sqlite3"
+    message_log = EmbeddedMessageLog(path)
+    await message_log.start()
+    try:
+        pages = await message_log._call(
+            lambda: message_log._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+        )
+        assert pages == BACKSTOP_PAGES > 1_000
+        value = b"x" * 4_000
+        for _ in range(12):  # ~12 MB, three times the old automatic threshold
+            await message_log.publish("big", [Message(b"%d" % n, value) for n in range(250)])
+        deadline = asyncio.get_running_loop().time() + 30
+        while path.stat().st_size < 8_000_000:
+            assert asyncio.get_running_loop().time() < deadline, "nothing was checkpointed"
+            await asyncio.sleep(0.05)
     finally:
         await message_log.stop()

@@ -1491,7 +1491,7 @@ async def test_common_and_rare_lookups_answer_the_same(event_store: EventStore):
     # And the plans really differ: common lookups walk the time index, rare ones use the index.
     import sqlite3
 
-    from aoc_common.event_store.sqlite_query import decided_by_index, plan_for
+    from aoc_common.event_store.sqlite_query import decided_by_index, plan_for, word_map_of
 
     with contextlib.closing(sqlite3.connect(event_store.path)) as connection:  # type: ignore[attr-defined]
         drivers = {
@@ -1528,6 +1528,10 @@ async def test_common_and_rare_lookups_answer_the_same(event_store: EventStore):
             "tag": False,
             "time range": False,
         }
+        # A sample walking the time index tests words against a byte per seq of their hits.
+        forwarding, hits = word_map_of(connection, '"forwarding"')
+        assert forwarding is not None
+        assert sum(forwarding) == hits == sum(1 for e in events if "forwarding" in e.raw_text)
         # Facets over a sample of 5,000 take every match of a lookup finding fewer events.
         assert plan_for(connection, EventFilters(search="mail"), rare=5_000).driver == "search"
         assert plan_for(connection, EventFilters(tags=["common"]), rare=5_000).driver == "tag"
@@ -1900,3 +1904,21 @@ async def test_a_database_of_schema_2_is_upgraded_in_place(engine: Engine, tmp_p
         }
         assert indexes == {"events_by_time"}
         assert connection.execute("PRAGMA user_version").fetchone() == (3,)
+
+
+def test_facet_rows_are_read_with_the_collector_paused_then_restored_as_it_was():
+    import gc
+
+    from aoc_common.event_store.sqlite_query import collector_paused
+
+    assert gc.isenabled()
+    with collector_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -7,11 +7,14 @@ offsets and split partitions between their members, and operators can replay by 
 It must never block the event loop (an API may be served from the same process): every SQLite call runs on
 one dedicated worker thread, which also owns the connection. Several processes may share the file (`aoc
 run` starts each service in its own, and so does `aoc demo`): each publish is one `BEGIN IMMEDIATE`
-transaction so offsets stay dense and unique per partition; a writer waits for another's lock (busy
-timeout) instead of failing. A fetch waiting for news is woken at once by a publish in this process,
-and by a publish in another process through this process's doorbell (`embedded_wakeup`: a Unix
-datagram socket beside the log, rung after each commit); polling SQLite's `data_version`, which costs
-no table read, remains the safety net.
+transaction so offsets stay dense and unique per partition. Writers queue for that lock on a lock file
+beside the log (`flock`), so the kernel hands it over the moment it is released; SQLite's own busy
+handler, which retries after sleeps growing to 100 ms and lets newcomers overtake a sleeper, is left
+for writers that do not take the lock file (it is never what keeps offsets correct). A fetch waiting
+for news is woken at once by a publish in this process, and by a publish in another process through
+this process's doorbell (`embedded_wakeup`: a Unix datagram socket beside the log, rung after each
+commit); polling SQLite's `data_version`, which costs no table read, remains the safety net.
+Checkpoints run on a thread of their own (`aoc_common.sqlite_checkpoint`), not in a publish.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import sqlite3
 import time
 import zlib
@@ -39,6 +43,7 @@ from aoc_common.message_log.base import (
     timestamp_ms,
     validate_reset_target,
 )
+from aoc_common.sqlite_checkpoint import BACKSTOP_PAGES, Checkpointer
 
 T = TypeVar("T")
 TopicPartition = tuple[str, int]
@@ -73,6 +78,12 @@ CREATE TABLE IF NOT EXISTS group_offsets (
 
 
 BUSY_TIMEOUT_S = 30.0
+WRITER_LOCK_SUFFIX = "-writer.lock"
+
+try:
+    import fcntl
+except ImportError:  # not on POSIX: writers wait in SQLite's busy handler alone
+    fcntl = None  # type: ignore[assignment]
 
 
 def partition_for_key(key: bytes, partitions: int) -> int:
@@ -108,6 +119,8 @@ class EmbeddedMessageLog(MessageLog):
         self._members: dict[str, list[EmbeddedSubscription]] = {}
         self._doorbell: embedded_wakeup.Doorbell | None = None
         self._doorbell_failed = False
+        self._checkpointer: Checkpointer | None = None
+        self._writer_lock_fd: int | None = None
         self._ringer: embedded_wakeup.Ringer | None = None
         if embedded_wakeup.supported():
             folder = embedded_wakeup.doorbell_folder(self.path)
@@ -125,6 +138,8 @@ class EmbeddedMessageLog(MessageLog):
             self._executor.shutdown(wait=False)
             self._executor = None
             raise
+        self._checkpointer = Checkpointer(self.path)
+        self._checkpointer.start()
 
     async def stop(self) -> None:
         executor, self._executor = self._executor, None
@@ -133,6 +148,9 @@ class EmbeddedMessageLog(MessageLog):
         doorbell, self._doorbell = self._doorbell, None
         if doorbell is not None:
             doorbell.close()
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            await asyncio.to_thread(checkpointer.stop)
         with contextlib.suppress(sqlite3.Error):
             await asyncio.get_running_loop().run_in_executor(executor, self._close)
         executor.shutdown(wait=False)
@@ -274,14 +292,32 @@ class EmbeddedMessageLog(MessageLog):
             )
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
+            # Checkpoints are the checkpointer thread's (embedded_checkpoint), not a publish's.
+            db.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
             db.executescript(SCHEMA)
         except sqlite3.Error as exc:
             raise MessageLogError(f"cannot open the message log at {self.path}: {exc}") from exc
         self._db = db
+        self._writer_lock_fd = self._open_writer_lock()
+
+    def _open_writer_lock(self) -> int | None:
+        if fcntl is None:
+            return None
+        lock_path = self.path.with_name(self.path.name + WRITER_LOCK_SUFFIX)
+        try:
+            return os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            log.warning(
+                "no writer lock file: writers wait in SQLite's busy handler", error=str(error)
+            )
+            return None
 
     def _close(self) -> None:
         if self._ringer is not None:
             self._ringer.close()
+        fd, self._writer_lock_fd = self._writer_lock_fd, None
+        if fd is not None:
+            os.close(fd)
         db, self._db = self._db, None
         if db is not None:
             db.close()
@@ -301,15 +337,29 @@ class EmbeddedMessageLog(MessageLog):
 
     @contextlib.contextmanager
     def _write_transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE takes the write lock up front, so two processes never both assign an offset."""
+        """BEGIN IMMEDIATE takes the write lock up front, so two processes never both assign an offset;
+        the lock file before it makes writers queue in the kernel instead of SQLite's sleeps."""
         db = self._conn
-        db.execute("BEGIN IMMEDIATE")
+        with self._writer_lock():
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def _writer_lock(self) -> Iterator[None]:
+        fd = self._writer_lock_fd
+        if fd is None:
+            yield
+            return
+        fcntl.flock(fd, fcntl.LOCK_EX)  # blocks this worker thread only; released at process death
         try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
 
     def _create_topics(self, topics: list[str], partitions: int) -> None:
         with self._write_transaction() as db:
@@ -353,6 +403,8 @@ class EmbeddedMessageLog(MessageLog):
 
     def _append_and_ring(self, topic: str, messages: list[Message]) -> None:
         self._append(topic, messages)
+        if self._checkpointer is not None:
+            self._checkpointer.committed(sum(len(m.value) + len(m.key or b"") for m in messages))
         if self._ringer is not None:
             self._ringer.ring(topic)  # committed: readers elsewhere may fetch it now
 
