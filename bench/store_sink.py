@@ -1,15 +1,17 @@
 """Throughput of the store sink, beside its floors measured in the same run.
 
     python bench/store_sink.py                          # 1,000,000 events, embedded SQLite store
-    python bench/store_sink.py --events 200000 --batch 500
+    python bench/store_sink.py --events 200000 --before # also the sink as it was (see below)
     python bench/store_sink.py --mongo 20000            # also the Mongo store (AOC_BENCH_MONGO_URI,
                                                         # else SecantusDB in-process: a smoke run)
 
-What is timed is the sink's own work per batch of `aoc.events` records: `StoreSink.handle` (decode
-the records, upsert them, the metrics), exactly what `aoc run store` does between a fetch and a
-commit. The records are built beforehand, as a broker would hand them over. Beside it, on the same
-machine, the same batches and in turns of `--segment` events (so that a busy neighbour slows all
-three alike), the floors:
+What is timed is the sink as `aoc run store` runs it: `StoreSink.run`, its consumer loop (fetch up
+to `--batch` records, decode, upsert, commit), from the first fetch to the last commit. The records
+are built beforehand and handed over by an in-memory log (`ReplayedLog`), as a broker with a backlog
+would, so the log's own cost is not in the figure. `--before` adds the sink as it was before session
+4: `StoreSink.handle` batch after batch, 500 records each, Python's default garbage-collector
+threshold. Beside it, on the same machine, the same records in batches of `--batch` and in turns of
+`--segment` events (so that a busy neighbour slows every contender alike), the floors:
 - `same schema`: bare `executemany` of rows built beforehand into the store's own tables and
   indexes (the database's cost for this layout, no Python work);
 - `PK only`: bare `executemany` of the JSON into a table with only an integer primary key.
@@ -26,13 +28,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import gc
 import os
 import shutil
 import sqlite3
+import statistics
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,10 +56,10 @@ from aoc_common.event_store.sqlite_schema import (  # noqa: E402
     prepare,
     search_text_of,
 )
-from aoc_common.message_log.base import Record  # noqa: E402
+from aoc_common.message_log.base import Message, MessageLog, Record, Subscription  # noqa: E402
 from aoc_common.message_log.embedded import EmbeddedMessageLog  # noqa: E402
 from aoc_common.query import EventFilters  # noqa: E402
-from aoc_store.runtime import StoreSink  # noqa: E402
+from aoc_store.runtime import BATCH_SIZE, StoreSink  # noqa: E402
 from bench.corpus import RARE_WORDS, synthetic_events  # noqa: E402
 
 DUPLICATES = 0.02
@@ -76,19 +81,25 @@ class Contender:
     name: str
     path: Path | None
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     written: int = 0
     events: int = 0
     segment_seconds: float = 0.0
     segment_events: int = 0
     rates: list[float] = field(default_factory=list)
 
-    def timed(self, count: int, started: float, written_before: int) -> None:
+    @contextlib.contextmanager
+    def timing(self, count: int) -> Iterator[None]:
+        """Time (wall and process CPU) and count the bytes written of writing `count` events."""
+        written, started, cpu = write_bytes(), time.perf_counter(), time.process_time()
+        yield
         elapsed = time.perf_counter() - started
         self.seconds += elapsed
+        self.cpu_seconds += time.process_time() - cpu
         self.segment_seconds += elapsed
         self.events += count
         self.segment_events += count
-        self.written += write_bytes() - written_before
+        self.written += write_bytes() - written
 
     def close_segment(self) -> float:
         rate = self.segment_events / self.segment_seconds if self.segment_seconds else 0.0
@@ -113,6 +124,73 @@ def records_of(batch: list[Any], first_offset: int) -> list[Record]:
         Record(topics.EVENTS, 0, first_offset + n, event.dedupe_key.encode(), encode(event), 0)
         for n, event in enumerate(batch)
     ]
+
+
+class ReplayedLog(MessageLog):
+    """Records built beforehand, handed over as a broker with a backlog hands them: every fetch
+    returns at once up to `max_records` of those not yet fetched. One partition, one group. `load`
+    gives it the next records and the event it sets when the last of them is committed."""
+
+    engine = "bench"
+
+    def __init__(self) -> None:
+        self.records: list[Record] = []
+        self.fetched = 0
+        self.committed_offset = 0
+        self.caught_up = asyncio.Event()
+        self.dead_letters: list[Message] = []
+
+    def load(self, records: list[Record], caught_up: asyncio.Event) -> None:
+        self.records, self.fetched, self.caught_up = records, 0, caught_up
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def ping(self) -> None:
+        pass
+
+    async def ensure_topics(self, topics: Sequence[str], partitions: int | None = None) -> None:
+        pass
+
+    async def publish(self, topic: str, messages: Sequence[Message]) -> None:
+        self.dead_letters += messages
+
+    def subscribe(self, topics: Sequence[str], group: str) -> Subscription:
+        return ReplayedSubscription(self)
+
+    async def committed(self, group: str, topic: str) -> dict[int, int | None]:
+        return {0: self.committed_offset}
+
+    async def end_offsets(self, topic: str) -> dict[int, int]:
+        return {0: self.records[-1].offset + 1 if self.records else self.committed_offset}
+
+    async def reset_group(self, group: str, topic: str, **target: Any) -> dict[int, int]:
+        raise NotImplementedError("a bench log is never replayed")
+
+
+class ReplayedSubscription(Subscription):
+    def __init__(self, log: ReplayedLog) -> None:
+        self.log = log
+
+    async def fetch(self, max_records: int = 500, timeout_s: float = 1.0) -> list[Record]:
+        log = self.log
+        records = log.records[log.fetched : log.fetched + max_records]
+        log.fetched += len(records)
+        if not records:  # all handed over: wait for the consumer to finish, as a broker would
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(log.caught_up.wait(), timeout_s)
+        return records
+
+    async def commit(self, records: Sequence[Record]) -> None:
+        self.log.committed_offset = records[-1].offset + 1
+        if records[-1].offset == self.log.records[-1].offset:
+            self.log.caught_up.set()
+
+    async def close(self) -> None:
+        pass
 
 
 def raw_connection(path: Path) -> sqlite3.Connection:
@@ -205,6 +283,11 @@ def segments(
         yield segment
 
 
+def chunks(records: list[Record], size: int) -> Iterator[list[Record]]:
+    for start in range(0, len(records), size):
+        yield records[start : start + size]
+
+
 async def bench_sqlite(args: argparse.Namespace) -> None:
     data: Path = args.data
     shutil.rmtree(data, ignore_errors=True)
@@ -212,49 +295,64 @@ async def bench_sqlite(args: argparse.Namespace) -> None:
     pk = Contender("PK only (floor)", data / "pk-only.sqlite3")
     same = Contender("same schema (floor)", data / "same-schema.sqlite3")
     sink = Contender("store sink", data / "events.sqlite3")
+    before = Contender("sink before (500, gc 700)", data / "before.sqlite3")
+    contenders = [sink, *([before] if args.before else []), same, pk]
     pk_writer, same_writer = PkOnly(pk.path), SameSchema(same.path)  # type: ignore[arg-type]
-    message_log = EmbeddedMessageLog(data / "log.sqlite3")
+    replayed = ReplayedLog()
     store = SqliteEventStore(sink.path, retention_days=3650)  # type: ignore[arg-type]
-    await message_log.start()
-    await store.start()
-    stored_sink = StoreSink(message_log, store)
-    print(f"embedded SQLite store: {args.events:,} events in batches of {args.batch}")
-    print(f"  {'events':>10} {'store sink':>12} {'same schema':>12} {'PK only':>10}   (events/s)")
+    before_store = SqliteEventStore(before.path, retention_days=3650)  # type: ignore[arg-type]
+    stores = [store, *([before_store] if args.before else [])]
+    for started_store in stores:
+        await started_store.start()
+    stored_sink = StoreSink(replayed, store, batch_size=args.batch)
+    sink_before = StoreSink(replayed, before_store, batch_size=500)
+    print(f"embedded SQLite store: {args.events:,} events in batches of up to {args.batch}")
+    print(
+        f"  {'events':>10} "
+        + " ".join(f"{c.name.split(' (')[0]:>13}" for c in contenders)
+        + "   (events/s)"
+    )
     done = 0
     rare: dict[str, set[str]] = {}
     try:
         for turn, segment in enumerate(segments(args, rare)):
+            records = [record for batch in segment for record in batch]
             # Who goes first alternates, so that none always follows another's writes.
-            for contender in (sink, same, pk) if turn % 2 else (pk, same, sink):
+            for contender in contenders if turn % 2 else contenders[::-1]:
                 if contender is sink:
-                    for records in segment:
-                        before, started = write_bytes(), time.perf_counter()
-                        await stored_sink.handle(records)
-                        sink.timed(len(records), started, before)
-                    continue
-                writer = pk_writer if contender is pk else same_writer
-                for records in segment:
-                    rows = writer.prepare(records)  # type: ignore[attr-defined]
-                    before, started = write_bytes(), time.perf_counter()
-                    writer.write(rows)  # type: ignore[attr-defined]
-                    contender.timed(len(records), started, before)
-            done += sum(len(records) for records in segment)
-            rates = [contender.close_segment() for contender in (sink, same, pk)]
-            print(
-                f"  {done:>10,} {rates[0]:>12,.0f} {rates[1]:>12,.0f} {rates[2]:>10,.0f}",
-                flush=True,
-            )
+                    caught_up = asyncio.Event()
+                    replayed.load(records, caught_up)
+                    with sink.timing(len(records)):
+                        await stored_sink.run(caught_up)
+                elif contender is before:
+                    tuned = gc.get_threshold()
+                    gc.set_threshold(700)  # Python's default, which the sink ran with
+                    for batch in chunks(records, 500):
+                        with before.timing(len(batch)):
+                            await sink_before.handle(batch)
+                    gc.set_threshold(*tuned)
+                else:
+                    writer = pk_writer if contender is pk else same_writer
+                    for batch in chunks(records, args.batch):
+                        rows = writer.prepare(batch)  # type: ignore[attr-defined]
+                        with contender.timing(len(batch)):
+                            writer.write(rows)  # type: ignore[attr-defined]
+            done += len(records)
+            rates = [contender.close_segment() for contender in contenders]
+            print(f"  {done:>10,} " + " ".join(f"{rate:>13,.0f}" for rate in rates), flush=True)
         await check_search(store, {word: len(keys) for word, keys in rare.items()})
         stored = await store.count_events()
     finally:
-        await store.stop()
-        await message_log.stop()
+        for started_store in stores:
+            await started_store.stop()
     for writer in (pk_writer, same_writer):
         writer.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         writer.connection.close()
-    checkpoint(sink.path)  # type: ignore[arg-type]
+    for path in (sink.path, before.path):
+        if path is not None and path.exists():
+            checkpoint(path)
     print(f"  stored {stored:,} distinct events ({done - stored:,} re-deliveries updated)")
-    report([sink, same, pk], done)
+    report(contenders, done)
 
 
 def checkpoint(path: Path) -> None:
@@ -264,14 +362,23 @@ def checkpoint(path: Path) -> None:
 
 def report(contenders: list[Contender], done: int) -> None:
     print(
-        f"  {'':<22} {'events/s':>10} {'slowest seg.':>12} {'disk B/event':>13} {'written B/event':>16}"
+        f"  {'':<26} {'events/s':>10} {'slowest seg.':>12} {'CPU µs/event':>13} "
+        f"{'disk B/event':>13} {'written B/event':>16}"
     )
     for contender in contenders:
         print(
-            f"  {contender.name:<22} {contender.events / contender.seconds:>10,.0f} "
-            f"{min(contender.rates):>12,.0f} {contender.disk_bytes() / done:>13,.0f} "
-            f"{contender.written / done:>16,.0f}"
+            f"  {contender.name:<26} {contender.events / contender.seconds:>10,.0f} "
+            f"{min(contender.rates):>12,.0f} {contender.cpu_seconds / contender.events * 1e6:>13,.1f} "
+            f"{contender.disk_bytes() / done:>13,.0f} {contender.written / done:>16,.0f}"
         )
+    sink, *others = contenders
+    for other in others:
+        ratios = [a / b for a, b in zip(sink.rates, other.rates, strict=True) if b]
+        if ratios:
+            print(
+                f"  {sink.name} / {other.name}: {statistics.median(ratios):.2f} "
+                "(median of the per-segment ratios)"
+            )
 
 
 async def check_search(store: Any, expected: dict[str, int]) -> None:
@@ -323,12 +430,10 @@ async def bench_mongo(args: argparse.Namespace) -> None:
                         {**d, "_id": uuid.uuid4().hex, "dedupe_key": uuid.uuid4().hex}
                         for d in documents
                     ]
-                    started = time.perf_counter()
-                    await database[collection].insert_many(fresh, ordered=False)
-                    contenders[name].timed(len(records), started, 0)
-                started = time.perf_counter()
-                await sink.handle(records)
-                contenders["store sink"].timed(len(records), started, 0)
+                    with contenders[name].timing(len(records)):
+                        await database[collection].insert_many(fresh, ordered=False)
+                with contenders["store sink"].timing(len(records)):
+                    await sink.handle(records)
             done += sum(len(records) for records in segment)
             rates = [c.close_segment() for c in contenders.values()]
             print(f"  {done:>10,} " + " ".join(f"{rate:>12,.0f}" for rate in rates), flush=True)
@@ -354,7 +459,12 @@ async def main(argv: list[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--events", type=positive, default=1_000_000, help="events for SQLite")
-    parser.add_argument("--batch", type=positive, default=500, help="records per sink batch")
+    parser.add_argument(
+        "--batch", type=positive, default=BATCH_SIZE, help="records per batch at most (the sink's)"
+    )
+    parser.add_argument(
+        "--before", action="store_true", help="also the sink as it was (500 a batch, gc 700)"
+    )
     parser.add_argument("--segment", type=positive, default=100_000, help="events per turn")
     parser.add_argument("--mongo", type=int, default=0, help="also the Mongo store, N events")
     parser.add_argument("--data", type=Path, default=REPO / ".aoc-data" / "bench-sink")

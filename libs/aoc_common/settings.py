@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     enable_periodic_fetch: bool = False
     fetch_interval_minutes: int = Field(default=60, ge=1, le=24 * 60)
     retention_days: int = Field(default=90, ge=1, le=3650)
+    # Events the store sink writes per transaction at most (fewer when fewer are waiting).
+    store_batch_max_events: int = Field(default=2000, ge=1, le=10_000)
 
     # --- API ---
     cors_origins: CommaList = Field(

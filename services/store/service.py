@@ -9,7 +9,7 @@ from aoc_store.runtime import StoreSink
 
 
 def build(settings: Settings, engines: Engines) -> StoreSink:
-    return StoreSink(engines.message_log, engines.store)
+    return StoreSink(engines.message_log, engines.store, batch_size=settings.store_batch_max_events)
 
 
 DEFINITION = ServiceDefinition("store", build)

@@ -83,6 +83,8 @@ def environment(data_dir: Path) -> dict[str, str]:
         "LOG_ENGINE": "embedded",
         "STORE_ENGINE": "embedded",
         "LOG_LEVEL": "WARNING",
+        # The sink's batches are smaller than its default, so that the stream is several of them.
+        "STORE_BATCH_MAX_EVENTS": "400",
     }
 
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import sqlite3
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -205,19 +205,25 @@ def id_token(event_id: str) -> str:
 def search_text_of(fields: IndexedFields, event_id: str) -> str:
     """What `event_search` holds for an event stored under `event_id`: its words, one token per
     filter value and one for its id. Inserted with the event, and given again to remove it."""
-    values = (
-        fields.service,
-        fields.operation,
-        fields.category,
-        fields.result,
-        fields.source,
-        fields.actor.type,
-        fields.actor_display,
+    tokens = _value_tokens(
+        value_token, fields.service, fields.operation, fields.category, fields.result, fields.source
     )
-    tokens = " ".join(
-        value_token(field, value) for field, value in zip(VALUE_TOKEN_FIELDS, values, strict=True)
+    return (
+        f"{event_search_text(fields.text_fields, fields.raw_text)} {tokens} "
+        f"{value_token('actor_type', fields.actor.type)} "
+        f"{value_token('actor_display', fields.actor_display)} {id_token(event_id)}"
     )
-    return f"{event_search_text(fields.text_fields, fields.raw_text)} {tokens} {id_token(event_id)}"
+
+
+@lru_cache(maxsize=65_536)
+def _value_tokens(token_of: Callable[[str, str], str], *values: str) -> str:
+    """The value tokens of one combination of service, operation, category, result and source,
+    in VALUE_TOKEN_FIELDS order (a few hundred combinations recur: one lookup instead of five;
+    the actor, one of thousands, is looked up on its own). Keyed by the token function too, so
+    that tokens made another way are never read from the cache."""
+    return " ".join(
+        token_of(field, value) for field, value in zip(VALUE_TOKEN_FIELDS, values, strict=False)
+    )
 
 
 def epoch_ms(value: datetime) -> int:
