@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from aoc_common.message_log.base import Message
-from aoc_common.message_log.embedded import WRITER_LOCK_SUFFIX, EmbeddedMessageLog
+from aoc_common.message_log.embedded import EmbeddedMessageLog
+from aoc_common.message_log.embedded_lock import SUFFIX as WRITER_LOCK_SUFFIX
 from aoc_common.message_log.embedded_wakeup import doorbell_folder
 
 PUBLISHER = """
@@ -143,6 +144,34 @@ async def test_a_writer_waits_for_the_lock_in_the_kernel_queue_and_goes_on_when_
             os.close(holder)
         await asyncio.wait_for(publishing, timeout=30)
         assert await message_log.end_offsets("shared") == {0: 2}
+    finally:
+        await message_log.stop()
+
+
+async def test_a_lock_file_held_for_ever_delays_a_publish_but_never_blocks_it(
+    tmp_path: Path,
+) -> None:
+    """A holder that hangs (stopped, deadlocked) must not stop every writer: after the lock file's
+    timeout the writer goes on to SQLite's own locking, which is free here, and publishes."""
+    path = tmp_path / "log.sqlite3"
+    message_log = EmbeddedMessageLog(path, writer_lock_timeout_s=0.2)
+    await message_log.start()
+    try:
+        await message_log.publish("shared", [Message(None, b"first")])
+        holder = os.open(path.with_name(path.name + WRITER_LOCK_SUFFIX), os.O_RDWR)
+        fcntl.flock(holder, fcntl.LOCK_EX)  # and never lets go during the test
+        try:
+            await asyncio.wait_for(
+                message_log.publish("shared", [Message(None, b"second")]), timeout=30
+            )
+            await asyncio.wait_for(
+                message_log.publish("shared", [Message(None, b"third")]), timeout=30
+            )
+        finally:
+            fcntl.flock(holder, fcntl.LOCK_UN)
+            os.close(holder)
+        await message_log.publish("shared", [Message(None, b"fourth")])  # the lock file works again
+        assert await message_log.end_offsets("shared") == {0: 4}
     finally:
         await message_log.stop()
 

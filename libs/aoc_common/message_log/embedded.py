@@ -8,9 +8,9 @@ It must never block the event loop (an API may be served from the same process):
 one dedicated worker thread, which also owns the connection. Several processes may share the file (`aoc
 run` starts each service in its own, and so does `aoc demo`): each publish is one `BEGIN IMMEDIATE`
 transaction so offsets stay dense and unique per partition. Writers queue for that lock on a lock file
-beside the log (`flock`), so the kernel hands it over the moment it is released; SQLite's own busy
-handler, which retries after sleeps growing to 100 ms and lets newcomers overtake a sleeper, is left
-for writers that do not take the lock file (it is never what keeps offsets correct). A fetch waiting
+beside the log (`embedded_lock`: `flock`, bounded), so the kernel hands it over the moment it is
+released; SQLite's own busy handler, which retries after sleeps growing to 100 ms and lets newcomers
+overtake a sleeper, stays the fallback and its timeout the bound. A fetch waiting
 for news is woken at once by a publish in this process, and by a publish in another process through
 this process's doorbell (`embedded_wakeup`: a Unix datagram socket beside the log, rung after each
 commit); polling SQLite's `data_version`, which costs no table read, remains the safety net.
@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import os
 import sqlite3
 import time
 import zlib
@@ -33,7 +32,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from aoc_common.logging import get_logger
-from aoc_common.message_log import embedded_wakeup
+from aoc_common.message_log import embedded_lock, embedded_wakeup
 from aoc_common.message_log.base import (
     Message,
     MessageLog,
@@ -78,12 +77,6 @@ CREATE TABLE IF NOT EXISTS group_offsets (
 
 
 BUSY_TIMEOUT_S = 30.0
-WRITER_LOCK_SUFFIX = "-writer.lock"
-
-try:
-    import fcntl
-except ImportError:  # not on POSIX: writers wait in SQLite's busy handler alone
-    fcntl = None  # type: ignore[assignment]
 
 
 def partition_for_key(key: bytes, partitions: int) -> int:
@@ -103,7 +96,12 @@ class EmbeddedMessageLog(MessageLog):
     engine = "embedded"
 
     def __init__(
-        self, path: Path, *, default_partitions: int = 1, poll_interval_s: float = 0.05
+        self,
+        path: Path,
+        *,
+        default_partitions: int = 1,
+        poll_interval_s: float = 0.05,
+        writer_lock_timeout_s: float = embedded_lock.TIMEOUT_S,
     ) -> None:
         if default_partitions < 1:
             raise ValueError("default_partitions must be >= 1")
@@ -120,7 +118,7 @@ class EmbeddedMessageLog(MessageLog):
         self._doorbell: embedded_wakeup.Doorbell | None = None
         self._doorbell_failed = False
         self._checkpointer: Checkpointer | None = None
-        self._writer_lock_fd: int | None = None
+        self._writer_lock = embedded_lock.WriterLockFile(self.path, timeout_s=writer_lock_timeout_s)
         self._ringer: embedded_wakeup.Ringer | None = None
         if embedded_wakeup.supported():
             folder = embedded_wakeup.doorbell_folder(self.path)
@@ -298,26 +296,12 @@ class EmbeddedMessageLog(MessageLog):
         except sqlite3.Error as exc:
             raise MessageLogError(f"cannot open the message log at {self.path}: {exc}") from exc
         self._db = db
-        self._writer_lock_fd = self._open_writer_lock()
-
-    def _open_writer_lock(self) -> int | None:
-        if fcntl is None:
-            return None
-        lock_path = self.path.with_name(self.path.name + WRITER_LOCK_SUFFIX)
-        try:
-            return os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as error:
-            log.warning(
-                "no writer lock file: writers wait in SQLite's busy handler", error=str(error)
-            )
-            return None
+        self._writer_lock.open()
 
     def _close(self) -> None:
         if self._ringer is not None:
             self._ringer.close()
-        fd, self._writer_lock_fd = self._writer_lock_fd, None
-        if fd is not None:
-            os.close(fd)
+        self._writer_lock.close()
         db, self._db = self._db, None
         if db is not None:
             db.close()
@@ -340,7 +324,7 @@ class EmbeddedMessageLog(MessageLog):
         """BEGIN IMMEDIATE takes the write lock up front, so two processes never both assign an offset;
         the lock file before it makes writers queue in the kernel instead of SQLite's sleeps."""
         db = self._conn
-        with self._writer_lock():
+        with self._writer_lock.held():
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
@@ -348,18 +332,6 @@ class EmbeddedMessageLog(MessageLog):
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
-
-    @contextlib.contextmanager
-    def _writer_lock(self) -> Iterator[None]:
-        fd = self._writer_lock_fd
-        if fd is None:
-            yield
-            return
-        fcntl.flock(fd, fcntl.LOCK_EX)  # blocks this worker thread only; released at process death
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
 
     def _create_topics(self, topics: list[str], partitions: int) -> None:
         with self._write_transaction() as db:
