@@ -18,7 +18,7 @@ from aoc_common.codec import encode, encode_key
 from aoc_common.consumed_events import decode_events_to_store
 from aoc_common.event_store.encoded import IndexedFields
 from aoc_common.event_store.mongo import MongoEventStore
-from aoc_common.event_store.sqlite import BACKSTOP_PAGES, SqliteEventStore
+from aoc_common.event_store.sqlite import SqliteEventStore
 from aoc_common.events import Actor, CanonicalEvent, event_id_for
 from aoc_common.message_log.base import Message, Record
 from aoc_common.message_log.embedded import EmbeddedMessageLog
@@ -159,27 +159,3 @@ async def test_a_started_sink_runs_the_garbage_collector_less_often(tmp_path: Pa
         assert gc.get_threshold()[0] >= 50_000
     finally:
         gc.set_threshold(*default)
-
-
-async def test_the_store_checkpoints_on_a_thread_of_its_own_not_in_the_sinks_commits(
-    tmp_path: Path,
-) -> None:
-    """SQLite's default had the commit that pushed the WAL past 1,000 pages copy it into the
-    database itself, on the sink's path; now a checkpointer thread does, and the data arrives."""
-    path = tmp_path / "events.sqlite3"
-    store = SqliteEventStore(path)
-    await store.start()
-    try:
-        backstop = await store._run(
-            lambda connection: connection.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
-        )
-        assert backstop == BACKSTOP_PAGES
-        big = "x" * 1_000_000  # 40 events of ~1 MB: past what the checkpointer waits for
-        await store.upsert_events([an_event(f"big-{n}", {"blob": big}) for n in range(40)])
-        deadline = time.monotonic() + 30
-        while path.stat().st_size < 30_000_000:
-            assert time.monotonic() < deadline, "the events never reached the database file"
-            await asyncio.sleep(0.05)
-        assert await store.count_events() == 40
-    finally:
-        await store.stop()

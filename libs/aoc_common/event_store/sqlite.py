@@ -67,7 +67,6 @@ from aoc_common.rules import (
     alert_page_from,
     sorted_alert_counts,
 )
-from aoc_common.sqlite_checkpoint import Checkpointer
 
 T = TypeVar("T")
 
@@ -80,12 +79,6 @@ LOOKUP_CHUNK = 500
 # query re-read them from the OS (bench/api.py: 100 ms vs 44 ms with 512 MB, same run).
 CACHE_KIB = 524_288
 PAGE_SIZE = 32_768
-# The WAL is copied into the database by a checkpointer thread (`Checkpointer`) once upserts wrote
-# about this much; a commit copies it itself only past BACKSTOP_PAGES (64 MB at 32 KiB pages).
-# SQLite's default (1,000 pages) had the sink's own commit copy 32 MB every few batches: without it
-# on the store's thread, 1.11× the events per CPU second of that thread (bench/store_sink.py setup).
-CHECKPOINT_BYTES = 32_000_000
-BACKSTOP_PAGES = 2_000
 
 
 class SqliteEventStore(EventStore):
@@ -99,7 +92,6 @@ class SqliteEventStore(EventStore):
         self._executor: ThreadPoolExecutor | None = None
         self._connection: sqlite3.Connection | None = None
         self._writer = sqlite_writes.WriterState()
-        self._checkpointer: Checkpointer | None = None
         # Opened on a read-only file: reads are served, writes fail (retention is not applied).
         self.read_only = False
 
@@ -117,14 +109,9 @@ class SqliteEventStore(EventStore):
             await self.stop()
             raise
         if not self.read_only:
-            self._checkpointer = Checkpointer(self.path, min_bytes=CHECKPOINT_BYTES)
-            self._checkpointer.start()
             await self.purge_expired()
 
     async def stop(self) -> None:
-        checkpointer, self._checkpointer = self._checkpointer, None
-        if checkpointer is not None:
-            await asyncio.to_thread(checkpointer.stop)
         executor, self._executor = self._executor, None
         if executor is None:
             return
@@ -145,7 +132,6 @@ class SqliteEventStore(EventStore):
             # faster and 25 % smaller than 4 KiB in bench/store_sink.py.
             connection.execute(f"PRAGMA page_size = {PAGE_SIZE}")
             connection.execute("PRAGMA journal_mode = WAL")
-            connection.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
             # FULL: a committed batch survives a power cut; the sink commits its offsets after it.
             connection.execute("PRAGMA synchronous = FULL")
             connection.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
@@ -221,13 +207,9 @@ class SqliteEventStore(EventStore):
         batch = dedupe_last_wins(events)
         if not batch:
             return UpsertResult()
-        result = await self._run(
+        return await self._run(
             lambda connection: sqlite_writes.upsert(connection, batch, self._writer)
         )
-        if self._checkpointer is not None:
-            # The documents, and about as much again for the rows and the search index.
-            self._checkpointer.committed(2 * sum(len(event.json) for event in batch))
-        return result
 
     async def query_events(self, query: EventQuery) -> EventPage:
         if query.matches_nothing:
