@@ -49,7 +49,12 @@ from aoc_common import topics  # noqa: E402
 from aoc_common.codec import encode  # noqa: E402
 from aoc_common.event_store.encoded import EncodedEvent  # noqa: E402
 from aoc_common.event_store.mongo import MongoEventStore, document_for, event_indexes  # noqa: E402
-from aoc_common.event_store.sqlite import CACHE_KIB, PAGE_SIZE, SqliteEventStore  # noqa: E402
+from aoc_common.event_store.sqlite import (  # noqa: E402
+    CACHE_KIB,
+    MMAP_BYTES,
+    PAGE_SIZE,
+    SqliteEventStore,
+)
 from aoc_common.event_store.sqlite_schema import (  # noqa: E402
     EVENT_COLUMNS,
     event_row,
@@ -200,6 +205,7 @@ def raw_connection(path: Path) -> sqlite3.Connection:
     connection.execute("PRAGMA journal_mode = WAL")
     connection.execute("PRAGMA synchronous = FULL")
     connection.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+    connection.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
     connection.execute("PRAGMA secure_delete = FAST")
     return connection
 
