@@ -213,10 +213,12 @@ async def test_an_unreachable_key_set_is_503_not_a_crash(
 # --- forged tokens against a slow or failing key endpoint (issue 12, finding 1) ------------------
 
 VALID_LATENCY_S = 0.1
-# No valid request may wait on a key fetch (which here takes 1 s or more). A shared CI machine can
-# stall any single request for a moment, so the typical one is held to 100 ms and the slowest to
-# a bound that a request waiting on the fetch could not meet.
-NEVER_WAITED_S = 0.5
+# No valid request may wait on a key fetch: one that did would wait out the cache's request budget
+# (1.5 s in `stall_api`) or the failing fetch (1 s or more). A shared CI machine can stall any single
+# request for a moment — the first valid one shares the event loop with the thirty forged requests
+# just sent (0.59 s seen on a fresh CI clone) — so the typical one is held to 100 ms and the slowest
+# to a bound that a request waiting on the fetch could not meet.
+NEVER_WAITED_S = 0.9
 
 
 def answered_at_once(results: list[tuple[int, float]]) -> bool:
