@@ -7,25 +7,18 @@ API can share one loop and one shutdown with the pipeline in `aoc demo`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Generator
 
 import uvicorn
 from fastapi import FastAPI
 
-
-class _SharedLoopServer(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
+from aoc_common.shared_loop_server import SharedLoopServer
 
 GRACEFUL_SHUTDOWN_S = 5.0
 
 
 async def serve(app: FastAPI, host: str, port: int, stop: asyncio.Event) -> None:
     """Serve until `stop` is set; raises RuntimeError if the address cannot be bound."""
-    server = _SharedLoopServer(
+    server = SharedLoopServer(
         uvicorn.Config(
             app,
             host=host,

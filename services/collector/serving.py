@@ -13,7 +13,7 @@ import contextlib
 import ipaddress
 import ssl
 import tempfile
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,13 +25,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from aoc_common.shared_loop_server import SharedLoopServer
+
 START_TIMEOUT_S = 10.0
-
-
-class _SharedLoopServer(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield  # the process (aoc_common.service / the demo) owns SIGINT and SIGTERM
 
 
 @dataclass(frozen=True)
@@ -92,7 +88,7 @@ async def serve_app(
             cert_path, key_path, cert_pem = self_signed_certificate(Path(scratch), host)
             options = {"ssl_certfile": str(cert_path), "ssl_keyfile": str(key_path)}
             client_ssl = ssl.create_default_context(cadata=cert_pem.decode("ascii"))
-        server = _SharedLoopServer(
+        server = SharedLoopServer(
             uvicorn.Config(
                 app,
                 host=host,
