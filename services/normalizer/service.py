@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
+from typing import Protocol, TypeVar
 
 import httpx
 
@@ -24,7 +26,18 @@ from aoc_common.settings import Settings
 from aoc_normalizer.consumer_runtime import build_consumer_runtime
 from aoc_normalizer.enrichment import GraphDirectoryObjects, TokenSource
 from aoc_normalizer.faust_app import build_app
+from aoc_normalizer.mappings import LiveMappings
 from aoc_normalizer.runtime import GRAPH_RETRIES, GRAPH_TIMEOUT, Normalizer, install_sighup
+
+
+class KafkaRuntime(Protocol):
+    """What `kafka_shell` needs of a runtime: the mappings SIGHUP reloads."""
+
+    @property
+    def mappings(self) -> LiveMappings: ...
+
+
+RuntimeT = TypeVar("RuntimeT", bound=KafkaRuntime)
 
 
 def token_source(settings: Settings, http: httpx.AsyncClient) -> TokenSource | None:
@@ -63,6 +76,23 @@ def build_embedded(settings: Settings, engines: Engines) -> Normalizer:
     return normalizer
 
 
+@contextlib.asynccontextmanager
+async def kafka_shell(
+    settings: Settings, build_runtime: Callable[..., RuntimeT]
+) -> AsyncIterator[RuntimeT]:
+    """What both Kafka runtimes need around them: Graph for names (when enrichment is on) for as
+    long as they run, and SIGHUP re-reading mappings.yml."""
+    async with httpx.AsyncClient(timeout=GRAPH_TIMEOUT) as client:
+        normalizer = build_runtime(settings, lookup=graph_lookup_for(settings, client))
+        loop = asyncio.get_running_loop()
+        sighup = install_sighup(loop, normalizer.mappings)
+        try:
+            yield normalizer
+        finally:
+            if sighup:
+                loop.remove_signal_handler(signal.SIGHUP)
+
+
 class FaustNormalizer:
     """The Faust app started in this process, until `stop` or until the app stops by itself (a crash)."""
 
@@ -70,11 +100,7 @@ class FaustNormalizer:
         self.settings = settings
 
     async def run(self, stop: asyncio.Event) -> None:
-        settings = self.settings
-        async with httpx.AsyncClient(timeout=GRAPH_TIMEOUT) as client:
-            normalizer = build_app(settings, lookup=graph_lookup_for(settings, client))
-            loop = asyncio.get_running_loop()
-            sighup = install_sighup(loop, normalizer.mappings)
+        async with kafka_shell(self.settings, build_app) as normalizer:
             await normalizer.app.start()
             try:
                 stopped = asyncio.ensure_future(normalizer.app.wait_until_stopped())
@@ -87,8 +113,6 @@ class FaustNormalizer:
             finally:
                 with contextlib.suppress(Exception):
                     await normalizer.app.stop()
-                if sighup:
-                    loop.remove_signal_handler(signal.SIGHUP)
 
 
 class KafkaConsumerNormalizer:
@@ -98,16 +122,8 @@ class KafkaConsumerNormalizer:
         self.settings = settings
 
     async def run(self, stop: asyncio.Event) -> None:
-        settings = self.settings
-        async with httpx.AsyncClient(timeout=GRAPH_TIMEOUT) as client:
-            normalizer = build_consumer_runtime(settings, lookup=graph_lookup_for(settings, client))
-            loop = asyncio.get_running_loop()
-            sighup = install_sighup(loop, normalizer.mappings)
-            try:
-                await normalizer.run(stop)
-            finally:
-                if sighup:
-                    loop.remove_signal_handler(signal.SIGHUP)
+        async with kafka_shell(self.settings, build_consumer_runtime) as normalizer:
+            await normalizer.run(stop)
 
 
 def uses_log(settings: Settings) -> bool:
