@@ -4,20 +4,19 @@ change a rule, force a fetch or read source health, and why Graph's webhook need
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
 from aoc_common.event_store.base import EventStore
-from aoc_common.rules import Alert
+from tests.utils.alerts import an_open_alert
 from tests.utils.identity import (
     FakeIdentityProvider,
     SigningKey,
+    api_client,
     auth_settings,
     bearer,
-    open_api,
     sign,
 )
 
@@ -29,24 +28,10 @@ CLIENT_STATE = "graph-subscription-secret"
 async def client(
     idp: FakeIdentityProvider, tmp_path: Path, store: EventStore
 ) -> AsyncIterator[httpx.AsyncClient]:
-    await store.insert_alerts(
-        [
-            Alert(
-                id=ALERT_ID,
-                rule_id="privileged-role-member-added",
-                rule_name="Member added to a privileged role",
-                severity="high",
-                status="open",
-                created_at=datetime(2026, 11, 20, tzinfo=UTC),
-                summary="alice added bob to Global Administrator",
-                event_ids=[],
-            )
-        ]
-    )
-    settings = auth_settings(idp, tmp_path, graph_webhook_client_state=CLIENT_STATE)
-    app, _ = await open_api(settings, store, idp)
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://aoc.test") as client:
+    await store.insert_alerts([an_open_alert(ALERT_ID)])
+    async with api_client(
+        auth_settings(idp, tmp_path, graph_webhook_client_state=CLIENT_STATE), store, idp
+    ) as client:
         yield client
 
 

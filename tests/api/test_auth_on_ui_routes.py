@@ -5,20 +5,19 @@ bulk needs a writer, who is recorded as the acknowledger."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
 from aoc_common.event_store.base import EventStore
-from aoc_common.rules import Alert
+from tests.utils.alerts import an_open_alert
 from tests.utils.identity import (
     FakeIdentityProvider,
     SigningKey,
+    api_client,
     auth_settings,
     bearer,
-    open_api,
     sign,
 )
 
@@ -38,22 +37,8 @@ READS = [
 async def client(
     idp: FakeIdentityProvider, tmp_path: Path, store: EventStore
 ) -> AsyncIterator[httpx.AsyncClient]:
-    await store.insert_alerts(
-        [
-            Alert(
-                id=ALERT_ID,
-                rule_id="privileged-role-member-added",
-                rule_name="Member added to a privileged role",
-                severity="high",
-                created_at=datetime(2026, 11, 20, tzinfo=UTC),
-                summary="alice added bob to Global Administrator",
-                event_ids=[],
-            )
-        ]
-    )
-    app, _ = await open_api(auth_settings(idp, tmp_path), store, idp)
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://aoc.test") as client:
+    await store.insert_alerts([an_open_alert(ALERT_ID)])
+    async with api_client(auth_settings(idp, tmp_path), store, idp) as client:
         yield client
 
 

@@ -3,11 +3,11 @@ variations of them."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aoc_common.events import CanonicalEvent, event_id_for
-from aoc_common.rules import Rule
+from aoc_common.rules import Alert, Rule
 
 
 def a_variant(event: CanonicalEvent, key: str, *, at: datetime | None = None, **changes: Any):
@@ -37,3 +37,17 @@ def a_rule(**fields: Any) -> Rule:
     }
     document.update(fields)
     return Rule.model_validate(document)
+
+
+def an_open_alert(alert_id: str) -> Alert:
+    """An open high-severity alert with no events, for tests of who may read or acknowledge it."""
+    return Alert(
+        id=alert_id,
+        rule_id="privileged-role-member-added",
+        rule_name="Member added to a privileged role",
+        severity="high",
+        status="open",
+        created_at=datetime(2026, 11, 20, tzinfo=UTC),
+        summary="alice added bob to Global Administrator",
+        event_ids=[],
+    )

@@ -4,11 +4,14 @@ AUTHORITY_HOST/<tenant>/discovery/v2.0/keys, tokens signed with them, and the AP
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
@@ -109,6 +112,17 @@ async def open_api(
     clock = Clock()
     app.state.token_verifier = TokenVerifier(settings, JwksCache(jwks_url(settings), clock=clock))
     return app, clock
+
+
+@contextlib.asynccontextmanager
+async def api_client(
+    settings: Settings, store: EventStore, idp: FakeIdentityProvider
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of the API opened by `open_api`: the app's own errors come back as answers."""
+    app, _ = await open_api(settings, store, idp)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://aoc.test") as client:
+        yield client
 
 
 def claims(**overrides: Any) -> dict[str, Any]:
