@@ -122,17 +122,7 @@ class ConsumerNormalizer:
             mappings=mappings,
             workers=settings.normalizer_workers,
         )
-        assert settings.kafka_bootstrap_servers is not None, "the consumer runtime runs on Kafka"
-        self.message_log = KafkaMessageLog(
-            settings.kafka_bootstrap_servers,
-            client_id="aoc-normalizer",
-            enable_idempotence=settings.kafka_enable_idempotence,
-            session_timeout_ms=settings.kafka_session_timeout_ms,
-            heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
-            request_timeout_ms=settings.kafka_request_timeout_ms,
-            default_partitions=settings.kafka_topic_partitions,
-            replication_factor=settings.kafka_replication_factor,
-        )
+        self.message_log = KafkaMessageLog.from_settings(settings, client_id="aoc-normalizer")
         self._purged_at = time.monotonic()
 
     @property

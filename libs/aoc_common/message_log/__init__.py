@@ -13,17 +13,7 @@ def open_message_log(settings: Settings, *, client_id: str = "aoc") -> MessageLo
     if settings.resolved_log_engine == "kafka":
         from aoc_common.message_log.kafka import KafkaMessageLog
 
-        assert settings.kafka_bootstrap_servers is not None
-        return KafkaMessageLog(
-            settings.kafka_bootstrap_servers,
-            client_id=client_id,
-            enable_idempotence=settings.kafka_enable_idempotence,
-            session_timeout_ms=settings.kafka_session_timeout_ms,
-            heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
-            request_timeout_ms=settings.kafka_request_timeout_ms,
-            default_partitions=settings.kafka_topic_partitions,
-            replication_factor=settings.kafka_replication_factor,
-        )
+        return KafkaMessageLog.from_settings(settings, client_id=client_id)
     from aoc_common.message_log.embedded import EmbeddedMessageLog
 
     return EmbeddedMessageLog(settings.data_dir / "log.sqlite3")

@@ -42,6 +42,7 @@ from aoc_common.message_log.record_batches import (
     RecordBatchSender,
     acknowledged,
 )
+from aoc_common.settings import Settings
 
 T = TypeVar("T")
 
@@ -61,6 +62,21 @@ class KafkaMessageLog(MessageLog):
     """One producer, one admin client and one group-less consumer (for offset look-ups) per process."""
 
     engine = "kafka"
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, client_id: str = "aoc") -> KafkaMessageLog:
+        """The broker and client settings every AOC service reads (not started yet)."""
+        assert settings.kafka_bootstrap_servers is not None, "no KAFKA_BOOTSTRAP_SERVERS"
+        return cls(
+            settings.kafka_bootstrap_servers,
+            client_id=client_id,
+            enable_idempotence=settings.kafka_enable_idempotence,
+            session_timeout_ms=settings.kafka_session_timeout_ms,
+            heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+            request_timeout_ms=settings.kafka_request_timeout_ms,
+            default_partitions=settings.kafka_topic_partitions,
+            replication_factor=settings.kafka_replication_factor,
+        )
 
     def __init__(
         self,
