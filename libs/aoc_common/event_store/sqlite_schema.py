@@ -37,7 +37,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from hashlib import blake2b
 
-from aoc_common.event_store.encoded import EncodedEvent, IndexedFields
+from aoc_common.event_store.encoded import EncodedEvent, IndexedFields, indexed_fields_of
 from aoc_common.query import VALUE_FILTERS
 from aoc_common.search import event_search_text
 
@@ -483,7 +483,7 @@ def _ensure_search_index(connection: sqlite3.Connection, *, rebuilt: bool) -> No
 
 def stored_fields(doc: str) -> IndexedFields:
     """The indexed fields of a stored document (to remove its words, or to re-index it)."""
-    return IndexedFields.model_validate_json(doc)
+    return indexed_fields_of(doc.encode())
 
 
 def stored_search_text(doc: str) -> str:
