@@ -521,20 +521,23 @@ def word_map_of(
     A sample of common matches walks the time index and tests the words on each entry. Against
     an IN list SQLite probes an index it builds of every hit; against this map it reads one byte
     (the builtin `substr` of a blob is direct access): the newest 10,000 of 80,000 events with a
-    word in a million, 60.8 ms against 51.5 ms CPU time with the map's making, same run."""
+    word in a million, 60.8 ms against 51.5 ms CPU time with the map's making, same run.
+
+    The hits come back as one JSON array, which orjson turns into ints in C: splitting a
+    comma-separated list and calling int() on each cost more than reading the index (80,000 hits:
+    the map in 10.4 ms against 19.4 ms, CPU time, same run)."""
     (hits,) = connection.execute(
-        f"SELECT group_concat(rowid) FROM ({SEARCH_HITS} ORDER BY rowid LIMIT {WORD_MAP_ROWS + 1})",
+        f"SELECT json_group_array(rowid) FROM ({SEARCH_HITS} ORDER BY rowid "
+        f"LIMIT {WORD_MAP_ROWS + 1})",
         (words,),
     ).fetchone()
-    if not hits:
-        return b"", 0
-    seqs = hits.split(",")
+    seqs: list[int] = orjson.loads(hits)
     if len(seqs) > WORD_MAP_ROWS:
         return None, len(seqs)
-    if len(seqs) <= unless_at_most:  # the caller reads these few hits another way
+    if not seqs or len(seqs) <= unless_at_most:  # none, or the caller reads these few another way
         return b"", len(seqs)
-    found = bytearray(int(seqs[-1]) + 1)
-    for seq in map(int, seqs):
+    found = bytearray(seqs[-1] + 1)
+    for seq in seqs:
         found[seq] = 1
     return bytes(found), len(seqs)
 
