@@ -1,17 +1,19 @@
 """Throughput of the store sink, beside its floors measured in the same run.
 
     python bench/store_sink.py                          # 1,000,000 events, embedded SQLite store
-    python bench/store_sink.py --events 200000 --before # also the sink as it was (see below)
+    python bench/store_sink.py --events 200000 --before # also the sink of bc1d0d6 (see below)
     python bench/store_sink.py --mongo 20000            # also the Mongo store (AOC_BENCH_MONGO_URI,
                                                         # else SecantusDB in-process: a smoke run)
 
 What is timed is the sink as `aoc run store` runs it: `StoreSink.run`, its consumer loop (fetch up
 to `--batch` records, decode, upsert, commit), from the first fetch to the last commit. The records
 are built beforehand and handed over by an in-memory log (`ReplayedLog`), as a broker with a backlog
-would, so the log's own cost is not in the figure. `--before` adds the sink as it was before session
-4: `StoreSink.handle` batch after batch, 500 records each, Python's default garbage-collector
-threshold. Beside it, on the same machine, the same records in batches of `--batch` and in turns of
-`--segment` events (so that a busy neighbour slows every contender alike), the floors:
+would, so the log's own cost is not in the figure. `--before [REVISION]` adds the sink of another
+git revision (default bc1d0d6, main at the start of session 5), run by this file in a child process
+with that revision's packages (`git archive` of this checkout): the two processes take turns per
+segment, never working at once, over the same records (checked by a digest). Beside them, on the
+same machine, the same records in batches of `--batch` and in turns of `--segment` events (so that a
+busy neighbour slows every contender alike), the floors:
 - `same schema`: bare `executemany` of rows built beforehand into the store's own tables and
   indexes (the database's cost for this layout, no Python work);
 - `PK only`: bare `executemany` of the JSON into a table with only an integer primary key.
@@ -29,12 +31,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
+import hashlib
+import io
+import json
 import os
 import shutil
 import sqlite3
 import statistics
+import subprocess
 import sys
+import tarfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -98,13 +104,17 @@ class Contender:
         """Time (wall and process CPU) and count the bytes written of writing `count` events."""
         written, started, cpu = write_bytes(), time.perf_counter(), time.process_time()
         yield
-        elapsed = time.perf_counter() - started
-        self.seconds += elapsed
-        self.cpu_seconds += time.process_time() - cpu
-        self.segment_seconds += elapsed
+        self.add(
+            count, time.perf_counter() - started, time.process_time() - cpu, write_bytes() - written
+        )
+
+    def add(self, count: int, seconds: float, cpu_seconds: float, written: int) -> None:
+        self.seconds += seconds
+        self.cpu_seconds += cpu_seconds
+        self.segment_seconds += seconds
         self.events += count
         self.segment_events += count
-        self.written += write_bytes() - written
+        self.written += written
 
     def close_segment(self) -> float:
         rate = self.segment_events / self.segment_seconds if self.segment_seconds else 0.0
@@ -301,17 +311,14 @@ async def bench_sqlite(args: argparse.Namespace) -> None:
     pk = Contender("PK only (floor)", data / "pk-only.sqlite3")
     same = Contender("same schema (floor)", data / "same-schema.sqlite3")
     sink = Contender("store sink", data / "events.sqlite3")
-    before = Contender("sink before (500, gc 700)", data / "before.sqlite3")
+    before = Contender(f"sink of {args.before}", data / "before.sqlite3")
     contenders = [sink, *([before] if args.before else []), same, pk]
     pk_writer, same_writer = PkOnly(pk.path), SameSchema(same.path)  # type: ignore[arg-type]
     replayed = ReplayedLog()
     store = SqliteEventStore(sink.path, retention_days=3650)  # type: ignore[arg-type]
-    before_store = SqliteEventStore(before.path, retention_days=3650)  # type: ignore[arg-type]
-    stores = [store, *([before_store] if args.before else [])]
-    for started_store in stores:
-        await started_store.start()
+    await store.start()
     stored_sink = StoreSink(replayed, store, batch_size=args.batch)
-    sink_before = StoreSink(replayed, before_store, batch_size=500)
+    sink_before = SinkOfRevision(args.before, args) if args.before else None
     print(f"embedded SQLite store: {args.events:,} events in batches of up to {args.batch}")
     print(
         f"  {'events':>10} "
@@ -331,12 +338,8 @@ async def bench_sqlite(args: argparse.Namespace) -> None:
                     with sink.timing(len(records)):
                         await stored_sink.run(caught_up)
                 elif contender is before:
-                    tuned = gc.get_threshold()
-                    gc.set_threshold(700)  # Python's default, which the sink ran with
-                    for batch in chunks(records, 500):
-                        with before.timing(len(batch)):
-                            await sink_before.handle(batch)
-                    gc.set_threshold(*tuned)
+                    assert sink_before is not None
+                    sink_before.run_segment(before, digest_of(records))
                 else:
                     writer = pk_writer if contender is pk else same_writer
                     for batch in chunks(records, args.batch):
@@ -349,8 +352,9 @@ async def bench_sqlite(args: argparse.Namespace) -> None:
         await check_search(store, {word: len(keys) for word, keys in rare.items()})
         stored = await store.count_events()
     finally:
-        for started_store in stores:
-            await started_store.stop()
+        await store.stop()
+        if sink_before is not None:
+            sink_before.close()
     for writer in (pk_writer, same_writer):
         writer.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         writer.connection.close()
@@ -359,6 +363,127 @@ async def bench_sqlite(args: argparse.Namespace) -> None:
             checkpoint(path)
     print(f"  stored {stored:,} distinct events ({done - stored:,} re-deliveries updated)")
     report(contenders, done)
+
+
+# --- the sink of another revision, in a child process, turn by turn --------------------------------
+
+BEFORE_REVISION = "bc1d0d6"
+
+
+def checkout_of(revision: str, into: Path) -> Path:
+    """The packages of `revision` (git archive of this checkout), importable from the returned
+    folder: `libs/<name>` as `<name>`, `services/<name>` as `aoc_<name>`, `cli` as `aoc_cli`."""
+    tree = into / f"tree-{revision}"
+    shutil.rmtree(tree, ignore_errors=True)
+    tree.mkdir(parents=True)
+    git = shutil.which("git")
+    if git is None:
+        raise SystemExit("--before needs git and this checkout's history")
+    archive = subprocess.run(  # noqa: S603 - the revision the user named, never a shell
+        [git, "-C", str(REPO), "archive", revision, "libs", "services", "cli"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(tree, filter="data")
+    packages = tree / "_packages"
+    packages.mkdir()
+    for folder in sorted((tree / "libs").iterdir()):
+        if (folder / "__init__.py").exists():
+            (packages / folder.name).symlink_to(folder)
+    for folder in sorted((tree / "services").iterdir()):
+        if (folder / "__init__.py").exists():
+            (packages / f"aoc_{folder.name}").symlink_to(folder)
+    (packages / "aoc_cli").symlink_to(tree / "cli")
+    return packages
+
+
+class SinkOfRevision:
+    """`bench/store_sink.py --serve-sink` run with another revision's packages first on the
+    path: it builds the same records and, each time it is told, runs its sink over the next
+    segment and says what that cost. Only one of the two processes works at a time."""
+
+    def __init__(self, revision: str, args: argparse.Namespace) -> None:
+        packages = checkout_of(revision, args.data)
+        environment = {**os.environ, "PYTHONPATH": str(packages)}
+        self.process = subprocess.Popen(  # noqa: S603 - this file, this interpreter
+            [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--serve-sink",
+                "--events",
+                str(args.events),
+                "--batch",
+                str(args.batch),
+                "--segment",
+                str(args.segment),
+                "--data",
+                str(args.data),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=environment,
+            text=True,
+        )
+
+    def run_segment(self, contender: Contender, digest: str) -> None:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write("go\n")
+        self.process.stdin.flush()
+        reply = self.process.stdout.readline()
+        if not reply:
+            raise SystemExit(f"the sink of {contender.name} stopped (see its error above)")
+        cost = json.loads(reply)
+        if cost["digest"] != digest:
+            raise SystemExit(f"{contender.name} was given other records than this process")
+        contender.add(cost["events"], cost["seconds"], cost["cpu_seconds"], cost["written"])
+
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        self.process.wait(timeout=600)
+
+
+async def serve_sink(args: argparse.Namespace) -> None:
+    """The child side of `SinkOfRevision`: this process's packages are the other revision's."""
+    path = args.data / "before.sqlite3"
+    remove_database(path)
+    store = SqliteEventStore(path, retention_days=3650)
+    await store.start()
+    replayed = ReplayedLog()
+    sink = StoreSink(replayed, store, batch_size=args.batch)
+    try:
+        for segment in segments(args):
+            if not sys.stdin.readline():
+                break
+            records = [record for batch in segment for record in batch]
+            caught_up = asyncio.Event()
+            replayed.load(records, caught_up)
+            written, started, cpu = write_bytes(), time.perf_counter(), time.process_time()
+            await sink.run(caught_up)
+            cost = {
+                "events": len(records),
+                "seconds": time.perf_counter() - started,
+                "cpu_seconds": time.process_time() - cpu,
+                "written": write_bytes() - written,
+                "digest": digest_of(records),
+            }
+            print(json.dumps(cost), flush=True)
+    finally:
+        await store.stop()
+
+
+def remove_database(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def digest_of(records: list[Record]) -> str:
+    """What tells two processes' records apart (their bytes, in order)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for record in records:
+        digest.update(record.value)
+    return digest.hexdigest()
 
 
 def checkpoint(path: Path) -> None:
@@ -469,12 +594,21 @@ async def main(argv: list[str] | None = None) -> None:
         "--batch", type=positive, default=BATCH_SIZE, help="records per batch at most (the sink's)"
     )
     parser.add_argument(
-        "--before", action="store_true", help="also the sink as it was (500 a batch, gc 700)"
+        "--before",
+        nargs="?",
+        const=BEFORE_REVISION,
+        default=None,
+        metavar="REVISION",
+        help=f"also the sink of a git revision (default {BEFORE_REVISION}), in a child process",
     )
+    parser.add_argument("--serve-sink", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--segment", type=positive, default=100_000, help="events per turn")
     parser.add_argument("--mongo", type=int, default=0, help="also the Mongo store, N events")
     parser.add_argument("--data", type=Path, default=REPO / ".aoc-data" / "bench-sink")
     args = parser.parse_args(argv)
+    if args.serve_sink:
+        await serve_sink(args)
+        return
     run: Callable[[argparse.Namespace], Any]
     for run in (bench_sqlite,) + ((bench_mongo,) if args.mongo else ()):
         await run(args)

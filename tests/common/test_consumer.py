@@ -22,6 +22,7 @@ from aoc_common.message_log.consumer import (
     Consumer,
     ConsumerSensor,
     EventConsumer,
+    ReadAheadConsumer,
     RetryLater,
     run_consumer,
 )
@@ -186,6 +187,106 @@ async def test_an_event_consumer_gets_canonical_events_and_dead_letters_the_rest
     ]
     assert letters[0]["reason"].startswith("not a canonical event")
     assert letters[2]["reason"] == "Intune events are not forwarded"
+
+
+# --- read-ahead: the next batch read while one is written ------------------------------------------
+
+
+class GatedWriter(ReadAheadConsumer[list[int]]):
+    """Reads numbers; writes wait for `gate` while it is given, and `fail_once` fails one write."""
+
+    service = "gated"
+
+    def __init__(
+        self, message_log: MessageLog, *, gate: asyncio.Event | None = None, fail_once: int = -1
+    ) -> None:
+        self.sensor = RecordingSensor()
+        super().__init__(
+            message_log,
+            topics=[TOPIC],
+            group=GROUP,
+            batch_size=2,
+            lag_every_s=None,
+            sensors=[self.sensor],
+        )
+        self.gate = gate
+        self.fail_once = fail_once
+        self.seen: list[tuple[str, list[int]]] = []
+
+    def read(self, records: Sequence[Record]) -> list[int]:
+        self.seen.append(("read", [int(r.value) for r in records]))
+        return [int(r.value) for r in records]
+
+    async def write(self, batch: list[int]) -> list[DeadLetter]:
+        self.seen.append(("writing", batch))
+        if self.gate is not None:
+            await self.gate.wait()
+        if batch[0] == self.fail_once:
+            self.fail_once = -1
+            raise RuntimeError("the store is down")
+        self.seen.append(("written", batch))
+        return []
+
+    def committed(self) -> list[object]:
+        return [offsets for kind, offsets in self.sensor.seen if kind == "committed"]
+
+
+async def test_the_next_batch_is_read_while_one_is_written_and_commits_stay_in_order(
+    engines: Engines,
+) -> None:
+    log = engines.message_log
+    await publish_numbers(log, range(6))
+    gate = asyncio.Event()
+    consumer = GatedWriter(log, gate=gate)
+
+    async with running(consumer):
+        seen = await wait_for(lambda: consumer.seen, lambda seen: ("read", [2, 3]) in seen)
+        assert seen == [("read", [0, 1]), ("writing", [0, 1]), ("read", [2, 3])]
+        assert await log.committed(GROUP, TOPIC) == {0: None}  # nothing before its write ends
+        gate.set()
+        await wait_for(lambda: log.lag(GROUP, TOPIC), lambda n: n == 0)
+
+    writes = [(kind, batch) for kind, batch in consumer.seen if kind != "read"]
+    assert writes == [("writing", [0, 1]), ("written", [0, 1])] + [
+        (kind, batch) for batch in ([2, 3], [4, 5]) for kind in ("writing", "written")
+    ]
+    assert consumer.committed() == [[0, 1], [2, 3], [4, 5]]
+
+
+async def test_a_failed_write_drops_the_batch_read_ahead_and_both_are_read_again(
+    engines: Engines,
+) -> None:
+    log = engines.message_log
+    await publish_numbers(log, range(6))
+    consumer = GatedWriter(log, fail_once=2)
+
+    async with running(consumer):
+        await wait_for(lambda: log.lag(GROUP, TOPIC), lambda n: n == 0)
+
+    attempts = [batch for kind, batch in consumer.seen if kind == "writing"]
+    assert attempts == [[0, 1], [2, 3], [2, 3], [4, 5]]
+    assert ("read", [4, 5]) in consumer.seen[: consumer.seen.index(("writing", [2, 3])) + 2]
+    assert consumer.committed() == [[0, 1], [2, 3], [4, 5]]
+    failed = consumer.sensor.seen.index(("failed", "the store is down"))
+    assert consumer.sensor.seen.index(("committed", [2, 3])) > failed
+
+
+async def test_on_stop_the_batch_being_written_is_committed_and_the_one_read_ahead_is_not(
+    engines: Engines,
+) -> None:
+    log = engines.message_log
+    await publish_numbers(log, range(4))
+    gate = asyncio.Event()
+    consumer = GatedWriter(log, gate=gate)
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    await wait_for(lambda: consumer.seen, lambda seen: ("read", [2, 3]) in seen)
+    stop.set()
+    gate.set()
+    await asyncio.wait_for(task, 30)
+
+    assert [batch for kind, batch in consumer.seen if kind == "written"] == [[0, 1]]
+    assert await log.committed(GROUP, TOPIC) == {0: 2}  # [2, 3] is read again by the next run
 
 
 # --- batching by size and time, and RetryLater (run_consumer: a handler function) ----------------

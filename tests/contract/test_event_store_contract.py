@@ -25,6 +25,7 @@ import pytest
 from pymongo import MongoClient
 
 from aoc_common.event_store.base import MAX_FILTER_OPTIONS, EventStore, StoreError
+from aoc_common.event_store.encoded import EncodedEvent
 from aoc_common.event_store.mongo import TTL_INDEX, MongoEventStore
 from aoc_common.event_store.sqlite import SqliteEventStore
 from aoc_common.events import Actor, CanonicalEvent, Comment, Target, event_id_for, utc_now
@@ -364,6 +365,34 @@ async def test_an_identical_reupsert_counts_as_updated(event_store: EventStore):
     assert await event_store.upsert_events(events) == UpsertResult(inserted=0, updated=2)
     assert await event_store.upsert_events([]) == UpsertResult()
     assert await event_store.count_events() == 2
+
+
+async def test_a_batch_prepared_while_another_is_written_is_stored_like_any_upsert(
+    event_store: EventStore,
+):
+    """The sink prepares batch N+1 (`prepare_upsert`: no I/O) while the store writes batch N
+    (`upsert_prepared`), and gets what `upsert_events` gives: updates keep their event, values
+    with a NUL character (which SQLite's JSON functions would cut short) and tags come back whole."""
+    reported = an_event("prep-0", summary="first report")
+    await event_store.upsert_events([reported])
+    odd = an_event("prep-1", actor="nul\x00actor", operation="Set\x00Thing", tags=["t\x00g", "vip"])
+    again = an_event("prep-0", summary="second report")
+    batch = [odd, again, an_event("prep-2", tags=["vip"]), an_event("prep-3")]
+
+    first = event_store.prepare_upsert([EncodedEvent.of(event) for event in batch[:2]])
+    second = event_store.prepare_upsert([EncodedEvent.of(event) for event in batch[2:]])
+    assert await event_store.upsert_prepared(first) == UpsertResult(inserted=1, updated=1)
+    assert await event_store.upsert_prepared(second) == UpsertResult(inserted=2)
+
+    for event in batch:
+        assert await event_store.get_event(event.id) == event
+    assert await event_store.count_events() == 4
+    assert await all_ids(event_store, actor="nul\x00actor") == [odd.id]
+    assert await all_ids(event_store, operation="Set\x00Thing") == [odd.id]
+    assert await all_ids(event_store, tags=["t\x00g"]) == [odd.id]
+    assert set(await all_ids(event_store, tags=["vip"])) == {odd.id, batch[2].id}
+    assert await all_ids(event_store, search="second") == [reported.id]
+    assert await all_ids(event_store, search="first") == []
 
 
 # --- filters -------------------------------------------------------------------------------------

@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import sys
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import orjson
@@ -16,12 +18,14 @@ from secantus import SecantusDBServer
 from aoc_common import topics
 from aoc_common.codec import encode, encode_key
 from aoc_common.consumed_events import decode_events_to_store
-from aoc_common.event_store.encoded import IndexedFieldsModel
+from aoc_common.event_store.base import PreparedUpsert
+from aoc_common.event_store.encoded import EncodedEvent, IndexedFieldsModel
 from aoc_common.event_store.mongo import MongoEventStore
 from aoc_common.event_store.sqlite import SqliteEventStore
 from aoc_common.events import Actor, CanonicalEvent, event_id_for
 from aoc_common.message_log.base import Message, Record
 from aoc_common.message_log.embedded import EmbeddedMessageLog
+from aoc_common.query import UpsertResult
 from aoc_store.runtime import StoreSink
 from tests.utils.local_servers import free_port
 from tests.utils.records import NOW
@@ -149,16 +153,76 @@ def test_the_sink_reads_what_it_indexes_and_says_why_it_cannot_store_the_rest() 
     assert "dedupe_key: Field required" in reasons[2]
 
 
-async def test_a_started_sink_runs_the_garbage_collector_less_often(tmp_path: Path) -> None:
+async def test_a_started_sink_runs_the_garbage_collector_less_often_and_hands_the_gil_sooner(
+    tmp_path: Path,
+) -> None:
     """Decoding keeps a batch of objects alive: with Python's default the collector ran every few
-    events (10-17 % of the sink's CPU in bench/store_sink.py)."""
-    default = gc.get_threshold()
+    events (10-17 % of the sink's CPU in bench/store_sink.py); the store's thread waited up to
+    5 ms for the GIL between its statements while the loop read the next batch."""
+    default, interval = gc.get_threshold(), sys.getswitchinterval()
     gc.set_threshold(700)
+    sys.setswitchinterval(0.005)
     sink = StoreSink(
         EmbeddedMessageLog(tmp_path / "log.sqlite3"), SqliteEventStore(tmp_path / "e.sqlite3")
     )
     try:
         await sink.on_start(asyncio.Event())
         assert gc.get_threshold()[0] >= 50_000
+        assert sys.getswitchinterval() <= 0.0005
     finally:
         gc.set_threshold(*default)
+        sys.setswitchinterval(interval)
+
+
+class GatedStore(SqliteEventStore):
+    """The embedded store, with every write waiting for `gate` and a log of the calls."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.gate = asyncio.Event()
+        self.calls: list[tuple[str, list[str]]] = []
+
+    def prepare_upsert(self, events: Sequence[EncodedEvent]) -> PreparedUpsert:
+        self.calls.append(("prepare", [e.fields.dedupe_key for e in events]))
+        return super().prepare_upsert(events)
+
+    async def upsert_prepared(self, prepared: PreparedUpsert) -> UpsertResult:
+        self.calls.append(("writing", [e.fields.dedupe_key for e in prepared.events]))
+        await self.gate.wait()
+        return await super().upsert_prepared(prepared)
+
+
+async def test_the_sink_prepares_the_next_batch_while_one_is_written_and_commits_after_each(
+    tmp_path: Path,
+) -> None:
+    message_log = EmbeddedMessageLog(tmp_path / "log.sqlite3")
+    store = GatedStore(tmp_path / "events.sqlite3")
+    await message_log.start()
+    await store.start()
+    events = [an_event(f"e{n}") for n in range(6)]
+    await message_log.publish(
+        topics.EVENTS, [Message(encode_key(e.dedupe_key), encode(e)) for e in events]
+    )
+    stop = asyncio.Event()
+    sink = asyncio.create_task(StoreSink(message_log, store, batch_size=2).run(stop))
+    try:
+        await wait_for(lambda: store.calls, lambda calls: len(calls) >= 3)
+        assert store.calls[:3] == [
+            ("prepare", ["directory:e0", "directory:e1"]),
+            ("writing", ["directory:e0", "directory:e1"]),
+            ("prepare", ["directory:e2", "directory:e3"]),
+        ]
+        # Nothing is committed, nor the next batch written, before the batch in hand is stored.
+        assert await message_log.lag(topics.STORE_GROUP, topics.EVENTS) == 6
+        assert await store.count_events() == 0
+        store.gate.set()
+        await wait_for(lambda: message_log.lag(topics.STORE_GROUP, topics.EVENTS), lambda n: n == 0)
+        assert await store.count_events() == 6
+        writes = [keys for kind, keys in store.calls if kind == "writing"]
+        assert writes == [[f"directory:e{n}", f"directory:e{n + 1}"] for n in (0, 2, 4)]
+    finally:
+        stop.set()
+        store.gate.set()
+        await sink
+        await store.stop()
+        await message_log.stop()

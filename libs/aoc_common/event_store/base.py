@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -131,6 +132,15 @@ class EventWriter(Protocol):
         """`upsert_events` for events as the normalizer published them (JSON plus the fields a
         store indexes), so the sink never rebuilds and re-serialises a validated event."""
 
+    def prepare_upsert(self, events: Sequence[EncodedEvent]) -> PreparedUpsert:
+        """The pure-Python half of `upsert_encoded` (no I/O, any thread): a sink prepares the
+        next batch while the store writes this one with `upsert_prepared`."""
+        return PreparedUpsert(dedupe_last_wins(events))
+
+    async def upsert_prepared(self, prepared: PreparedUpsert) -> UpsertResult:
+        """Write a batch `prepare_upsert` made ready: `upsert_encoded` of its events."""
+        return await self.upsert_encoded(prepared.events)
+
     @abstractmethod
     async def set_tags(self, event_id: str, tags: Sequence[str]) -> CanonicalEvent | None:
         """Replace an event's tags (duplicates dropped); None when there is no such event."""
@@ -227,6 +237,14 @@ class EventStore(StoreLifecycle, EventReader, EventWriter, StateStore, RuleStore
     """
 
     engine: str
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedUpsert:
+    """A batch of events made ready for one store's write (`EventWriter.prepare_upsert`): one
+    event per dedupe key (the last wins), in first-seen order; a store adds what it computes."""
+
+    events: list[EncodedEvent]
 
 
 def dedupe_last_wins(events: Sequence[EncodedEvent]) -> list[EncodedEvent]:

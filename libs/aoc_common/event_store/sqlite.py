@@ -33,7 +33,12 @@ from typing import Any, TypeVar
 import orjson
 
 from aoc_common.event_store import sqlite_query, sqlite_writes
-from aoc_common.event_store.base import EventStore, StoreError, dedupe_last_wins
+from aoc_common.event_store.base import (
+    EventStore,
+    PreparedUpsert,
+    StoreError,
+    dedupe_last_wins,
+)
 from aoc_common.event_store.encoded import EncodedEvent
 from aoc_common.event_store.sqlite_schema import (
     prepare,
@@ -211,9 +216,21 @@ class SqliteEventStore(EventStore):
         return await self.upsert_encoded([EncodedEvent.of(event) for event in events])
 
     async def upsert_encoded(self, events: Sequence[EncodedEvent]) -> UpsertResult:
-        batch = dedupe_last_wins(events)
-        if not batch:
+        return await self.upsert_prepared(self.prepare_upsert(events))
+
+    def prepare_upsert(self, events: Sequence[EncodedEvent]) -> sqlite_writes.PreparedBatch:
+        """Rows, words and key hashes as JSON and blobs, computed on the caller's thread (see
+        sqlite_writes.py): the store's thread then runs a few statements that hold no GIL."""
+        return sqlite_writes.prepare_batch(dedupe_last_wins(events))
+
+    async def upsert_prepared(self, prepared: PreparedUpsert) -> UpsertResult:
+        if not prepared.events:
             return UpsertResult()
+        batch = (
+            prepared
+            if isinstance(prepared, sqlite_writes.PreparedBatch)
+            else sqlite_writes.prepare_batch(prepared.events)
+        )
         return await self._run(
             lambda connection: sqlite_writes.upsert(connection, batch, self._writer)
         )

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import sqlite3
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Set
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -409,7 +409,14 @@ def remember_values(
 ) -> None:
     """Record each distinct filter value and actor once (for filter options and the actor
     filter)."""
-    values = {
+    record_values(
+        connection, filter_values(events), {fields.actor_display for fields in events}, known
+    )
+
+
+def filter_values(events: list[IndexedFields]) -> set[tuple[str, str]]:
+    """The distinct (field, value) pairs of these events that `event_values` lists."""
+    return {
         (field, value)
         for fields in events
         for field, value in (
@@ -418,12 +425,22 @@ def remember_values(
             ("result", fields.result),
             ("source", fields.source),
         )
-    } - known.values
+    }
+
+
+def record_values(
+    connection: sqlite3.Connection,
+    values: Set[tuple[str, str]],
+    actors: Set[str],
+    known: KnownValues,
+) -> None:
+    """Record the values and actors this connection has not recorded yet."""
+    values = values - known.values
     if values:
         connection.executemany(
             "INSERT OR IGNORE INTO event_values (field, value) VALUES (?, ?)", sorted(values)
         )
-    actors = {fields.actor_display for fields in events} - known.actors
+    actors = actors - known.actors
     if actors:
         connection.executemany(
             "INSERT OR IGNORE INTO event_actors (actor_display, actor_lower) VALUES (?, ?)",

@@ -1,8 +1,13 @@
 """Event writes of the embedded store: upserts, analysts' changes and retention. Functions of a
 connection, run on the store's thread, each in one write transaction.
 
-An upsert batch costs a handful of `executemany` calls whatever its size: one lookup of the
-batch's key hashes in the writer's in-memory map, one insert per table for the new events.
+An upsert batch costs a handful of statements whatever its size, prepared in two steps:
+`prepare_batch` (pure Python: rows, search text, key hashes, as JSON and blobs) runs on the
+caller's thread, `upsert` on the store's. There each statement writes the whole batch inside
+SQLite (`INSERT ... SELECT ... FROM json_each(?)`), so the store's thread holds the GIL only
+between statements and a sink can prepare the next batch meanwhile on its own thread: with one
+`executemany` per table, every row's step gave the GIL back and waited for it again behind the
+thread preparing, and the two took turns instead of running side by side (bench/store_sink.py).
 Updates (a record Microsoft reported again) are the rare case and go row by row, because each
 keeps what analysts added to the stored event.
 """
@@ -11,17 +16,22 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any
 
 import orjson
 
+from aoc_common.event_store.base import PreparedUpsert
 from aoc_common.event_store.encoded import EncodedEvent
 from aoc_common.event_store.sqlite_schema import (
     EVENT_COLUMNS,
     KnownValues,
+    epoch_ms,
     event_row,
+    filter_values,
     insert_rows,
-    remember_values,
+    record_values,
     search_text_of,
     seqs_with_id,
     stored_search_text,
@@ -30,8 +40,6 @@ from aoc_common.event_store.sqlite_schema import (
 )
 from aoc_common.query import UpsertResult
 
-# Keys looked up per statement, well under SQLite's bound-parameter limit.
-LOOKUP_CHUNK = 500
 # Rows deleted per purge transaction: a long purge then never holds the writer (and the worker
 # thread the API also waits on) for more than a moment.
 PURGE_BATCH = 2_000
@@ -45,8 +53,9 @@ class KeyMap:
 
     Filled from `events` on the first upsert, then before each one from the rows with a seq above
     the last one it knows: the transaction holds the write lock, so that is exactly what other
-    processes inserted meanwhile. Seqs are never reused, so an entry whose event was deleted only
-    finds nothing, and an update keeps its seq and key."""
+    processes inserted meanwhile (refreshed again after an insert: that learns the new rows).
+    Seqs are never reused, so an entry whose event was deleted only finds nothing, and an update
+    keeps its seq and key."""
 
     def __init__(self) -> None:
         self.known_through: int | None = None
@@ -67,25 +76,16 @@ class KeyMap:
         row = connection.execute("SELECT max(seq) FROM events").fetchone()
         self.known_through = max(self.known_through, row[0] or 0)
 
-    def seqs(self, connection: sqlite3.Connection, key_hashes: list[int]) -> list[int]:
-        found: list[int] = []
-        for start in range(0, len(key_hashes), LOOKUP_CHUNK):
-            chunk = key_hashes[start : start + LOOKUP_CHUNK]
-            marks = ", ".join("?" * len(chunk))
-            found += [
-                seq
-                for (seq,) in connection.execute(
-                    f"SELECT seq FROM temp.event_keys WHERE key_hash IN ({marks})", chunk
-                )
-            ]
-        return found
-
-    def add(self, connection: sqlite3.Connection, rows: list[tuple[int, int]]) -> None:
-        """Remember (key_hash, seq) of rows this connection just inserted."""
-        connection.executemany(
-            "INSERT OR IGNORE INTO temp.event_keys (key_hash, seq) VALUES (?, ?)", rows
-        )
-        self.known_through = max(seq for _, seq in rows)
+    def seqs(self, connection: sqlite3.Connection, key_hashes: bytes) -> list[int]:
+        """The seqs stored under any of these hashes (a JSON array), as one row: each row a
+        statement returns is one more GIL handover for the store's thread."""
+        (found,) = connection.execute(
+            "SELECT json_group_array(k.seq) FROM json_each(?) AS j "
+            "JOIN temp.event_keys AS k ON k.key_hash = j.value",
+            (key_hashes,),
+        ).fetchone()
+        seqs: list[int] = orjson.loads(found)
+        return seqs
 
 
 class WriterState:
@@ -101,8 +101,86 @@ class WriterState:
         self.known = KnownValues()
 
 
+@dataclass(frozen=True, eq=False)
+class PreparedBatch(PreparedUpsert):
+    """A batch made ready for `upsert` by pure Python work (`prepare_batch`, on the caller's
+    thread), so that the store's thread runs a handful of statements that each write the whole
+    batch inside SQLite, holding no GIL, while the caller prepares the next batch.
+
+    `rows` is a JSON array with one array per event (EVENT_COLUMNS after seq, then where its
+    document and its search text start in `docs` and `words` and how many bytes they take); the
+    statements read it with `json_each`, the documents and words with `substr` of the blobs.
+    """
+
+    rows: bytes = b"[]"
+    key_hashes: bytes = b"[]"
+    docs: bytes = b""
+    words: bytes = b""
+    tags: bytes = b"[]"
+    index_of_key: dict[str, int] = field(default_factory=dict)
+    values: frozenset[tuple[str, str]] = frozenset()
+    actors: frozenset[str] = frozenset()
+    has_nul: bool = False
+
+
+def prepare_batch(events: list[EncodedEvent]) -> PreparedBatch:
+    """Everything `upsert` needs of a batch (its events already one per dedupe key) that Python
+    computes: rows, words, key hashes, values."""
+    if not events:
+        return PreparedBatch(events=[])
+    fields = [event.fields for event in events]
+    hashes = [text_hash(item.dedupe_key) for item in fields]
+    docs = [event.json for event in events]
+    words = [search_text_of(item, item.id).encode() for item in fields]
+    doc_sizes = [len(doc) for doc in docs]
+    word_sizes = [len(text) for text in words]
+    doc_starts = accumulate(doc_sizes[:-1], initial=1)
+    word_starts = accumulate(word_sizes[:-1], initial=1)
+    rows = [
+        (
+            item.id,
+            key_hash,
+            epoch_ms(item.timestamp),
+            epoch_ms(item.ingested_at),
+            item.service,
+            item.category,
+            item.operation,
+            item.result,
+            item.source,
+            item.actor.type,
+            item.actor_display,
+            doc_start,
+            doc_size,
+            word_start,
+            word_size,
+        )
+        for item, key_hash, doc_start, doc_size, word_start, word_size in zip(
+            fields, hashes, doc_starts, doc_sizes, word_starts, word_sizes, strict=True
+        )
+    ]
+    tags = [
+        (index, tag)
+        for index, item in enumerate(fields)
+        if item.tags
+        for tag in dict.fromkeys(item.tags)
+    ]
+    rows_json, tags_json = orjson.dumps(rows), orjson.dumps(tags)
+    return PreparedBatch(
+        events=events,
+        rows=rows_json,
+        key_hashes=orjson.dumps(hashes),
+        docs=b"".join(docs),
+        words=b"".join(words),
+        tags=tags_json,
+        index_of_key={item.dedupe_key: index for index, item in enumerate(fields)},
+        values=frozenset(filter_values(fields)),
+        actors=frozenset(item.actor_display for item in fields),
+        has_nul=b"\\u0000" in rows_json or b"\\u0000" in tags_json,
+    )
+
+
 def upsert(
-    connection: sqlite3.Connection, batch: list[EncodedEvent], state: WriterState
+    connection: sqlite3.Connection, batch: PreparedBatch, state: WriterState
 ) -> UpsertResult:
     """One transaction per batch; an update keeps the stored id, tags and comments."""
     try:
@@ -113,29 +191,65 @@ def upsert(
 
 
 def _upsert(
-    connection: sqlite3.Connection, batch: list[EncodedEvent], state: WriterState
+    connection: sqlite3.Connection, batch: PreparedBatch, state: WriterState
 ) -> UpsertResult:
     keys = state.keys
     with transaction(connection):
         keys.refresh(connection)
         stored = _stored_by_key(connection, batch, keys)
-        new: list[EncodedEvent] = []
-        updated = 0
-        for event in batch:
-            found = stored.get(event.fields.dedupe_key)
-            if found is None:
-                new.append(event)
-            else:
-                _update(connection, event, *found)
-                updated += 1
-        if new:
-            first = _next_seq(connection)
-            rows = [(first + n, event.fields.id, event) for n, event in enumerate(new)]
-            insert_rows(connection, rows, state.known)
-            keys.add(connection, [(text_hash(e.fields.dedupe_key), seq) for seq, _, e in rows])
-        if updated:
-            remember_values(connection, [event.fields for event in batch], state.known)
-    return UpsertResult(inserted=len(new), updated=updated)
+        for key, found in stored.items():
+            _update(connection, batch.events[batch.index_of_key[key]], *found)
+        if len(stored) < len(batch.events):
+            skipped = orjson.dumps(sorted(batch.index_of_key[key] for key in stored))
+            _insert_new(connection, batch, _next_seq(connection), skipped)
+            keys.refresh(connection)
+        record_values(connection, batch.values, batch.actors, state.known)
+    return UpsertResult(inserted=len(batch.events) - len(stored), updated=len(stored))
+
+
+# Statements that write a whole batch from its prepared JSON: ?1 the rows, ?2 the first seq (an
+# event's seq is the first seq + its place in the batch), ?3 the places of events that were
+# updated instead (their seqs stay unused), ?4 the blob the row's text is cut from.
+_NEW = "FROM json_each(?1) AS r WHERE r.key NOT IN (SELECT value FROM json_each(?3))"
+_INSERT_EVENTS = (
+    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) SELECT ?2 + r.key, "
+    + ", ".join(f"r.value ->> {n}" for n in range(len(EVENT_COLUMNS) - 1))
+    + f" {_NEW}"
+)
+_DOC_AT = len(EVENT_COLUMNS) - 1
+_INSERT_DOCS = (
+    "INSERT INTO event_docs (seq, doc) SELECT ?2 + r.key, "
+    f"CAST(substr(?4, r.value ->> {_DOC_AT}, r.value ->> {_DOC_AT + 1}) AS TEXT) {_NEW}"
+)
+_INSERT_WORDS = (
+    "INSERT INTO event_search (rowid, terms) SELECT ?2 + r.key, "
+    f"CAST(substr(?4, r.value ->> {_DOC_AT + 2}, r.value ->> {_DOC_AT + 3}) AS TEXT) {_NEW}"
+)
+_INSERT_TAGS = (
+    "INSERT OR IGNORE INTO event_tags (tag, event_seq) SELECT r.value ->> 1, ?2 + (r.value ->> 0) "
+    "FROM json_each(?1) AS r WHERE (r.value ->> 0) NOT IN (SELECT value FROM json_each(?3))"
+)
+
+
+def _insert_new(
+    connection: sqlite3.Connection, batch: PreparedBatch, first: int, skipped: bytes
+) -> None:
+    """Insert the batch's events but the `skipped` ones (a JSON array of their places)."""
+    if batch.has_nul:
+        # SQLite's JSON functions end a text at an escaped NUL: these rows go one by one.
+        left_out = set(orjson.loads(skipped))
+        rows = [
+            (first + index, event.fields.id, event)
+            for index, event in enumerate(batch.events)
+            if index not in left_out
+        ]
+        insert_rows(connection, rows)
+        return
+    connection.execute(_INSERT_EVENTS, (batch.rows, first, skipped))
+    connection.execute(_INSERT_DOCS, (batch.rows, first, skipped, batch.docs))
+    connection.execute(_INSERT_WORDS, (batch.rows, first, skipped, batch.words))
+    if batch.tags != b"[]":
+        connection.execute(_INSERT_TAGS, (batch.tags, first, skipped))
 
 
 def _next_seq(connection: sqlite3.Connection) -> int:
@@ -145,35 +259,31 @@ def _next_seq(connection: sqlite3.Connection) -> int:
 
 
 def _stored_by_key(
-    connection: sqlite3.Connection, batch: list[EncodedEvent], keys: KeyMap
+    connection: sqlite3.Connection, batch: PreparedBatch, keys: KeyMap
 ) -> dict[str, tuple[int, str, str]]:
     """dedupe_key -> (seq, id, doc) of the batch's events already stored: the key map lists
     candidates by hash, and a candidate is the same event only when its stored document carries
     the same dedupe key."""
-    wanted = {event.fields.dedupe_key for event in batch}
-    seqs = keys.seqs(connection, list({text_hash(key) for key in wanted}))
-    candidates: dict[int, tuple[str, str]] = {}
-    for start in range(0, len(seqs), LOOKUP_CHUNK):
-        candidates.update(_with_docs(connection, seqs[start : start + LOOKUP_CHUNK]))
+    candidates = _with_docs(connection, keys.seqs(connection, batch.key_hashes))
     found: dict[str, tuple[int, str, str]] = {}
     for seq, (event_id, doc) in candidates.items():
         key = orjson.loads(doc)["dedupe_key"]
-        if key in wanted:
+        if key in batch.index_of_key:
             found[key] = (seq, event_id, doc)
     return found
 
 
 def _with_docs(connection: sqlite3.Connection, seqs: list[int]) -> dict[int, tuple[str, str]]:
-    """seq -> (id, doc) of these events (those still stored)."""
+    """seq -> (id, doc) of these events (those still stored), read as one row."""
     if not seqs:
         return {}
-    marks = ", ".join("?" * len(seqs))
-    rows = connection.execute(
-        f"SELECT e.seq, e.id, d.doc FROM events AS e JOIN event_docs AS d ON d.seq = e.seq "
-        f"WHERE e.seq IN ({marks})",
-        seqs,
-    )
-    return {seq: (event_id, doc) for seq, event_id, doc in rows}
+    (found,) = connection.execute(
+        "SELECT json_group_array(json_array(e.seq, e.id, d.doc)) FROM events AS e "
+        "JOIN event_docs AS d ON d.seq = e.seq "
+        "WHERE e.seq IN (SELECT value FROM json_each(?))",
+        (orjson.dumps(seqs),),
+    ).fetchone()
+    return {seq: (event_id, doc) for seq, event_id, doc in orjson.loads(found)}
 
 
 def _update(

@@ -21,8 +21,9 @@ import contextlib
 import random
 import time
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from typing import ClassVar
+from typing import ClassVar, Generic, TypeVar
 
 from aoc_common import topics as topic_names
 from aoc_common.consumed_events import (
@@ -94,8 +95,9 @@ class PrometheusSensor(ConsumerSensor):
         DEAD_LETTERS.labels(consumer.service, consumer.service).inc(len(dead_letters))
 
     def on_commit_completed(self, consumer: Consumer, records: Sequence[Record]) -> None:
-        for record in records:
-            MESSAGES_CONSUMED.labels(consumer.service, record.topic).inc()
+        # Counted per topic, then added once (the store sink commits 2,000 records at a time).
+        for topic, count in Counter(record.topic for record in records).items():
+            MESSAGES_CONSUMED.labels(consumer.service, topic).inc(count)
 
     def on_lag(self, consumer: Consumer, topic: str, lag: int) -> None:
         CONSUMER_LAG.labels(consumer.group, topic).set(lag)
@@ -170,19 +172,15 @@ class Consumer(ABC):
 
     async def _consume(self, stop: asyncio.Event) -> None:
         failures = 0
+
+        def succeeded() -> None:
+            nonlocal failures
+            failures = 0
+
         while not stop.is_set():
             try:
                 async with self.message_log.subscribe(self.topics, self.group) as subscription:
-                    while not stop.is_set():
-                        records = await subscription.fetch(self.batch_size, self.fetch_timeout_s)
-                        if not records:
-                            continue
-                        if self.linger_s > 0:
-                            records += await _linger(
-                                subscription, self.batch_size - len(records), self.linger_s
-                            )
-                        await self._process(subscription, records)
-                        failures = 0
+                    await self._consume_batches(subscription, stop, succeeded)
             except asyncio.CancelledError:
                 raise
             except RetryLater as pause:
@@ -207,9 +205,33 @@ class Consumer(ABC):
                     sensor.on_batch_failed(self, error, delay)
                 await _wait(stop, delay)
 
-    async def _process(self, subscription: Subscription, records: list[Record]) -> None:
-        started = time.perf_counter()
-        dead_letters = await self.handle(records)
+    async def _consume_batches(
+        self, subscription: Subscription, stop: asyncio.Event, committed: Callable[[], None]
+    ) -> None:
+        """Handle and commit batch after batch until `stop`, calling `committed` after each."""
+        while not stop.is_set():
+            records = await self._next_batch(subscription)
+            if records:
+                started = time.perf_counter()
+                await self._finish(subscription, records, await self.handle(records), started)
+                committed()
+
+    async def _next_batch(self, subscription: Subscription) -> list[Record]:
+        """Up to `batch_size` records (none after `fetch_timeout_s` of nothing), lingering for
+        more when `linger_s` says so."""
+        records = await subscription.fetch(self.batch_size, self.fetch_timeout_s)
+        if records and self.linger_s > 0:
+            records += await _linger(subscription, self.batch_size - len(records), self.linger_s)
+        return records
+
+    async def _finish(
+        self,
+        subscription: Subscription,
+        records: list[Record],
+        dead_letters: Sequence[DeadLetter],
+        started: float,
+    ) -> None:
+        """Publish the batch's dead letters, then commit it: the batch is done."""
         if dead_letters:
             await self.message_log.publish(topic_names.DLQ, dead_letter_messages(dead_letters))
             for sensor in self.sensors:
@@ -257,6 +279,83 @@ class EventConsumer(Consumer):
     @abstractmethod
     async def handle_events(self, events: Sequence[ConsumedEvent]) -> Sequence[DeadLetter]:
         """Do what the events are for; return a dead letter for each event that cannot be used."""
+
+
+Batch = TypeVar("Batch")
+
+
+class ReadAheadConsumer(Consumer, Generic[Batch]):
+    """A consumer whose batch is Python work first (`read`: decode the records, on the event loop)
+    and waiting second (`write`: a database or a network call that leaves the loop free, such as
+    SQLite on the store's thread, which releases the GIL while a statement runs and while the disk
+    syncs). Batch N+1 is fetched and read while batch N is written, so on two cores the two
+    overlap instead of taking turns.
+
+    Nothing else changes: batches are written one at a time and in order, and a batch is
+    committed only after it was written and its dead letters published, before the next one is
+    written. When a write fails, the batch read ahead is dropped unwritten and uncommitted, and
+    both are read again from the committed offset (at-least-once, as for any consumer). On stop,
+    the batch being written is finished and committed; one read ahead is left for the next run.
+    """
+
+    @abstractmethod
+    def read(self, records: Sequence[Record]) -> Batch:
+        """Decode the batch (no I/O: it runs on the event loop while the previous batch is
+        written)."""
+
+    @abstractmethod
+    async def write(self, batch: Batch) -> Sequence[DeadLetter]:
+        """Do what the batch is for; return a dead letter for each record that cannot be used.
+
+        Raise to have the batch read again after a backoff (`RetryLater` for a known wait)."""
+
+    async def handle(self, records: Sequence[Record]) -> Sequence[DeadLetter]:
+        """`read` then `write`, one batch on its own (the run loop overlaps them)."""
+        return await self.write(self.read(records))
+
+    async def _consume_batches(
+        self, subscription: Subscription, stop: asyncio.Event, committed: Callable[[], None]
+    ) -> None:
+        writing: asyncio.Task[None] | None = None
+        try:
+            while not stop.is_set():
+                records = await self._next_batch(subscription)
+                if not records:
+                    if writing is not None and writing.done():
+                        await writing  # raises what the write raised
+                        writing = None
+                        committed()
+                    continue
+                started = time.perf_counter()
+                batch = self.read(records)  # while the previous batch is written
+                if writing is not None:
+                    await writing  # written and committed before the next write starts
+                    writing = None
+                    committed()
+                if stop.is_set():
+                    break  # the batch read ahead is read again by the next run
+                writing = asyncio.create_task(
+                    self._write_and_finish(subscription, records, batch, started)
+                )
+                # Let the write begin (hand its batch to the store's thread) before the next
+                # batch is fetched and read: a fetch served from memory does not yield.
+                await asyncio.sleep(0)
+            if writing is not None:
+                await writing  # stop: the batch in hand is finished and committed
+                writing = None
+                committed()
+        finally:
+            if writing is not None and not writing.done():
+                # Leaving on an error or a cancellation: the batch in flight is not committed,
+                # so it is read again, like every batch that did not finish.
+                writing.cancel()
+                with contextlib.suppress(BaseException):
+                    await writing
+
+    async def _write_and_finish(
+        self, subscription: Subscription, records: list[Record], batch: Batch, started: float
+    ) -> None:
+        await self._finish(subscription, records, await self.write(batch), started)
 
 
 class _HandlerConsumer(Consumer):
