@@ -60,7 +60,9 @@ class KeyMap:
     def __init__(self) -> None:
         self.known_through: int | None = None
 
-    def refresh(self, connection: sqlite3.Connection) -> None:
+    def refresh(self, connection: sqlite3.Connection) -> int:
+        """Learn the rows other writers inserted since this one last looked; returns the first
+        seq never used (AUTOINCREMENT's record), read under the write lock."""
         if self.known_through is None:
             connection.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS event_keys (key_hash INTEGER NOT NULL, "
@@ -68,24 +70,37 @@ class KeyMap:
             )
             connection.execute("DELETE FROM temp.event_keys")
             self.known_through = 0
+        self.learn(connection)
+        last_stored, last_used = connection.execute(
+            "SELECT (SELECT max(seq) FROM events), "
+            "(SELECT seq FROM sqlite_sequence WHERE name = 'events')"
+        ).fetchone()
+        self.known_through = max(self.known_through, last_stored or 0)
+        return (last_used or 0) + 1
+
+    def learn(self, connection: sqlite3.Connection, through: int | None = None) -> None:
+        """Remember the rows after the last seq known (up to `through`, the last this
+        connection just inserted, when given)."""
         connection.execute(
             "INSERT OR IGNORE INTO temp.event_keys (key_hash, seq) "
             "SELECT key_hash, seq FROM events WHERE seq > ?",
             (self.known_through,),
         )
-        row = connection.execute("SELECT max(seq) FROM events").fetchone()
-        self.known_through = max(self.known_through, row[0] or 0)
+        if through is not None:
+            self.known_through = through
 
-    def seqs(self, connection: sqlite3.Connection, key_hashes: bytes) -> list[int]:
-        """The seqs stored under any of these hashes (a JSON array), as one row: each row a
-        statement returns is one more GIL handover for the store's thread."""
+    def stored(self, connection: sqlite3.Connection, key_hashes: bytes) -> list[list[Any]]:
+        """[seq, id, doc] of the stored events under any of these hashes (a JSON array), read
+        as one row: each row a statement returns is one more GIL handover for the store's
+        thread, which waits for it while the event loop prepares the next batch."""
         (found,) = connection.execute(
-            "SELECT json_group_array(k.seq) FROM json_each(?) AS j "
-            "JOIN temp.event_keys AS k ON k.key_hash = j.value",
+            "SELECT json_group_array(json_array(e.seq, e.id, d.doc)) FROM json_each(?) AS j "
+            "JOIN temp.event_keys AS k ON k.key_hash = j.value "
+            "JOIN events AS e ON e.seq = k.seq JOIN event_docs AS d ON d.seq = e.seq",
             (key_hashes,),
         ).fetchone()
-        seqs: list[int] = orjson.loads(found)
-        return seqs
+        rows: list[list[Any]] = orjson.loads(found)
+        return rows
 
 
 class WriterState:
@@ -195,14 +210,15 @@ def _upsert(
 ) -> UpsertResult:
     keys = state.keys
     with transaction(connection):
-        keys.refresh(connection)
+        first = keys.refresh(connection)
         stored = _stored_by_key(connection, batch, keys)
         for key, found in stored.items():
             _update(connection, batch.events[batch.index_of_key[key]], *found)
         if len(stored) < len(batch.events):
-            skipped = orjson.dumps(sorted(batch.index_of_key[key] for key in stored))
-            _insert_new(connection, batch, _next_seq(connection), skipped)
-            keys.refresh(connection)
+            places = sorted(batch.index_of_key[key] for key in stored)
+            _insert_new(connection, batch, first, orjson.dumps(places))
+            last = max(set(range(len(batch.events))) - set(places))
+            keys.learn(connection, through=first + last)
         record_values(connection, batch.values, batch.actors, state.known)
     return UpsertResult(inserted=len(batch.events) - len(stored), updated=len(stored))
 
@@ -252,38 +268,18 @@ def _insert_new(
         connection.execute(_INSERT_TAGS, (batch.tags, first, skipped))
 
 
-def _next_seq(connection: sqlite3.Connection) -> int:
-    """The first seq never used (AUTOINCREMENT's record), read under the write lock."""
-    row = connection.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
-    return (int(row[0]) if row else 0) + 1
-
-
 def _stored_by_key(
     connection: sqlite3.Connection, batch: PreparedBatch, keys: KeyMap
 ) -> dict[str, tuple[int, str, str]]:
     """dedupe_key -> (seq, id, doc) of the batch's events already stored: the key map lists
     candidates by hash, and a candidate is the same event only when its stored document carries
     the same dedupe key."""
-    candidates = _with_docs(connection, keys.seqs(connection, batch.key_hashes))
     found: dict[str, tuple[int, str, str]] = {}
-    for seq, (event_id, doc) in candidates.items():
+    for seq, event_id, doc in keys.stored(connection, batch.key_hashes):
         key = orjson.loads(doc)["dedupe_key"]
         if key in batch.index_of_key:
             found[key] = (seq, event_id, doc)
     return found
-
-
-def _with_docs(connection: sqlite3.Connection, seqs: list[int]) -> dict[int, tuple[str, str]]:
-    """seq -> (id, doc) of these events (those still stored), read as one row."""
-    if not seqs:
-        return {}
-    (found,) = connection.execute(
-        "SELECT json_group_array(json_array(e.seq, e.id, d.doc)) FROM events AS e "
-        "JOIN event_docs AS d ON d.seq = e.seq "
-        "WHERE e.seq IN (SELECT value FROM json_each(?))",
-        (orjson.dumps(seqs),),
-    ).fetchone()
-    return {seq: (event_id, doc) for seq, event_id, doc in orjson.loads(found)}
 
 
 def _update(
