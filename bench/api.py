@@ -42,7 +42,7 @@ from aoc_api.app import create_app  # noqa: E402
 from aoc_common.event_store.base import EventStore  # noqa: E402
 from aoc_common.event_store.mongo import MongoEventStore  # noqa: E402
 from aoc_common.event_store.sqlite import SqliteEventStore  # noqa: E402
-from aoc_common.query import EventFilters, EventQuery  # noqa: E402
+from aoc_common.query import DEFAULT_FACET_SAMPLE, EventFilters, EventQuery  # noqa: E402
 from aoc_common.settings import Settings  # noqa: E402
 from bench.corpus import synthetic_events  # noqa: E402
 
@@ -119,6 +119,11 @@ def scenarios(actor: str) -> list[Scenario]:
         ),
         ("facets, uncommon operation", "/api/events/facets", {"operation": "Action ManagedDevice"}),
         ("facets, search common word", "/api/events/facets", {"search": "mailbox"}),
+        (
+            "facets, common word, sample 10,000",
+            "/api/events/facets",
+            {"search": "mailbox", "sample": 10_000},
+        ),
         ("facets, search rare word", "/api/events/facets", {"search": "breakglass"}),
         ("facets, actor contains (one)", "/api/events/facets", {"actor": actor}),
         ("facets, exclude_service", "/api/events/facets", {"exclude_service": "Exchange"}),
@@ -130,7 +135,10 @@ async def store_call(store: EventStore, path: str, params: dict[str, Any]) -> in
     if path == "/api/events/count":
         return (await store.count_matching(EventFilters.model_validate(params))).value
     if path == "/api/events/facets":
-        facets = await store.facet_counts(EventFilters.model_validate(params))
+        filters = {name: value for name, value in params.items() if name != "sample"}
+        facets = await store.facet_counts(
+            EventFilters.model_validate(filters), sample=params.get("sample", DEFAULT_FACET_SAMPLE)
+        )
         return facets.counted
     return len((await store.query_events(EventQuery.model_validate(params))).items)
 

@@ -55,6 +55,20 @@ async def test_facets_count_the_top_values_of_the_matching_events(
     }  # fmt: skip
 
 
+async def test_facets_count_the_newest_sample_the_caller_asks_for(
+    client: httpx.AsyncClient,
+) -> None:
+    newest = (await client.get("/api/events?page_size=30")).json()["items"]
+
+    body = (await client.get("/api/events/facets?field=service&sample=30")).json()
+
+    assert body["complete"] is False and body["counted"] == 30
+    counted = Counter(e["service"] for e in newest)
+    assert {f["value"]: f["count"] for f in body["facets"]["service"]} == dict(counted)
+    every = (await client.get(f"/api/events/facets?sample={ADMIN_FIXTURE_EVENTS}")).json()
+    assert every["complete"] is True and every["counted"] == ADMIN_FIXTURE_EVENTS
+
+
 async def test_the_series_split_the_histogram_by_the_fields_top_values(
     client: httpx.AsyncClient,
 ) -> None:
@@ -78,6 +92,8 @@ async def test_the_series_split_the_histogram_by_the_fields_top_values(
         "/api/events/facets?field=password",
         "/api/events/facets?top=0",
         "/api/events/facets?top=101",
+        "/api/events/facets?sample=0",
+        "/api/events/facets?sample=10001",
         "/api/events/series?field=raw",
         "/api/events/series?buckets=1000",
         "/api/events/series?start=2026-11-20T00:00:00Z&end=2026-11-19T00:00:00Z",
