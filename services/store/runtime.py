@@ -53,10 +53,11 @@ class SinkStore(EventWriter, StoreLifecycle, Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ReadBatch:
-    """A batch as the sink read it: decoded (events and dead letters) and prepared for the store."""
+    """A batch as the sink read it: decoded (events and dead letters) and prepared for the store
+    (None when preparing it failed: its events are then written one by one)."""
 
     decoded: DecodedForStore
-    prepared: PreparedUpsert
+    prepared: PreparedUpsert | None
 
 
 class StoreSink(ReadAheadConsumer[ReadBatch]):
@@ -79,13 +80,21 @@ class StoreSink(ReadAheadConsumer[ReadBatch]):
 
     def read(self, records: Sequence[Record]) -> ReadBatch:
         decoded = decode_events(records)
-        prepared = self.store.prepare_upsert([consumed.event for consumed in decoded.events])
+        try:
+            prepared = self.store.prepare_upsert([consumed.event for consumed in decoded.events])
+        except Exception as error:  # one bad event must not stall the topic
+            # Preparing is Python work on values the decode accepted, so a failure is about an
+            # event, not the store: raising would re-read this same batch forever.
+            log.warning("could not prepare a batch; writing it event by event", error=repr(error))
+            prepared = None
         return ReadBatch(decoded, prepared)
 
     async def write(self, batch: ReadBatch) -> list[DeadLetter]:
         dead_letters = list(batch.decoded.dead_letters)
-        if batch.prepared.events:
+        if batch.decoded.events:
             try:
+                if batch.prepared is None:
+                    raise StoreError("the batch could not be prepared")
                 result = await self.store.upsert_prepared(batch.prepared)
             except StoreError:
                 result, refused = await self._upsert_one_by_one(batch.decoded.events)
@@ -107,7 +116,19 @@ class StoreSink(ReadAheadConsumer[ReadBatch]):
         for consumed in events:
             record, event = consumed.record, consumed.event
             try:
-                total += await self.store.upsert_encoded([event])
+                prepared = self.store.prepare_upsert([event])
+            except Exception as error:  # see `read`
+                log.warning(
+                    "could not prepare an event",
+                    dedupe_key=event.fields.dedupe_key,
+                    error=repr(error),
+                )
+                refused.append(
+                    dead_letter_for(record, f"store could not prepare the event: {error!r}")
+                )
+                continue
+            try:
+                total += await self.store.upsert_prepared(prepared)
             except StoreError as error:
                 await self.store.ping()
                 log.warning(

@@ -88,6 +88,46 @@ async def test_an_event_the_store_refuses_is_dead_lettered_and_the_rest_stored(
         await message_log.stop()
 
 
+class StoreThatCannotPrepare(SqliteEventStore):
+    """Preparing any batch holding the event keyed `poison` raises, as a bug or a value no
+    decode foresaw would."""
+
+    def prepare_upsert(self, events: Sequence[EncodedEvent]) -> PreparedUpsert:
+        if any(event.fields.dedupe_key == "directory:poison" for event in events):
+            raise ValueError("no such value was foreseen")
+        return super().prepare_upsert(events)
+
+
+async def test_an_event_that_cannot_be_prepared_is_dead_lettered_and_the_rest_stored(
+    tmp_path: Path,
+) -> None:
+    message_log = EmbeddedMessageLog(tmp_path / "log.sqlite3")
+    store = StoreThatCannotPrepare(tmp_path / "events.sqlite3")
+    await message_log.start()
+    await store.start()
+    events = [an_event("good-1"), an_event("poison"), an_event("good-2")]
+    await message_log.publish(
+        topics.EVENTS, [Message(encode_key(e.dedupe_key), encode(e)) for e in events]
+    )
+    stop = asyncio.Event()
+    sink = asyncio.create_task(StoreSink(message_log, store).run(stop))
+    try:
+        dead = await read_topic(message_log, topics.DLQ, 1)
+        letter = orjson.loads(dead[0].value)
+        assert (letter["key"], letter["stage"]) == ("directory:poison", "store")
+        assert "could not prepare the event" in letter["reason"]
+        assert await wait_for(store.count_events, lambda n: n >= 2) == 2
+        lag = await wait_for(
+            lambda: message_log.lag(topics.STORE_GROUP, topics.EVENTS), lambda n: n == 0
+        )
+        assert lag == 0
+    finally:
+        stop.set()
+        await sink
+        await store.stop()
+        await message_log.stop()
+
+
 async def test_events_wait_in_the_log_while_the_store_is_down(tmp_path: Path) -> None:
     port = free_port()
     server = SecantusDBServer(storage_path=":memory:", host="127.0.0.1", port=port)
