@@ -120,9 +120,9 @@ def scenarios(actor: str) -> list[Scenario]:
         ("facets, uncommon operation", "/api/events/facets", {"operation": "Action ManagedDevice"}),
         ("facets, search common word", "/api/events/facets", {"search": "mailbox"}),
         (
-            "facets, common word, sample 10,000",
+            "facets, common word, sample 5,000",
             "/api/events/facets",
-            {"search": "mailbox", "sample": 10_000},
+            {"search": "mailbox", "sample": 5_000},
         ),
         ("facets, search rare word", "/api/events/facets", {"search": "breakglass"}),
         ("facets, actor contains (one)", "/api/events/facets", {"actor": actor}),
