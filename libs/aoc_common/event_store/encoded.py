@@ -150,24 +150,7 @@ class IndexedFieldsModel(BaseModel):
         return to_utc_millis(value)
 
     def indexed(self) -> IndexedFields:
-        return IndexedFields(
-            schema_version=self.schema_version,
-            id=self.id,
-            dedupe_key=self.dedupe_key,
-            source=self.source,
-            timestamp=self.timestamp,
-            ingested_at=self.ingested_at,
-            service=self.service,
-            category=self.category,
-            operation=self.operation,
-            result=self.result,
-            actor_display=self.actor_display,
-            actor=IndexedActor(type=self.actor.type),
-            target_displays=self.target_displays,
-            display_summary=self.display_summary,
-            raw_text=self.raw_text,
-            tags=self.tags,
-        )
+        return _indexed_fields(self, self.timestamp, self.ingested_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,23 +194,30 @@ def _read_published(value: bytes) -> IndexedFields | None:
     ingested_at = _published_time(published.ingested_at)
     if timestamp is None or ingested_at is None or published.source not in _known_sources():
         return None
+    return _indexed_fields(published, timestamp, ingested_at)
+
+
+def _indexed_fields(
+    read: _Published | IndexedFieldsModel, timestamp: datetime, ingested_at: datetime
+) -> IndexedFields:
+    """`IndexedFields` from either way of reading them (the timestamps already converted)."""
     return IndexedFields(
-        schema_version=published.schema_version,
-        id=published.id,
-        dedupe_key=published.dedupe_key,
-        source=published.source,
+        schema_version=read.schema_version,
+        id=read.id,
+        dedupe_key=read.dedupe_key,
+        source=read.source,
         timestamp=timestamp,
         ingested_at=ingested_at,
-        service=published.service,
-        category=published.category,
-        operation=published.operation,
-        result=published.result,
-        actor_display=published.actor_display,
-        actor=IndexedActor(type=published.actor.type),
-        target_displays=published.target_displays,
-        display_summary=published.display_summary,
-        raw_text=published.raw_text,
-        tags=published.tags,
+        service=read.service,
+        category=read.category,
+        operation=read.operation,
+        result=read.result,
+        actor_display=read.actor_display,
+        actor=IndexedActor(type=read.actor.type),
+        target_displays=read.target_displays,
+        display_summary=read.display_summary,
+        raw_text=read.raw_text,
+        tags=read.tags,
     )
 
 
