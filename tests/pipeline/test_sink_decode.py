@@ -15,28 +15,19 @@ from aoc_common.event_store.encoded import (
     _read_published,
     indexed_fields_of,
 )
-from aoc_common.events import Actor, CanonicalEvent, event_id_for
+from aoc_common.events import Actor
 from aoc_common.message_log.base import Record
-from tests.utils.records import NOW
+from tests.utils.records import an_event
 
 
 def published(**changes: object) -> bytes:
-    key = "directory:decode"
-    event = CanonicalEvent(
-        id=event_id_for(key),
-        dedupe_key=key,
-        source="directory",
-        timestamp=NOW,
-        ingested_at=NOW,
-        service="Entra ID",
+    event = an_event(
+        "decode",
         category="UserManagement",
-        operation="Add user",
-        result="success",
         actor_display="admin@contoso.com",
         actor=Actor(type="user", display_name="admin@contoso.com"),
         target_displays=["bob@contoso.com"],
         display_summary="admin@contoso.com added bob@contoso.com",
-        raw={"id": "decode"},
         raw_text='{"id":"decode"}',
         tags=["vip"],
     )

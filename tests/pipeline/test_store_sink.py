@@ -9,8 +9,9 @@ import gc
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 from secantus import SecantusDBServer
@@ -18,39 +19,44 @@ from secantus import SecantusDBServer
 from aoc_common import topics
 from aoc_common.codec import encode, encode_key
 from aoc_common.consumed_events import decode_events_to_store
-from aoc_common.event_store.base import PreparedUpsert
+from aoc_common.event_store.base import EventStore, PreparedUpsert
 from aoc_common.event_store.encoded import EncodedEvent, IndexedFieldsModel
 from aoc_common.event_store.mongo import MongoEventStore
 from aoc_common.event_store.sqlite import SqliteEventStore
-from aoc_common.events import Actor, CanonicalEvent, event_id_for
+from aoc_common.events import CanonicalEvent
 from aoc_common.message_log.base import Message, Record
 from aoc_common.message_log.embedded import EmbeddedMessageLog
 from aoc_common.query import UpsertResult
 from aoc_store.runtime import StoreSink
 from tests.utils.local_servers import free_port
-from tests.utils.records import NOW
+from tests.utils.records import an_event
 from tests.utils.topic_io import read_topic
 from tests.utils.waiting import wait_for
 
 
-def an_event(name: str, raw: dict | None = None) -> CanonicalEvent:
-    key = f"directory:{name}"
-    return CanonicalEvent(
-        id=event_id_for(key),
-        dedupe_key=key,
-        source="directory",
-        timestamp=NOW,
-        ingested_at=NOW,
-        service="Entra ID",
-        category="User management",
-        operation="Add user",
-        result="success",
-        actor_display="alice@contoso.com",
-        display_summary=f"created {name}",
-        actor=Actor(type="user", user_principal_name="alice@contoso.com"),
-        raw=raw or {"id": name},
-        raw_text=name,
+@contextlib.asynccontextmanager
+async def running_sink(
+    message_log: EmbeddedMessageLog,
+    store: EventStore,
+    events: Sequence[CanonicalEvent],
+    **sink_options: Any,
+) -> AsyncIterator[None]:
+    """`events` on the normalized topic and a store sink consuming them for the block; then the
+    sink, the store and the log stopped."""
+    await message_log.start()
+    await store.start()
+    await message_log.publish(
+        topics.EVENTS, [Message(encode_key(e.dedupe_key), encode(e)) for e in events]
     )
+    stop = asyncio.Event()
+    sink = asyncio.create_task(StoreSink(message_log, store, **sink_options).run(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await sink
+        await store.stop()
+        await message_log.stop()
 
 
 async def test_an_event_the_store_refuses_is_dead_lettered_and_the_rest_stored(
@@ -58,16 +64,9 @@ async def test_an_event_the_store_refuses_is_dead_lettered_and_the_rest_stored(
 ) -> None:
     message_log = EmbeddedMessageLog(tmp_path / "log.sqlite3")
     store = MongoEventStore(mongo_uri, f"sink_{uuid.uuid4().hex[:10]}")  # SQLite takes it
-    await message_log.start()
-    await store.start()
     # BSON cannot hold a key with a NUL byte: MongoDB refuses this one event, whatever is retried.
-    events = [an_event("good-1"), an_event("poison", {"bad\x00key": 1}), an_event("good-2")]
-    await message_log.publish(
-        topics.EVENTS, [Message(encode_key(e.dedupe_key), encode(e)) for e in events]
-    )
-    stop = asyncio.Event()
-    sink = asyncio.create_task(StoreSink(message_log, store).run(stop))
-    try:
+    events = [an_event("good-1"), an_event("poison", raw={"bad\x00key": 1}), an_event("good-2")]
+    async with running_sink(message_log, store, events):
         dead = await read_topic(message_log, topics.DLQ, 1)
         assert len(dead) == 1
         letter = orjson.loads(dead[0].value)
@@ -81,11 +80,6 @@ async def test_an_event_the_store_refuses_is_dead_lettered_and_the_rest_stored(
             )
             == 0
         )
-    finally:
-        stop.set()
-        await sink
-        await store.stop()
-        await message_log.stop()
 
 
 class StoreThatCannotPrepare(SqliteEventStore):
@@ -103,15 +97,8 @@ async def test_an_event_that_cannot_be_prepared_is_dead_lettered_and_the_rest_st
 ) -> None:
     message_log = EmbeddedMessageLog(tmp_path / "log.sqlite3")
     store = StoreThatCannotPrepare(tmp_path / "events.sqlite3")
-    await message_log.start()
-    await store.start()
     events = [an_event("good-1"), an_event("poison"), an_event("good-2")]
-    await message_log.publish(
-        topics.EVENTS, [Message(encode_key(e.dedupe_key), encode(e)) for e in events]
-    )
-    stop = asyncio.Event()
-    sink = asyncio.create_task(StoreSink(message_log, store).run(stop))
-    try:
+    async with running_sink(message_log, store, events):
         dead = await read_topic(message_log, topics.DLQ, 1)
         letter = orjson.loads(dead[0].value)
         assert (letter["key"], letter["stage"]) == ("directory:poison", "store")
@@ -121,11 +108,6 @@ async def test_an_event_that_cannot_be_prepared_is_dead_lettered_and_the_rest_st
             lambda: message_log.lag(topics.STORE_GROUP, topics.EVENTS), lambda n: n == 0
         )
         assert lag == 0
-    finally:
-        stop.set()
-        await sink
-        await store.stop()
-        await message_log.stop()
 
 
 async def test_events_wait_in_the_log_while_the_store_is_down(tmp_path: Path) -> None:
@@ -237,32 +219,24 @@ async def test_the_sink_prepares_the_next_batch_while_one_is_written_and_commits
 ) -> None:
     message_log = EmbeddedMessageLog(tmp_path / "log.sqlite3")
     store = GatedStore(tmp_path / "events.sqlite3")
-    await message_log.start()
-    await store.start()
     events = [an_event(f"e{n}") for n in range(6)]
-    await message_log.publish(
-        topics.EVENTS, [Message(encode_key(e.dedupe_key), encode(e)) for e in events]
-    )
-    stop = asyncio.Event()
-    sink = asyncio.create_task(StoreSink(message_log, store, batch_size=2).run(stop))
-    try:
-        await wait_for(lambda: store.calls, lambda calls: len(calls) >= 3)
-        assert store.calls[:3] == [
-            ("prepare", ["directory:e0", "directory:e1"]),
-            ("writing", ["directory:e0", "directory:e1"]),
-            ("prepare", ["directory:e2", "directory:e3"]),
-        ]
-        # Nothing is committed, nor the next batch written, before the batch in hand is stored.
-        assert await message_log.lag(topics.STORE_GROUP, topics.EVENTS) == 6
-        assert await store.count_events() == 0
-        store.gate.set()
-        await wait_for(lambda: message_log.lag(topics.STORE_GROUP, topics.EVENTS), lambda n: n == 0)
-        assert await store.count_events() == 6
-        writes = [keys for kind, keys in store.calls if kind == "writing"]
-        assert writes == [[f"directory:e{n}", f"directory:e{n + 1}"] for n in (0, 2, 4)]
-    finally:
-        stop.set()
-        store.gate.set()
-        await sink
-        await store.stop()
-        await message_log.stop()
+    async with running_sink(message_log, store, events, batch_size=2):
+        try:
+            await wait_for(lambda: store.calls, lambda calls: len(calls) >= 3)
+            assert store.calls[:3] == [
+                ("prepare", ["directory:e0", "directory:e1"]),
+                ("writing", ["directory:e0", "directory:e1"]),
+                ("prepare", ["directory:e2", "directory:e3"]),
+            ]
+            # Nothing is committed, nor the next batch written, before the batch in hand is stored.
+            assert await message_log.lag(topics.STORE_GROUP, topics.EVENTS) == 6
+            assert await store.count_events() == 0
+            store.gate.set()
+            await wait_for(
+                lambda: message_log.lag(topics.STORE_GROUP, topics.EVENTS), lambda n: n == 0
+            )
+            assert await store.count_events() == 6
+            writes = [keys for kind, keys in store.calls if kind == "writing"]
+            assert writes == [[f"directory:e{n}", f"directory:e{n + 1}"] for n in (0, 2, 4)]
+        finally:
+            store.gate.set()  # a sink waiting on the gate could not stop

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from aoc_common.codec import encode
-from aoc_common.events import CanonicalEvent, RawEnvelope, Source
+from aoc_common.events import Actor, CanonicalEvent, RawEnvelope, Source, event_id_for
 from aoc_common.message_log.base import Record
 from aoc_common.topics import raw_topic
 
@@ -36,6 +36,29 @@ def intune_records(fixtures: Path) -> list[dict[str, Any]]:
 def unified_records(fixtures: Path) -> list[dict[str, Any]]:
     feed = load_json(fixtures / "o365_management_activity.json")
     return [r for c in feed["content_list"] for r in feed["blobs"][c["contentId"]]]
+
+
+def an_event(name: str, **fields: Any) -> CanonicalEvent:
+    """A directory event as the normalizer publishes one, keyed `directory:<name>`; `fields` replace
+    any of its values."""
+    key = f"directory:{name}"
+    values: dict[str, Any] = {
+        "id": event_id_for(key),
+        "dedupe_key": key,
+        "source": "directory",
+        "timestamp": NOW,
+        "ingested_at": NOW,
+        "service": "Entra ID",
+        "category": "User management",
+        "operation": "Add user",
+        "result": "success",
+        "actor_display": "alice@contoso.com",
+        "display_summary": f"created {name}",
+        "actor": Actor(type="user", user_principal_name="alice@contoso.com"),
+        "raw": {"id": name},
+        "raw_text": name,
+    }
+    return CanonicalEvent(**(values | fields))
 
 
 def raw_record(source: Source, payload: Any, *, offset: int = 0) -> Record:
