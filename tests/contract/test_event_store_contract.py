@@ -1478,6 +1478,48 @@ LARGE_BATCH_QUERIES: list[dict[str, Any]] = [
 
 
 @only_on("embedded")
+async def test_a_facet_sample_walks_no_further_than_its_bound(
+    event_store: EventStore, monkeypatch: pytest.MonkeyPatch
+):
+    """SQLite's facet sample walks at most the newest max(FACET_WALK_PER_SAMPLE x sample,
+    FACET_WALK_MIN) events of the filters' time range and counts the matches found there: the
+    newest matches still, only fewer of them when they are sparse, and never `complete` when
+    older events were left unread. Bounds made small here, and every lookup made common, so that
+    150 events take the walk."""
+    from aoc_common.event_store import sqlite_query
+
+    monkeypatch.setattr(sqlite_query, "RARE_FACET_ROWS", 0)
+    monkeypatch.setattr(sqlite_query, "FACET_WALK_MIN", 0)
+    monkeypatch.setattr(sqlite_query, "FACET_WALK_PER_SAMPLE", 2)
+    events = a_mixed_batch()
+    await event_store.upsert_events(events)
+    shrunk = 0
+    for filters in MIXED_QUERIES:
+        query = EventFilters.model_validate(
+            {name: value for name, value in filters.items() if name != "order"}
+        )
+        for sample in (10, 25):
+            in_range = [
+                event
+                for event in newest_first(events)
+                if matches(event, EventFilters(start=query.start, end=query.end))
+            ]
+            looked_at = in_range[: 2 * sample]
+            found = [event for event in looked_at if matches(event, query)]
+            facets, counted, _ = expected_facets(found, query, 3, sample)
+            complete = len(in_range) <= 2 * sample and len(found) <= sample
+
+            got = await event_store.facet_counts(query, top=3, sample=sample)
+
+            assert (got.facets, got.counted, got.complete) == (facets, counted, complete), (
+                filters,
+                sample,
+            )
+            shrunk += counted < min(sample, len([e for e in events if matches(e, query)]))
+    assert shrunk  # some sparse matches did give a smaller sample
+
+
+@only_on("embedded")
 async def test_common_and_rare_lookups_answer_the_same(event_store: EventStore):
     """SQLite walks the time index when what a query looks up is common (more than
     COMMON_LOOKUP_ROWS events) and looks rare things up in the search index: pages, counts and
