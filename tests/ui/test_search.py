@@ -62,6 +62,27 @@ def facet(page: Page, field: str, value: str) -> object:
     )
 
 
+def test_facets_say_when_they_count_a_sample_and_count_more_on_request(
+    pages: WatchedPages, aoc_url: str
+) -> None:
+    """The facet sample is in the URL: a sample smaller than the matches is said beside the
+    numbers, with a control that counts up to the API's largest sample."""
+    page = pages.open()
+    page.goto(f"{aoc_url}/?view=events&sample=30")
+    note = page.locator("#facets .facet-note")
+    expect(note).to_contain_text("Counts of the newest 30 matching events")
+    counted = page.locator("#facets [data-field=service] .facet-count").all_inner_texts()
+    assert sum(int(count) for count in counted) == 30
+
+    note.locator(".facet-more").click()
+
+    expect(page.locator("#facets .facet-note")).to_have_count(0)
+    expect(facet(page, "service", "Entra ID").locator(".facet-count")).to_have_text("69")
+    assert query(page)["sample"] == ["10000"]
+    page.goto(f"{aoc_url}/?view=events&sample=0")  # out of bounds: the API's default, no 422
+    expect(facet(page, "service", "Entra ID").locator(".facet-count")).to_have_text("69")
+
+
 def test_facets_count_values_and_filter_them_in_and_out(pages: WatchedPages, aoc_url: str) -> None:
     page = pages.open()
     page.goto(f"{aoc_url}/?view=events")

@@ -279,6 +279,8 @@ export function showEvents(state, previous) {
       loadHistogram(state);
       loadFacets(state);
     }
+  } else if (!state.alert && previous.sample !== state.sample) {
+    loadFacets(state); // a larger facet sample: the same events, counted again
   }
   if (state.event) {
     if (!previous || previous.event !== state.event || previous.view !== "events") openDetail(state.event);

@@ -5,7 +5,7 @@
 
 import { api } from "./api.js";
 import { $, button, el } from "./dom.js";
-import { FACET_FIELDS, filterParams, navigate } from "./state.js";
+import { FACET_FIELDS, MAX_FACET_SAMPLE, filterParams, navigate } from "./state.js";
 
 export const FACET_TOP = 8;
 const TITLES = {
@@ -72,6 +72,7 @@ function facetQuery(state, fields) {
   const p = filterParams(state);
   for (const field of fields) p.append("field", field);
   p.set("top", String(FACET_TOP));
+  if (state.sample) p.set("sample", state.sample);
   return api("/api/events/facets?" + p.toString());
 }
 
@@ -92,8 +93,13 @@ export async function loadFacets(state) {
     box.replaceChildren(...FACET_FIELDS.map((field) => fieldBlock(state, field, facets[field] || [])));
     const partial = answers.find((answer) => !answer.complete);
     if (partial) {
-      // Counted over a sample (the newest matches): say so beside the numbers.
-      box.prepend(el("p", `Counts of the newest ${partial.counted.toLocaleString("en-US")} matching events`, "muted facet-note"));
+      // Counted over a sample (the newest matches): say so beside the numbers, and offer the
+      // largest sample the API counts (slower when many events match).
+      const note = el("p", `Counts of the newest ${partial.counted.toLocaleString("en-US")} matching events`, "muted facet-note");
+      if (state.sample !== String(MAX_FACET_SAMPLE)) {
+        note.append(" ", button(`Count up to ${MAX_FACET_SAMPLE.toLocaleString("en-US")}`, "link-button facet-more", () => navigate({ sample: String(MAX_FACET_SAMPLE) })));
+      }
+      box.prepend(note);
     }
   } catch (error) {
     if (mine === generation) $("facets").replaceChildren(el("p", "Field values unavailable: " + error.message, "muted"));

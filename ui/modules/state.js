@@ -31,7 +31,14 @@ const DEFAULTS = {
   rule: "",
   period: "all",
   tz: "utc",
+  sample: "", // how many of the newest matches the facets count ("": the API's default)
 };
+export const MAX_FACET_SAMPLE = 10_000;
+
+function sampleOrEmpty(value) {
+  const n = /^\d{1,5}$/.test(value || "") ? Number(value) : 0;
+  return n >= 1 && n <= MAX_FACET_SAMPLE ? String(n) : "";
+}
 
 function emptyValues() {
   return Object.fromEntries(FACET_FIELDS.map((field) => [field, []]));
@@ -65,6 +72,7 @@ export function parse(search) {
     rule: p.get("rule") || "",
     period: pick("period", ["24h", "7d", "30d", "all"]),
     tz: pick("tz", ["utc", "local"]),
+    sample: sampleOrEmpty(p.get("sample")),
   };
   for (const field of FACET_FIELDS) {
     state.include[field] = [...new Set(p.getAll(keepParam(field)).filter(Boolean))];
@@ -90,7 +98,7 @@ export function toSearch(state) {
   for (const name of ["range", "start", "end", "order", "event", "alert"]) {
     if (state[name] !== DEFAULTS[name]) p.set(name, state[name]);
   }
-  for (const name of ["status", "severity", "rule", "period", "tz"]) {
+  for (const name of ["status", "severity", "rule", "period", "tz", "sample"]) {
     if (state[name] !== DEFAULTS[name]) p.set(name, state[name]);
   }
   const text = p.toString();
