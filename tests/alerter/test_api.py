@@ -17,6 +17,7 @@ from aoc_common.engines import Engines
 from aoc_common.event_store.base import EventStore
 from aoc_common.rules import Alert
 from aoc_common.settings import Settings
+from tests.utils.asgi import asgi_client
 
 BASE = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 A_RULE: dict[str, Any] = {
@@ -61,8 +62,7 @@ async def client(
     tmp_path: Path, engines: Engines, store: EventStore
 ) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(Settings(data_dir=tmp_path), store=store, message_log=engines.message_log)
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://aoc.test") as client:
+    async with asgi_client(app) as client:
         yield client
 
 

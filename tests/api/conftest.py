@@ -13,6 +13,7 @@ from aoc_api.app import create_app
 from aoc_common.engines import Engines
 from aoc_common.event_store.base import EventStore
 from aoc_common.settings import Settings
+from tests.utils.asgi import asgi_client
 from tests.utils.identity import FakeIdentityProvider, SigningKey, a_signing_key
 from tests.utils.local_servers import serving
 from tests.utils.records import fixture_events
@@ -31,8 +32,7 @@ async def client(
 ) -> AsyncIterator[httpx.AsyncClient]:
     settings = Settings(data_dir=tmp_path, cors_origins=["https://soc.contoso.example"])
     app = create_app(settings, store=store, message_log=engines.message_log)
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://aoc.test") as client:
+    async with asgi_client(app) as client:
         yield client
 
 

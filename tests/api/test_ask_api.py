@@ -20,6 +20,7 @@ from aoc_common.event_store.base import EventStore
 from aoc_common.events import CanonicalEvent
 from aoc_common.query import EventQuery
 from aoc_common.settings import Settings
+from tests.utils.asgi import asgi_client
 from tests.utils.fake_llm import FakeLlm, Reply, fake_llm, function_call, tool_call
 from tests.utils.identity import (
     FakeIdentityProvider,
@@ -61,8 +62,7 @@ def llm_settings(llm: FakeLlm, tmp_path: Path, **overrides: Any) -> dict[str, An
 
 async def api_client(settings: Settings, store: EventStore) -> httpx.AsyncClient:
     app = create_app(settings, store=store, message_log=None)
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    return httpx.AsyncClient(transport=transport, base_url="http://aoc.test")
+    return asgi_client(app)
 
 
 @pytest.fixture
@@ -275,10 +275,9 @@ async def test_with_sign_in_on_a_reader_may_ask_and_no_token_is_401(
     llm.reset(ADDED_USERS)
     settings = auth_settings(idp, tmp_path, **llm_settings(llm, tmp_path))
     app, _ = await open_api(settings, store, idp)
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     reader = bearer(sign(signing_keys["key-1"], idp, roles=["AOC.Reader"]))
 
-    async with httpx.AsyncClient(transport=transport, base_url="http://aoc.test") as client:
+    async with asgi_client(app) as client:
         anonymous = await client.post("/api/ask", json={"question": QUESTION})
         as_reader = await client.post("/api/ask", json={"question": QUESTION}, headers=reader)
         # The allow-list is for this path only: other POSTs still need a writer.

@@ -24,6 +24,7 @@ from aoc_api.app import create_app
 from aoc_api.auth import JwksCache, TokenVerifier, jwks_url
 from aoc_common.event_store.base import EventStore
 from aoc_common.query import EventQuery
+from tests.utils.asgi import asgi_client
 from tests.utils.identity import (
     CLIENT,
     TENANT,
@@ -52,8 +53,7 @@ class Api:
 async def api(idp: FakeIdentityProvider, tmp_path: Path, store: EventStore) -> AsyncIterator[Api]:
     app, clock = await open_api(auth_settings(idp, tmp_path), store, idp)
     event_id = (await store.query_events(EventQuery())).items[0].id
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://aoc.test") as client:
+    async with asgi_client(app) as client:
         yield Api(client, app, clock, idp, event_id)
 
 
@@ -245,8 +245,7 @@ async def stall_api(
     clock = Clock()
     cache = JwksCache(jwks_url(settings), clock=clock, request_budget_s=1.5, fetch_timeout_s=3.0)
     app.state.token_verifier = TokenVerifier(settings, cache)
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://aoc.test") as client:
+    async with asgi_client(app) as client:
         yield Api(client, app, clock, idp, "")
     await cache.aclose()
 
@@ -390,8 +389,7 @@ async def test_public_api_docs_opens_docs_and_openapi_but_never_metrics(
     idp: FakeIdentityProvider, tmp_path: Path, store: EventStore
 ) -> None:
     app, _ = await open_api(auth_settings(idp, tmp_path, public_api_docs=True), store, idp)
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://aoc.test") as client:
+    async with asgi_client(app) as client:
         assert (await client.get("/docs")).status_code == 200
         spec = await client.get("/openapi.json")
         assert spec.status_code == 200 and "/api/events" in spec.json()["paths"]
@@ -481,8 +479,7 @@ async def test_roles_and_groups_gate_reads_and_writes(
     app, _ = await open_api(auth_settings(idp, tmp_path, **gate), store, idp)
     token = bearer(sign(signing_keys["key-1"], idp, **token_claims))
     event_id = (await store.query_events(EventQuery())).items[0].id
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://aoc.test") as client:
+    async with asgi_client(app) as client:
         assert (await client.get("/api/events", headers=token)).status_code == read
         response = await client.patch(
             f"/api/events/{event_id}/tags", json={"tags": ["t"]}, headers=token

@@ -12,6 +12,7 @@ from aoc_common.event_store.mongo import MongoEventStore
 from aoc_common.events import SCHEMA_VERSION
 from aoc_common.search import query_tokens
 from aoc_common.settings import Settings
+from tests.utils.asgi import asgi_client
 from tests.utils.expected import ADMIN_FIXTURE_EVENTS
 from tests.utils.records import load_json
 
@@ -173,8 +174,7 @@ async def test_health_reports_each_engine(client: httpx.AsyncClient) -> None:
 async def test_health_is_503_when_the_store_is_unreachable(tmp_path: Path) -> None:
     unreachable = MongoEventStore("mongodb://127.0.0.1:9", "aoc", server_selection_timeout_ms=200)
     app = create_app(Settings(data_dir=tmp_path), store=unreachable, message_log=None)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://aoc.test") as client:
+    async with asgi_client(app, raise_app_exceptions=True) as client:
         response = await client.get("/health")
     assert response.status_code == 503
     assert response.json()["status"] == "down"

@@ -18,6 +18,7 @@ from aoc_common.event_store.base import EventStore
 from aoc_common.events import CanonicalEvent
 from aoc_common.query import EventQuery
 from aoc_common.settings import Settings
+from tests.utils.asgi import asgi_client
 from tests.utils.fake_llm import FakeLlm, Reply, fake_llm, function_call, tool_call
 from tests.utils.identity import (
     FakeIdentityProvider,
@@ -62,8 +63,7 @@ def settings_for(llm: FakeLlm, tmp_path: Path, **overrides: Any) -> Settings:
 
 def client_for(settings: Settings, store: EventStore) -> httpx.AsyncClient:
     app = create_app(settings, store=store, message_log=None)
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    return httpx.AsyncClient(transport=transport, base_url="http://aoc.test")
+    return asgi_client(app)
 
 
 @pytest.fixture
@@ -258,11 +258,10 @@ async def test_with_sign_in_on_a_reader_may_explain_and_no_token_is_401(
         idp, tmp_path, **settings_for(llm, tmp_path).model_dump(include=AI_SETTINGS)
     )
     app, _ = await open_api(settings, store, idp)
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     reader = bearer(sign(signing_keys["key-1"], idp, roles=["AOC.Reader"]))
     url = f"/api/events/{forwarding.id}/explain"
 
-    async with httpx.AsyncClient(transport=transport, base_url="http://aoc.test") as client:
+    async with asgi_client(app) as client:
         anonymous = await client.post(url)
         as_reader = await client.post(url, headers=reader)
 

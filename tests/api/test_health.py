@@ -21,6 +21,7 @@ from aoc_common.event_store.sqlite import SqliteEventStore
 from aoc_common.message_log.embedded import EmbeddedMessageLog
 from aoc_common.query import EventQuery
 from aoc_common.settings import Settings
+from tests.utils.asgi import asgi_client
 from tests.utils.local_servers import serving
 from tests.utils.records import fixture_events
 
@@ -89,8 +90,7 @@ async def test_an_unreachable_message_log_is_degraded_not_down(tmp_path: Path) -
     await message_log.start()
     await message_log.stop()  # gone: every call fails
     app = create_app(Settings(data_dir=tmp_path), store=store, message_log=message_log)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://aoc.test") as client:
+    async with asgi_client(app, raise_app_exceptions=True) as client:
         response = await client.get("/health")
     await store.stop()
 
@@ -104,8 +104,7 @@ async def test_an_unreachable_message_log_is_degraded_not_down(tmp_path: Path) -
 async def test_a_stopped_store_is_down_and_reads_are_503_problems(tmp_path: Path) -> None:
     store = SqliteEventStore(tmp_path / "events.sqlite3")
     app = create_app(Settings(data_dir=tmp_path), store=store, message_log=None)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://aoc.test") as client:
+    async with asgi_client(app, raise_app_exceptions=True) as client:
         health = await client.get("/health")
         events = await client.get("/api/events")
 
@@ -135,8 +134,7 @@ async def test_a_writable_store_is_ok_and_the_probe_leaves_the_events_alone(
     await store.start()
     before = await store.query_events(EventQuery(page_size=500))
     app = create_app(Settings(data_dir=read_only_store_dir), store=store, message_log=None)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://aoc.test") as client:
+    async with asgi_client(app, raise_app_exceptions=True) as client:
         health = (await client.get("/health")).json()
     after = await store.query_events(EventQuery(page_size=500))
     await store.stop()

@@ -16,6 +16,7 @@ from aoc_collector.control import create_control_app
 from aoc_collector.serving import serve_app
 from aoc_common.settings import Settings
 from aoc_common.sources import SOURCES
+from tests.utils.asgi import asgi_client
 from tests.utils.collector import Harness
 from tests.utils.expected import UNIQUE_RECORDS
 
@@ -44,8 +45,7 @@ def api(harness: Harness, tmp_path: Path) -> ApiFactory:
                 **settings,
             )
             app = create_app(api_settings, store=harness.store, message_log=harness.message_log)
-            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-            async with httpx.AsyncClient(transport=transport, base_url="http://aoc.test") as client:
+            async with asgi_client(app) as client:
                 client.collector = collector  # type: ignore[attr-defined]
                 yield client
             await collector.wait_idle()

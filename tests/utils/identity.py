@@ -22,6 +22,7 @@ from aoc_api.app import create_app
 from aoc_api.auth import JwksCache, TokenVerifier, jwks_url
 from aoc_common.event_store.base import EventStore
 from aoc_common.settings import Settings
+from tests.utils.asgi import asgi_client
 
 TENANT = "11111111-2222-3333-4444-555555555555"
 CLIENT = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
@@ -120,8 +121,7 @@ async def api_client(
 ) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client of the API opened by `open_api`: the app's own errors come back as answers."""
     app, _ = await open_api(settings, store, idp)
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://aoc.test") as client:
+    async with asgi_client(app) as client:
         yield client
 
 
