@@ -285,12 +285,9 @@ def selection(
     if filters.actor:
         clauses.append(f"actor_display IN ({ACTORS_CONTAINING})")
         params.append(filters.actor.lower())
-    if filters.start is not None:
-        clauses.append("timestamp_ms >= ?")
-        params.append(timestamp_ms(filters.start))
-    if filters.end is not None:
-        clauses.append("timestamp_ms <= ?")
-        params.append(timestamp_ms(filters.end))
+    within, bounds = time_range(filters)
+    clauses.extend(within)
+    params.extend(bounds)
     member = "seq IN" if plan.driver == "tag" else "+seq IN"
     for tag in filters.tags:
         clauses.append(f"{member} (SELECT event_seq FROM event_tags WHERE tag = ?)")
@@ -309,6 +306,19 @@ def selection(
         params.extend(not_before)
     where = " AND ".join(clauses) or "1"
     return f"SELECT {columns} FROM {source} WHERE {where}", params
+
+
+def time_range(filters: EventFilters) -> tuple[list[str], list[int]]:
+    """The clauses and bounds of the filters' start and end (both inclusive)."""
+    clauses: list[str] = []
+    bounds: list[int] = []
+    if filters.start is not None:
+        clauses.append("timestamp_ms >= ?")
+        bounds.append(timestamp_ms(filters.start))
+    if filters.end is not None:
+        clauses.append("timestamp_ms <= ?")
+        bounds.append(timestamp_ms(filters.end))
+    return clauses, bounds
 
 
 def page_docs(
@@ -506,13 +516,7 @@ def walk_bound(
     """The (time, id) of the `entries`-th newest event in the filters' time range when older ones
     follow it (a walk from the newest stops there), else None (the walk sees the whole range).
     SQLite skips an OFFSET's index entries without reading them: 150,000 in 1.4 ms."""
-    clauses, params = [], []
-    if filters.start is not None:
-        clauses.append("timestamp_ms >= ?")
-        params.append(timestamp_ms(filters.start))
-    if filters.end is not None:
-        clauses.append("timestamp_ms <= ?")
-        params.append(timestamp_ms(filters.end))
+    clauses, params = time_range(filters)
     where = " AND ".join(clauses) or "1"
     rows = connection.execute(
         f"SELECT timestamp_ms, id FROM events WHERE {where} {ORDER_BY['newest']} LIMIT 2 OFFSET ?",
