@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from playwright.sync_api import Page, expect
 
-from tests.utils.browser import WatchedPages, rows, screenshot
+from tests.utils.browser import NARROW, WatchedPages, rows, screenshot
 from tests.utils.expected import ADMIN_FIXTURE_EVENTS
 
 OLDEST = "2026-11-10 00:00:00"
@@ -73,6 +73,20 @@ def test_facets_say_when_they_count_a_sample_and_count_more_on_request(
     expect(note).to_contain_text("Counts of the newest 30 matching events")
     counted = page.locator("#facets [data-field=service] .facet-count").all_inner_texts()
     assert sum(int(count) for count in counted) == 30
+    screenshot(page, "ui-events-facet-sample")
+    narrow = pages.open(viewport=NARROW)  # the control whole and on the page at 800 px too
+    narrow.goto(f"{aoc_url}/?view=events&sample=30")
+    narrow.locator("#facets-panel summary").click()  # narrow screens start with it folded
+    more = narrow.locator("#facets .facet-more")
+    expect(more).to_be_visible()
+    box = more.bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= NARROW["width"], box
+    # The note spans the panel's row instead of taking the place of a field's column.
+    note_box = narrow.locator("#facets .facet-note").bounding_box()
+    service_box = narrow.locator("#facets [data-field=service]").bounding_box()
+    assert note_box is not None and service_box is not None
+    assert note_box["y"] + note_box["height"] <= service_box["y"], (note_box, service_box)
+    screenshot(narrow, "ui-events-facet-sample-800")
 
     note.locator(".facet-more").click()
 
