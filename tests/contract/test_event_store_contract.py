@@ -1549,6 +1549,60 @@ async def test_a_facet_sample_walks_no_further_than_its_bound(
     assert shrunk  # some sparse matches did give a smaller sample
 
 
+WORD_QUERIES: list[dict[str, Any]] = [
+    {"search": "forwarding"},
+    {"search": "mail", "service": "Exchange"},
+    {"search": "forwarding", "tags": ["common"]},
+    {"search": "mailbox forw", "start": BASE_TIME - timedelta(days=3)},
+    {"search": "wipe"},
+]
+
+
+@only_on("embedded")
+@pytest.mark.parametrize("absent_share", [0.0, 1.0], ids=["absences", "hits"])
+async def test_search_words_walked_by_their_hits_or_absences_answer_the_same(
+    event_store: EventStore, monkeypatch: pytest.MonkeyPatch, absent_share: float
+):
+    """A walk of the time index tests search words against a byte per event of their hits, or
+    of their absences when they may find more than ABSENT_MAP_SHARE of the events: pages, counts,
+    histograms and facets are the same either way, and a histogram looks the words up once per
+    answer, not once per interval."""
+    import sqlite3
+
+    from aoc_common.event_store import sqlite_query
+
+    monkeypatch.setattr(sqlite_query, "ABSENT_MAP_SHARE", absent_share)
+    events = a_large_mixed_batch(sqlite_query.COMMON_LOOKUP_ROWS + 300)
+    await event_store.upsert_events(events)
+    start, day = BASE_TIME - timedelta(days=7), timedelta(days=1)
+    for filters in WORD_QUERIES:
+        query = EventQuery(**filters, page_size=400)
+        pages = await page_through(event_store, query)
+        assert [event.id for page in pages for event in page] == expected_ids(events, query)
+        only = EventFilters(**filters)
+        matching = [event for event in events if matches(event, only)]
+        assert await event_store.count_matching(only, limit=5_000) == MatchCount(
+            value=len(matching), exact=True
+        ), filters
+        facets, counted, complete = expected_facets(events, only, 3, 100)
+        got = await event_store.facet_counts(only, top=3, sample=100)
+        assert (got.facets, got.counted, got.complete) == (facets, counted, complete), filters
+        histogram = await event_store.count_by_interval(only, start, 86_400_000, 7)
+        assert histogram == [
+            sum(1 for e in matching if start + n * day <= e.timestamp < start + (n + 1) * day)
+            for n in range(7)
+        ], filters
+
+    statements: list[str] = []
+    with contextlib.closing(sqlite3.connect(event_store.path)) as connection:  # type: ignore[attr-defined]
+        connection.set_trace_callback(statements.append)
+        sqlite_query.count_by_interval(
+            connection, EventFilters(search="forwarding"), start, 3_600_000, 7 * 24
+        )
+    searches = [sql for sql in statements if "MATCH" in sql and not sql.startswith("--")]
+    assert 1 <= len(searches) <= 3, searches
+
+
 @only_on("embedded")
 async def test_common_and_rare_lookups_answer_the_same(event_store: EventStore):
     """SQLite walks the time index when what a query looks up is common (more than
@@ -1596,7 +1650,7 @@ async def test_common_and_rare_lookups_answer_the_same(event_store: EventStore):
         decided_by_index,
         facet_counts,
         plan_for,
-        word_map_of,
+        word_test_of,
     )
 
     with contextlib.closing(sqlite3.connect(event_store.path)) as connection:  # type: ignore[attr-defined]
@@ -1634,10 +1688,22 @@ async def test_common_and_rare_lookups_answer_the_same(event_store: EventStore):
             "tag": False,
             "time range": False,
         }
-        # A sample walking the time index tests words against a byte per seq of their hits.
-        forwarding, hits = word_map_of(connection, '"forwarding"')
-        assert forwarding is not None
-        assert sum(forwarding) == hits == sum(1 for e in events if "forwarding" in e.raw_text)
+        # A walk tests words against a byte per seq of their hits, or of their absences when they
+        # may find more than half the events ("forwarding" is in two events of three).
+        wipe = word_test_of(connection, '"wipe"')
+        wiped = sum(1 for e in events if e.operation == "Wipe device")
+        assert (sum(wipe.flags), wipe.absent) == (wiped, False)
+        counted = word_test_of(connection, '"wipe"', words_at_most=len(events))
+        assert (sum(counted.flags), counted.absent) == (wiped, False)  # too many by the terms only
+        without = sum(1 for e in events if "forwarding" not in e.raw_text)
+        assert without < len(events) / 2
+        forwarding = word_test_of(
+            connection, '"forwarding"', words_at_most=len(events) - without, exact=True
+        )
+        assert (sum(forwarding.flags), forwarding.absent) == (without, True)
+        # A prefix term is read once, by its hits, however many it finds.
+        prefix = word_test_of(connection, '"forw"*')
+        assert (sum(prefix.flags), prefix.absent) == (len(events) - without, False)
         # Facets over a sample of 5,000 take every match of a lookup finding fewer events.
         assert plan_for(connection, EventFilters(search="mail"), rare=5_000).driver == "search"
         assert plan_for(connection, EventFilters(tags=["common"]), rare=5_000).driver == "tag"
