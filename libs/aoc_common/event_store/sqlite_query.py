@@ -291,7 +291,7 @@ def selection(
             if words is None:
                 raise ValueError("a read off the search index tests its words with a WordTest")
             clauses.append(words.clause)
-            params.append(words.flags)
+            params.append(words.param)
     for column in VALUE_FILTERS:
         wanted = filters.values_of(column)
         if wanted:
@@ -352,7 +352,7 @@ def page_docs(
     plan = plan_for(connection, filters, lookup=lookup)
     if not plan.possible:
         return []
-    words = words_test_for(connection, plan, lookup)
+    words = page_words_test(connection, filters, plan, lookup, limit)
     sql, params = selection(filters, plan, "events.seq", cursor=cursor, words=words)
     rows = connection.execute(f"{sql} {ORDER_BY[order]} LIMIT ?", [*params, limit]).fetchall()
     return docs_of(connection, [seq for (seq,) in rows])
@@ -616,12 +616,53 @@ class WordTest:
     direct access; a seq past the end of the map reads as an empty blob, which is not the byte 1:
     an event the map does not reach is a miss of a map of hits and a hit of a map of absences."""
 
-    flags: bytes
+    flags: bytes = b""
     absent: bool = False
+    # The words' FTS5 expression when each entry is looked up in the search index instead, which
+    # costs more per entry and nothing up front (`page_words_test`).
+    probe: str = ""
 
     @property
     def clause(self) -> str:
+        if self.probe:
+            return "EXISTS (SELECT 1 FROM event_search WHERE event_search MATCH ? AND rowid = seq)"
         return f"substr(?, seq + 1, 1) {'<>' if self.absent else '='} x'01'"
+
+    @property
+    def param(self) -> bytes | str:
+        return self.probe or self.flags
+
+
+# What a page's walk pays to test one word (one indexed term) on the entries it reads, at 1M
+# events (bench/api.py, session 7): a look-up in the search index per entry, or a map made first
+# of its hits (per hit) or of its absences (a fixed part, reading every event's token, and per
+# absence). A page of "contoso" (99.6 % of events) probes 52 entries (~8 ms) where its map of
+# absences took 48 ms; the page's first and last events (a histogram's edges) probe one or two.
+PROBE_MS = 0.15
+HIT_MAP_MS = 0.00012
+ABSENCE_MAP_MS = (45.0, 0.0001)
+
+
+def page_words_test(
+    connection: sqlite3.Connection, filters: EventFilters, plan: Plan, lookup: Lookup, limit: int
+) -> WordTest | None:
+    """How a page tests its search words: like any walk (`words_test_for`), except that one word
+    finding most events, searched for alone (no other filter to pass over entries the estimate
+    does not count), is looked up per entry when the ~limit x events / hits entries the page
+    walks cost less to probe than a map costs to make."""
+    hits = lookup.words_at_most
+    used = {name for name in EventFilters.model_fields if getattr(filters, name)}
+    alone = used <= {"search", "start", "end"}
+    if plan.driver == "time" and lookup.words_exact and hits and alone:
+        (newest,) = connection.execute("SELECT max(seq) FROM events").fetchone()
+        events = max(newest or 0, hits)
+        if hits <= events * ABSENT_MAP_SHARE:
+            map_ms = HIT_MAP_MS * hits
+        else:
+            map_ms = ABSENCE_MAP_MS[0] + ABSENCE_MAP_MS[1] * (events - hits)
+        if limit * events / hits * PROBE_MS < map_ms:
+            return WordTest(probe=plan.words)
+    return words_test_for(connection, plan, lookup)
 
 
 def words_test_for(connection: sqlite3.Connection, plan: Plan, lookup: Lookup) -> WordTest | None:
