@@ -12,7 +12,8 @@ User input never becomes a query operator: filter values are compared as plain s
 tokens hold only letters and digits.
 No `$where`, no `$text` (SecantusDB, the test engine, has no text indexes), and every call is
 bounded: server selection and connecting by `server_selection_timeout_ms`, each network wait by
-`operation_timeout_ms`, and queries on the server by the same `maxTimeMS`.
+`operation_timeout_ms`, and queries on the server by the same `maxTimeMS`. Those are defaults: the
+same options written in MONGO_URI win (mongo_options.py).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from aoc_common.event_store.base import (
     dedupe_last_wins,
 )
 from aoc_common.event_store.encoded import EncodedEvent
+from aoc_common.event_store.mongo_options import client_options
 from aoc_common.events import CanonicalEvent, Comment, to_utc_millis
 from aoc_common.query import (
     DEFAULT_COUNT_LIMIT,
@@ -270,6 +272,7 @@ class MongoEventStore(EventStore):
         self._uri = uri
         self._server_selection_timeout_ms = server_selection_timeout_ms
         self._operation_timeout_ms = operation_timeout_ms
+        self._query_timeout_ms = operation_timeout_ms  # the URI's socketTimeoutMS once started
         self._client: AsyncIOMotorClient[dict[str, Any]] | None = None
         # Actors already in `event_actors` (never removed, so true whatever other writers do).
         self._known_actors: set[str] = set()
@@ -280,16 +283,15 @@ class MongoEventStore(EventStore):
         """Connect, create every index and put the TTL index on the configured retention."""
         if self._client is None:
             with _store_errors("connect"):
-                # Not `timeoutMS`: with it pymongo waits that long for a server too, and an
-                # unreachable database must fail within the server selection timeout.
-                self._client = AsyncIOMotorClient(
+                # Not `timeoutMS` by default: with it pymongo waits that long for a server too,
+                # and an unreachable database must fail within the server selection timeout.
+                options = client_options(
                     self._uri,
-                    tz_aware=True,
-                    serverSelectionTimeoutMS=self._server_selection_timeout_ms,
-                    connectTimeoutMS=self._server_selection_timeout_ms,
-                    socketTimeoutMS=self._operation_timeout_ms,
-                    appname="aoc",
+                    server_selection_timeout_ms=self._server_selection_timeout_ms,
+                    operation_timeout_ms=self._operation_timeout_ms,
                 )
+                self._query_timeout_ms = options.query_timeout_ms
+                self._client = AsyncIOMotorClient(self._uri, **options.keywords)
         with _store_errors("create indexes"):
             await self._drop_obsolete_indexes()
             await self._events.create_indexes(event_indexes())
@@ -398,7 +400,7 @@ class MongoEventStore(EventStore):
         cursor = self._db[ACTORS].find(
             {"lower": {"$regex": literal_regex(part.lower())}}, {"_id": 1}
         )
-        cursor = cursor.limit(MAX_ACTORS_IN_FILTER + 1).max_time_ms(self._operation_timeout_ms)
+        cursor = cursor.limit(MAX_ACTORS_IN_FILTER + 1).max_time_ms(self._query_timeout_ms)
         documents = await cursor.to_list(length=MAX_ACTORS_IN_FILTER + 1)
         if len(documents) > MAX_ACTORS_IN_FILTER:
             return None
@@ -416,7 +418,7 @@ class MongoEventStore(EventStore):
                 self._events.find(await self._filter(query, query.cursor), READ_PROJECTION)
                 .sort(SORTS[query.order])
                 .limit(query.page_size + 1)
-                .max_time_ms(self._operation_timeout_ms)
+                .max_time_ms(self._query_timeout_ms)
             )
             documents = await cursor.to_list(length=query.page_size + 1)
         return page_from(
@@ -442,7 +444,7 @@ class MongoEventStore(EventStore):
             return MatchCount(value=0, exact=True)
         with _store_errors("count events"):
             found = await self._events.count_documents(
-                await self._filter(filters), limit=limit + 1, maxTimeMS=self._operation_timeout_ms
+                await self._filter(filters), limit=limit + 1, maxTimeMS=self._query_timeout_ms
             )
         if found > limit:
             return MatchCount(value=limit, exact=False)
@@ -477,7 +479,7 @@ class MongoEventStore(EventStore):
             ]
         pipeline.append({"$facet": groups})
         with _store_errors("count facet values"):
-            cursor = self._events.aggregate(pipeline, maxTimeMS=self._operation_timeout_ms)
+            cursor = self._events.aggregate(pipeline, maxTimeMS=self._query_timeout_ms)
             (result,) = await cursor.to_list(length=1)
         counted = result["counted"][0]["n"] if result["counted"] else 0
         facets = {
@@ -523,7 +525,7 @@ class MongoEventStore(EventStore):
             },
         ]
         with _store_errors("count events by interval"):
-            cursor = self._events.aggregate(pipeline, maxTimeMS=self._operation_timeout_ms)
+            cursor = self._events.aggregate(pipeline, maxTimeMS=self._query_timeout_ms)
             for document in await cursor.to_list(length=buckets):
                 counts[int(document["_id"])] = int(document["count"])
         return counts
@@ -536,7 +538,7 @@ class MongoEventStore(EventStore):
         pipeline += [{"$group": {"_id": f"${field}"}}, {"$sort": {"_id": ASCENDING}}]
         if limit is not None:
             pipeline.append({"$limit": limit})
-        cursor = self._events.aggregate(pipeline, maxTimeMS=self._operation_timeout_ms)
+        cursor = self._events.aggregate(pipeline, maxTimeMS=self._query_timeout_ms)
         documents = await cursor.to_list(length=limit)
         return [document["_id"] for document in documents]
 
@@ -650,7 +652,7 @@ class MongoEventStore(EventStore):
                 .find({"$and": clauses} if clauses else {})
                 .sort(ALERTS_NEWEST_FIRST)
                 .limit(query.page_size + 1)
-                .max_time_ms(self._operation_timeout_ms)
+                .max_time_ms(self._query_timeout_ms)
             )
             documents = await cursor.to_list(length=query.page_size + 1)
         return alert_page_from([alert_from(document) for document in documents], query.page_size)
@@ -682,7 +684,7 @@ class MongoEventStore(EventStore):
         fields = ("rule_id", "rule_name", "severity", "status")
         pipeline = [{"$group": {"_id": {f: f"${f}" for f in fields}, "count": {"$sum": 1}}}]
         with _store_errors("count alerts"):
-            cursor = self._db[ALERTS].aggregate(pipeline, maxTimeMS=self._operation_timeout_ms)
+            cursor = self._db[ALERTS].aggregate(pipeline, maxTimeMS=self._query_timeout_ms)
             groups = await cursor.to_list(length=None)
         return sorted_alert_counts(
             AlertCount(**group["_id"], count=group["count"]) for group in groups
