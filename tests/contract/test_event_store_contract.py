@@ -747,6 +747,36 @@ async def test_facet_counts_follow_the_filters_and_say_what_they_covered(
         await event_store.facet_counts(EventFilters(), ["service"], top=0)
 
 
+async def test_a_facet_sample_of_a_filter_takes_its_newest_matches_ties_broken_by_id(
+    event_store: EventStore,
+):
+    """A sample smaller than a filter's matches counts the ones a newest-first page lists first:
+    by time, then by id among events of the same instant (the embedded store sorts a rare
+    lookup's candidates by time alone and reads ids only for the instant the cut falls in)."""
+    newer = [
+        an_event(f"newer-{n}", minutes_ago=1, operation="Rare op", actor=f"n{n}") for n in range(4)
+    ]
+    tied = [
+        an_event(f"tied-{n}", minutes_ago=2, operation="Rare op", actor=f"t{n}") for n in range(9)
+    ]
+    older = [
+        an_event(f"older-{n}", minutes_ago=3, operation="Rare op", actor="o") for n in range(3)
+    ]
+    noise = [an_event(f"other-{n}", minutes_ago=0, actor="x") for n in range(5)]
+    await event_store.upsert_events([*older, *noise, *tied, *newer])
+
+    rare = EventFilters(operation=["Rare op"])
+    got = await event_store.facet_counts(rare, ["actor"], top=20, sample=8)
+
+    kept = newest_first([*newer, *tied, *older])[:8]
+    assert {e.id for e in kept} & {e.id for e in tied}  # the cut splits the tied events
+    assert len({e.id for e in kept} & {e.id for e in tied}) < len(tied)
+    expected = sorted(event.actor_display for event in kept)
+    assert sorted(value.value for value in got.facets["actor"]) == expected
+    assert all(value.count == 1 for value in got.facets["actor"])
+    assert (got.counted, got.complete) == (8, False)
+
+
 # --- search --------------------------------------------------------------------------------------
 
 
@@ -1519,6 +1549,82 @@ async def test_a_facet_sample_walks_no_further_than_its_bound(
     assert shrunk  # some sparse matches did give a smaller sample
 
 
+WORD_QUERIES: list[dict[str, Any]] = [
+    {"search": "mailbox"},
+    {"search": "mailbox", "start": BASE_TIME - timedelta(days=2)},
+    {"search": "forwarding"},
+    {"search": "mail", "service": "Exchange"},
+    {"search": "forwarding", "tags": ["common"]},
+    {"search": "mailbox forw", "start": BASE_TIME - timedelta(days=3)},
+    {"search": "wipe"},
+]
+
+
+@only_on("embedded")
+@pytest.mark.parametrize("absent_share", [0.0, 1.0], ids=["absences", "hits"])
+async def test_search_words_walked_by_their_hits_or_absences_answer_the_same(
+    event_store: EventStore, monkeypatch: pytest.MonkeyPatch, absent_share: float
+):
+    """A walk of the time index tests search words against a byte per event of their hits, or
+    of their absences when they may find more than ABSENT_MAP_SHARE of the events: pages, counts,
+    histograms and facets are the same either way, and a histogram looks the words up once per
+    answer, not once per interval."""
+    import sqlite3
+
+    from aoc_common.event_store import sqlite_query
+
+    monkeypatch.setattr(sqlite_query, "ABSENT_MAP_SHARE", absent_share)
+    events = a_large_mixed_batch(sqlite_query.COMMON_LOOKUP_ROWS + 300)
+    await event_store.upsert_events(events)
+    start, day = BASE_TIME - timedelta(days=7), timedelta(days=1)
+    for filters in WORD_QUERIES:
+        query = EventQuery(**filters, page_size=400)
+        pages = await page_through(event_store, query)
+        assert [event.id for page in pages for event in page] == expected_ids(events, query)
+        # Small pages of a word alone look each entry they walk up in the index: three of them.
+        for order in ("newest", "oldest"):
+            query = EventQuery(**filters, page_size=9, order=order)
+            got_ids: list[str] = []
+            for _ in range(3):
+                page = await event_store.query_events(query)
+                got_ids += [event.id for event in page.items]
+                if page.next_cursor is None:
+                    break
+                query = query.model_copy(update={"cursor": Cursor.decode(page.next_cursor)})
+            assert got_ids == expected_ids(events, query)[: len(got_ids)], (filters, order)
+        only = EventFilters(**filters)
+        matching = [event for event in events if matches(event, only)]
+        assert await event_store.count_matching(only, limit=5_000) == MatchCount(
+            value=len(matching), exact=True
+        ), filters
+        facets, counted, complete = expected_facets(events, only, 3, 100)
+        got = await event_store.facet_counts(only, top=3, sample=100)
+        assert (got.facets, got.counted, got.complete) == (facets, counted, complete), filters
+        histogram = await event_store.count_by_interval(only, start, 86_400_000, 7)
+        assert histogram == [
+            sum(1 for e in matching if start + n * day <= e.timestamp < start + (n + 1) * day)
+            for n in range(7)
+        ], filters
+
+    statements: list[str] = []
+    with contextlib.closing(sqlite3.connect(event_store.path)) as connection:  # type: ignore[attr-defined]
+        connection.set_trace_callback(statements.append)
+        sqlite_query.count_by_interval(
+            connection, EventFilters(search="forwarding"), start, 3_600_000, 7 * 24
+        )
+    searches = [sql for sql in statements if "MATCH" in sql and not sql.startswith("--")]
+    assert 1 <= len(searches) <= 3, searches
+    if absent_share:
+        return
+    # A small page of a word found in most events looks each entry it walks up in the index
+    # rather than make a map of its absences (its fixed cost is a read of every event's token).
+    with contextlib.closing(sqlite3.connect(event_store.path)) as connection:  # type: ignore[attr-defined]
+        connection.set_trace_callback(statements.append)
+        statements.clear()
+        sqlite_query.page_docs(connection, EventFilters(search="mailbox"), None, "newest", 10)
+    assert [sql for sql in statements if "EXISTS (SELECT 1 FROM event_search" in sql], statements
+
+
 @only_on("embedded")
 async def test_common_and_rare_lookups_answer_the_same(event_store: EventStore):
     """SQLite walks the time index when what a query looks up is common (more than
@@ -1566,7 +1672,7 @@ async def test_common_and_rare_lookups_answer_the_same(event_store: EventStore):
         decided_by_index,
         facet_counts,
         plan_for,
-        word_map_of,
+        word_test_of,
     )
 
     with contextlib.closing(sqlite3.connect(event_store.path)) as connection:  # type: ignore[attr-defined]
@@ -1604,16 +1710,29 @@ async def test_common_and_rare_lookups_answer_the_same(event_store: EventStore):
             "tag": False,
             "time range": False,
         }
-        # A sample walking the time index tests words against a byte per seq of their hits.
-        forwarding, hits = word_map_of(connection, '"forwarding"')
-        assert forwarding is not None
-        assert sum(forwarding) == hits == sum(1 for e in events if "forwarding" in e.raw_text)
+        # A walk tests words against a byte per seq of their hits, or of their absences when they
+        # may find more than half the events ("forwarding" is in two events of three).
+        wipe = word_test_of(connection, '"wipe"')
+        wiped = sum(1 for e in events if e.operation == "Wipe device")
+        assert (sum(wipe.flags), wipe.absent) == (wiped, False)
+        counted = word_test_of(connection, '"wipe"', words_at_most=len(events))
+        assert (sum(counted.flags), counted.absent) == (wiped, False)  # too many by the terms only
+        without = sum(1 for e in events if "forwarding" not in e.raw_text)
+        assert without < len(events) / 2
+        forwarding = word_test_of(
+            connection, '"forwarding"', words_at_most=len(events) - without, exact=True
+        )
+        assert (sum(forwarding.flags), forwarding.absent) == (without, True)
+        # A prefix term is read once, by its hits, however many it finds.
+        prefix = word_test_of(connection, '"forw"*')
+        assert (sum(prefix.flags), prefix.absent) == (len(events) - without, False)
         # Facets over a sample of 5,000 take every match of a lookup finding fewer events.
         assert plan_for(connection, EventFilters(search="mail"), rare=5_000).driver == "search"
         assert plan_for(connection, EventFilters(tags=["common"]), rare=5_000).driver == "tag"
         # A sample smaller than the few matches of a lookup keeps the newest of them without a
-        # walk of the time index (a 0.7 % operation in 1M events: 72 ms by the walk): SQLite
-        # sorts the candidates. The reference comparisons above check which ones (sample=100).
+        # walk of the time index (a 0.7 % operation in 1M events: 72 ms by the walk) and without
+        # SQLite's sorter (`newest_rows` picks them by time). The reference comparisons above
+        # check which ones (sample=100).
         statements: list[str] = []
         connection.set_trace_callback(statements.append)
         sample = facet_counts(connection, EventFilters(search="mail"), ["service"], 3, 100)
@@ -1626,7 +1745,7 @@ async def test_common_and_rare_lookups_answer_the_same(event_store: EventStore):
             for *_, detail in connection.execute(f"EXPLAIN QUERY PLAN {sql}")
         ]
         assert not [detail for detail in plans if "events_by_time" in detail], plans
-        assert [detail for detail in plans if "TEMP B-TREE FOR ORDER BY" in detail], plans
+        assert not [detail for detail in plans if "TEMP B-TREE" in detail], plans
     assert drivers == {
         "common value": "time",
         "rare value": "search",

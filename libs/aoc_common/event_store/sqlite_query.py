@@ -19,6 +19,7 @@ quoting them makes each a literal FTS5 term.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import sqlite3
 from collections import Counter
@@ -82,9 +83,12 @@ RARE_FACET_ROWS = 10_000
 # million events walked 750,000 entries (116 ms of CPU); bounded, 100,000 entries take ~12 ms.
 FACET_WALK_PER_SAMPLE = 20
 FACET_WALK_MIN = 100_000
-# `word_map_of` maps the hits of words finding at most this many events (at 1M events the map
-# pays for itself below about 14 % of them).
-WORD_MAP_ROWS = 150_000
+# A walk tests the search words against a byte per event (`WordTest`): of the events they find,
+# or, when they may find more than this share of the events, of the events they do not find, so
+# that the map never lists more than about half the store (1M events: "contoso", in 99.6 % of
+# them, is mapped by its 4,054 absences in 48 ms where its hits took 174 ms; "update", in 20 %,
+# by its hits in 25 ms, where its absences took 85 ms).
+ABSENT_MAP_SHARE = 0.5
 # Rows fetched at a time when every match is counted.
 FETCH_ROWS = 10_000
 # `tag_counts` reads the whole of `event_tags` while it holds at most this many rows per event
@@ -108,6 +112,8 @@ class Plan:
     possible: bool = True
     # The FTS5 expression of the search words alone ("" without words).
     words: str = ""
+    # The seqs the words find, when the plan had to read them (a prefix term, see `plan_for`).
+    word_hits: list[int] | None = dataclasses.field(default=None, compare=False, repr=False)
 
 
 def _marks(values: Sequence[Any]) -> str:
@@ -128,11 +134,12 @@ SEARCH_TERMS = "temp.aoc_search_terms"
 
 def words_match(
     connection: sqlite3.Connection, filters: EventFilters
-) -> tuple[str, int | None] | None:
+) -> tuple[str, int | None, bool] | None:
     """The FTS5 expression of the search words, all required: each the OR of the indexed terms it
     starts (or a prefix term when it starts many), None when one starts no term (no event can
-    match); and at most how many events it finds (the fewest over the words of their terms'
-    event counts added up; None when a word stays a prefix term)."""
+    match); at most how many events it finds (the fewest over the words of their terms' event
+    counts added up; None when a word stays a prefix term); and whether that is exactly how many
+    (one word starting one term)."""
     parts = []
     at_most: int | None = None
     bounded = True
@@ -147,7 +154,8 @@ def words_match(
             parts.append("(" + " OR ".join(_quoted(term) for term, _ in terms) + ")")
             events = sum(count for _, count in terms)
             at_most = events if at_most is None else min(at_most, events)
-    return " AND ".join(parts), at_most if bounded else None
+    exact = bounded and len(parts) == 1 and " OR " not in parts[0]
+    return " AND ".join(parts), at_most if bounded else None, exact
 
 
 def terms_starting(connection: sqlite3.Connection, prefix: str) -> list[tuple[str, int]] | None:
@@ -182,6 +190,8 @@ class Lookup:
     possible: bool = True
     # At most how many events the words find (see `words_match`), None when not known.
     words_at_most: int | None = None
+    # Whether `words_at_most` is exactly how many.
+    words_exact: bool = False
 
 
 NOTHING = Lookup("", "", possible=False)
@@ -191,11 +201,12 @@ def lookup_expression(connection: sqlite3.Connection, filters: EventFilters) -> 
     """The FTS5 expressions of the filters' words, wanted values and (few) actors."""
     words = ""
     words_at_most: int | None = None
+    words_exact = False
     if filters.search_tokens:
         found = words_match(connection, filters)
         if found is None:
             return NOTHING
-        words, words_at_most = found
+        words, words_at_most, words_exact = found
     parts = [words] if words else []
     for field in VALUE_FILTERS:
         wanted = filters.values_of(field)
@@ -215,7 +226,7 @@ def lookup_expression(connection: sqlite3.Connection, filters: EventFilters) -> 
         if len(actors) <= MAX_ACTOR_TOKENS:
             tokens = (_quoted(value_token("actor_display", actor)) for actor in actors)
             parts.append("(" + " OR ".join(tokens) + ")")
-    return Lookup(" AND ".join(parts), words, words_at_most=words_at_most)
+    return Lookup(" AND ".join(parts), words, words_at_most=words_at_most, words_exact=words_exact)
 
 
 def _at_most(connection: sqlite3.Connection, lookup: str, value: Any, bound: int) -> int:
@@ -232,18 +243,27 @@ def plan_for(
 ) -> Plan:
     """The cheapest way to the first matches in time order (see the module docstring): a lookup
     finding at most `rare` events drives the read. `lookup`: the filters' `lookup_expression`,
-    when the caller has it already."""
+    when the caller has it already.
+
+    Words alone with a prefix term are read whole here, once (`Plan.word_hits`): FTS5 merges the
+    lists of every term the prefix starts before it lists the first hit, in every statement, so
+    counting the first `rare` of them costs as much as reading them all."""
     found = lookup or lookup_expression(connection, filters)
     if not found.possible:
         return Plan("time", "", possible=False)
     lookup, words = found.expression, found.words
-    if lookup and _at_most(connection, SEARCH_HITS, lookup, rare) <= rare:
+    word_hits = None
+    if lookup and lookup == words and found.words_at_most is None:
+        word_hits = hits_of(connection, words)
+        if len(word_hits) <= rare:
+            return Plan("search", lookup, words=words)
+    elif lookup and _at_most(connection, SEARCH_HITS, lookup, rare) <= rare:
         return Plan("search", lookup, words=words)
     tag_lookup = "SELECT event_seq FROM event_tags WHERE tag = ?"
     for tag in filters.tags:
         if _at_most(connection, tag_lookup, tag, rare) <= rare:
-            return Plan("tag", lookup, words=words)
-    return Plan("time", lookup, words=words)
+            return Plan("tag", lookup, words=words, word_hits=word_hits)
+    return Plan("time", lookup, words=words, word_hits=word_hits)
 
 
 def selection(
@@ -252,13 +272,13 @@ def selection(
     columns: str,
     *,
     cursor: Cursor | None = None,
-    word_map: bytes | None = None,
+    words: WordTest | None = None,
     not_before: tuple[int, str] | None = None,
 ) -> tuple[str, list[Any]]:
     """`SELECT columns FROM ... WHERE ...` of the events matching `filters` after `cursor`, read
-    the way `plan` says; ORDER BY and LIMIT are the caller's. Off the search plan, the words are
-    tested against `word_map` when given (see `word_map_of`). `not_before`: the (time, id) of the
-    oldest event to look at (see `walk_bound`)."""
+    the way `plan` says; ORDER BY and LIMIT are the caller's. Off the search plan, the search
+    words are tested with `words` (`words_test_for`). `not_before`: the (time, id) of the oldest
+    event to look at (see `walk_bound`)."""
     clauses: list[str] = []
     params: list[Any] = []
     if plan.driver == "search":
@@ -267,12 +287,11 @@ def selection(
         params.append(plan.lookup)
     else:
         source = "events"
-        if filters.search_tokens and word_map is not None:
-            clauses.append("substr(?, seq + 1, 1) = x'01'")
-            params.append(word_map)
-        elif filters.search_tokens:
-            clauses.append("+seq IN (SELECT rowid FROM event_search WHERE event_search MATCH ?)")
-            params.append(plan.words)
+        if filters.search_tokens:
+            if words is None:
+                raise ValueError("a read off the search index tests its words with a WordTest")
+            clauses.append(words.clause)
+            params.append(words.param)
     for column in VALUE_FILTERS:
         wanted = filters.values_of(column)
         if wanted:
@@ -329,10 +348,12 @@ def page_docs(
     limit: int,
 ) -> list[str]:
     """The JSON of up to `limit` matching events after the cursor, in `order`."""
-    plan = plan_for(connection, filters)
+    lookup = lookup_expression(connection, filters)
+    plan = plan_for(connection, filters, lookup=lookup)
     if not plan.possible:
         return []
-    sql, params = selection(filters, plan, "events.seq", cursor=cursor)
+    words = page_words_test(connection, filters, plan, lookup, limit)
+    sql, params = selection(filters, plan, "events.seq", cursor=cursor, words=words)
     rows = connection.execute(f"{sql} {ORDER_BY[order]} LIMIT ?", [*params, limit]).fetchall()
     return docs_of(connection, [seq for (seq,) in rows])
 
@@ -363,11 +384,12 @@ def count_matching(connection: sqlite3.Connection, filters: EventFilters, limit:
     if lookup.expression and decided_by_index(connection, filters):
         found = _at_most(connection, SEARCH_HITS, lookup.expression, limit)
     else:
-        plan = plan_for(connection, filters)
+        plan = plan_for(connection, filters, lookup=lookup)
         bounded_in_time = filters.start is not None or filters.end is not None
         if plan.lookup and plan.driver == "time" and not bounded_in_time:
             plan = Plan("search", plan.lookup, words=plan.words)
-        sql, params = selection(filters, plan, "1")
+        words = words_test_for(connection, plan, lookup)
+        sql, params = selection(filters, plan, "1", words=words)
         found = int(
             connection.execute(
                 f"SELECT count(*) FROM ({sql} LIMIT ?)", [*params, limit + 1]
@@ -442,12 +464,13 @@ def facet_counts(
 
     Which matches: when the search index or a tag finds at most RARE_FACET_ROWS candidates, every
     match is read as the index lists it (no walk of the time index: a 0.7 % operation took 116 ms
-    by the walk); when the sample may be smaller than they are, SQLite sorts them and keeps the
-    newest sample + 1 (no faster than Python sorting their times and ids, within the probes'
-    noise, and both cost more than counting all 6,566 of that operation). Otherwise the time
-    index is walked newest first for sample + 1 matches (the extra one only says whether the
-    sample is all of them), looking at no more than the newest entries `walk_bound` allows:
-    sparse matches then give a smaller sample (`counted`), never a slower answer.
+    by the walk); when there are more of them than the sample, Python keeps the newest `sample`
+    by their times (`newest_rows`), not SQLite's ORDER BY, whose sorter cost more than reading
+    every row (6,566 candidates of an operation: 39-42 ms sorted for the newest 5,000 against 31
+    read whole, same run). Otherwise the time index is walked newest first for sample + 1
+    matches (the extra one only says whether the sample is all of them), looking at no more than
+    the newest entries `walk_bound` allows: sparse matches then give a smaller sample
+    (`counted`), never a slower answer.
 
     How: SQLite hands back one row per counted event, its few-valued fields as one JSON array
     (a few dozen distinct arrays, decoded once each) and its actor, and Python counts them. SQL
@@ -457,43 +480,27 @@ def facet_counts(
     lookup = lookup_expression(connection, filters)
     if not lookup.possible:
         return FacetCounts(facets={field: [] for field in fields}, counted=0, complete=True)
-    plan: Plan | None = None
-    word_map: bytes | None = None
-    mapped = bool(sample is not None and lookup.words and lookup.expression == lookup.words)
-    if mapped:
-        # Words alone: the map of their hits also says whether they are rare.
-        word_map, hits = word_map_of(
-            connection, lookup.words, unless_at_most=rare, words_at_most=lookup.words_at_most
-        )
-        if word_map is not None and hits <= rare:
-            plan, word_map = Plan("search", lookup.expression, words=lookup.words), None
-        elif word_map is not None and not filters.tags:
-            plan = Plan("time", lookup.expression, words=lookup.words)
-    if plan is None:
-        plan = plan_for(connection, filters, rare=rare, lookup=lookup)
-        if plan.driver != "time" or sample is None:
-            word_map = None
-        elif plan.words and not mapped:
-            word_map, _ = word_map_of(connection, plan.words, words_at_most=lookup.words_at_most)
+    plan = plan_for(connection, filters, rare=rare, lookup=lookup)
+    words = words_test_for(connection, plan, lookup)
     grouped = list(dict.fromkeys(FACET_COLUMNS[f] for f in fields if f not in ("tags", "actor")))
     combo = f"json_array({', '.join(grouped)})" if grouped else "NULL"
-    # Every candidate of a lookup is counted when the sample cannot be smaller than they are.
-    every = sample is None or (plan.driver != "time" and sample >= rare)
     bound = None
     if sample is not None and plan.driver == "time":
         bound = walk_bound(connection, filters, max(FACET_WALK_PER_SAMPLE * sample, FACET_WALK_MIN))
+    # A lookup's candidates may outnumber the sample: then their times pick the newest.
+    timed = sample is not None and plan.driver != "time" and sample < rare
     chosen, params = selection(
         filters,
         plan,
-        f"events.seq, events.actor_display, {combo}",
-        word_map=word_map,
+        f"events.seq, events.actor_display, {combo}" + (", events.timestamp_ms" if timed else ""),
+        words=words,
         not_before=bound,
     )
-    if sample is not None and not every:
+    if sample is not None and plan.driver == "time":
         chosen = f"{chosen} {ORDER_BY['newest']} LIMIT ?"
         params.append(sample + 1)
     with collector_paused():
-        seqs, actors, combos, more = _counted_rows(connection, chosen, params, sample)
+        seqs, actors, combos, more = _counted_rows(connection, chosen, params, sample, timed=timed)
     more = more or bound is not None
     per_column: dict[str, Counter[str]] = {column: Counter() for column in grouped}
     for values, count in combos.items():
@@ -528,12 +535,17 @@ def walk_bound(
 
 
 def _counted_rows(
-    connection: sqlite3.Connection, chosen: str, params: list[Any], sample: int | None
+    connection: sqlite3.Connection,
+    chosen: str,
+    params: list[Any],
+    sample: int | None,
+    *,
+    timed: bool = False,
 ) -> tuple[list[int], Counter[str], Counter[str], bool]:
     """The seqs, actor counts and value-array counts of the counted rows, and whether more
-    matched than were counted. Without a sample, `chosen` selects every match (streamed);
-    with one, at most sample + 1 rows, newest first, or every candidate of a lookup when there
-    cannot be more of them than the sample."""
+    matched than were counted. Without a sample, `chosen` selects every match (streamed); with
+    one, at most sample + 1 rows newest first, or (`timed`) every candidate of a lookup with its
+    time last, of which the newest `sample` are counted."""
     cursor = connection.execute(chosen, params)
     batches: Iterable[list[Any]]
     more = False
@@ -542,7 +554,9 @@ def _counted_rows(
     else:
         rows = cursor.fetchall()
         more = len(rows) > sample
-        batches = [rows[:sample]]
+        if more and timed:
+            rows = newest_rows(connection, rows, sample)
+        batches = [[row[:3] for row in rows] if timed else rows[:sample]]
     combos: Counter[str] = Counter()
     actors: Counter[str] = Counter()
     seqs: list[int] = []
@@ -553,6 +567,27 @@ def _counted_rows(
             actors.update(batch_actors)
             combos.update(batch_combos)
     return seqs, actors, combos, more
+
+
+def newest_rows(connection: sqlite3.Connection, rows: list[Any], sample: int) -> list[Any]:
+    """The `sample` rows (seq first, time last) that come first in the store's newest-first
+    order, (time, id) descending, in no particular order: their times sorted alone, and ids read
+    only for the rows sharing the time at the cut, of which the sample may take some and not
+    others (ids compare as SQLite's BINARY collation does: UTF-8 bytes sort in code point order,
+    as Python's strings do)."""
+    cut = sorted((row[-1] for row in rows), reverse=True)[sample - 1]
+    newer = [row for row in rows if row[-1] > cut]
+    tied = [row for row in rows if row[-1] == cut]
+    room = sample - len(newer)
+    if len(tied) > room:
+        tied_seqs = [row[0] for row in tied]
+        ids = dict(
+            connection.execute(
+                f"SELECT seq, id FROM events WHERE seq IN ({_marks(tied_seqs)})", tied_seqs
+            ).fetchall()
+        )
+        tied.sort(key=lambda row: ids[row[0]], reverse=True)
+    return newer + tied[:room]
 
 
 @contextmanager
@@ -570,44 +605,140 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def word_map_of(
+@dataclass(frozen=True)
+class WordTest:
+    """The search words as a test of each entry a walk reads: a byte per seq, 1 for the events the
+    words find (or, when `absent`, for the events they do not find), made once per answer.
+
+    Against `seq IN (SELECT rowid ... MATCH ?)` SQLite builds an index of every hit in each
+    statement (a week's histogram of "contoso", one statement per interval: 6.1 s; its page:
+    262 ms); probing the search index per entry costs ~150 µs. The builtin `substr` of a blob is
+    direct access; a seq past the end of the map reads as an empty blob, which is not the byte 1:
+    an event the map does not reach is a miss of a map of hits and a hit of a map of absences."""
+
+    flags: bytes = b""
+    absent: bool = False
+    # The words' FTS5 expression when each entry is looked up in the search index instead, which
+    # costs more per entry and nothing up front (`page_words_test`).
+    probe: str = ""
+
+    @property
+    def clause(self) -> str:
+        if self.probe:
+            return "EXISTS (SELECT 1 FROM event_search WHERE event_search MATCH ? AND rowid = seq)"
+        return f"substr(?, seq + 1, 1) {'<>' if self.absent else '='} x'01'"
+
+    @property
+    def param(self) -> bytes | str:
+        return self.probe or self.flags
+
+
+# What a page's walk pays to test one word (one indexed term) on the entries it reads, at 1M
+# events (bench/api.py, session 7): a look-up in the search index per entry, or a map made first
+# of its hits (per hit) or of its absences (a fixed part, reading every event's token, and per
+# absence). A page of "contoso" (99.6 % of events) probes 52 entries (~8 ms) where its map of
+# absences took 48 ms; the page's first and last events (a histogram's edges) probe one or two.
+PROBE_MS = 0.15
+HIT_MAP_MS = 0.00012
+ABSENCE_MAP_MS = (45.0, 0.0001)
+
+
+def page_words_test(
+    connection: sqlite3.Connection, filters: EventFilters, plan: Plan, lookup: Lookup, limit: int
+) -> WordTest | None:
+    """How a page tests its search words: like any walk (`words_test_for`), except that one word
+    finding most events, searched for alone (no other filter to pass over entries the estimate
+    does not count), is looked up per entry when the ~limit x events / hits entries the page
+    walks cost less to probe than a map costs to make."""
+    hits = lookup.words_at_most
+    used = {name for name in EventFilters.model_fields if getattr(filters, name)}
+    alone = used <= {"search", "start", "end"}
+    if plan.driver == "time" and lookup.words_exact and hits and alone:
+        (newest,) = connection.execute("SELECT max(seq) FROM events").fetchone()
+        events = max(newest or 0, hits)
+        if hits <= events * ABSENT_MAP_SHARE:
+            map_ms = HIT_MAP_MS * hits
+        else:
+            map_ms = ABSENCE_MAP_MS[0] + ABSENCE_MAP_MS[1] * (events - hits)
+        if limit * events / hits * PROBE_MS < map_ms:
+            return WordTest(probe=plan.words)
+    return words_test_for(connection, plan, lookup)
+
+
+def words_test_for(connection: sqlite3.Connection, plan: Plan, lookup: Lookup) -> WordTest | None:
+    """How a read off the search index tests the search words (None on the search plan, which
+    looks them up, or without words)."""
+    if plan.driver == "search" or not plan.words:
+        return None
+    if plan.word_hits is not None:
+        return WordTest(byte_map(plan.word_hits))
+    return word_test_of(
+        connection, plan.words, words_at_most=lookup.words_at_most, exact=lookup.words_exact
+    )
+
+
+def word_test_of(
     connection: sqlite3.Connection,
     words: str,
     *,
-    unless_at_most: int = 0,
     words_at_most: int | None = None,
-) -> tuple[bytes | None, int]:
-    """One byte per seq, 1 for the events the search words find, and how many they find; no map
-    when they find more than WORD_MAP_ROWS (testing each walked entry against the map then costs
-    more than it saves).
+    exact: bool = False,
+) -> WordTest:
+    """The `WordTest` of an FTS5 expression of search words: the map of the events they find,
+    unless they may find more than ABSENT_MAP_SHARE of the events (`words_at_most`, from the
+    terms' counts; counted when it is only a bound), then the map of the events they do not
+    find. Words with a prefix term (`words_at_most` None) are mapped by their hits, read once:
+    FTS5 merges the lists of every term a prefix starts in each statement that reads it ("user",
+    starting 2,000 actor names among others at 1M events, ~280 ms a statement). Either list is
+    read as one JSON array, which orjson turns into ints in C (splitting a comma-separated list
+    and calling int() cost more than reading the index)."""
+    if words_at_most is None:
+        return WordTest(byte_map(hits_of(connection, words)))
+    (newest,) = connection.execute("SELECT max(seq) FROM events").fetchone()
+    half = int((newest or 0) * ABSENT_MAP_SHARE)
+    dense = words_at_most > half
+    if dense and not exact and _at_most(connection, SEARCH_HITS, words, half) <= half:
+        dense = False
+    if not dense:
+        return WordTest(byte_map(hits_of(connection, words)))
+    return WordTest(byte_map(hits_of(connection, f"{every_event(connection)} NOT ({words})")), True)
 
-    A sample of common matches walks the time index and tests the words on each entry. Against
-    an IN list SQLite probes an index it builds of every hit; against this map it reads one byte
-    (the builtin `substr` of a blob is direct access): the newest 10,000 of 80,000 events with a
-    word in a million, 60.8 ms against 51.5 ms CPU time with the map's making, same run.
 
-    The hits come back as one JSON array, which orjson turns into ints in C: splitting a
-    comma-separated list and calling int() on each cost more than reading the index (80,000 hits:
-    the map in 10.4 ms against 19.4 ms, CPU time, same run). When the words' term counts
-    (`words_at_most`) show they cannot find more than WORD_MAP_ROWS, the hits are read without
-    the bounding subquery, which cost 1.4–3 ms of the 6–9 ms read."""
-    if words_at_most is not None and words_at_most <= WORD_MAP_ROWS:
-        hits_sql = "SELECT json_group_array(rowid) FROM event_search WHERE event_search MATCH ?"
-    else:
-        hits_sql = f"SELECT json_group_array(rowid) FROM ({SEARCH_HITS} LIMIT {WORD_MAP_ROWS + 1})"
-    (hits,) = connection.execute(hits_sql, (words,)).fetchone()
+def hits_of(connection: sqlite3.Connection, expression: str) -> list[int]:
+    """The seqs of the events an FTS5 expression finds."""
+    sql = "SELECT json_group_array(rowid) FROM event_search WHERE event_search MATCH ?"
+    (hits,) = connection.execute(sql, (expression,)).fetchone()
     seqs: list[int] = orjson.loads(hits)
-    if len(seqs) > WORD_MAP_ROWS:
-        return None, len(seqs)
-    if not seqs or len(seqs) <= unless_at_most:  # none, or the caller reads these few another way
-        return b"", len(seqs)
-    return byte_map(seqs), len(seqs)
+    return seqs
+
+
+# Fields every event has one value token of, whose known values are all listed in `event_values`.
+EVERY_EVENT_FIELDS = ("result", "source", "service")
+
+
+def every_event(connection: sqlite3.Connection) -> str:
+    """An FTS5 expression every stored event matches: the OR of the value tokens of every known
+    value of the field with the fewest (`event_values` keeps every value ever stored)."""
+    fewest: list[tuple[str, str]] | None = None
+    for field in EVERY_EVENT_FIELDS:
+        values = [
+            (field, value)
+            for (value,) in connection.execute(
+                "SELECT value FROM event_values WHERE field = ?", (field,)
+            )
+        ]
+        if values and (fewest is None or len(values) < len(fewest)):
+            fewest = values
+    tokens = {value_token(field, value) for field, value in fewest or []}
+    return "(" + " OR ".join(_quoted(token) for token in sorted(tokens)) + ")"
 
 
 def byte_map(seqs: list[int]) -> bytes:
     """One byte per seq up to the largest of `seqs`, 1 for each of them (a plain loop: CPython
     specialises a bytearray store; `deque(map(found.__setitem__, ...))` took 4.8 ms against 2.6
-    for 80,000 seqs)."""
+    for 80,000 seqs). Never empty: SQLite's `substr` of an empty blob is NULL, not a blob."""
+    if not seqs:
+        return b"\x00"
     found = bytearray(max(seqs) + 1)
     for seq in seqs:
         found[seq] = 1
@@ -652,15 +783,17 @@ def count_by_interval(
     in time order, so no row is sorted; a GROUP BY sorted a week's 78,000 events for 29 ms where
     this takes 8 ms); the few rows of a rare lookup are grouped instead."""
     counts = [0] * buckets
-    plan = plan_for(connection, filters)
+    lookup = lookup_expression(connection, filters)
+    plan = plan_for(connection, filters, lookup=lookup)
     if not plan.possible:
         return counts
     origin = timestamp_ms(start)
+    words = words_test_for(connection, plan, lookup)
     if plan.driver == "time":
         # Each interval is clamped to the filters' own start/end here, so that SQLite is given
         # one range per count: given both, it walked the filters' range for every interval.
         unbounded = filters.model_copy(update={"start": None, "end": None})
-        chosen, params = selection(unbounded, plan, "1")
+        chosen, params = selection(unbounded, plan, "1", words=words)
         # One statement per interval (prepared once): a single compound statement would bind
         # the filters' values once per interval, past SQLite's limit for long value lists.
         one = f"SELECT count(*) FROM ({chosen} AND timestamp_ms >= ? AND timestamp_ms < ?)"
@@ -674,7 +807,7 @@ def count_by_interval(
                     one, [*params, max(low, first), high]
                 ).fetchone()
         return counts
-    chosen, params = selection(filters, plan, "timestamp_ms")
+    chosen, params = selection(filters, plan, "timestamp_ms", words=words)
     sql = (
         f"SELECT (timestamp_ms - ?) / ?, count(*) FROM ({chosen} "
         "AND timestamp_ms >= ? AND timestamp_ms < ?) GROUP BY 1"
