@@ -7,16 +7,21 @@ within LLM_MAX_ANSWER_TOKENS; the OpenAI client retries 408/429/5xx and connecti
 is a `ModelUnavailable` with the status to answer (502 model error, 503 not configured, 504 no
 answer in time) and a reason fit for the analyst; never an exception from the client library.
 The prompt's size is the caller's to bound (aoc_api.model_input).
+
+`openai` is imported on the first call, not with this module: its types take ~0.7 s to import,
+which every `aoc run api` and `aoc mcp` paid at start (and on the way out of a failed start)
+whether or not a model is configured.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
-
-import openai
+from typing import TYPE_CHECKING, Any
 
 from aoc_common.settings import Settings
+
+if TYPE_CHECKING:
+    import openai
 
 LLM_MAX_RETRIES = 2
 
@@ -53,6 +58,8 @@ class LanguageModel:
             key = self.settings.llm_api_key
             if key is None:
                 raise ModelUnavailable(503, "LLM_API_KEY is not set: AI features cannot answer")
+            import openai  # here, not at the top: see the module docstring
+
             self._client = openai.AsyncOpenAI(
                 api_key=key.get_secret_value(),
                 base_url=self.settings.llm_base_url,
@@ -72,6 +79,8 @@ class LanguageModel:
         """The arguments (JSON text) of the model's call of `tool`; its plain content for models
         that answer in text instead of calling; None when it did neither."""
         client = self._connected()
+        import openai  # already imported by `_connected`: a lookup
+
         name = tool["function"]["name"]
         try:
             async with asyncio.timeout(self.settings.llm_timeout_seconds):

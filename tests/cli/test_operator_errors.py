@@ -2,9 +2,11 @@
 
 A data folder (or another path option) that is a file, one this user may not write, a Kafka or MongoDB
 that cannot be reached: each command exits non-zero with one line naming the setting (or option) and
-the cause, and never a traceback (`--debug` shows it). The commands run as real processes, several at
-once to keep this quick; the permission cases run without the capabilities that let root write anywhere
-when the tests run as root (CI does): `setpriv` drops them from the process's bounding set.
+the cause, and never a traceback (`--debug` shows it). The commands run as real processes, one per
+test, so that xdist spreads them over its workers (a module fixture running every case at once ran
+them all again in each worker that got one of these tests); the permission cases run without the
+capabilities that let root write anywhere when the tests run as root (CI does): `setpriv` drops them
+from the process's bounding set.
 """
 
 from __future__ import annotations
@@ -14,8 +16,6 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,8 +72,10 @@ def closed_port() -> int:
 def build_cases(paths: dict[str, Path]) -> dict[str, Case]:
     a_file, locked_new, locked_existing = paths["file"], paths["new"], paths["existing"]
     kafka = {"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{closed_port()}"}
+    # Nothing listens there: the first connection attempt is refused at once, and the 500 ms the
+    # URI gives server selection (it wins over AOC's 3 s) only bounds how long the driver retries.
     mongo = {
-        "MONGO_URI": f"mongodb://aoc:hunter2@127.0.0.1:{closed_port()}/?serverSelectionTimeoutMS=1500"
+        "MONGO_URI": f"mongodb://aoc:hunter2@127.0.0.1:{closed_port()}/?serverSelectionTimeoutMS=500"
     }
     cases: dict[str, Case] = {}
 
@@ -203,21 +205,12 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 CASE_NAMES = list(build_cases({k: Path(k) for k in ("file", "new", "existing", "ok")}))
 
 
-@pytest.fixture(scope="module")
-def outcomes(workdir: dict[str, Path]) -> dict[str, tuple[Case, Outcome]]:
-    """Every case run once, three processes at a time."""
-    cases = build_cases(workdir)
-    run: Callable[[Case], Outcome] = lambda case: run_case(case, workdir["root"])  # noqa: E731
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        results = dict(zip(cases, pool.map(run, cases.values()), strict=True))
-    return {name: (cases[name], results[name]) for name in cases}
-
-
 @pytest.mark.parametrize("name", CASE_NAMES)
-def test_a_wrong_setting_ends_in_one_line_naming_it(
-    name: str, outcomes: dict[str, tuple[Case, Outcome]]
-) -> None:
-    case, outcome = outcomes[name]
+def test_a_wrong_setting_ends_in_one_line_naming_it(name: str, workdir: dict[str, Path]) -> None:
+    case = build_cases(workdir)[name]
+
+    outcome = run_case(case, workdir["root"])
+
     context = f"{case.key()}\n{outcome.output}"
 
     assert outcome.returncode not in (0, None), context
