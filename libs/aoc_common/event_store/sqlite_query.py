@@ -699,9 +699,10 @@ def word_test_of(
     dense = words_at_most > half
     if dense and not exact and _at_most(connection, SEARCH_HITS, words, half) <= half:
         dense = False
-    if not dense:
+    everything = every_event(connection) if dense else ""
+    if not everything:
         return WordTest(byte_map(hits_of(connection, words)))
-    return WordTest(byte_map(hits_of(connection, f"{every_event(connection)} NOT ({words})")), True)
+    return WordTest(byte_map(hits_of(connection, f"{everything} NOT ({words})")), True)
 
 
 def hits_of(connection: sqlite3.Connection, expression: str) -> list[int]:
@@ -718,7 +719,8 @@ EVERY_EVENT_FIELDS = ("result", "source", "service")
 
 def every_event(connection: sqlite3.Connection) -> str:
     """An FTS5 expression every stored event matches: the OR of the value tokens of every known
-    value of the field with the fewest (`event_values` keeps every value ever stored)."""
+    value of the field with the fewest (`event_values` keeps every value ever stored); "" when
+    no value is known."""
     fewest: list[tuple[str, str]] | None = None
     for field in EVERY_EVENT_FIELDS:
         values = [
@@ -729,8 +731,8 @@ def every_event(connection: sqlite3.Connection) -> str:
         ]
         if values and (fewest is None or len(values) < len(fewest)):
             fewest = values
-    tokens = {value_token(field, value) for field, value in fewest or []}
-    return "(" + " OR ".join(_quoted(token) for token in sorted(tokens)) + ")"
+    tokens = sorted({value_token(field, value) for field, value in fewest or []})
+    return "(" + " OR ".join(_quoted(token) for token in tokens) + ")" if tokens else ""
 
 
 def byte_map(seqs: list[int]) -> bytes:
