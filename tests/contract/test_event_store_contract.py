@@ -1623,6 +1623,13 @@ async def test_search_words_walked_by_their_hits_or_absences_answer_the_same(
         statements.clear()
         sqlite_query.page_docs(connection, EventFilters(search="mailbox"), None, "newest", 10)
     assert [sql for sql in statements if "EXISTS (SELECT 1 FROM event_search" in sql], statements
+    # Without a known value to list every event by, the words are mapped by their hits.
+    with contextlib.closing(sqlite3.connect(event_store.path)) as connection:  # type: ignore[attr-defined]
+        connection.execute("DELETE FROM event_values")
+        everywhere = sqlite_query.word_test_of(
+            connection, '"mailbox"', words_at_most=len(events), exact=True
+        )
+    assert (sum(everywhere.flags), everywhere.absent) == (len(events), False)
 
 
 @only_on("embedded")
