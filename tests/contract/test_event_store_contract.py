@@ -1632,6 +1632,45 @@ async def test_search_words_walked_by_their_hits_or_absences_answer_the_same(
     assert (sum(everywhere.flags), everywhere.absent) == (len(events), False)
 
 
+async def test_interval_counts_per_value_are_each_value_s_histogram(event_store: EventStore):
+    """The overview's stacked chart: counts per interval for each of a field's values, the same
+    as the histogram of the events having that value (the embedded store counts them in one walk
+    of its time index when the filters are common, per value when a lookup finds few)."""
+    from aoc_common.event_store.sqlite_query import COMMON_LOOKUP_ROWS
+
+    events = a_large_mixed_batch(COMMON_LOOKUP_ROWS + 300)
+    await event_store.upsert_events(events)
+    start, day = BASE_TIME - timedelta(days=7), timedelta(days=1)
+    for filters, counted in (
+        ({}, "service"),
+        ({"search": "mailbox forwarding"}, "actor_type"),
+        ({"start": start + day, "end": start + 5 * day}, "category"),
+        ({"operation": "Wipe device"}, "result"),  # found by the search index: per value
+    ):
+        only = EventFilters.model_validate(filters)
+        values = [*sorted({value_of(event, counted) for event in events}), "no such value"]
+        totals, got = await event_store.count_by_interval_split(
+            only, start, 86_400_000, 7, counted, values
+        )
+        matching = [event for event in events if matches(event, only)]
+        assert totals == [
+            sum(1 for e in matching if start + n * day <= e.timestamp < start + (n + 1) * day)
+            for n in range(7)
+        ], filters
+        assert got == [
+            [
+                sum(
+                    1
+                    for e in matching
+                    if value_of(e, counted) == value
+                    and start + n * day <= e.timestamp < start + (n + 1) * day
+                )
+                for n in range(7)
+            ]
+            for value in values
+        ], (filters, counted)
+
+
 @only_on("embedded")
 async def test_common_and_rare_lookups_answer_the_same(event_store: EventStore):
     """SQLite walks the time index when what a query looks up is common (more than

@@ -26,6 +26,7 @@ from aoc_common.query import (
     DEFAULT_COUNT_LIMIT,
     DEFAULT_FACET_SAMPLE,
     FACET_FIELDS,
+    FACET_FILTERS,
     EventFilters,
     EventPage,
     EventQuery,
@@ -114,6 +115,29 @@ class EventReader(Protocol):
     ) -> list[int]:
         """How many events match `filters` (a cursor, page size or order is ignored) in each of
         `buckets` consecutive intervals of `interval_ms` from `start`, for the histogram."""
+
+    async def count_by_interval_split(
+        self,
+        filters: EventFilters,
+        start: datetime,
+        interval_ms: int,
+        buckets: int,
+        field: str,
+        values: Sequence[str],
+    ) -> tuple[list[int], list[list[int]]]:
+        """`count_by_interval` of the events matching `filters`, and of those whose `field` (a
+        value filter of `FACET_FILTERS`) has each of `values`, for the overview's stacked chart.
+        Asked once per value here; the embedded store counts them all in one walk of its time
+        index."""
+        wanted = FACET_FILTERS[field][0]
+        totals = await self.count_by_interval(filters, start, interval_ms, buckets)
+        per_value = [
+            await self.count_by_interval(
+                filters.model_copy(update={wanted: [value]}), start, interval_ms, buckets
+            )
+            for value in values
+        ]
+        return totals, per_value
 
 
 class EventWriter(Protocol):

@@ -51,6 +51,7 @@ from aoc_common.query import (
     DEFAULT_COUNT_LIMIT,
     DEFAULT_FACET_SAMPLE,
     FACET_FIELDS,
+    FACET_FILTERS,
     EventFilters,
     EventPage,
     EventQuery,
@@ -295,6 +296,24 @@ class SqliteEventStore(EventStore):
         return await self._read(
             lambda connection: sqlite_query.count_by_interval(
                 connection, filters, start, interval_ms, buckets
+            )
+        )
+
+    async def count_by_interval_split(
+        self,
+        filters: EventFilters,
+        start: datetime,
+        interval_ms: int,
+        buckets: int,
+        field: str,
+        values: Sequence[str],
+    ) -> tuple[list[int], list[list[int]]]:
+        if filters.matches_nothing or buckets < 1 or interval_ms < 1:
+            return [0] * max(buckets, 0), [[0] * max(buckets, 0) for _ in values]
+        column = FACET_FILTERS[field][0]
+        return await self._read(
+            lambda connection: sqlite_query.count_by_interval_split(
+                connection, filters, start, interval_ms, buckets, column, values
             )
         )
 

@@ -792,23 +792,13 @@ def count_by_interval(
     origin = timestamp_ms(start)
     words = words_test_for(connection, plan, lookup)
     if plan.driver == "time":
-        # Each interval is clamped to the filters' own start/end here, so that SQLite is given
-        # one range per count: given both, it walked the filters' range for every interval.
         unbounded = filters.model_copy(update={"start": None, "end": None})
         counted, params = selection(unbounded, plan, "count(*)", words=words)
         # One statement, counting each interval in a correlated subquery: the filters' values
         # (and a word map of up to 1 MB, which SQLite copies at each bind) are bound once, where
         # a statement per interval bound them per interval (a week of a common word in 42
         # intervals: 23 ms against 15, same run).
-        first = timestamp_ms(filters.start) if filters.start is not None else origin
-        last = timestamp_ms(filters.end) + 1 if filters.end is not None else None
-        ranges = []
-        for bucket in range(buckets):
-            low = max(origin + bucket * interval_ms, first)
-            high = origin + (bucket + 1) * interval_ms
-            if last is not None:
-                high = min(high, last)
-            ranges.append((low, max(low, high)))
+        ranges = interval_ranges(filters, origin, interval_ms, buckets)
         per_range = (
             f"SELECT ({counted} AND timestamp_ms >= json_extract(r.value, '$[0]') "
             "AND timestamp_ms < json_extract(r.value, '$[1]')) FROM json_each(?) AS r ORDER BY r.key"
@@ -824,6 +814,71 @@ def count_by_interval(
     for bucket, count in connection.execute(sql, bound):
         counts[int(bucket)] = int(count)
     return counts
+
+
+def count_by_interval_split(
+    connection: sqlite3.Connection,
+    filters: EventFilters,
+    start: datetime,
+    interval_ms: int,
+    buckets: int,
+    column: str,
+    values: Sequence[str],
+) -> tuple[list[int], list[list[int]]]:
+    """`count_by_interval` of the matches, and of the matches having each of `values` in
+    `column` (a FACET_COLUMNS column), counted together: a walk of the time index counts an
+    interval's matches and each value's at once (`count(CASE WHEN column = ? ...)` per value),
+    where a walk per value read the index again for each (the overview's chart of five services
+    at 1M events: 1.0 s against 0.38 for the five, same run). A lookup's few matches are counted
+    per value, as `count_by_interval` groups them."""
+    if column not in FACET_COLUMNS.values():  # written into the statement: a known column only
+        raise ValueError(f"not a counted column: {column!r}")
+    lookup = lookup_expression(connection, filters)
+    plan = plan_for(connection, filters, lookup=lookup)
+    if not plan.possible:
+        return [0] * buckets, [[0] * buckets for _ in values]
+    if plan.driver != "time":  # a FACET_COLUMNS column is also the name of its value filter
+        return count_by_interval(connection, filters, start, interval_ms, buckets), [
+            count_by_interval(
+                connection,
+                filters.model_copy(update={column: [value]}),
+                start,
+                interval_ms,
+                buckets,
+            )
+            for value in values
+        ]
+    words = words_test_for(connection, plan, lookup)
+    unbounded = filters.model_copy(update={"start": None, "end": None})
+    counts = ["count(*)", *(f"count(CASE WHEN {column} = ? THEN 1 END)" for _ in values)]
+    counted, params = selection(unbounded, plan, f"json_array({', '.join(counts)})", words=words)
+    per_range = (
+        f"SELECT ({counted} AND timestamp_ms >= json_extract(r.value, '$[0]') "
+        "AND timestamp_ms < json_extract(r.value, '$[1]')) FROM json_each(?) AS r ORDER BY r.key"
+    )
+    ranges = interval_ranges(filters, timestamp_ms(start), interval_ms, buckets)
+    rows = connection.execute(per_range, [*values, *params, orjson.dumps(ranges).decode()])
+    per_interval = [orjson.loads(counted_row) for (counted_row,) in rows]
+    totals = [row[0] for row in per_interval]
+    return totals, [[row[index + 1] for row in per_interval] for index in range(len(values))]
+
+
+def interval_ranges(
+    filters: EventFilters, origin: int, interval_ms: int, buckets: int
+) -> list[tuple[int, int]]:
+    """The [low, high) time range of each interval, clamped to the filters' own start and end (an
+    interval outside them is empty), so that SQLite is given one range per count: given both, it
+    walked the filters' range for every interval."""
+    first = timestamp_ms(filters.start) if filters.start is not None else origin
+    last = timestamp_ms(filters.end) + 1 if filters.end is not None else None
+    ranges = []
+    for bucket in range(buckets):
+        low = max(origin + bucket * interval_ms, first)
+        high = origin + (bucket + 1) * interval_ms
+        if last is not None:
+            high = min(high, last)
+        ranges.append((low, max(low, high)))
+    return ranges
 
 
 def filter_options(connection: sqlite3.Connection) -> FilterOptions:

@@ -21,7 +21,6 @@ from aoc_common.query import (
     DEFAULT_COUNT_LIMIT,
     DEFAULT_FACET_SAMPLE,
     FACET_FIELDS,
-    FACET_FILTERS,
     MAX_COUNT_LIMIT,
     MAX_FACET_SAMPLE,
     MAX_FACET_TOP,
@@ -110,18 +109,16 @@ async def event_series(query: Annotated[SeriesQuery, Query()], store: ReaderDep)
     """Without `start` the intervals cover every matching event (from the oldest to the newest)."""
     filters = query.filters_only()
     window = await matching_window(store, filters, query.buckets)
-    histogram = window.with_counts(
-        await store.count_by_interval(filters, window.start, window.interval_ms, window.buckets)
-    )
     facets = await store.facet_counts(filters, [query.field], query.top)
-    keep = FACET_FILTERS[query.field][0]
-    lines: list[SeriesLine] = []
-    for facet in facets.facets.get(query.field, []):
-        only = filters.model_copy(update={keep: [facet.value]})
-        counts = await store.count_by_interval(
-            only, window.start, window.interval_ms, window.buckets
-        )
-        lines.append(SeriesLine(value=facet.value, counts=counts))
+    values = [facet.value for facet in facets.facets.get(query.field, [])]
+    totals, per_value = await store.count_by_interval_split(
+        filters, window.start, window.interval_ms, window.buckets, query.field, values
+    )
+    histogram = window.with_counts(totals)
+    lines = [
+        SeriesLine(value=value, counts=counts)
+        for value, counts in zip(values, per_value, strict=True)
+    ]
     remainder = [
         total - sum(line.counts[index] for line in lines)
         for index, total in enumerate(b.count for b in histogram.buckets)
