@@ -779,9 +779,9 @@ def count_by_interval(
     interval_ms: int,
     buckets: int,
 ) -> list[int]:
-    """Matches per interval. Walking the time index, one range count per interval (the index is
-    in time order, so no row is sorted; a GROUP BY sorted a week's 78,000 events for 29 ms where
-    this takes 8 ms); the few rows of a rare lookup are grouped instead."""
+    """Matches per interval. Walking the time index, one range count per interval, all in one
+    statement (the index is in time order, so no row is sorted; a GROUP BY sorted a week's 78,000
+    events for 29 ms where this takes 8 ms); the few rows of a rare lookup are grouped instead."""
     counts = [0] * buckets
     lookup = lookup_expression(connection, filters)
     plan = plan_for(connection, filters, lookup=lookup)
@@ -793,20 +793,26 @@ def count_by_interval(
         # Each interval is clamped to the filters' own start/end here, so that SQLite is given
         # one range per count: given both, it walked the filters' range for every interval.
         unbounded = filters.model_copy(update={"start": None, "end": None})
-        chosen, params = selection(unbounded, plan, "1", words=words)
-        # One statement per interval (prepared once): a single compound statement would bind
-        # the filters' values once per interval, past SQLite's limit for long value lists.
-        one = f"SELECT count(*) FROM ({chosen} AND timestamp_ms >= ? AND timestamp_ms < ?)"
+        counted, params = selection(unbounded, plan, "count(*)", words=words)
+        # One statement, counting each interval in a correlated subquery: the filters' values
+        # (and a word map of up to 1 MB, which SQLite copies at each bind) are bound once, where
+        # a statement per interval bound them per interval (a week of a common word in 42
+        # intervals: 23 ms against 15, same run).
         first = timestamp_ms(filters.start) if filters.start is not None else origin
         last = timestamp_ms(filters.end) + 1 if filters.end is not None else None
+        ranges = []
         for bucket in range(buckets):
-            low = origin + bucket * interval_ms
-            high = low + interval_ms if last is None else min(low + interval_ms, last)
-            if max(low, first) < high:
-                (counts[bucket],) = connection.execute(
-                    one, [*params, max(low, first), high]
-                ).fetchone()
-        return counts
+            low = max(origin + bucket * interval_ms, first)
+            high = origin + (bucket + 1) * interval_ms
+            if last is not None:
+                high = min(high, last)
+            ranges.append((low, max(low, high)))
+        per_range = (
+            f"SELECT ({counted} AND timestamp_ms >= json_extract(r.value, '$[0]') "
+            "AND timestamp_ms < json_extract(r.value, '$[1]')) FROM json_each(?) AS r ORDER BY r.key"
+        )
+        rows = connection.execute(per_range, [*params, orjson.dumps(ranges).decode()]).fetchall()
+        return [int(count) for (count,) in rows]
     chosen, params = selection(filters, plan, "timestamp_ms", words=words)
     sql = (
         f"SELECT (timestamp_ms - ?) / ?, count(*) FROM ({chosen} "
