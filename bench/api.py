@@ -100,6 +100,8 @@ def scenarios(actor: str) -> list[Scenario]:
         ("search prefix", "/api/events", {"search": "forw"}),
         ("page_size=500, no filter", "/api/events", {"page_size": 500}),
         ("histogram, default week", "/api/events/histogram", {}),
+        # The overview's stacked chart: every event's interval counts per service (5 values).
+        ("overview chart by service, all time", "/api/events/series", {}),
         (
             "histogram, 7 days, common word",
             "/api/events/histogram",
