@@ -792,19 +792,8 @@ def count_by_interval(
     origin = timestamp_ms(start)
     words = words_test_for(connection, plan, lookup)
     if plan.driver == "time":
-        unbounded = filters.model_copy(update={"start": None, "end": None})
-        counted, params = selection(unbounded, plan, "count(*)", words=words)
-        # One statement, counting each interval in a correlated subquery: the filters' values
-        # (and a word map of up to 1 MB, which SQLite copies at each bind) are bound once, where
-        # a statement per interval bound them per interval (a week of a common word in 42
-        # intervals: 23 ms against 15, same run).
-        ranges = interval_ranges(filters, origin, interval_ms, buckets)
-        per_range = (
-            f"SELECT ({counted} AND timestamp_ms >= json_extract(r.value, '$[0]') "
-            "AND timestamp_ms < json_extract(r.value, '$[1]')) FROM json_each(?) AS r ORDER BY r.key"
-        )
-        rows = connection.execute(per_range, [*params, orjson.dumps(ranges).decode()]).fetchall()
-        return [int(count) for (count,) in rows]
+        walked = walked_counts(connection, filters, plan, words, origin, interval_ms, buckets)
+        return [row[0] for row in walked]
     chosen, params = selection(filters, plan, "timestamp_ms", words=words)
     sql = (
         f"SELECT (timestamp_ms - ?) / ?, count(*) FROM ({chosen} "
@@ -849,6 +838,29 @@ def count_by_interval_split(
             for value in values
         ]
     words = words_test_for(connection, plan, lookup)
+    walked = walked_counts(
+        connection, filters, plan, words, timestamp_ms(start), interval_ms, buckets, column, values
+    )
+    totals = [row[0] for row in walked]
+    return totals, [[row[index + 1] for row in walked] for index in range(len(values))]
+
+
+def walked_counts(
+    connection: sqlite3.Connection,
+    filters: EventFilters,
+    plan: Plan,
+    words: WordTest | None,
+    origin: int,
+    interval_ms: int,
+    buckets: int,
+    column: str = "",
+    values: Sequence[str] = (),
+) -> list[list[int]]:
+    """Per interval, the matches, then the matches having each of `values` in `column` (a
+    FACET_COLUMNS column), walking the time index in one statement: each interval is counted in a
+    correlated subquery, so the filters' values (and a word map of up to 1 MB, which SQLite
+    copies at each bind) are bound once, where a statement per interval bound them per interval
+    (a week of a common word in 42 intervals: 23 ms against 15, same run)."""
     unbounded = filters.model_copy(update={"start": None, "end": None})
     counts = ["count(*)", *(f"count(CASE WHEN {column} = ? THEN 1 END)" for _ in values)]
     counted, params = selection(unbounded, plan, f"json_array({', '.join(counts)})", words=words)
@@ -856,11 +868,9 @@ def count_by_interval_split(
         f"SELECT ({counted} AND timestamp_ms >= json_extract(r.value, '$[0]') "
         "AND timestamp_ms < json_extract(r.value, '$[1]')) FROM json_each(?) AS r ORDER BY r.key"
     )
-    ranges = interval_ranges(filters, timestamp_ms(start), interval_ms, buckets)
+    ranges = interval_ranges(filters, origin, interval_ms, buckets)
     rows = connection.execute(per_range, [*values, *params, orjson.dumps(ranges).decode()])
-    per_interval = [orjson.loads(counted_row) for (counted_row,) in rows]
-    totals = [row[0] for row in per_interval]
-    return totals, [[row[index + 1] for row in per_interval] for index in range(len(values))]
+    return [orjson.loads(counted_row) for (counted_row,) in rows]
 
 
 def interval_ranges(
