@@ -46,6 +46,7 @@ from aoc_common.event_store.sqlite_schema import (
     seqs_with_id,
     transaction,
 )
+from aoc_common.event_store.sqlite_word_cache import WordCache
 from aoc_common.events import CanonicalEvent, Comment, to_utc_millis, utc_now
 from aoc_common.query import (
     DEFAULT_COUNT_LIMIT,
@@ -75,6 +76,16 @@ from aoc_common.rules import (
 )
 
 T = TypeVar("T")
+
+
+class StoreConnection(sqlite3.Connection):
+    """The store's connection, with what its reads keep about search words between answers
+    (`sqlite_word_cache`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.word_cache = WordCache()
+
 
 # Keys looked up per statement, well under SQLite's bound-parameter limit.
 LOOKUP_CHUNK = 500
@@ -136,7 +147,7 @@ class SqliteEventStore(EventStore):
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Autocommit mode: transactions are explicit (`transaction`), never implicit.
-        connection = sqlite3.connect(self.path, isolation_level=None)
+        connection = sqlite3.connect(self.path, isolation_level=None, factory=StoreConnection)
         try:
             connection.execute("PRAGMA busy_timeout = 5000")
             # Only a new, empty file takes it (before WAL and the first table). Large pages hold

@@ -34,6 +34,7 @@ import orjson
 
 from aoc_common.event_store.base import MAX_FILTER_OPTIONS
 from aoc_common.event_store.sqlite_schema import value_token
+from aoc_common.event_store.sqlite_word_cache import WordCache, WordMap
 from aoc_common.query import (
     VALUE_FILTERS,
     Cursor,
@@ -112,8 +113,9 @@ class Plan:
     possible: bool = True
     # The FTS5 expression of the search words alone ("" without words).
     words: str = ""
-    # The seqs the words find, when the plan had to read them (a prefix term, see `plan_for`).
-    word_hits: list[int] | None = dataclasses.field(default=None, compare=False, repr=False)
+    # The map of the events the words find, when the plan had to read them (a prefix term, see
+    # `plan_for`).
+    word_map: WordMap | None = dataclasses.field(default=None, compare=False, repr=False)
 
 
 def _marks(values: Sequence[Any]) -> str:
@@ -158,14 +160,29 @@ def words_match(
     return " AND ".join(parts), at_most if bounded else None, exact
 
 
+def word_cache(connection: sqlite3.Connection) -> WordCache | None:
+    """The store connection's cache of terms and word maps, brought to this read's snapshot (None
+    on a plain connection)."""
+    cache: WordCache | None = getattr(connection, "word_cache", None)
+    if cache is not None:
+        cache.sync(connection)
+    return cache
+
+
 def terms_starting(connection: sqlite3.Connection, prefix: str) -> list[tuple[str, int]] | None:
     """The indexed terms starting with `prefix` and how many events hold each (read from the
-    fts5vocab view of the index, in this read's snapshot), or None when there are more than
-    MAX_PREFIX_TERMS. Terms sort by their UTF-8 bytes, which is code point order, so they are the
-    terms from `prefix` up to (excluded) the prefix with its last character incremented."""
+    fts5vocab view of the index, in this read's snapshot, or kept from an earlier answer), or None
+    when there are more than MAX_PREFIX_TERMS. Terms sort by their UTF-8 bytes, which is code
+    point order, so they are the terms from `prefix` up to (excluded) the prefix with its last
+    character incremented."""
     last = ord(prefix[-1])
     if last >= 0x10FFFF or 0xD7FF <= last <= 0xDFFF:
         return None
+    cache = word_cache(connection)
+    if cache is not None:
+        known, kept = cache.terms(prefix)
+        if known:
+            return kept
     upper = prefix[:-1] + chr(last + 1)
     connection.execute(
         f"CREATE VIRTUAL TABLE IF NOT EXISTS {SEARCH_TERMS} "
@@ -175,7 +192,10 @@ def terms_starting(connection: sqlite3.Connection, prefix: str) -> list[tuple[st
         f"SELECT term, doc FROM {SEARCH_TERMS} WHERE term >= ? AND term < ? LIMIT ?",
         (prefix, upper, MAX_PREFIX_TERMS + 1),
     ).fetchall()
-    return None if len(terms) > MAX_PREFIX_TERMS else terms
+    found = None if len(terms) > MAX_PREFIX_TERMS else terms
+    if cache is not None:
+        cache.remember_terms(prefix, found, MAX_PREFIX_TERMS)
+    return found
 
 
 @dataclass(frozen=True)
@@ -192,6 +212,8 @@ class Lookup:
     words_at_most: int | None = None
     # Whether `words_at_most` is exactly how many.
     words_exact: bool = False
+    # The search tokens, as the word cache knows their map (`search_key`).
+    tokens: tuple[str, ...] = ()
 
 
 NOTHING = Lookup("", "", possible=False)
@@ -226,7 +248,18 @@ def lookup_expression(connection: sqlite3.Connection, filters: EventFilters) -> 
         if len(actors) <= MAX_ACTOR_TOKENS:
             tokens = (_quoted(value_token("actor_display", actor)) for actor in actors)
             parts.append("(" + " OR ".join(tokens) + ")")
-    return Lookup(" AND ".join(parts), words, words_at_most=words_at_most, words_exact=words_exact)
+    return Lookup(
+        " AND ".join(parts),
+        words,
+        words_at_most=words_at_most,
+        words_exact=words_exact,
+        tokens=search_key(filters),
+    )
+
+
+def search_key(filters: EventFilters) -> tuple[str, ...]:
+    """The filters' search tokens in one order: the events they find do not depend on it."""
+    return tuple(sorted(set(filters.search_tokens)))
 
 
 def _at_most(connection: sqlite3.Connection, lookup: str, value: Any, bound: int) -> int:
@@ -252,18 +285,22 @@ def plan_for(
     if not found.possible:
         return Plan("time", "", possible=False)
     lookup, words = found.expression, found.words
-    word_hits = None
+    word_map = None
     if lookup and lookup == words and found.words_at_most is None:
-        word_hits = hits_of(connection, words)
-        if len(word_hits) <= rare:
+        word_map = words_map(connection, words, tokens=found.tokens)
+        if word_map.hits is None and word_map.at_least <= rare:
+            rare_words = _at_most(connection, SEARCH_HITS, words, rare) <= rare
+        else:
+            rare_words = word_map.hits is not None and word_map.hits <= rare
+        if rare_words:
             return Plan("search", lookup, words=words)
     elif lookup and _at_most(connection, SEARCH_HITS, lookup, rare) <= rare:
         return Plan("search", lookup, words=words)
     tag_lookup = "SELECT event_seq FROM event_tags WHERE tag = ?"
     for tag in filters.tags:
         if _at_most(connection, tag_lookup, tag, rare) <= rare:
-            return Plan("tag", lookup, words=words, word_hits=word_hits)
-    return Plan("time", lookup, words=words, word_hits=word_hits)
+            return Plan("tag", lookup, words=words, word_map=word_map)
+    return Plan("time", lookup, words=words, word_map=word_map)
 
 
 def selection(
@@ -381,7 +418,16 @@ def count_matching(connection: sqlite3.Connection, filters: EventFilters, limit:
     lookup = lookup_expression(connection, filters)
     if not lookup.possible:
         return MatchCount(value=0, exact=True)
-    if lookup.expression and decided_by_index(connection, filters):
+    kept = None
+    if lookup.tokens and lookup.expression == lookup.words:  # words alone
+        # A prefix term costs as much to count as to map (FTS5 merges its terms' lists either
+        # way), and the map then serves the page, facets and histogram asked with the count.
+        prefix = lookup.words_at_most is None
+        kept = words_map(connection, lookup.words, tokens=lookup.tokens) if prefix else None
+        kept = kept or kept_map(connection, lookup)
+    if kept is not None and kept.hits is not None and decided_by_index(connection, filters):
+        found = kept.hits
+    elif lookup.expression and decided_by_index(connection, filters):
         found = _at_most(connection, SEARCH_HITS, lookup.expression, limit)
     else:
         plan = plan_for(connection, filters, lookup=lookup)
@@ -653,7 +699,8 @@ def page_words_test(
     hits = lookup.words_at_most
     used = {name for name in EventFilters.model_fields if getattr(filters, name)}
     alone = used <= {"search", "start", "end"}
-    if plan.driver == "time" and lookup.words_exact and hits and alone:
+    kept = kept_map(connection, lookup) is not None
+    if plan.driver == "time" and lookup.words_exact and hits and alone and not kept:
         (newest,) = connection.execute("SELECT max(seq) FROM events").fetchone()
         events = max(newest or 0, hits)
         if hits <= events * ABSENT_MAP_SHARE:
@@ -670,11 +717,20 @@ def words_test_for(connection: sqlite3.Connection, plan: Plan, lookup: Lookup) -
     looks them up, or without words)."""
     if plan.driver == "search" or not plan.words:
         return None
-    if plan.word_hits is not None:
-        return WordTest(byte_map(plan.word_hits))
-    return word_test_of(
-        connection, plan.words, words_at_most=lookup.words_at_most, exact=lookup.words_exact
+    word_map = plan.word_map or words_map(
+        connection,
+        plan.words,
+        tokens=lookup.tokens,
+        words_at_most=lookup.words_at_most,
+        exact=lookup.words_exact,
     )
+    return WordTest(word_map.flags, word_map.absent)
+
+
+def kept_map(connection: sqlite3.Connection, lookup: Lookup) -> WordMap | None:
+    """The map of the lookup's words an earlier answer of this snapshot made, if kept."""
+    cache = word_cache(connection) if lookup.tokens else None
+    return cache.word_map(lookup.tokens) if cache is not None else None
 
 
 def word_test_of(
@@ -684,25 +740,54 @@ def word_test_of(
     words_at_most: int | None = None,
     exact: bool = False,
 ) -> WordTest:
-    """The `WordTest` of an FTS5 expression of search words: the map of the events they find,
-    unless they may find more than ABSENT_MAP_SHARE of the events (`words_at_most`, from the
-    terms' counts; counted when it is only a bound), then the map of the events they do not
-    find. Words with a prefix term (`words_at_most` None) are mapped by their hits, read once:
-    FTS5 merges the lists of every term a prefix starts in each statement that reads it ("user",
-    starting 2,000 actor names among others at 1M events, ~280 ms a statement). Either list is
-    read as one JSON array, which orjson turns into ints in C (splitting a comma-separated list
-    and calling int() cost more than reading the index)."""
-    if words_at_most is None:
-        return WordTest(byte_map(hits_of(connection, words)))
-    (newest,) = connection.execute("SELECT max(seq) FROM events").fetchone()
-    half = int((newest or 0) * ABSENT_MAP_SHARE)
-    dense = words_at_most > half
-    if dense and not exact and _at_most(connection, SEARCH_HITS, words, half) <= half:
-        dense = False
-    everything = every_event(connection) if dense else ""
-    if not everything:
-        return WordTest(byte_map(hits_of(connection, words)))
-    return WordTest(byte_map(hits_of(connection, f"{everything} NOT ({words})")), True)
+    """The `WordTest` of an FTS5 expression of search words (`words_map`, not kept)."""
+    word_map = words_map(connection, words, words_at_most=words_at_most, exact=exact)
+    return WordTest(word_map.flags, word_map.absent)
+
+
+def words_map(
+    connection: sqlite3.Connection,
+    words: str,
+    *,
+    tokens: tuple[str, ...] = (),
+    words_at_most: int | None = None,
+    exact: bool = False,
+) -> WordMap:
+    """The map of an FTS5 expression of search words: of the events they find, unless they may
+    find more than ABSENT_MAP_SHARE of the events (`words_at_most`, from the terms' counts;
+    counted when it is only a bound), then of the events they do not find. Words with a prefix
+    term (`words_at_most` None) are mapped by their hits, read once: FTS5 merges the lists of
+    every term a prefix starts in each statement that reads it ("user", starting 2,000 actor
+    names among others at 1M events, ~280 ms a statement). Either list is read as one JSON array,
+    which orjson turns into ints in C (splitting a comma-separated list and calling int() cost
+    more than reading the index). With `tokens` (the words as the query gave them), the map is
+    kept by the connection's word cache for later answers, and taken from it when there."""
+    cache = word_cache(connection) if tokens else None
+    kept = cache.word_map(tokens) if cache is not None else None
+    if kept is not None:
+        return kept
+    made = _made_map(connection, words, words_at_most, exact)
+    if cache is not None:
+        cache.remember_map(tokens, made)
+    return made
+
+
+def _made_map(
+    connection: sqlite3.Connection, words: str, words_at_most: int | None, exact: bool
+) -> WordMap:
+    if words_at_most is not None:
+        (newest,) = connection.execute("SELECT max(seq) FROM events").fetchone()
+        half = int((newest or 0) * ABSENT_MAP_SHARE)
+        dense = words_at_most > half
+        if dense and not exact and _at_most(connection, SEARCH_HITS, words, half) <= half:
+            dense = False
+        everything = every_event(connection) if dense else ""
+        if everything:
+            absences = hits_of(connection, f"{everything} NOT ({words})")
+            hits = words_at_most if exact else None
+            return WordMap(byte_map(absences), True, hits, half + 1)
+    found = hits_of(connection, words)
+    return WordMap(byte_map(found), False, len(found), len(found))
 
 
 def hits_of(connection: sqlite3.Connection, expression: str) -> list[int]:

@@ -473,6 +473,8 @@ def _ensure_search_index(connection: sqlite3.Connection, *, rebuilt: bool) -> No
         "SELECT value FROM store_meta WHERE key = 'search_text_version'"
     ).fetchone()
     current = row is not None and int(row[0]) == SEARCH_TEXT_VERSION
+    if not current or rebuilt:
+        words_changed(connection)
     if not current and not rebuilt:
         connection.execute("INSERT INTO event_search (event_search) VALUES ('delete-all')")
         last = 0
@@ -496,6 +498,28 @@ def _ensure_search_index(connection: sqlite3.Connection, *, rebuilt: bool) -> No
         "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         (str(SEARCH_TEXT_VERSION),),
     )
+
+
+WORDS_GENERATION = "words_generation"
+
+
+def words_changed(connection: sqlite3.Connection) -> None:
+    """Record that words of stored events were replaced or removed (inserts add events under new
+    seqs and record nothing): a reader keeping what it knows of words across snapshots
+    (`sqlite_word_cache`) then starts over. In the writer's transaction."""
+    connection.execute(
+        "INSERT INTO store_meta (key, value) VALUES (?, '1') "
+        "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
+        (WORDS_GENERATION,),
+    )
+
+
+def words_generation(connection: sqlite3.Connection) -> str:
+    """How many times words of stored events were replaced or removed ("0": never)."""
+    row = connection.execute(
+        "SELECT value FROM store_meta WHERE key = ?", (WORDS_GENERATION,)
+    ).fetchone()
+    return "0" if row is None else str(row[0])
 
 
 def stored_fields(doc: str) -> IndexedFields:

@@ -37,6 +37,7 @@ from aoc_common.event_store.sqlite_schema import (
     stored_search_text,
     text_hash,
     transaction,
+    words_changed,
 )
 from aoc_common.query import UpsertResult
 
@@ -311,6 +312,8 @@ def _replace_words(connection: sqlite3.Connection, seq: int, old_doc: str, new_t
 
 def _remove_words(connection: sqlite3.Connection, rows: list[tuple[int, str]]) -> None:
     """A contentless FTS5 table forgets a row when given the words it was indexed with."""
+    if rows:
+        words_changed(connection)
     connection.executemany(
         "INSERT INTO event_search (event_search, rowid, terms) VALUES ('delete', ?, ?)", rows
     )
