@@ -5,6 +5,8 @@ against a large store.
     python bench/api.py --events 200000       # a smaller store
     python bench/api.py --mongo 20000         # also: MongoDB protocol (SecantusDB in-process), 20k events
     python bench/api.py --only count,facets   # only the scenarios whose name has one of these words
+    python bench/api.py --only word --first-ask   # every request is its words' first ask
+    python bench/api.py --only word --ingest 500 --runs 30   # 500 events added before each request
 
 Count and facet scenarios call `GET /api/events/count` and `/api/events/facets`; where the API
 under test has no such route (or no `order` parameter), the scenario times the store's own
@@ -15,6 +17,13 @@ Events are the fixture events (normalized by the real core) cloned with new ids,
 90 days, 2,000 actors and a few rare words, so filters and searches have realistic selectivity. The
 SQLite file is kept under .aoc-data/bench-api/ and reused by the next run with the same size. Each
 scenario runs sequential requests (a new loopback connection each) and prints p50/p95/max in ms.
+
+The embedded store keeps what it learnt of search words between answers (`sqlite_word_cache`), so a
+scenario repeating one search measures the answers after the first. `--first-ask` empties that
+cache before every request (untimed): each answer then reads its words as a new search does.
+`--ingest N` has a second store on the same file (a sink) add N new events before every request
+(untimed), so each answer first folds in the events added since the last; the added events are
+ingested "in 2000" and purged when the run ends, so the file keeps its size.
 SecantusDB is a test engine (about 3 ms per write, a young query planner): its figures say nothing of
 MongoDB's; the goal p95 < 50 ms on MongoDB needs a real mongod (AOC_BENCH_MONGO_URI=mongodb://...).
 """
@@ -29,6 +38,8 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -186,8 +197,19 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
+Before = Callable[[], Awaitable[None]]
+
+
+async def nothing_before() -> None:
+    return None
+
+
 async def measure(
-    client: httpx.AsyncClient, path: str, params: dict[str, Any], runs: int
+    client: httpx.AsyncClient,
+    path: str,
+    params: dict[str, Any],
+    runs: int,
+    before: Before = nothing_before,
 ) -> list[float]:
     cursor: str | None = None
     if path == "cursor":  # the 20th page: follow 19 cursors first
@@ -201,6 +223,7 @@ async def measure(
     timings: list[float] = []
     deadline = time.monotonic() + SCENARIO_SECONDS
     for attempt in range(runs + 5):
+        await before()
         started = time.perf_counter()
         response = await client.get(path, params=params)
         elapsed = (time.perf_counter() - started) * 1000
@@ -214,11 +237,16 @@ async def measure(
 
 
 async def measure_store(
-    store: EventStore, path: str, params: dict[str, Any], runs: int
+    store: EventStore,
+    path: str,
+    params: dict[str, Any],
+    runs: int,
+    before: Before = nothing_before,
 ) -> list[float]:
     timings: list[float] = []
     deadline = time.monotonic() + SCENARIO_SECONDS
     for attempt in range(runs + 5):
+        await before()
         started = time.perf_counter()
         await store_call(store, path, params)
         if attempt >= 5:
@@ -244,13 +272,53 @@ def items_in(answer: dict[str, Any]) -> int:
     return int(answer.get("value", 0))
 
 
+def forgetting_words(store: EventStore) -> Before:
+    """Empties the embedded store's word cache (on the store's thread, as its reads run)."""
+
+    async def forget() -> None:
+        if isinstance(store, SqliteEventStore):
+            await store._run(lambda connection: connection.word_cache.clear())
+
+    return forget
+
+
+INGESTED_LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def ingesting(writer: EventStore, batch: int) -> Before:
+    """Adds `batch` new events through `writer` (ingested in 2000: purged after the run)."""
+    batches = synthetic_events(10**12, batch_size=batch, seed=time.time_ns())
+
+    async def add() -> None:
+        events = next(batches)
+        await writer.upsert_events(
+            [event.model_copy(update={"ingested_at": INGESTED_LONG_AGO}) for event in events]
+        )
+
+    return add
+
+
 async def bench_store(
-    label: str, store: EventStore, count: int, runs: int, tmp: Path, only: list[str]
+    label: str,
+    store: EventStore,
+    count: int,
+    runs: int,
+    tmp: Path,
+    only: list[str],
+    *,
+    first_ask: bool = False,
+    ingest: int = 0,
 ) -> None:
     print(f"\n{label}: {count:,} events")
     await store.start()
+    writer = None
     try:
         await fill(store, count)
+        before = forgetting_words(store) if first_ask else nothing_before
+        if ingest and isinstance(store, SqliteEventStore):
+            writer = SqliteEventStore(store.path, retention_days=store.retention_days)
+            await writer.start()
+            before = ingesting(writer, ingest)
         app = create_app(Settings(data_dir=tmp), store=store, message_log=None)
         listener = socket.socket()
         listener.bind(("127.0.0.1", 0))
@@ -275,11 +343,11 @@ async def bench_store(
                 if only and not any(word in name for word in only):
                     continue
                 if await served(client, path, params):
-                    timings = await measure(client, path, params, runs)
+                    timings = await measure(client, path, params, runs, before)
                     target = path if path != "cursor" else "/api/events"
                     shown, via = items_in((await client.get(target, params=params)).json()), "http"
                 else:
-                    timings = await measure_store(store, path, params, runs)
+                    timings = await measure_store(store, path, params, runs, before)
                     shown, via = await store_call(store, path, params), "store"
                 print(
                     f"  {name:<42} {statistics.median(timings):8.1f} "
@@ -290,6 +358,9 @@ async def bench_store(
         server.should_exit = True
         await serving
     finally:
+        if writer is not None:
+            print(f"  purged the {await writer.purge_expired():,} events the run added")
+            await writer.stop()
         await store.stop()
 
 
@@ -304,6 +375,12 @@ async def main() -> None:
     )
     parser.add_argument("--data", type=Path, default=REPO / ".aoc-data" / "bench-api")
     parser.add_argument("--only", default="", help="comma-separated words of scenario names")
+    parser.add_argument(
+        "--first-ask", action="store_true", help="empty the word cache before every request"
+    )
+    parser.add_argument(
+        "--ingest", type=int, default=0, help="add N events to the store before every request"
+    )
     args = parser.parse_args()
     only = [word for word in args.only.split(",") if word]
     args.data.mkdir(parents=True, exist_ok=True)
@@ -315,6 +392,8 @@ async def main() -> None:
         args.runs,
         args.data,
         only,
+        first_ask=args.first_ask,
+        ingest=args.ingest,
     )
     if args.mongo:
         uri = os.environ.get("AOC_BENCH_MONGO_URI")

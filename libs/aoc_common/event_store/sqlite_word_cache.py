@@ -22,6 +22,7 @@ counts kept with terms and maps stay exact.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -123,10 +124,12 @@ class WordCache:
 
     def _fold_in(self, connection: sqlite3.Connection, after: int, through: int) -> None:
         """Count the words of the events with seqs in (after, through] into the kept terms and
-        maps: an event holds a query token when one of its indexed words starts with it, which is
-        what the search index's terms say (`stored_search_text` is the text it indexed)."""
+        maps. `stored_search_text` is the text the search index was given for an event: words
+        separated by single spaces, so an event holds a query token (one of its words starts
+        with it) exactly when " " + token is in " " + its text, a test made in C (a generator of
+        `startswith` per word took 5 ms per map for 500 events)."""
         added = [
-            (seq, stored_search_text(doc).split())
+            (seq, " " + stored_search_text(doc))
             for seq, doc in connection.execute(
                 "SELECT seq, doc FROM event_docs WHERE seq > ? AND seq <= ?", (after, through)
             )
@@ -134,17 +137,19 @@ class WordCache:
         for prefix, terms in self._terms.items():
             if terms.counts is None:
                 continue
-            for _, words in added:
-                for word in set(words):
-                    if word.startswith(prefix):
+            starting = re.compile(" (" + re.escape(prefix) + "[^ ]*)")
+            for _, text in added:
+                if " " + prefix in text:
+                    for word in set(starting.findall(text)):
                         terms.counts[word] = terms.counts.get(word, 0) + 1
             if len(terms.counts) > terms.most:
                 terms.counts = None
         for tokens, old in list(self._maps.items()):
+            needles = [" " + token for token in tokens]
             flags = bytearray(old.flags)
             found = 0
-            for seq, words in added:
-                holds = all(any(word.startswith(token) for word in words) for token in tokens)
+            for seq, text in added:
+                holds = all(needle in text for needle in needles)
                 found += holds
                 if holds != old.absent:
                     if seq >= len(flags):
