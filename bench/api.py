@@ -176,7 +176,24 @@ def scenarios(actor: str) -> list[Scenario]:
         ("facets, search prefix of 2,000+ terms", "/api/events/facets", {"search": "user"}),
         ("facets, actor contains (one)", "/api/events/facets", {"actor": actor}),
         ("facets, exclude_service", "/api/events/facets", {"exclude_service": "Exchange"}),
+        # What the events view asks for a search, at once: the page, count, facets and histogram.
+        ("events view, search common word", VIEW, {"search": "mailbox"}),
+        ("events view, search very common word", VIEW, {"search": "contoso"}),
+        ("events view, search prefix of 2,000+ terms", VIEW, {"search": "user"}),
     ]
+
+
+VIEW = "view"
+VIEW_PATHS = ("/api/events", "/api/events/count", "/api/events/facets", "/api/events/histogram")
+
+
+async def get(client: httpx.AsyncClient, path: str, params: dict[str, Any]) -> httpx.Response:
+    """One request, or for VIEW the events view's four fired at once (the first failing one, or
+    the count's answer)."""
+    if path != VIEW:
+        return await client.get(path, params=params)
+    answers = await asyncio.gather(*(client.get(each, params=params) for each in VIEW_PATHS))
+    return next((answer for answer in answers if answer.status_code != 200), answers[1])
 
 
 async def store_call(store: EventStore, path: str, params: dict[str, Any]) -> int:
@@ -225,7 +242,7 @@ async def measure(
     for attempt in range(runs + 5):
         await before()
         started = time.perf_counter()
-        response = await client.get(path, params=params)
+        response = await get(client, path, params)
         elapsed = (time.perf_counter() - started) * 1000
         if response.status_code != 200:
             raise SystemExit(f"{path} {params}: HTTP {response.status_code} {response.text[:200]}")
@@ -260,7 +277,7 @@ async def served(client: httpx.AsyncClient, path: str, params: dict[str, Any]) -
     """Whether the API under test answers this scenario itself (a route, its parameters)."""
     if path == "cursor":
         return True
-    return (await client.get(path, params=params)).status_code == 200
+    return (await get(client, path, params)).status_code == 200
 
 
 def items_in(answer: dict[str, Any]) -> int:
@@ -345,7 +362,7 @@ async def bench_store(
                 if await served(client, path, params):
                     timings = await measure(client, path, params, runs, before)
                     target = path if path != "cursor" else "/api/events"
-                    shown, via = items_in((await client.get(target, params=params)).json()), "http"
+                    shown, via = items_in((await get(client, target, params)).json()), "http"
                 else:
                     timings = await measure_store(store, path, params, runs, before)
                     shown, via = await store_call(store, path, params), "store"

@@ -172,3 +172,30 @@ async def test_more_events_added_than_the_reader_folds_in_make_it_start_over(
         got = await answers(reader)
     assert got == await fresh_answers(reader.path)
     assert reads_of_words(statements)
+
+
+def test_the_cache_keeps_the_most_recently_used_terms_and_maps_within_its_bounds():
+    from aoc_common.event_store.sqlite_word_cache import (
+        MAX_KEPT_MAPS,
+        MAX_KEPT_TERMS,
+        WordCache,
+        WordMap,
+    )
+
+    cache = WordCache()
+    for n in range(MAX_KEPT_TERMS + 5):
+        cache.remember_terms(f"word{n}", [(f"word{n}", n)], 16)
+        if n == 2:
+            cache.remember_terms("kept", [("kept", 1)], 16)
+        if n > 2:
+            assert cache.terms("kept") == (True, [("kept", 1)])  # used: stays
+    assert cache.terms("word0") == (False, None)  # the least recently used went first
+    assert cache.terms(f"word{MAX_KEPT_TERMS + 4}")[0]
+    assert sum(cache.terms(f"word{n}")[0] for n in range(MAX_KEPT_TERMS + 5)) == MAX_KEPT_TERMS - 1
+
+    for n in range(MAX_KEPT_MAPS + 3):
+        cache.remember_map((f"word{n}",), WordMap(b"\x00\x01", False, 1, 1))
+    assert cache.word_map(("word0",)) is None
+    assert cache.word_map((f"word{MAX_KEPT_MAPS + 2}",)) is not None
+    kept = [n for n in range(MAX_KEPT_MAPS + 3) if cache.word_map((f"word{n}",)) is not None]
+    assert len(kept) == MAX_KEPT_MAPS

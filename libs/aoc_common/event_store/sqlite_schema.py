@@ -25,6 +25,9 @@ what the API's queries read (bench/api.py):
   sqlite_writes.py).
 - `seq` (the FTS rowid and the key of tags and documents) is AUTOINCREMENT: a seq is never
   reused, so nothing left behind by a deleted event can ever point at a new one.
+- `store_meta.words_generation` counts the times words of stored events were replaced or removed
+  (`words_changed`): a reader that keeps what it learnt of search words folds in added events
+  (new seqs) and starts over when this changes (`sqlite_word_cache`).
 """
 
 from __future__ import annotations
