@@ -137,10 +137,16 @@ async def test_a_reader_answers_as_a_fresh_store_while_events_are_added_changed_
     assert reads_of_words(statements) == []
     assert after_append == await fresh_answers(reader.path)
 
-    # The reader's own writes (tags) change no words.
+    # The reader's own writes: tags change no words; events it adds itself (one process running
+    # the sink and the API, as `aoc demo` does) are folded in like another writer's.
     page = await reader.query_events(EventQuery(search="rarely", page_size=1))
     await reader.set_tags(page.items[0].id, ["triaged"])
     assert await answers(reader) == await fresh_answers(reader.path)
+    await reader.upsert_events(events(FIRST_BATCH + 300, 40, newest_minutes_ago=0, words="zqown"))
+    async with traced(reader) as statements:
+        after_own = await answers(reader)
+    assert after_own == await fresh_answers(reader.path)
+    assert reads_of_words(statements) == []
 
     # An event sent again with other words: the reader starts over.
     changed = events(FIRST_BATCH + 1, 1, newest_minutes_ago=0)[0]
