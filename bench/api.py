@@ -123,6 +123,7 @@ def scenarios(actor: str) -> list[Scenario]:
             "/api/events/histogram",
             {"search": "contoso", "start": WEEK_START},
         ),
+        ("histogram, common word (90 days)", "/api/events/histogram", {"search": "mailbox"}),
         ("histogram, very common word (90 days)", "/api/events/histogram", {"search": "contoso"}),
         (
             "histogram, 7 days, prefix of 2,000+ terms",

@@ -1632,6 +1632,57 @@ async def test_search_words_walked_by_their_hits_or_absences_answer_the_same(
     assert (sum(everywhere.flags), everywhere.absent) == (len(events), False)
 
 
+@only_on("embedded")
+async def test_a_histogram_reads_a_lookup_finding_few_of_its_range_through_the_index(
+    event_store: EventStore, monkeypatch: pytest.MonkeyPatch
+):
+    """A histogram whose lookup finds at most HISTOGRAM_LOOKUP_SHARE of the entries a walk of
+    its range would read groups the lookup's matches instead of walking the time index (here the
+    bound is lowered so that 2,300 events meet it): the counts are the reference's either way,
+    for ranges covering every stored event or part of them."""
+    import sqlite3
+
+    from aoc_common.event_store import sqlite_query
+
+    monkeypatch.setattr(sqlite_query, "COMMON_LOOKUP_ROWS", 10)
+    monkeypatch.setattr(sqlite_query, "HISTOGRAM_LOOKUP_SHARE", 0.2)
+    events = a_large_mixed_batch(2_300)
+    await event_store.upsert_events(events)
+    day = timedelta(days=1)
+    looked_up = {
+        "category": {"category": "Device"},  # 1 in 7
+        "actor type": {"actor_type": "app"},  # 1 in 11
+        "words and a value": {"search": "mailbox", "category": "Device"},
+        "with a tag": {"tags": ["common"], "category": "Device"},
+        "a prefix and a value": {"search": "forw", "actor_type": "app"},
+    }
+    walked = {
+        "common value": {"service": "Exchange"},  # 1 in 2
+        "common word": {"search": "forwarding"},
+        "no filter": {},
+    }
+    with contextlib.closing(sqlite3.connect(event_store.path)) as connection:  # type: ignore[attr-defined]
+        for name, filters in {**looked_up, **walked}.items():
+            only = EventFilters.model_validate(filters)
+            matching = [event for event in events if matches(event, only)]
+            for start, days in ((BASE_TIME - 7 * day, 7), (BASE_TIME - 3 * day, 1)):
+                statements: list[str] = []
+                connection.set_trace_callback(statements.append)
+                got = sqlite_query.count_by_interval(connection, only, start, 86_400_000, days)
+                connection.set_trace_callback(None)
+                assert got == [
+                    sum(
+                        1
+                        for e in matching
+                        if start + n * day <= e.timestamp < start + (n + 1) * day
+                    )
+                    for n in range(days)
+                ], (name, days)
+                grouped = any("GROUP BY 1" in sql and "MATCH" in sql for sql in statements)
+                # One day of seven holds too few entries to beat, whatever the lookup.
+                assert grouped == (name in looked_up and days == 7), (name, days, statements)
+
+
 async def test_interval_counts_per_value_are_each_value_s_histogram(event_store: EventStore):
     """The overview's stacked chart: counts per interval for each of a field's values, the same
     as the histogram of the events having that value (the embedded store counts them in one walk
