@@ -1561,21 +1561,35 @@ WORD_QUERIES: list[dict[str, Any]] = [
 
 
 @only_on("embedded")
-@pytest.mark.parametrize("absent_share", [0.0, 1.0], ids=["absences", "hits"])
+@pytest.mark.parametrize(
+    ("absent_share", "prefix_terms"),
+    [(0.0, 16), (1.0, 16), (1.0, 0)],
+    ids=["absences", "hits", "prefix terms"],
+)
 async def test_search_words_walked_by_their_hits_or_absences_answer_the_same(
-    event_store: EventStore, monkeypatch: pytest.MonkeyPatch, absent_share: float
+    event_store: EventStore,
+    monkeypatch: pytest.MonkeyPatch,
+    absent_share: float,
+    prefix_terms: int,
 ):
     """A walk of the time index tests search words against a byte per event of their hits, or
-    of their absences when they may find more than ABSENT_MAP_SHARE of the events: pages, counts,
-    histograms and facets are the same either way, and a histogram looks the words up once per
-    answer, not once per interval."""
+    of their absences when they may find more than ABSENT_MAP_SHARE of the events (a word
+    starting more than MAX_PREFIX_TERMS terms is mapped by its hits): pages, counts, histograms
+    (words in most events: the other filters' histogram less their absences) and facets are the
+    same either way, and a histogram looks the words up once per answer, not once per
+    interval."""
     import sqlite3
 
     from aoc_common.event_store import sqlite_query
 
     monkeypatch.setattr(sqlite_query, "ABSENT_MAP_SHARE", absent_share)
+    monkeypatch.setattr(sqlite_query, "MAX_PREFIX_TERMS", prefix_terms)
     events = a_large_mixed_batch(sqlite_query.COMMON_LOOKUP_ROWS + 300)
+    # The newest stored events (the highest seqs) without "forwarding": past the end of its hits.
+    events += [an_event(f"late-{n}", minutes_ago=n, raw_text="mailbox") for n in range(3)]
     await event_store.upsert_events(events)
+    # Every word but the rarest ("wipe": 10 events) then walks the time index.
+    monkeypatch.setattr(sqlite_query, "COMMON_LOOKUP_ROWS", 100)
     start, day = BASE_TIME - timedelta(days=7), timedelta(days=1)
     for filters in WORD_QUERIES:
         query = EventQuery(**filters, page_size=400)
@@ -1600,11 +1614,18 @@ async def test_search_words_walked_by_their_hits_or_absences_answer_the_same(
         facets, counted, complete = expected_facets(events, only, 3, 100)
         got = await event_store.facet_counts(only, top=3, sample=100)
         assert (got.facets, got.counted, got.complete) == (facets, counted, complete), filters
-        histogram = await event_store.count_by_interval(only, start, 86_400_000, 7)
-        assert histogram == [
-            sum(1 for e in matching if start + n * day <= e.timestamp < start + (n + 1) * day)
-            for n in range(7)
-        ], filters
+        for first, interval, buckets in ((start, day, 7), (start + 4 * day, day / 24, 48)):
+            histogram = await event_store.count_by_interval(
+                only, first, int(interval.total_seconds() * 1000), buckets
+            )
+            assert histogram == [
+                sum(
+                    1
+                    for e in matching
+                    if first + n * interval <= e.timestamp < first + (n + 1) * interval
+                )
+                for n in range(buckets)
+            ], (filters, buckets)
 
     statements: list[str] = []
     with contextlib.closing(sqlite3.connect(event_store.path)) as connection:  # type: ignore[attr-defined]
