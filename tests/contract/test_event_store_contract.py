@@ -1236,6 +1236,16 @@ async def test_both_engines_return_the_same_pages_for_the_same_queries(
         assert embedded == mongo
 
 
+def expected_histogram(
+    matching: Sequence[CanonicalEvent], first: datetime, interval: timedelta, buckets: int
+) -> list[int]:
+    """The reference's count of `matching` events in each interval from `first`."""
+    return [
+        sum(1 for e in matching if first + n * interval <= e.timestamp < first + (n + 1) * interval)
+        for n in range(buckets)
+    ]
+
+
 def expected_facets(
     events: Iterable[CanonicalEvent], filters: EventFilters, top: int, sample: int | None
 ) -> tuple[dict[str, list[FacetValue]], int, bool]:
@@ -1618,14 +1628,10 @@ async def test_search_words_walked_by_their_hits_or_absences_answer_the_same(
             histogram = await event_store.count_by_interval(
                 only, first, int(interval.total_seconds() * 1000), buckets
             )
-            assert histogram == [
-                sum(
-                    1
-                    for e in matching
-                    if first + n * interval <= e.timestamp < first + (n + 1) * interval
-                )
-                for n in range(buckets)
-            ], (filters, buckets)
+            assert histogram == expected_histogram(matching, first, interval, buckets), (
+                filters,
+                buckets,
+            )
 
     statements: list[str] = []
     with contextlib.closing(sqlite3.connect(event_store.path)) as connection:  # type: ignore[attr-defined]
@@ -1691,14 +1697,7 @@ async def test_a_histogram_reads_a_lookup_finding_few_of_its_range_through_the_i
                 connection.set_trace_callback(statements.append)
                 got = sqlite_query.count_by_interval(connection, only, start, 86_400_000, days)
                 connection.set_trace_callback(None)
-                assert got == [
-                    sum(
-                        1
-                        for e in matching
-                        if start + n * day <= e.timestamp < start + (n + 1) * day
-                    )
-                    for n in range(days)
-                ], (name, days)
+                assert got == expected_histogram(matching, start, day, days), (name, days)
                 grouped = any("GROUP BY 1" in sql and "MATCH" in sql for sql in statements)
                 # One day of seven holds too few entries to beat, whatever the lookup.
                 assert grouped == (name in looked_up and days == 7), (name, days, statements)
@@ -1725,10 +1724,7 @@ async def test_interval_counts_per_value_are_each_value_s_histogram(event_store:
             only, start, 86_400_000, 7, counted, values
         )
         matching = [event for event in events if matches(event, only)]
-        assert totals == [
-            sum(1 for e in matching if start + n * day <= e.timestamp < start + (n + 1) * day)
-            for n in range(7)
-        ], filters
+        assert totals == expected_histogram(matching, start, day, 7), filters
         assert got == [
             [
                 sum(
@@ -1778,10 +1774,7 @@ async def test_common_and_rare_lookups_answer_the_same(event_store: EventStore):
         start, day = BASE_TIME - timedelta(days=7), timedelta(days=1)
         histogram = await event_store.count_by_interval(only, start, 86_400_000, 7)
         matching = [event for event in events if matches(event, only)]
-        assert histogram == [
-            sum(1 for e in matching if start + n * day <= e.timestamp < start + (n + 1) * day)
-            for n in range(7)
-        ], filters
+        assert histogram == expected_histogram(matching, start, day, 7), filters
 
     # And the plans really differ: common lookups walk the time index, rare ones use the index.
     import sqlite3
